@@ -1,0 +1,1 @@
+//! Fault mechanisms (being written).

@@ -1,0 +1,1 @@
+//! Consistency checkers (being written).

@@ -1,0 +1,101 @@
+//! The run's event journal (`events.jsonl`): faults applied and healed, role and term changes
+//! seen by the observer, node starts and exits, and the run's phases.
+
+use faultline_protocol::Role;
+use serde::{Deserialize, Serialize};
+
+/// One line of `events.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Nanoseconds since the run started (same clock as the history).
+    pub t: u64,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventKind {
+    /// The load starts; `t` is the run clock's origin plus the launch time.
+    RunStart {
+        experiment: String,
+        seed: u64,
+    },
+    /// A fault is about to be applied (journaled *before* it is applied). `id` pairs it with
+    /// its `fault_end`.
+    FaultStart {
+        id: u64,
+        /// Fault verb: kill, terminate, pause, restart, crash-loop, amnesia, ...
+        fault: String,
+        /// The selector as written (`leader`, `random`, `node: n2`).
+        selector: String,
+        /// The nodes it resolved to when it fired.
+        nodes: Vec<String>,
+    },
+    /// A fault was healed (restarted, resumed, ...).
+    FaultEnd {
+        id: u64,
+        fault: String,
+        nodes: Vec<String>,
+    },
+    /// The observer saw a node report a new role, term or leader.
+    Role {
+        node: String,
+        role: Role,
+        term: u64,
+        leader: Option<String>,
+    },
+    /// The observer could not reach a node's status endpoint (first failure after success).
+    Unreachable {
+        node: String,
+    },
+    /// A node process started.
+    NodeStart {
+        node: String,
+        pid: u32,
+    },
+    /// A node process exited. `expected` is false when no fault or shutdown caused it.
+    NodeExit {
+        node: String,
+        status: String,
+        expected: bool,
+    },
+    /// A phase of the run begins: `load`, `heal`, `recover`, `final-reads`, `stop`.
+    Phase {
+        name: String,
+    },
+    /// The run ended; `aborted` when it was interrupted.
+    RunEnd {
+        aborted: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+}
+
+/// Load an `events.jsonl`, ignoring a torn last line.
+pub fn load_events(path: &std::path::Path) -> Result<Vec<Event>, super::HistoryError> {
+    let p = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| super::HistoryError::Io {
+        path: p.clone(),
+        source,
+    })?;
+    let all: Vec<&str> = text.lines().collect();
+    let mut out = Vec::with_capacity(all.len());
+    for (i, raw) in all.iter().enumerate() {
+        if raw.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Event>(raw) {
+            Ok(e) => out.push(e),
+            Err(_) if i + 1 == all.len() && !text.ends_with('\n') => break,
+            Err(e) => {
+                return Err(super::HistoryError::Parse {
+                    path: p,
+                    line: i + 1,
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,1 @@
+//! Measures (being written).

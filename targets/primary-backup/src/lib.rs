@@ -1,0 +1,1 @@
+//! Reference primary-backup node (being written).

@@ -1,0 +1,1 @@
+//! Shared machinery of the reference nodes (being written).
