@@ -1,1 +1,344 @@
-fn main() {}
+//! The `faultline` command line: run experiments, check histories, render reports, and run a
+//! reference node (which is how the harness starts its own nodes).
+//!
+//! Exit codes: 0 pass (valid, every SLO met, or the verdict `expect:` asked for), 1 fail (a
+//! consistency violation or a broken SLO), 2 unknown (a checker ran out of budget, or the run
+//! was interrupted before it could reach a verdict), 254 bad input, 255 internal error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use faultline::experiment::{self, Override};
+use faultline::report::{self, Report};
+use faultline::run::{self, RunOptions};
+
+const EXIT_BAD_INPUT: u8 = 254;
+const EXIT_INTERNAL: u8 = 255;
+
+#[derive(Parser)]
+#[command(
+    name = "faultline",
+    version,
+    about = "Chaos and high-availability benchmarking harness",
+    after_help = "Exit codes: 0 pass, 1 fail (violation or broken SLO), 2 unknown \
+                  (checker budget ran out, or the run was interrupted), 254 bad input, \
+                  255 internal error."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run an experiment file, or every experiment in a suite directory.
+    Run {
+        /// experiment.yaml, or a directory of them.
+        path: PathBuf,
+        /// Results root; each run goes to <out>/<experiment>/<UTC time>-<seed>/.
+        #[arg(long, default_value = "results")]
+        out: PathBuf,
+        /// Seed for every random choice (overrides the file's `seed:`).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Override a field: --set target.nodes=5 --set workload.rate=1000/s
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<Override>,
+        /// No live progress display.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Check a recorded history for linearizability, lost writes and stale reads.
+    Check {
+        /// A faultline history.jsonl (or a run directory holding one).
+        history: PathBuf,
+        /// Consistency model.
+        #[arg(long, value_enum, default_value = "cas-register")]
+        model: ModelArg,
+        /// Time budget; keys not finished in time are `unknown`.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
+    /// Re-render report.json and summary.md from a run directory's recorded files (also for a
+    /// run that was interrupted or whose harness was killed).
+    Report {
+        run_dir: PathBuf,
+    },
+    /// List what this build supports.
+    List,
+    /// Run one reference node (the harness starts its nodes this way).
+    Node {
+        /// Node kind: primary-backup.
+        kind: String,
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ModelArg {
+    Register,
+    CasRegister,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(EXIT_BAD_INPUT),
+            };
+        }
+    };
+    match cli.command {
+        Command::Node { kind, config } => node(&kind, &config),
+        Command::Run {
+            path,
+            out,
+            seed,
+            set,
+            quiet,
+        } => {
+            init_logging();
+            run_cmd(&path, out, seed, &set, quiet)
+        }
+        Command::Check {
+            history,
+            model,
+            timeout,
+        } => check_cmd(&history, model, timeout),
+        Command::Report { run_dir } => match report::analyze_and_write(&run_dir) {
+            Ok(r) => {
+                eprint!("{}", report::render_summary(&r));
+                ExitCode::from(r.exit_code())
+            }
+            Err(e) => {
+                eprintln!("faultline report: {e}");
+                ExitCode::from(if e.is_bad_input() { EXIT_BAD_INPUT } else { EXIT_INTERNAL })
+            }
+        },
+        Command::List => {
+            println!("targets:    primary-backup");
+            println!("backends:   process");
+            println!("network:    direct");
+            println!("faults:     kill, terminate, pause, restart, crash-loop, amnesia");
+            println!("selectors:  leader (primary), follower (backup), random, minority, majority, all, nN");
+            println!("balancers:  round-robin, leader-aware");
+            println!("workloads:  register, cas-register (open loop `rate`, closed loop `concurrency`)");
+            println!("models:     register, cas-register");
+            println!("checks:     linearizable, lost-writes, stale-reads");
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FAULTLINE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn node(kind: &str, config: &std::path::Path) -> ExitCode {
+    let cfg = match faultline_protocol::NodeConfig::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("faultline node: {e}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let result = match kind {
+        "primary-backup" => faultline_primary_backup::run(cfg).map_err(|e| e.to_string()),
+        other => {
+            eprintln!("faultline node: unknown node kind `{other}` (known: primary-backup)");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("faultline node {kind}: {e}");
+            ExitCode::from(EXIT_INTERNAL)
+        }
+    }
+}
+
+fn run_cmd(
+    path: &std::path::Path,
+    out: PathBuf,
+    seed: Option<u64>,
+    set: &[Override],
+    quiet: bool,
+) -> ExitCode {
+    let files = match experiment::load_suite(path) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("faultline: {e}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    // Validate every experiment of a suite before running any.
+    let mut loaded = Vec::new();
+    for f in &files {
+        match experiment::load_experiment(f, set, seed) {
+            Ok(l) => loaded.push(l),
+            Err(e) => {
+                eprintln!("faultline: {e}");
+                return ExitCode::from(EXIT_BAD_INPUT);
+            }
+        }
+    }
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("faultline: cannot find my own executable: {e}");
+            return ExitCode::from(EXIT_INTERNAL);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("faultline: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_INTERNAL);
+        }
+    };
+    rt.block_on(async move {
+        let (abort_tx, abort_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("install SIGTERM handler");
+            for n in 0..2 {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                if n == 0 {
+                    eprintln!("\nfaultline: interrupted; healing faults, stopping the cluster, writing a partial report (again to quit at once)");
+                    let _ = abort_tx.send(true);
+                } else {
+                    eprintln!("faultline: quitting at once");
+                    // Nodes die with us (PR_SET_PDEATHSIG).
+                    std::process::exit(130);
+                }
+            }
+        });
+        let mut worst = 0u8;
+        let mut reports: Vec<(String, Report)> = Vec::new();
+        for l in &loaded {
+            if *abort_rx.borrow() {
+                break;
+            }
+            let reproduce = reproduce_command(l, set);
+            eprintln!(
+                "faultline: running {} (seed {}): {} x {} for {}",
+                l.experiment.name,
+                l.seed,
+                l.experiment.target.nodes,
+                l.experiment.target.kind.as_str(),
+                l.experiment.duration
+            );
+            let opts = RunOptions {
+                out: out.clone(),
+                exe: exe.clone(),
+                progress: !quiet,
+                reproduce,
+            };
+            match run::run_experiment(l, &opts, abort_rx.clone()).await {
+                Ok((dir, report)) => {
+                    eprint!("{}", report::render_summary(&report));
+                    eprintln!("results: {}", dir.display());
+                    worst = worst_exit(worst, report.exit_code());
+                    reports.push((l.experiment.name.clone(), report));
+                }
+                Err(e) => {
+                    eprintln!("faultline: {} failed: {e}", l.experiment.name);
+                    worst = worst_exit(worst, EXIT_INTERNAL);
+                }
+            }
+        }
+        if loaded.len() > 1 {
+            eprintln!("\nsuite {}:", path.display());
+            for (name, r) in &reports {
+                eprintln!("  {:<40} {:<8} exit {}", name, r.verdict.as_str(), r.exit_code());
+            }
+        }
+        ExitCode::from(worst)
+    })
+}
+
+/// Combine exit codes across a suite: internal error > fail > unknown > pass.
+fn worst_exit(a: u8, b: u8) -> u8 {
+    let rank = |c: u8| match c {
+        0 => 0,
+        2 => 1,
+        1 => 2,
+        _ => 3,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
+}
+
+fn reproduce_command(l: &experiment::Loaded, set: &[Override]) -> String {
+    let mut cmd = format!(
+        "faultline run {} --seed {}",
+        l.path.display(),
+        l.seed
+    );
+    for o in set {
+        cmd.push_str(&format!(" --set '{}'", o.raw));
+    }
+    cmd
+}
+
+fn check_cmd(path: &std::path::Path, model: ModelArg, timeout: std::time::Duration) -> ExitCode {
+    let file = if path.is_dir() {
+        path.join("history.jsonl")
+    } else {
+        path.to_owned()
+    };
+    let history = match faultline::history::History::load(&file) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("faultline check: {e}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let opts = faultline::check::CheckOptions {
+        model: match model {
+            ModelArg::Register => faultline::check::ModelKind::Register,
+            ModelArg::CasRegister => faultline::check::ModelKind::CasRegister,
+        },
+        time_budget: timeout,
+        ..faultline::check::CheckOptions::default()
+    };
+    let result = faultline::check::check(&history, &opts);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&result).expect("check results serialize")
+    );
+    let verdict = result.verdict();
+    eprintln!(
+        "{}: {} ({} ops, lost writes {}, stale reads {})",
+        file.display(),
+        verdict.as_str(),
+        history.ops.len(),
+        result.lost_writes,
+        result.stale_reads
+    );
+    ExitCode::from(report::verdict_exit(verdict))
+}

@@ -32,6 +32,12 @@ pub enum EventKind {
         /// The nodes it resolved to when it fired.
         nodes: Vec<String>,
     },
+    /// A scheduled fault found no node to act on (no known leader, every node down, ...).
+    FaultSkipped {
+        fault: String,
+        selector: String,
+        reason: String,
+    },
     /// A fault was healed (restarted, resumed, ...).
     FaultEnd {
         id: u64,

@@ -17,6 +17,26 @@ use std::path::Path;
 use faultline_protocol::{OpKind, Value};
 use serde::{Deserialize, Serialize};
 
+/// The run's clock: monotonic nanoseconds since the run started, shared by the history and
+/// the event journal.
+#[derive(Debug, Clone, Copy)]
+pub struct RunClock(pub std::time::Instant);
+
+impl RunClock {
+    pub fn start() -> Self {
+        RunClock(std::time::Instant::now())
+    }
+
+    pub fn ns(&self) -> u64 {
+        self.0.elapsed().as_nanos() as u64
+    }
+
+    /// The run-clock reading of an instant (0 if it precedes the start).
+    pub fn at(&self, t: std::time::Instant) -> u64 {
+        t.saturating_duration_since(self.0).as_nanos() as u64
+    }
+}
+
 /// Outcome of an operation, as Jepsen and Maelstrom name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

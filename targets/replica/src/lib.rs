@@ -1,1 +1,21 @@
-//! Shared machinery of the reference nodes (being written).
+//! What every faultline reference node shares: the KV state machine, a durable checksummed log
+//! with group commit, atomic snapshots, the client server, the peer transport, and the driver
+//! that runs a protocol's pure core against them.
+//!
+//! A protocol crate implements [`driver::Core`] (pure: inputs in, persist/send/reply out) and
+//! [`driver::Storage`] (its durable layout on top of [`log::Log`] and [`log::Snapshot`]), then
+//! wires them with [`server`], [`peer::PeerNet`] and [`driver::drive`].
+
+pub mod driver;
+pub mod kv;
+pub mod log;
+mod logging;
+pub mod peer;
+pub mod server;
+
+pub use driver::{drive, ClientToken, Core, DriverError, DriverIo, Input, Millis, Outbox, Storage};
+pub use kv::{Command, KvState, Outcome};
+pub use log::{Log, Snapshot, StorageError};
+pub use logging::init_node_logging;
+pub use peer::PeerNet;
+pub use server::{ClientRequest, Reply};

@@ -1,0 +1,220 @@
+//! Sequential specifications (models) that the linearizability search checks histories
+//! against, kept apart from the search: a new model is one small type implementing [`Model`].
+
+use std::collections::HashSet;
+use std::fmt::Debug;
+use std::hash::Hash;
+
+use faultline_protocol::{OpKind, Value};
+
+use crate::history::{OpRecord, Outcome};
+
+/// A recorded operation the model cannot interpret. The key it belongs to is then checked
+/// as `unknown`, never guessed at.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModelError {
+    #[error("model {model} does not support {kind} operations (op {id})")]
+    Unsupported {
+        model: &'static str,
+        kind: &'static str,
+        id: u64,
+    },
+    #[error("{kind} op {id} has no value")]
+    MissingValue { kind: &'static str, id: u64 },
+}
+
+/// A sequential specification of one key's object.
+///
+/// The search calls [`Model::op`] once per recorded operation (never for `fail` ones, which
+/// certainly had no effect), then explores orders of those ops with [`Model::step`].
+/// Operations recorded `info` are optional: the search may apply them at any point after
+/// their invocation, or never.
+pub trait Model: Sync {
+    /// The object's state; hashed into the search's memo, so keep it small.
+    type State: Clone + Eq + Hash + Debug + Send;
+    /// One operation together with its observed result (the result is ignored for `info`).
+    type Op: Clone + Debug + Send + Sync;
+
+    /// The model's name as it appears in reports and errors.
+    fn name(&self) -> &'static str;
+
+    /// The state before any operation.
+    fn init(&self) -> Self::State;
+
+    /// Translate a recorded `ok` or `info` operation. `Ok(None)` leaves it out of the search:
+    /// right for an `info` operation that cannot change the state (an indeterminate read
+    /// constrains nothing).
+    fn op(&self, rec: &OpRecord) -> Result<Option<Self::Op>, ModelError>;
+
+    /// Apply `op` to `state`: the next state, or `None` when the op's observed result is
+    /// impossible in that state. For an optional (`info`) op, `step` must not insist on an
+    /// observed result: it answers whether the op *can* take effect in `state`.
+    fn step(&self, state: &Self::State, op: &Self::Op) -> Option<Self::State>;
+
+    /// True when `op` never changes the state, in any state where it is legal (a read). The
+    /// search then never tries alternatives to linearizing it as soon as it can: a pure
+    /// speed-up. The default (false) is always safe.
+    fn is_read_only(&self, op: &Self::Op) -> bool {
+        let _ = op;
+        false
+    }
+
+    /// Optional ops (`required == false`) that can be left out without changing whether the
+    /// key is linearizable: a pure speed-up for the search. Returns one flag per op (`true` =
+    /// drop it); flags on required ops are ignored. The default drops nothing.
+    fn droppable(&self, ops: &[(Self::Op, bool)]) -> Vec<bool> {
+        vec![false; ops.len()]
+    }
+
+    /// A short human description of a state, for counterexamples.
+    fn describe_state(&self, state: &Self::State) -> String {
+        format!("{state:?}")
+    }
+}
+
+/// An operation on a register, with its observed result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RegisterOp {
+    /// A read that returned this value (`None` = nil, never written).
+    Read(Option<Value>),
+    /// A write of this value.
+    Write(Value),
+    /// A successful compare-and-set (an `ok` cas succeeded; a failed cas is recorded `fail`).
+    Cas { from: Option<Value>, to: Value },
+}
+
+/// A read/write register that starts out nil. Cas operations are unsupported (their keys are
+/// checked `unknown`); use [`CasRegister`] for them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Register;
+
+/// A read/write/compare-and-set register that starts out nil.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CasRegister;
+
+fn register_op(
+    model: &'static str,
+    allow_cas: bool,
+    rec: &OpRecord,
+) -> Result<Option<RegisterOp>, ModelError> {
+    if rec.outcome == Outcome::Fail {
+        return Ok(None);
+    }
+    let value = |kind| {
+        rec.value
+            .ok_or(ModelError::MissingValue { kind, id: rec.id })
+    };
+    match rec.f {
+        OpKind::Read if rec.outcome == Outcome::Ok => Ok(Some(RegisterOp::Read(rec.value))),
+        OpKind::Read | OpKind::Status => Ok(None),
+        OpKind::Write => Ok(Some(RegisterOp::Write(value("write")?))),
+        OpKind::Cas if allow_cas => Ok(Some(RegisterOp::Cas {
+            from: rec.from,
+            to: value("cas")?,
+        })),
+        OpKind::Cas => Err(ModelError::Unsupported {
+            model,
+            kind: "cas",
+            id: rec.id,
+        }),
+    }
+}
+
+fn register_step(state: &Option<Value>, op: &RegisterOp) -> Option<Option<Value>> {
+    match *op {
+        RegisterOp::Read(v) => (v == *state).then_some(*state),
+        RegisterOp::Write(v) => Some(Some(v)),
+        RegisterOp::Cas { from, to } => (from == *state).then_some(Some(to)),
+    }
+}
+
+/// An optional write or cas whose new value no read ever returned and no cas ever expected
+/// can be dropped: in any linearization that applies it, the next op that looks at the state
+/// would have to see its value, so only blind writes follow it before it is overwritten, and
+/// removing it changes nothing anyone observed.
+fn register_droppable(ops: &[(RegisterOp, bool)]) -> Vec<bool> {
+    let mut observed: HashSet<Option<Value>> = HashSet::new();
+    for (op, _) in ops {
+        match *op {
+            RegisterOp::Read(v) => {
+                observed.insert(v);
+            }
+            RegisterOp::Cas { from, .. } => {
+                observed.insert(from);
+            }
+            RegisterOp::Write(_) => {}
+        }
+    }
+    ops.iter()
+        .map(|(op, required)| {
+            !required
+                && match *op {
+                    RegisterOp::Write(v) | RegisterOp::Cas { to: v, .. } => {
+                        !observed.contains(&Some(v))
+                    }
+                    RegisterOp::Read(_) => true,
+                }
+        })
+        .collect()
+}
+
+fn describe_register(state: &Option<Value>) -> String {
+    match state {
+        Some(v) => v.to_string(),
+        None => "nil".to_string(),
+    }
+}
+
+impl Model for Register {
+    type State = Option<Value>;
+    type Op = RegisterOp;
+
+    fn name(&self) -> &'static str {
+        "register"
+    }
+    fn init(&self) -> Self::State {
+        None
+    }
+    fn op(&self, rec: &OpRecord) -> Result<Option<RegisterOp>, ModelError> {
+        register_op(self.name(), false, rec)
+    }
+    fn step(&self, state: &Self::State, op: &RegisterOp) -> Option<Self::State> {
+        register_step(state, op)
+    }
+    fn is_read_only(&self, op: &RegisterOp) -> bool {
+        matches!(op, RegisterOp::Read(_))
+    }
+    fn droppable(&self, ops: &[(RegisterOp, bool)]) -> Vec<bool> {
+        register_droppable(ops)
+    }
+    fn describe_state(&self, state: &Self::State) -> String {
+        describe_register(state)
+    }
+}
+
+impl Model for CasRegister {
+    type State = Option<Value>;
+    type Op = RegisterOp;
+
+    fn name(&self) -> &'static str {
+        "cas-register"
+    }
+    fn init(&self) -> Self::State {
+        None
+    }
+    fn op(&self, rec: &OpRecord) -> Result<Option<RegisterOp>, ModelError> {
+        register_op(self.name(), true, rec)
+    }
+    fn step(&self, state: &Self::State, op: &RegisterOp) -> Option<Self::State> {
+        register_step(state, op)
+    }
+    fn is_read_only(&self, op: &RegisterOp) -> bool {
+        matches!(op, RegisterOp::Read(_))
+    }
+    fn droppable(&self, ops: &[(RegisterOp, bool)]) -> Vec<bool> {
+        register_droppable(ops)
+    }
+    fn describe_state(&self, state: &Self::State) -> String {
+        describe_register(state)
+    }
+}

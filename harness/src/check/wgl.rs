@@ -1,0 +1,537 @@
+//! The Wing-Gong/Lowe linearizability search over one key's operations, with memoization of
+//! (linearized set, model state), a deadline and a cap on memo entries.
+//!
+//! Operations sit in a doubly linked list of call and return entries ordered by time (at equal
+//! times calls come first, so touching intervals count as concurrent). The search walks the
+//! list: at a call entry it tries to linearize that op next; at a return entry it has met an
+//! op that had to be linearized already, so it backtracks. Optional (`info`) ops have no
+//! return entry: they may be linearized any time after their call, or never. The key is
+//! linearizable as soon as every required op is linearized.
+
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::time::Instant;
+
+use super::model::Model;
+
+/// One operation of a key, ready for the search.
+#[derive(Debug, Clone)]
+pub(crate) struct SearchOp<O> {
+    pub op: O,
+    pub invoke: u64,
+    /// Completion time of a required (`ok`) op; `None` for an optional (`info`) op, whose
+    /// completion counts as +infinity.
+    pub complete: Option<u64>,
+}
+
+/// The deepest point the search reached before it proved the key non-linearizable.
+#[derive(Debug, Clone)]
+pub(crate) struct Failure<S> {
+    /// Indices (into the search's ops) of the longest linearizable prefix found, in order.
+    pub prefix: Vec<usize>,
+    /// Model state after that prefix.
+    pub state: S,
+    /// The required op that could not be linearized after that prefix.
+    pub offender: usize,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum SearchResult<S> {
+    Linearizable,
+    NotLinearizable(Failure<S>),
+    /// The deadline passed first.
+    OutOfTime,
+}
+
+/// One linearized op on the search stack.
+struct Frame<S> {
+    /// Its call entry.
+    call: usize,
+    /// The state before it.
+    before: S,
+    /// A read-only op: trying the alternatives to linearizing it here is pointless.
+    dominant: bool,
+}
+
+/// What one key's search may spend.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Budget {
+    pub deadline: Instant,
+    /// Cap on this search's memo entries (older entries are forgotten beyond it).
+    pub memo_cap: usize,
+}
+
+const NIL: usize = usize::MAX;
+const HEAD: usize = 0;
+/// How many search steps between two looks at the clock.
+const CLOCK_EVERY: u32 = 1024;
+
+/// FxHash (rustc's hasher): fast, and good enough for memo keys that are not adversarial.
+#[derive(Default, Clone, Copy)]
+struct FxHasher(u64);
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(c);
+            self.add(u64::from_le_bytes(b));
+        }
+        for &b in chunks.remainder() {
+            self.add(u64::from(b));
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A memo entry in canonical compact form: the linearized required ops as "every op below
+/// word `lo`" plus the words from `lo` to the last non-zero one, then the optional ops' words
+/// with trailing zeros trimmed. Required ops are numbered in call order, so the explicit part
+/// stays about as long as the window of concurrent ops, not the whole history.
+#[derive(PartialEq, Eq, Hash)]
+struct MemoKey<S> {
+    state: S,
+    lo: u32,
+    req_len: u32,
+    words: Box<[u64]>,
+}
+
+/// The linearized set: required ops and optional ops in two bit arrays.
+struct Linearized {
+    req: Vec<u64>,
+    opt: Vec<u64>,
+    n_req: usize,
+    /// First required word not yet full.
+    lo: usize,
+    /// One past the last non-zero required word (at least `lo` is not guaranteed).
+    hi: usize,
+}
+
+impl Linearized {
+    fn new(n_req: usize, n_opt: usize) -> Self {
+        Linearized {
+            req: vec![0; n_req.div_ceil(64)],
+            opt: vec![0; n_opt.div_ceil(64)],
+            n_req,
+            lo: 0,
+            hi: 0,
+        }
+    }
+
+    fn full_mask(&self, w: usize) -> u64 {
+        let rem = self.n_req - w * 64;
+        if rem >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << rem) - 1
+        }
+    }
+
+    fn set_req(&mut self, i: usize) {
+        let w = i / 64;
+        self.req[w] |= 1 << (i % 64);
+        self.hi = self.hi.max(w + 1);
+        while self.lo < self.req.len() && self.req[self.lo] == self.full_mask(self.lo) {
+            self.lo += 1;
+        }
+    }
+
+    fn clear_req(&mut self, i: usize) {
+        let w = i / 64;
+        self.req[w] &= !(1 << (i % 64));
+        self.lo = self.lo.min(w);
+        while self.hi > 0 && self.req[self.hi - 1] == 0 {
+            self.hi -= 1;
+        }
+    }
+
+    fn set_opt(&mut self, i: usize) {
+        self.opt[i / 64] |= 1 << (i % 64);
+    }
+
+    fn clear_opt(&mut self, i: usize) {
+        self.opt[i / 64] &= !(1 << (i % 64));
+    }
+
+    fn key<S>(&self, state: S) -> MemoKey<S> {
+        let req = if self.hi > self.lo {
+            &self.req[self.lo..self.hi]
+        } else {
+            &[][..]
+        };
+        let opt_len = self.opt.iter().rposition(|&w| w != 0).map_or(0, |p| p + 1);
+        let mut words = Vec::with_capacity(req.len() + opt_len);
+        words.extend_from_slice(req);
+        words.extend_from_slice(&self.opt[..opt_len]);
+        MemoKey {
+            state,
+            lo: self.lo as u32,
+            req_len: req.len() as u32,
+            words: words.into_boxed_slice(),
+        }
+    }
+}
+
+/// The call/return list with O(1) removal and restoration (dancing links).
+struct EntryList {
+    prev: Vec<usize>,
+    next: Vec<usize>,
+    /// Op of each entry (entry 0 is the head and has none).
+    op: Vec<usize>,
+    is_call: Vec<bool>,
+    /// For a call entry, its return entry (or NIL for an optional op).
+    matching: Vec<usize>,
+}
+
+impl EntryList {
+    fn build<O>(ops: &[SearchOp<O>]) -> Self {
+        // (time, 0 = call / 1 = return, op)
+        let mut items: Vec<(u64, u8, usize)> = Vec::with_capacity(ops.len() * 2);
+        for (i, o) in ops.iter().enumerate() {
+            items.push((o.invoke, 0, i));
+            if let Some(c) = o.complete {
+                items.push((c.max(o.invoke), 1, i));
+            }
+        }
+        items.sort_unstable();
+        let n = items.len() + 1;
+        let mut list = EntryList {
+            prev: (0..n).map(|i| i.wrapping_sub(1)).collect(),
+            next: (0..n)
+                .map(|i| if i + 1 < n { i + 1 } else { NIL })
+                .collect(),
+            op: vec![NIL; n],
+            is_call: vec![false; n],
+            matching: vec![NIL; n],
+        };
+        list.prev[HEAD] = NIL;
+        let mut call_of = vec![NIL; ops.len()];
+        for (pos, &(_, kind, op)) in items.iter().enumerate() {
+            let e = pos + 1;
+            list.op[e] = op;
+            if kind == 0 {
+                list.is_call[e] = true;
+                call_of[op] = e;
+            } else {
+                list.matching[call_of[op]] = e;
+            }
+        }
+        list
+    }
+
+    fn unlink(&mut self, x: usize) {
+        let (p, n) = (self.prev[x], self.next[x]);
+        self.next[p] = n;
+        if n != NIL {
+            self.prev[n] = p;
+        }
+    }
+
+    fn relink(&mut self, x: usize) {
+        let (p, n) = (self.prev[x], self.next[x]);
+        self.next[p] = x;
+        if n != NIL {
+            self.prev[n] = x;
+        }
+    }
+
+    fn lift(&mut self, call: usize) {
+        self.unlink(call);
+        let m = self.matching[call];
+        if m != NIL {
+            self.unlink(m);
+        }
+    }
+
+    fn unlift(&mut self, call: usize) {
+        let m = self.matching[call];
+        if m != NIL {
+            self.relink(m);
+        }
+        self.relink(call);
+    }
+}
+
+/// The memo of explored configurations that failed, bounded: when the young generation is
+/// full it becomes the old one and the previous old one is dropped. Forgetting a configuration
+/// only means it may be explored again, so the bound costs time, never a wrong answer.
+struct Memo<S> {
+    young: HashSet<MemoKey<S>, BuildHasherDefault<FxHasher>>,
+    old: HashSet<MemoKey<S>, BuildHasherDefault<FxHasher>>,
+    half: usize,
+}
+
+impl<S: Eq + Hash> Memo<S> {
+    fn new(cap: usize) -> Self {
+        Memo {
+            young: HashSet::default(),
+            old: HashSet::default(),
+            half: (cap / 2).max(1),
+        }
+    }
+
+    /// Remember `key`; false when it was already known.
+    fn insert(&mut self, key: MemoKey<S>) -> bool {
+        if self.old.contains(&key) || self.young.contains(&key) {
+            return false;
+        }
+        if self.young.len() >= self.half {
+            self.old = std::mem::take(&mut self.young);
+        }
+        self.young.insert(key)
+    }
+}
+
+/// The search's mutable state.
+struct Searcher<'a, M: Model> {
+    model: &'a M,
+    ops: &'a [SearchOp<M::Op>],
+    read_only: Vec<bool>,
+    /// Bit position of each op: required ops and optional ops are numbered separately.
+    slot: Vec<usize>,
+    list: EntryList,
+    lin: Linearized,
+    memo: Memo<M::State>,
+    state: M::State,
+    stack: Vec<Frame<M::State>>,
+    /// Required ops not yet linearized.
+    remaining: usize,
+    /// Deepest failure point seen, for the counterexample.
+    best: Option<Failure<M::State>>,
+    /// `stack[..agree]` holds the same ops as `best.prefix[..agree]`.
+    agree: usize,
+}
+
+impl<M: Model> Searcher<'_, M> {
+    fn mark(&mut self, i: usize, on: bool) {
+        match (self.ops[i].complete.is_some(), on) {
+            (true, true) => self.lin.set_req(self.slot[i]),
+            (true, false) => self.lin.clear_req(self.slot[i]),
+            (false, true) => self.lin.set_opt(self.slot[i]),
+            (false, false) => self.lin.clear_opt(self.slot[i]),
+        }
+    }
+
+    /// Linearize the op of call entry `e`, reaching `next`. False (and nothing done) when that
+    /// configuration was explored before.
+    fn push(&mut self, e: usize, next: M::State) -> bool {
+        let i = self.list.op[e];
+        self.mark(i, true);
+        if !self.memo.insert(self.lin.key(next.clone())) {
+            self.mark(i, false);
+            return false;
+        }
+        if let Some(b) = &self.best {
+            if self.agree == self.stack.len() && b.prefix.get(self.agree) == Some(&i) {
+                self.agree += 1;
+            }
+        }
+        self.stack.push(Frame {
+            call: e,
+            before: std::mem::replace(&mut self.state, next),
+            dominant: self.read_only[i],
+        });
+        if self.ops[i].complete.is_some() {
+            self.remaining -= 1;
+        }
+        self.list.lift(e);
+        true
+    }
+
+    /// The required op `offender` reached its return unlinearized: remember the point if it
+    /// is the deepest so far.
+    fn record_failure(&mut self, offender: usize) {
+        let deeper = match &self.best {
+            Some(b) => self.stack.len() > b.prefix.len(),
+            None => true,
+        };
+        if !deeper {
+            return;
+        }
+        let b = self.best.get_or_insert_with(|| Failure {
+            prefix: Vec::new(),
+            state: self.state.clone(),
+            offender,
+        });
+        b.prefix.truncate(self.agree);
+        let list = &self.list;
+        b.prefix
+            .extend(self.stack[self.agree..].iter().map(|f| list.op[f.call]));
+        b.state = self.state.clone();
+        b.offender = offender;
+        self.agree = self.stack.len();
+    }
+
+    /// Undo linearized ops up to and including the last one that was a real choice; its call
+    /// entry, or `None` when nothing is left to undo. Read-only frames are undone without
+    /// trying the alternatives after them: such an op, legal where it was, can be moved to
+    /// the front of any linearization of the remaining ops (it was invoked, everything that
+    /// had to precede it already has, and it changes no state), so every alternative fails
+    /// too.
+    fn backtrack(&mut self) -> Option<usize> {
+        loop {
+            let frame = self.stack.pop()?;
+            self.agree = self.agree.min(self.stack.len());
+            self.state = frame.before;
+            let i = self.list.op[frame.call];
+            self.mark(i, false);
+            if self.ops[i].complete.is_some() {
+                self.remaining += 1;
+            }
+            self.list.unlift(frame.call);
+            if !frame.dominant {
+                return Some(frame.call);
+            }
+        }
+    }
+
+    /// An enabled read-only op among the pending calls, with the state after it.
+    fn enabled_read(&self) -> Option<(usize, M::State)> {
+        let mut e = self.list.next[HEAD];
+        while e != NIL && self.list.is_call[e] {
+            let i = self.list.op[e];
+            if self.read_only[i] {
+                if let Some(next) = self.model.step(&self.state, &self.ops[i].op) {
+                    return Some((e, next));
+                }
+            }
+            e = self.list.next[e];
+        }
+        None
+    }
+
+    fn failed(&mut self) -> SearchResult<M::State> {
+        match self.best.take() {
+            Some(f) => SearchResult::NotLinearizable(f),
+            // Cannot happen (the first backtrack starts at a return entry), but never claim
+            // a verdict without a counterexample.
+            None => SearchResult::OutOfTime,
+        }
+    }
+}
+
+/// Decide whether `ops` (one key's operations) are linearizable with respect to `model`.
+///
+/// At each configuration, an enabled read-only op (a read that matches the state) is
+/// linearized first and alone (see [`Searcher::backtrack`]); otherwise every pending op,
+/// in call order, is a candidate.
+pub(crate) fn search<M: Model>(
+    model: &M,
+    ops: &[SearchOp<M::Op>],
+    budget: Budget,
+) -> SearchResult<M::State> {
+    // Bit positions: required ops in call order first, optional ops in their own array.
+    let mut slot = vec![0usize; ops.len()];
+    let (mut n_req, mut n_opt) = (0usize, 0usize);
+    let mut order: Vec<usize> = (0..ops.len()).collect();
+    order.sort_by_key(|&i| (ops[i].invoke, i));
+    for &i in &order {
+        if ops[i].complete.is_some() {
+            slot[i] = n_req;
+            n_req += 1;
+        } else {
+            slot[i] = n_opt;
+            n_opt += 1;
+        }
+    }
+    if n_req == 0 {
+        return SearchResult::Linearizable;
+    }
+
+    let mut s = Searcher {
+        model,
+        ops,
+        read_only: ops.iter().map(|o| model.is_read_only(&o.op)).collect(),
+        slot,
+        list: EntryList::build(ops),
+        lin: Linearized::new(n_req, n_opt),
+        memo: Memo::new(budget.memo_cap),
+        state: model.init(),
+        stack: Vec::new(),
+        remaining: n_req,
+        best: None,
+        agree: 0,
+    };
+
+    let mut steps = 0u32;
+    // A configuration just reached: look for an enabled read first.
+    let mut fresh = true;
+    let mut entry = NIL;
+    loop {
+        if s.remaining == 0 {
+            return SearchResult::Linearizable;
+        }
+        steps += 1;
+        if steps >= CLOCK_EVERY {
+            steps = 0;
+            if Instant::now() >= budget.deadline {
+                return SearchResult::OutOfTime;
+            }
+        }
+        if fresh {
+            fresh = false;
+            match s.enabled_read() {
+                Some((e, next)) => {
+                    if s.push(e, next) {
+                        fresh = true;
+                    } else {
+                        // Explored before, and failed; so does this configuration.
+                        match s.backtrack() {
+                            Some(call) => entry = s.list.next[call],
+                            None => return s.failed(),
+                        }
+                    }
+                }
+                None => entry = s.list.next[HEAD],
+            }
+            continue;
+        }
+        if entry != NIL && s.list.is_call[entry] {
+            let i = s.list.op[entry];
+            // No read-only op is enabled in this configuration.
+            if !s.read_only[i] {
+                if let Some(next) = model.step(&s.state, &ops[i].op) {
+                    if s.push(entry, next) {
+                        fresh = true;
+                        continue;
+                    }
+                }
+            }
+            entry = s.list.next[entry];
+            continue;
+        }
+        // A return entry: the op it closes had to be linearized by now. (The end of the list
+        // cannot be reached while required ops remain, since their return entries are still
+        // in it; if it were, it is a dead end like a return entry.)
+        if entry != NIL {
+            s.record_failure(s.list.op[entry]);
+        }
+        match s.backtrack() {
+            // The memo now holds that choice; the calls after it are the alternatives.
+            Some(call) => entry = s.list.next[call],
+            None => return s.failed(),
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! Starting reference nodes as child processes of the harness (the `process` backend): ports,
+//! config files, log capture, readiness, and the process-level verbs faults use.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use faultline_faults::{NodeProcess, PauseGuard, ProcessError, ProcessSpec};
+use faultline_protocol::{NodeConfig, Op};
+
+use super::client::NodeClient;
+
+/// What to launch.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    /// Node kind as `faultline node <kind>` takes it (`primary-backup`).
+    pub kind: String,
+    pub nodes: u32,
+    pub settings: serde_json::Map<String, serde_json::Value>,
+    pub bugs: Vec<String>,
+    /// The executable that runs nodes (`faultline` itself; tests pass the built binary).
+    pub exe: PathBuf,
+    /// `nodes/<id>/` goes here.
+    pub run_dir: PathBuf,
+    /// Connections per node in the client pool.
+    pub pool: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cannot prepare {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no free port on {ip}: {source}")]
+    Port { ip: IpAddr, source: std::io::Error },
+    #[error("node {node}: {source}")]
+    Process { node: String, source: ProcessError },
+    #[error("node {node} exited during startup ({status}); last log lines:\n{log}")]
+    DiedAtStart {
+        node: String,
+        status: String,
+        log: String,
+    },
+    #[error("cluster not ready after {waited:?}: {detail}")]
+    NotReady { waited: Duration, detail: String },
+}
+
+/// One node: its addresses, files and (when running) its process.
+pub struct NodeHandle {
+    pub id: String,
+    pub client_addr: SocketAddr,
+    pub peer_addr: SocketAddr,
+    pub dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub config_path: PathBuf,
+    pub client: NodeClient,
+    process: Mutex<Option<Arc<NodeProcess>>>,
+    pause: Mutex<Option<PauseGuard>>,
+    /// Set while the harness has the node down or is stopping it, so its exit is expected.
+    pub expect_down: AtomicBool,
+}
+
+impl NodeHandle {
+    pub fn stderr_path(&self) -> PathBuf {
+        self.dir.join("stderr.log")
+    }
+
+    /// The last `n` lines of the node's stderr log.
+    pub fn log_tail(&self, n: usize) -> String {
+        tail(&self.stderr_path(), n)
+    }
+
+    pub fn process(&self) -> Option<Arc<NodeProcess>> {
+        self.process.lock().expect("process slot").clone()
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.process().is_some_and(|p| p.is_running())
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.pause.lock().expect("pause slot").is_some()
+    }
+}
+
+/// A launched cluster. Dropping it kills every node.
+pub struct Cluster {
+    pub spec: ClusterSpec,
+    pub nodes: Vec<Arc<NodeHandle>>,
+}
+
+impl Cluster {
+    /// Allocate addresses, write each node's config, and start every node. Nodes listen on a
+    /// loopback address chosen at random in 127.0.0.0/8 for this run, on ports the kernel
+    /// hands out, so runs side by side do not collide.
+    pub fn launch(spec: ClusterSpec) -> Result<Cluster, ClusterError> {
+        let ip = run_ip();
+        let mut addrs = Vec::new();
+        {
+            // Hold every listener until all ports are chosen, so no two nodes get one port.
+            let mut held = Vec::new();
+            for _ in 0..spec.nodes * 2 {
+                let l = TcpListener::bind(SocketAddr::new(ip, 0))
+                    .map_err(|source| ClusterError::Port { ip, source })?;
+                addrs.push(l.local_addr().map_err(|source| ClusterError::Port { ip, source })?);
+                held.push(l);
+            }
+        }
+        let ids: Vec<String> = (1..=spec.nodes).map(|i| format!("n{i}")).collect();
+        let peer_addrs: BTreeMap<String, SocketAddr> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), addrs[i * 2 + 1]))
+            .collect();
+        let mut nodes = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            let dir = spec.run_dir.join("nodes").join(id);
+            let data_dir = dir.join("data");
+            std::fs::create_dir_all(&data_dir).map_err(|source| ClusterError::Io {
+                path: data_dir.clone(),
+                source,
+            })?;
+            let config = NodeConfig {
+                id: id.clone(),
+                client_addr: addrs[i * 2],
+                peer_addr: addrs[i * 2 + 1],
+                peers: peer_addrs
+                    .iter()
+                    .filter(|(p, _)| *p != id)
+                    .map(|(p, a)| (p.clone(), *a))
+                    .collect(),
+                data_dir: data_dir.clone(),
+                settings: spec.settings.clone(),
+                bugs: spec.bugs.clone(),
+            };
+            let config_path = dir.join("config.json");
+            std::fs::write(
+                &config_path,
+                serde_json::to_vec_pretty(&config).expect("node config serializes"),
+            )
+            .map_err(|source| ClusterError::Io {
+                path: config_path.clone(),
+                source,
+            })?;
+            nodes.push(Arc::new(NodeHandle {
+                id: id.clone(),
+                client_addr: config.client_addr,
+                peer_addr: config.peer_addr,
+                dir,
+                data_dir,
+                config_path,
+                client: NodeClient::new(config.client_addr, spec.pool, Duration::from_millis(200)),
+                process: Mutex::new(None),
+                pause: Mutex::new(None),
+                expect_down: AtomicBool::new(false),
+            }));
+        }
+        let cluster = Cluster { spec, nodes };
+        for n in &cluster.nodes {
+            cluster.start(n)?;
+        }
+        Ok(cluster)
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.id.clone()).collect()
+    }
+
+    pub fn node(&self, id: &str) -> Option<&Arc<NodeHandle>> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+
+    /// Start a node's process (again). A node already running is left alone.
+    pub fn start(&self, node: &NodeHandle) -> Result<u32, ClusterError> {
+        let mut slot = node.process.lock().expect("process slot");
+        if let Some(p) = slot.as_ref() {
+            if p.is_running() {
+                return Ok(p.pid());
+            }
+        }
+        std::fs::create_dir_all(&node.data_dir).map_err(|source| ClusterError::Io {
+            path: node.data_dir.clone(),
+            source,
+        })?;
+        let spec = ProcessSpec {
+            program: self.spec.exe.clone(),
+            args: vec![
+                "node".into(),
+                self.spec.kind.clone(),
+                "--config".into(),
+                node.config_path.display().to_string(),
+            ],
+            env: vec![],
+            stdout: node.dir.join("stdout.log"),
+            stderr: node.stderr_path(),
+        };
+        let p = NodeProcess::spawn(&spec).map_err(|source| ClusterError::Process {
+            node: node.id.clone(),
+            source,
+        })?;
+        let pid = p.pid();
+        *slot = Some(Arc::new(p));
+        node.expect_down.store(false, Ordering::SeqCst);
+        Ok(pid)
+    }
+
+    /// SIGKILL the node and wait until it is reaped.
+    pub fn kill(&self, node: &NodeHandle) -> Result<(), ClusterError> {
+        node.expect_down.store(true, Ordering::SeqCst);
+        node.pause.lock().expect("pause slot").take();
+        if let Some(p) = node.process() {
+            p.kill().map_err(|source| ClusterError::Process {
+                node: node.id.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, SIGKILL after `grace`.
+    pub fn terminate(&self, node: &NodeHandle, grace: Duration) -> Result<(), ClusterError> {
+        node.expect_down.store(true, Ordering::SeqCst);
+        node.pause.lock().expect("pause slot").take();
+        if let Some(p) = node.process() {
+            p.terminate(grace).map_err(|source| ClusterError::Process {
+                node: node.id.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// SIGSTOP; [`Cluster::resume`] (or heal) sends SIGCONT.
+    pub fn pause(&self, node: &NodeHandle) -> Result<(), ClusterError> {
+        if let Some(p) = node.process() {
+            let guard = p.pause().map_err(|source| ClusterError::Process {
+                node: node.id.clone(),
+                source,
+            })?;
+            *node.pause.lock().expect("pause slot") = Some(guard);
+        }
+        Ok(())
+    }
+
+    pub fn resume(&self, node: &NodeHandle) -> Result<(), ClusterError> {
+        if let Some(g) = node.pause.lock().expect("pause slot").take() {
+            g.resume().map_err(|source| ClusterError::Process {
+                node: node.id.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Delete a (stopped) node's data directory: amnesia.
+    pub fn wipe(&self, node: &NodeHandle) -> Result<(), ClusterError> {
+        match std::fs::remove_dir_all(&node.data_dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(ClusterError::Io {
+                path: node.data_dir.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// Wait until every running node answers `status` and one reports itself leader. Fails
+    /// early, with the node's last log lines, if a node exits.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<Duration, ClusterError> {
+        let started = Instant::now();
+        let mut detail = String::from("no node answered yet");
+        while started.elapsed() < timeout {
+            for n in &self.nodes {
+                if let Some(p) = n.process() {
+                    if let Some(status) = p.exit_status() {
+                        return Err(ClusterError::DiedAtStart {
+                            node: n.id.clone(),
+                            status: status.to_string(),
+                            log: n.log_tail(20),
+                        });
+                    }
+                }
+            }
+            let mut answered = 0;
+            let mut leader = None;
+            for n in &self.nodes {
+                if let Ok(r) = n.client.call(Op::Status, Duration::from_millis(100)).await {
+                    if let Some(s) = r.status {
+                        answered += 1;
+                        if s.role == faultline_protocol::Role::Leader {
+                            leader = Some(s.node);
+                        }
+                    }
+                }
+            }
+            if answered == self.nodes.len() && leader.is_some() {
+                return Ok(started.elapsed());
+            }
+            detail = format!(
+                "{answered} of {} nodes answer status, leader: {}",
+                self.nodes.len(),
+                leader.as_deref().unwrap_or("none")
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Err(ClusterError::NotReady {
+            waited: timeout,
+            detail,
+        })
+    }
+
+    /// Stop every node: SIGTERM, then SIGKILL after `grace`.
+    pub fn stop(&self, grace: Duration) {
+        for n in &self.nodes {
+            n.expect_down.store(true, Ordering::SeqCst);
+            n.pause.lock().expect("pause slot").take();
+            if let Some(p) = n.process() {
+                let _ = p.signal(nix::sys::signal::Signal::SIGTERM);
+                let _ = p.signal(nix::sys::signal::Signal::SIGCONT);
+            }
+        }
+        for n in &self.nodes {
+            if let Some(p) = n.process() {
+                if p.wait_timeout(grace).is_none() {
+                    let _ = p.kill();
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in &self.nodes {
+            n.expect_down.store(true, Ordering::SeqCst);
+            n.pause.lock().map(|mut g| g.take()).ok();
+            if let Some(p) = n.process.lock().ok().and_then(|mut p| p.take()) {
+                let _ = p.kill();
+            }
+        }
+    }
+}
+
+/// A loopback address for this run: 127.x.y.z with x,y,z from the pid and the clock, so two
+/// harnesses on one machine use different addresses. Falls back to 127.0.0.1 where the kernel
+/// does not route all of 127.0.0.0/8 to loopback.
+fn run_ip() -> IpAddr {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let mix = (std::process::id()).wrapping_mul(2_654_435_761) ^ nanos;
+    let ip = IpAddr::V4(Ipv4Addr::new(
+        127,
+        100 + (mix % 100) as u8,
+        ((mix >> 8) % 256) as u8,
+        1 + ((mix >> 16) % 250) as u8,
+    ));
+    if TcpListener::bind(SocketAddr::new(ip, 0)).is_ok() {
+        ip
+    } else {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    }
+}
+
+/// The last `n` lines of a file (empty if it cannot be read).
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}

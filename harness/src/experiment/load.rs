@@ -1,0 +1,340 @@
+//! Loading experiments: YAML with `file:line:col` errors, `--set path=value` overrides, the
+//! seed, and suites.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_yaml::Value;
+
+use super::Experiment;
+
+/// Why an experiment could not be loaded. Every variant names the file (and, for YAML, the
+/// line, column and field path).
+#[derive(Debug, thiserror::Error)]
+pub enum ExperimentError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}:{column}: {message}")]
+    Yaml {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{file}: {message}")]
+    Invalid { file: PathBuf, message: String },
+    #[error("--set {set}: {message}")]
+    Override { set: String, message: String },
+    #[error("{path}: no experiments (*.yaml) in this suite directory")]
+    EmptySuite { path: PathBuf },
+}
+
+/// One `--set path=value` override; the value is parsed as YAML (`5`, `true`, `250ms`, `[a]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Override {
+    pub path: Vec<String>,
+    pub value: Value,
+    pub raw: String,
+}
+
+impl std::str::FromStr for Override {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (path, value) = s
+            .split_once('=')
+            .ok_or_else(|| format!("`{s}` is not of the form path=value"))?;
+        let path: Vec<String> = path.trim().split('.').map(|p| p.trim().to_string()).collect();
+        if path.iter().any(|p| p.is_empty()) {
+            return Err(format!("`{s}`: empty field name in the path"));
+        }
+        let value: Value = serde_yaml::from_str(value)
+            .map_err(|e| format!("`{s}`: the value is not valid YAML: {e}"))?;
+        Ok(Override {
+            path,
+            value,
+            raw: s.to_string(),
+        })
+    }
+}
+
+/// An experiment ready to run: the typed form, and the YAML as it will be recorded
+/// (`experiment.yaml` in the run directory, seed included).
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub path: PathBuf,
+    pub experiment: Experiment,
+    pub seed: u64,
+    pub as_run: Value,
+}
+
+/// Load one experiment file, apply overrides and the seed (from `--seed`, the file, or fresh
+/// randomness, in that order).
+pub fn load_experiment(
+    path: &Path,
+    overrides: &[Override],
+    seed: Option<u64>,
+) -> Result<Loaded, ExperimentError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ExperimentError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_experiment(path, &text, overrides, seed)
+}
+
+/// Parse an experiment from text; `path` is used in error messages.
+pub fn parse_experiment(
+    path: &Path,
+    text: &str,
+    overrides: &[Override],
+    seed: Option<u64>,
+) -> Result<Loaded, ExperimentError> {
+    // First pass: typed, straight from the text, so every error has its location.
+    let typed = Experiment::deserialize(serde_yaml::Deserializer::from_str(text))
+        .map_err(|e| yaml_error(path, e))?;
+    let mut value: Value = serde_yaml::from_str(text).map_err(|e| yaml_error(path, e))?;
+    let mut experiment = typed;
+    if !overrides.is_empty() {
+        for o in overrides {
+            set_path(&mut value, &o.path, o.value.clone()).map_err(|message| {
+                ExperimentError::Override {
+                    set: o.raw.clone(),
+                    message,
+                }
+            })?;
+        }
+        experiment = Experiment::deserialize(value.clone()).map_err(|e| {
+            let raw: Vec<&str> = overrides.iter().map(|o| o.raw.as_str()).collect();
+            ExperimentError::Override {
+                set: raw.join(" --set "),
+                message: strip_location(&e.to_string()),
+            }
+        })?;
+    }
+    if experiment.name.trim().is_empty() {
+        return Err(ExperimentError::Invalid {
+            file: path.to_owned(),
+            message: "name: must not be empty".into(),
+        });
+    }
+    let seed = seed
+        .or(experiment.seed)
+        .unwrap_or_else(rand::random::<u64>);
+    experiment.seed = Some(seed);
+    if let Value::Mapping(m) = &mut value {
+        m.insert(Value::from("seed"), Value::from(seed));
+    }
+    Ok(Loaded {
+        path: path.to_owned(),
+        experiment,
+        seed,
+        as_run: value,
+    })
+}
+
+fn yaml_error(path: &Path, e: serde_yaml::Error) -> ExperimentError {
+    let message = strip_location(&e.to_string());
+    match e.location() {
+        Some(loc) => ExperimentError::Yaml {
+            file: path.to_owned(),
+            line: loc.line(),
+            column: loc.column(),
+            message,
+        },
+        None => ExperimentError::Invalid {
+            file: path.to_owned(),
+            message,
+        },
+    }
+}
+
+/// serde_yaml appends " at line L column C"; the location goes in front instead.
+fn strip_location(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) if msg[i..].contains(" column ") => msg[..i].to_string(),
+        _ => msg.to_string(),
+    }
+}
+
+fn set_path(root: &mut Value, path: &[String], new: Value) -> Result<(), String> {
+    let mut cur = root;
+    for (i, part) in path.iter().enumerate() {
+        let last = i + 1 == path.len();
+        match cur {
+            Value::Mapping(m) => {
+                let key = Value::from(part.as_str());
+                if last {
+                    m.insert(key, new);
+                    return Ok(());
+                }
+                cur = m
+                    .entry(key)
+                    .or_insert_with(|| Value::Mapping(Default::default()));
+            }
+            Value::Sequence(seq) => {
+                let idx: usize = part
+                    .parse()
+                    .map_err(|_| format!("`{part}` indexes a list: give a number"))?;
+                let len = seq.len();
+                let slot = seq
+                    .get_mut(idx)
+                    .ok_or_else(|| format!("index {idx} is past the end of a list of {len}"))?;
+                if last {
+                    *slot = new;
+                    return Ok(());
+                }
+                cur = slot;
+            }
+            _ => {
+                return Err(format!(
+                    "`{}` is not a mapping or list",
+                    path[..i].join(".")
+                ))
+            }
+        }
+    }
+    Err("empty path".into())
+}
+
+/// The experiments of a suite: a directory's `*.yaml` / `*.yml` files in name order, or a
+/// single experiment file.
+pub fn load_suite(path: &Path) -> Result<Vec<PathBuf>, ExperimentError> {
+    if path.is_dir() {
+        let rd = std::fs::read_dir(path).map_err(|source| ExperimentError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut files: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.is_file()
+                    && matches!(
+                        p.extension().and_then(|e| e.to_str()),
+                        Some("yaml") | Some("yml")
+                    )
+                    && p.file_name().and_then(|n| n.to_str()) != Some("gate.yaml")
+            })
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(ExperimentError::EmptySuite {
+                path: path.to_owned(),
+            });
+        }
+        Ok(files)
+    } else if path.exists() {
+        Ok(vec![path.to_owned()])
+    } else {
+        Err(ExperimentError::Io {
+            path: path.to_owned(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "\
+name: t
+seed: 7
+duration: 2s
+target:
+  kind: primary-backup
+  nodes: 3
+workload:
+  kind: register
+  keys: 4
+  rate: 500/s
+faults:
+  - { at: 1s, kill: leader, restart_after: 500ms }
+";
+
+    fn parse(text: &str) -> Result<Loaded, ExperimentError> {
+        parse_experiment(Path::new("x.yaml"), text, &[], None)
+    }
+
+    #[test]
+    fn good_file_parses_with_defaults() {
+        let l = parse(GOOD).unwrap();
+        assert_eq!(l.seed, 7);
+        assert_eq!(l.experiment.target.nodes, 3);
+        assert_eq!(l.experiment.faults.len(), 1);
+        assert_eq!(l.experiment.checks.len(), 3);
+    }
+
+    /// Each bad input gives an error at the offending line and column, naming the field.
+    #[test]
+    fn errors_name_file_line_column_and_field() {
+        let cases: &[(&str, &str, (usize, usize), &str)] = &[
+            ("nodes: 3", "nodes: 0", (6, 10), "target.nodes: nodes must be between 1 and 15"),
+            ("keys: 4", "keys: 4\n  colour: red", (10, 3), "unknown field `colour`"),
+            ("duration: 2s", "duration: 2 parsecs", (3, 11), "invalid duration `2 parsecs`"),
+            ("kind: primary-backup", "kind: zookeeper", (5, 9), "unknown variant `zookeeper`"),
+            ("rate: 500/s", "rate: fast", (10, 9), "invalid rate `fast`"),
+            ("kill: leader", "kill: chief", (12, 18), "unknown selector `chief`"),
+        ];
+        for (from, to, (line, col), needle) in cases {
+            let text = GOOD.replacen(from, to, 1);
+            let err = parse(&text).unwrap_err();
+            let msg = err.to_string();
+            match &err {
+                ExperimentError::Yaml { line: l, column: c, .. } => {
+                    assert_eq!((*l, *c), (*line, *col), "{to}: {msg}")
+                }
+                other => panic!("{to}: expected a located error, got {other:?}"),
+            }
+            assert!(msg.starts_with("x.yaml:"), "{msg}");
+            assert!(msg.contains(needle), "{to}: `{msg}` lacks `{needle}`");
+        }
+    }
+
+    #[test]
+    fn malformed_yaml_is_located() {
+        let err = parse("name: t\ntarget: [unclosed\n").unwrap_err();
+        assert!(matches!(err, ExperimentError::Yaml { .. }), "{err}");
+    }
+
+    #[test]
+    fn fault_entries_are_validated() {
+        for (entry, needle) in [
+            ("{ at: 1s, kill: leader, pause: random }", "one verb"),
+            ("{ at: 1s, pause: leader }", "needs `duration`"),
+            ("{ kill: leader }", "needs `at` or `every`"),
+            ("{ at: 1s, every: 2s, kill: leader }", "not both"),
+        ] {
+            let text = GOOD.replacen(
+                "{ at: 1s, kill: leader, restart_after: 500ms }",
+                entry,
+                1,
+            );
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{entry}: {err}");
+            assert!(err.starts_with("x.yaml:12:"), "{entry}: {err}");
+        }
+    }
+
+    #[test]
+    fn overrides_apply_and_are_checked() {
+        let o: Override = "target.nodes=5".parse().unwrap();
+        let l = parse_experiment(Path::new("x.yaml"), GOOD, &[o], Some(99)).unwrap();
+        assert_eq!(l.experiment.target.nodes, 5);
+        assert_eq!(l.seed, 99);
+        assert_eq!(l.as_run["seed"], Value::from(99u64));
+        assert_eq!(l.as_run["target"]["nodes"], Value::from(5));
+        let bad: Override = "target.nodes=0".parse().unwrap();
+        let err = parse_experiment(Path::new("x.yaml"), GOOD, &[bad], None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--set target.nodes=0") && err.contains("between 1 and 15"), "{err}");
+        let unknown: Override = "workload.colour=red".parse().unwrap();
+        let err = parse_experiment(Path::new("x.yaml"), GOOD, &[unknown], None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `colour`"), "{err}");
+        assert!("nodes".parse::<Override>().is_err());
+    }
+}

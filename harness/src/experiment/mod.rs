@@ -1,0 +1,8 @@
+//! The experiment file: its schema, loading with `file:line:col` errors, `--set` overrides,
+//! and suites (a directory of experiments run in order).
+
+mod load;
+mod schema;
+
+pub use load::{load_experiment, load_suite, parse_experiment, ExperimentError, Loaded, Override};
+pub use schema::*;

@@ -1,0 +1,409 @@
+//! The nemesis: turns the experiment's fault schedule into concrete fault operations at the
+//! right times, resolves selectors against the [`ClusterView`] when each fault fires, journals
+//! every fault before applying it, and heals everything on demand.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::cluster::{Cluster, ClusterView, EventSink, SharedView};
+use crate::experiment::{FaultAction, FaultSpec, Selector, When};
+use crate::history::EventKind;
+
+/// Grace period for SIGTERM before SIGKILL.
+pub const TERM_GRACE: Duration = Duration::from_secs(2);
+
+/// One firing of a schedule entry.
+#[derive(Debug, Clone)]
+pub struct Firing {
+    pub at: Duration,
+    pub spec: FaultSpec,
+}
+
+/// Expand the schedule into firings within `[0, duration)`, in time order.
+pub fn expand(faults: &[FaultSpec], duration: Duration) -> Vec<Firing> {
+    let mut out = Vec::new();
+    for spec in faults {
+        match spec.when {
+            When::At(at) => {
+                if at.0 < duration {
+                    out.push(Firing {
+                        at: at.0,
+                        spec: spec.clone(),
+                    });
+                }
+            }
+            When::Every { every, from, until } => {
+                let end = until.map_or(duration, |u| u.0.min(duration));
+                let mut t = from.0;
+                while t < end {
+                    out.push(Firing {
+                        at: t,
+                        spec: spec.clone(),
+                    });
+                    t += every.0;
+                }
+            }
+        }
+    }
+    out.sort_by_key(|f| f.at);
+    out
+}
+
+/// Resolve a selector against the view, among nodes that are up (not taken down by the
+/// harness). `Err` says why nothing matched.
+pub fn resolve(
+    selector: &Selector,
+    view: &ClusterView,
+    rng: &mut ChaCha8Rng,
+) -> Result<Vec<String>, String> {
+    let up: Vec<&str> = view
+        .nodes
+        .iter()
+        .filter(|n| !n.down)
+        .map(|n| n.id.as_str())
+        .collect();
+    let n = view.nodes.len();
+    let pick = |k: usize, rng: &mut ChaCha8Rng| -> Result<Vec<String>, String> {
+        if up.len() < k || k == 0 {
+            return Err(format!("needs {k} running node(s), {} running", up.len()));
+        }
+        let mut v: Vec<String> = up.choose_multiple(rng, k).map(|s| s.to_string()).collect();
+        v.sort();
+        Ok(v)
+    };
+    match selector {
+        Selector::Leader => view
+            .leader()
+            .map(|i| vec![view.nodes[i].id.clone()])
+            .ok_or_else(|| "no node is known to lead".to_string()),
+        Selector::Follower => {
+            let leader = view.leader().map(|i| view.nodes[i].id.as_str());
+            let followers: Vec<&str> = up.iter().copied().filter(|id| Some(*id) != leader).collect();
+            followers
+                .choose(rng)
+                .map(|id| vec![id.to_string()])
+                .ok_or_else(|| "no running follower".to_string())
+        }
+        Selector::Random => pick(1, rng),
+        Selector::Minority => pick((n - 1) / 2, rng),
+        Selector::Majority => pick(n / 2 + 1, rng),
+        Selector::All => pick(up.len(), rng),
+        Selector::Node(id) => {
+            if view.index(id).is_none() {
+                Err(format!("no node {id} in this cluster"))
+            } else if up.contains(&id.as_str()) {
+                Ok(vec![id.clone()])
+            } else {
+                Err(format!("{id} is already down"))
+            }
+        }
+    }
+}
+
+/// Applies faults and remembers what is still broken, so [`Nemesis::heal_all`] can undo it.
+pub struct Nemesis {
+    cluster: Arc<Cluster>,
+    view: SharedView,
+    sink: Arc<dyn EventSink>,
+    rng: Mutex<ChaCha8Rng>,
+    next_id: AtomicU64,
+    /// Faults applied and not yet healed: id -> (verb, nodes).
+    active: Mutex<BTreeMap<u64, (FaultAction, Vec<String>)>>,
+    /// Verb of the most recent active fault, for the progress display.
+    pub describe: Mutex<Option<String>>,
+}
+
+impl Nemesis {
+    pub fn new(
+        cluster: Arc<Cluster>,
+        view: SharedView,
+        sink: Arc<dyn EventSink>,
+        seed: u64,
+    ) -> Arc<Self> {
+        Arc::new(Nemesis {
+            cluster,
+            view,
+            sink,
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ 0x6e65_6d65_7369_7321)),
+            next_id: AtomicU64::new(1),
+            active: Mutex::new(BTreeMap::new()),
+            describe: Mutex::new(None),
+        })
+    }
+
+    /// Spawn the schedule: each firing runs as its own task at `start + at`.
+    pub fn spawn_schedule(
+        self: &Arc<Self>,
+        firings: Vec<Firing>,
+        start: Instant,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        firings
+            .into_iter()
+            .map(|f| {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep_until((start + f.at).into()).await;
+                    me.fire(&f.spec).await;
+                })
+            })
+            .collect()
+    }
+
+    fn set_down(&self, nodes: &[String], down: bool) {
+        let mut v = self.view.write().expect("view lock");
+        for id in nodes {
+            if let Some(i) = v.index(id) {
+                v.nodes[i].down = down;
+                if down {
+                    v.nodes[i].reachable = false;
+                }
+            }
+        }
+    }
+
+    fn begin(&self, action: FaultAction, selector: &Selector, nodes: &[String]) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        // Journaled before it is applied.
+        self.sink.event(EventKind::FaultStart {
+            id,
+            fault: action.as_str().into(),
+            selector: selector.to_string(),
+            nodes: nodes.to_vec(),
+        });
+        self.active
+            .lock()
+            .expect("active faults")
+            .insert(id, (action, nodes.to_vec()));
+        *self.describe.lock().expect("describe") =
+            Some(format!("{} {}", action.as_str(), nodes.join(",")));
+        id
+    }
+
+    fn end(&self, id: u64) {
+        let removed = self.active.lock().expect("active faults").remove(&id);
+        if let Some((action, nodes)) = removed {
+            self.sink.event(EventKind::FaultEnd {
+                id,
+                fault: action.as_str().into(),
+                nodes,
+            });
+        }
+        let active = self.active.lock().expect("active faults");
+        *self.describe.lock().expect("describe") = active
+            .values()
+            .next_back()
+            .map(|(a, n)| format!("{} {}", a.as_str(), n.join(",")));
+    }
+
+    fn is_active(&self, id: u64) -> bool {
+        self.active.lock().expect("active faults").contains_key(&id)
+    }
+
+    fn nodes_op(
+        &self,
+        nodes: &[String],
+        f: impl Fn(&Cluster, &crate::cluster::NodeHandle) -> Result<(), crate::cluster::ClusterError>,
+    ) {
+        for id in nodes {
+            if let Some(n) = self.cluster.node(id) {
+                if let Err(e) = f(&self.cluster, n) {
+                    tracing::warn!("fault on {id}: {e}");
+                }
+            }
+        }
+    }
+
+    async fn blocking(
+        self: &Arc<Self>,
+        nodes: Vec<String>,
+        f: fn(&Cluster, &crate::cluster::NodeHandle) -> Result<(), crate::cluster::ClusterError>,
+    ) {
+        let me = self.clone();
+        let _ = tokio::task::spawn_blocking(move || me.nodes_op(&nodes, f)).await;
+    }
+
+    /// Apply one fault now, and heal it when its time comes.
+    pub async fn fire(self: &Arc<Self>, spec: &FaultSpec) {
+        let resolved = {
+            let view = self.view.read().expect("view lock");
+            let mut rng = self.rng.lock().expect("rng");
+            resolve(&spec.selector, &view, &mut rng)
+        };
+        let nodes = match resolved {
+            Ok(n) => n,
+            Err(reason) => {
+                self.sink.event(EventKind::FaultSkipped {
+                    fault: spec.action.as_str().into(),
+                    selector: spec.selector.to_string(),
+                    reason,
+                });
+                return;
+            }
+        };
+        let id = self.begin(spec.action, &spec.selector, &nodes);
+        match spec.action {
+            FaultAction::Kill | FaultAction::Terminate | FaultAction::Amnesia => {
+                self.set_down(&nodes, true);
+                match spec.action {
+                    FaultAction::Kill => self.blocking(nodes.clone(), |c, n| c.kill(n)).await,
+                    FaultAction::Terminate => {
+                        self.blocking(nodes.clone(), |c, n| c.terminate(n, TERM_GRACE))
+                            .await
+                    }
+                    _ => {
+                        self.blocking(nodes.clone(), |c, n| {
+                            c.kill(n)?;
+                            c.wipe(n)
+                        })
+                        .await
+                    }
+                }
+                let restart = match (spec.action, spec.restart_after) {
+                    (_, Some(d)) => Some(d.0),
+                    (FaultAction::Amnesia, None) => Some(Duration::ZERO),
+                    _ => None,
+                };
+                if let Some(after) = restart {
+                    tokio::time::sleep(after).await;
+                    if self.is_active(id) {
+                        self.restart(id, &nodes).await;
+                    }
+                }
+            }
+            FaultAction::Restart => {
+                self.set_down(&nodes, true);
+                self.blocking(nodes.clone(), |c, n| c.terminate(n, TERM_GRACE))
+                    .await;
+                self.restart(id, &nodes).await;
+            }
+            FaultAction::Pause => {
+                self.nodes_op(&nodes, |c, n| c.pause(n));
+                tokio::time::sleep(spec.duration.map_or(Duration::ZERO, |d| d.0)).await;
+                if self.is_active(id) {
+                    self.nodes_op(&nodes, |c, n| c.resume(n));
+                    self.end(id);
+                }
+            }
+            FaultAction::CrashLoop => {
+                let until = Instant::now() + spec.duration.map_or(Duration::ZERO, |d| d.0);
+                let period = spec.period.map_or(Duration::from_millis(500), |p| p.0);
+                self.set_down(&nodes, true);
+                while Instant::now() < until && self.is_active(id) {
+                    self.blocking(nodes.clone(), |c, n| c.kill(n)).await;
+                    tokio::time::sleep(period).await;
+                    if !self.is_active(id) {
+                        return;
+                    }
+                    self.blocking(nodes.clone(), |c, n| c.start(n).map(|_| ()))
+                        .await;
+                    tokio::time::sleep(period).await;
+                }
+                if self.is_active(id) {
+                    self.restart(id, &nodes).await;
+                }
+            }
+        }
+    }
+
+    async fn restart(self: &Arc<Self>, id: u64, nodes: &[String]) {
+        self.blocking(nodes.to_vec(), |c, n| c.start(n).map(|_| ()))
+            .await;
+        self.set_down(nodes, false);
+        self.end(id);
+    }
+
+    /// Undo every active fault: resume paused nodes, start stopped ones, journal each end.
+    /// Call after aborting the schedule's tasks.
+    pub async fn heal_all(self: &Arc<Self>) {
+        let ids: Vec<u64> = self.active.lock().expect("active faults").keys().copied().collect();
+        let all = self.cluster.ids();
+        let me = self.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for id in &all {
+                if let Some(n) = me.cluster.node(id) {
+                    let _ = me.cluster.resume(n);
+                    if !n.is_running() {
+                        if let Err(e) = me.cluster.start(n) {
+                            tracing::warn!("heal: cannot restart {id}: {e}");
+                        }
+                    }
+                }
+            }
+        })
+        .await;
+        self.set_down(&self.cluster.ids(), false);
+        for id in ids {
+            self.end(id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experiment::Dur;
+    use faultline_protocol::Role;
+
+    fn spec(when: When, action: FaultAction, selector: Selector) -> FaultSpec {
+        FaultSpec {
+            when,
+            action,
+            selector,
+            duration: None,
+            restart_after: None,
+            period: None,
+        }
+    }
+
+    #[test]
+    fn schedule_expands_at_and_every_within_the_run() {
+        let s = |ms| Dur(Duration::from_millis(ms));
+        let faults = vec![
+            spec(When::At(s(5000)), FaultAction::Kill, Selector::Leader),
+            spec(
+                When::Every {
+                    every: s(8000),
+                    from: s(12000),
+                    until: None,
+                },
+                FaultAction::Pause,
+                Selector::Random,
+            ),
+            spec(When::At(s(40000)), FaultAction::Kill, Selector::Leader),
+        ];
+        let f = expand(&faults, Duration::from_secs(30));
+        let at: Vec<u64> = f.iter().map(|f| f.at.as_millis() as u64).collect();
+        assert_eq!(at, [5000, 12000, 20000, 28000]);
+    }
+
+    #[test]
+    fn selectors_resolve_against_the_view() {
+        let ids: Vec<String> = (1..=5).map(|i| format!("n{i}")).collect();
+        let mut v = ClusterView::new(&ids);
+        for n in &mut v.nodes {
+            n.reachable = true;
+            n.role = Role::Follower;
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        assert!(resolve(&Selector::Leader, &v, &mut rng).is_err());
+        v.nodes[2].role = Role::Leader;
+        v.nodes[2].term = 3;
+        assert_eq!(resolve(&Selector::Leader, &v, &mut rng).unwrap(), ["n3"]);
+        for _ in 0..20 {
+            let f = resolve(&Selector::Follower, &v, &mut rng).unwrap();
+            assert_ne!(f, ["n3"]);
+        }
+        assert_eq!(resolve(&Selector::Minority, &v, &mut rng).unwrap().len(), 2);
+        assert_eq!(resolve(&Selector::Majority, &v, &mut rng).unwrap().len(), 3);
+        v.nodes[1].down = true;
+        assert!(resolve(&Selector::Node("n2".into()), &v, &mut rng).is_err());
+        assert_eq!(resolve(&Selector::All, &v, &mut rng).unwrap().len(), 4);
+        assert!(resolve(&Selector::Node("n9".into()), &v, &mut rng).is_err());
+    }
+}

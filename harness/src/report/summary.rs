@@ -1,0 +1,222 @@
+//! `summary.md`: the report for people and CI logs (also printed at the end of a run).
+
+use std::fmt::Write;
+
+use super::Report;
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.0} ms"))
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{:.2}%", v * 100.0))
+}
+
+/// Render the Markdown summary of a report.
+pub fn render_summary(r: &Report) -> String {
+    let mut s = String::new();
+    let e = &r.experiment;
+    let status = if r.passed { "PASS" } else { "FAIL" };
+    let _ = writeln!(
+        s,
+        "# {}: {} ({}{})\n",
+        e.name,
+        status,
+        r.verdict.as_str(),
+        r.expect
+            .map(|x| format!(", expected {}", if x == crate::experiment::Expect::Valid { "valid" } else { "invalid" }))
+            .unwrap_or_default()
+    );
+    if r.aborted {
+        let _ = writeln!(
+            s,
+            "**Aborted**: {}. Figures cover what was recorded.\n",
+            r.abort_reason.as_deref().unwrap_or("interrupted")
+        );
+    }
+    let _ = writeln!(
+        s,
+        "- target: {} x{} {}{}",
+        e.target,
+        e.nodes,
+        if e.settings.is_empty() {
+            String::new()
+        } else {
+            serde_json::Value::Object(e.settings.clone()).to_string()
+        },
+        if e.bugs.is_empty() {
+            String::new()
+        } else {
+            format!(" bugs: {}", e.bugs.join(", "))
+        }
+    );
+    let _ = writeln!(s, "- workload: {}; balancer: {}", e.workload, e.balancer);
+    let _ = writeln!(s, "- duration: {}s, seed {}", e.duration_s, e.seed);
+    if let Some(cmd) = &r.run.reproduce {
+        let _ = writeln!(s, "- reproduce: `{cmd}`");
+    }
+    if let Some(ready) = r.run.ready_ms {
+        let _ = writeln!(s, "- cluster ready in {ready:.0} ms");
+    }
+    if r.run.recovered == Some(false) {
+        let _ = writeln!(s, "- **the cluster did not recover** after the load: no write or final read succeeded in time");
+    }
+
+    let m = &r.metrics;
+    let _ = writeln!(s, "\n## Operations and availability\n");
+    let _ = writeln!(
+        s,
+        "{} invoked: {} ok, {} fail, {} info; {:.0} ok/s",
+        m.ops.invoked, m.ops.ok, m.ops.fail, m.ops.info, m.throughput.ok_per_s
+    );
+    let a = &m.availability;
+    let _ = writeln!(s, "\n| overall | steady | faulted | after heal | 100 ms windows with a write |");
+    let _ = writeln!(s, "|---|---|---|---|---|");
+    let _ = writeln!(
+        s,
+        "| {} | {} | {} | {} | {} |",
+        pct(a.overall),
+        pct(a.steady),
+        pct(a.faulted),
+        pct(a.after_heal),
+        pct(a.windows)
+    );
+
+    let f = &m.failover;
+    let _ = writeln!(s, "\n## Failover\n");
+    if f.events.is_empty() {
+        let _ = writeln!(s, "No faults fired.");
+    } else {
+        let _ = writeln!(s, "| # | fault | nodes | at | election | recovery | gap |");
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+        for (i, ev) in f.events.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.1}s | {} | {} | {} |",
+                i + 1,
+                ev.fault,
+                ev.target,
+                ev.at_ms / 1000.0,
+                ms(ev.election_ms),
+                ms(ev.recovery_ms),
+                ms(ev.gap_ms)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\nrecovery: p50 {}, p99 {}, max {}",
+            ms(f.recovery_ms.p50),
+            ms(f.recovery_ms.p99),
+            ms(f.recovery_ms.max)
+        );
+    }
+
+    let _ = writeln!(s, "\n## Latency (ok operations, µs)\n");
+    let _ = writeln!(s, "| op | count | p50 | p90 | p99 | p99.9 | max |");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    for (name, l) in &m.latency_us {
+        let _ = writeln!(
+            s,
+            "| {name} | {} | {} | {} | {} | {} | {} |",
+            l.count, l.p50, l.p90, l.p99, l.p999, l.max
+        );
+    }
+
+    let c = &r.consistency;
+    let _ = writeln!(s, "\n## Consistency\n");
+    let _ = writeln!(
+        s,
+        "linearizable: **{}**; lost acknowledged writes: **{}**; stale reads: **{}**; reads of values never written: **{}**",
+        c.linearizable.as_str(),
+        c.lost_writes,
+        c.stale_reads,
+        c.never_written
+    );
+    for v in c.violations.iter().take(10) {
+        let _ = writeln!(s, "\n- {} on `{}`: {}", v.kind.as_str(), v.key, v.message);
+        if let Some(ce) = &v.counterexample {
+            let _ = writeln!(s, "\n  ```");
+            for op in ce.concurrent.iter().take(12) {
+                let mark = if op.id == ce.offender.id { ">>" } else { "  " };
+                let _ = writeln!(s, "  {mark} {}", describe_op(op, &v.key));
+            }
+            let _ = writeln!(s, "  ```");
+        }
+    }
+    if c.violations.len() > 10 {
+        let _ = writeln!(s, "\n... and {} more in report.json", c.violations.len() - 10);
+    }
+
+    if !r.slo.is_empty() {
+        let _ = writeln!(s, "\n## SLO\n");
+        for slo in &r.slo {
+            let _ = writeln!(
+                s,
+                "- {} {}: {} {}",
+                slo.name,
+                slo.limit,
+                slo.actual,
+                if slo.ok { "ok" } else { "**BROKEN**" }
+            );
+        }
+    }
+    if let Some(load) = &r.load {
+        if load.mode == "open" {
+            let _ = writeln!(
+                s,
+                "\nOpen-loop schedule: {} ops due, {} ({:.2}%) started more than 1 ms late, worst {:.1} ms.",
+                load.scheduled,
+                load.late_1ms,
+                load.late_share * 100.0,
+                load.max_late_ms
+            );
+        }
+    }
+    for x in &r.unexpected_exits {
+        let _ = writeln!(
+            s,
+            "\n**Node {} exited unexpectedly** at {:.1}s ({}). Last log lines:\n\n```\n{}\n```",
+            x.node,
+            x.at_ms / 1000.0,
+            x.status,
+            x.log_tail
+        );
+    }
+    s
+}
+
+/// One operation as a timeline line: `+1234.5ms..+1236.0ms client 7 write k1 = 12 -> ok (n2)`.
+fn describe_op(op: &crate::check::OpSummary, key: &str) -> String {
+    let t = |ns: u64| format!("{:.1}ms", ns as f64 / 1e6);
+    let end = op.complete_ns.map_or("?".into(), t);
+    let what = match op.f {
+        faultline_protocol::OpKind::Read => format!(
+            "read {} -> {}",
+            key,
+            op.value.map_or("nil".into(), |v| v.to_string())
+        ),
+        faultline_protocol::OpKind::Write => format!(
+            "write {} = {}",
+            key,
+            op.value.map_or("?".into(), |v| v.to_string())
+        ),
+        faultline_protocol::OpKind::Cas => format!(
+            "cas {} {} -> {}",
+            key,
+            op.from
+                .flatten()
+                .map_or("nil".into(), |v| v.to_string()),
+            op.value.map_or("?".into(), |v| v.to_string())
+        ),
+        faultline_protocol::OpKind::Status => "status".into(),
+    };
+    format!(
+        "{}..{} client {} {} : {:?}{}",
+        t(op.invoke_ns),
+        end,
+        op.client,
+        what,
+        op.outcome,
+        op.node.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
+    )
+}

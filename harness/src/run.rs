@@ -1,0 +1,449 @@
+//! `faultline run`: one experiment end to end. Launch the cluster, start the observer and
+//! health checks, drive the load while the nemesis fires its schedule, then heal, wait for
+//! recovery, read every key, stop the cluster, and analyse the recorded files into the report.
+//!
+//! Everything the run does is on disk as it happens (`history.jsonl`, `events.jsonl`), so the
+//! analysis is the same code as `faultline report <run-dir>`, and an aborted or killed run can
+//! still be analysed.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::{self, Cluster, ClusterSpec, ClusterView, EventSink};
+use crate::experiment::{Load, Loaded};
+use crate::history::{EventKind, Outcome, Recorder, RunClock};
+use crate::nemesis::{self, Nemesis};
+use crate::report::{self, Report};
+use crate::workload::{self, Ctx, Generator, LoadSummary};
+
+/// How long a node gets to exit after SIGTERM at the end of a run.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+/// How long the cluster gets to become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Results root (`results/` by default); the run goes to `<out>/<name>/<time>-<seed>/`.
+    pub out: PathBuf,
+    /// Executable that runs nodes (`faultline node ...`).
+    pub exe: PathBuf,
+    /// Show a live progress display on stderr.
+    pub progress: bool,
+    /// The command line that reproduces this run (recorded in the report).
+    pub reproduce: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot write {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Cluster(#[from] cluster::ClusterError),
+    #[error(transparent)]
+    Report(#[from] report::ReportError),
+}
+
+/// Facts only the live run knows, kept beside the recorded files as `run.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunMeta {
+    pub started_utc: String,
+    pub reproduce: String,
+    pub ready_ms: Option<f64>,
+    pub load: Option<LoadSummary>,
+    pub load_start_ns: u64,
+    pub load_end_ns: u64,
+    pub aborted: bool,
+    pub abort_reason: Option<String>,
+    /// Nodes that exited without a fault or shutdown causing it, with their last log lines.
+    pub unexpected_exits: Vec<UnexpectedExit>,
+    pub recovered: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UnexpectedExit {
+    pub node: String,
+    pub at_ms: f64,
+    pub status: String,
+    pub log_tail: String,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
+    move |source| RunError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Run one loaded experiment. `abort` flips to true on Ctrl-C/SIGTERM: the load stops, faults
+/// are healed, the cluster is stopped and a partial report marked `aborted` is written.
+pub async fn run_experiment(
+    loaded: &Loaded,
+    opts: &RunOptions,
+    mut abort: tokio::sync::watch::Receiver<bool>,
+) -> Result<(PathBuf, Report), RunError> {
+    let exp = &loaded.experiment;
+    let seed = loaded.seed;
+    let started_utc = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let stamp = started_utc.replace(':', "").replace('-', "");
+    let exp_dir = opts.out.join(&exp.name);
+    let run_dir = exp_dir.join(format!("{stamp}-{seed}"));
+    std::fs::create_dir_all(&run_dir).map_err(io(&run_dir))?;
+    let yaml = serde_yaml::to_string(&loaded.as_run).expect("YAML values serialize");
+    let exp_path = run_dir.join("experiment.yaml");
+    std::fs::write(&exp_path, yaml).map_err(io(&exp_path))?;
+    update_latest(&exp_dir, &run_dir);
+
+    let clock = RunClock::start();
+    let events_path = run_dir.join("events.jsonl");
+    let (events, events_handle) = Recorder::create(&events_path).map_err(io(&events_path))?;
+    let history_path = run_dir.join("history.jsonl");
+    let (history, history_handle) = Recorder::create(&history_path).map_err(io(&history_path))?;
+    let sink: Arc<dyn EventSink> = Arc::new((events.clone(), clock));
+    sink.event(EventKind::RunStart {
+        experiment: exp.name.clone(),
+        seed,
+    });
+
+    let mut meta = RunMeta {
+        started_utc,
+        reproduce: opts.reproduce.clone(),
+        ..RunMeta::default()
+    };
+    let spec = ClusterSpec {
+        kind: exp.target.kind.as_str().to_string(),
+        nodes: exp.target.nodes,
+        settings: exp.target.settings.clone(),
+        bugs: exp.target.bugs.clone(),
+        exe: opts.exe.clone(),
+        run_dir: run_dir.clone(),
+        pool: exp.balancer.connections_per_node as usize,
+    };
+    sink.event(EventKind::Phase {
+        name: "launch".into(),
+    });
+    let launched = Cluster::launch(spec).map(Arc::new);
+    let cluster = match launched {
+        Ok(c) => c,
+        Err(e) => {
+            finish_files(sink, events, events_handle, history, history_handle, true, Some(e.to_string()));
+            return Err(e.into());
+        }
+    };
+    for n in &cluster.nodes {
+        if let Some(p) = n.process() {
+            sink.event(EventKind::NodeStart {
+                node: n.id.clone(),
+                pid: p.pid(),
+            });
+        }
+    }
+    let ready = tokio::select! {
+        r = cluster.wait_ready(READY_TIMEOUT) => r,
+        _ = abort.changed() => Err(cluster::ClusterError::NotReady {
+            waited: Duration::ZERO,
+            detail: "interrupted".into(),
+        }),
+    };
+    match ready {
+        Ok(d) => meta.ready_ms = Some(d.as_secs_f64() * 1000.0),
+        Err(e) => {
+            cluster.stop(STOP_GRACE);
+            finish_files(sink, events, events_handle, history, history_handle, true, Some(e.to_string()));
+            return Err(e.into());
+        }
+    }
+
+    let view = Arc::new(RwLock::new(ClusterView::new(&cluster.ids())));
+    let mut background = cluster::spawn_observer(
+        &cluster.nodes,
+        view.clone(),
+        exp.observe_every.0.max(Duration::from_millis(1)),
+        sink.clone(),
+    );
+    background.extend(cluster::spawn_health_checks(
+        &cluster.nodes,
+        view.clone(),
+        &exp.balancer.health,
+    ));
+    let exits = Arc::new(std::sync::Mutex::new(Vec::<UnexpectedExit>::new()));
+    background.push(spawn_exit_watch(cluster.clone(), sink.clone(), clock, exits.clone()));
+    // Let the observer fill the view before the first operation.
+    tokio::time::sleep(exp.observe_every.0.max(Duration::from_millis(1)) * 2).await;
+
+    let generator = Generator::new(seed, exp.workload.keys, exp.workload.mix, exp.workload.kind);
+    let keys: Vec<String> = generator.keys().to_vec();
+    let ctx = Arc::new(Ctx::new(
+        cluster.nodes.clone(),
+        view.clone(),
+        crate::balancer::build(exp.balancer.kind),
+        history.clone(),
+        clock,
+        generator,
+        exp.workload.timeout.0,
+        exp.balancer.max_tries,
+    ));
+    let nemesis = Nemesis::new(cluster.clone(), view.clone(), sink.clone(), seed);
+
+    sink.event(EventKind::Phase {
+        name: "load".into(),
+    });
+    let load_start = Instant::now();
+    meta.load_start_ns = clock.at(load_start);
+    let until = load_start + exp.duration.0;
+    let fault_tasks = nemesis.spawn_schedule(nemesis::expand(&exp.faults, exp.duration.0), load_start);
+    let progress = opts
+        .progress
+        .then(|| spawn_progress(ctx.clone(), nemesis.clone(), load_start, exp.duration.0));
+    let open = matches!(exp.workload.load, Load::Open { .. });
+    let load = {
+        let ctx = ctx.clone();
+        let mode = exp.workload.load;
+        tokio::spawn(async move {
+            match mode {
+                Load::Open { rate } => workload::run_open(ctx, rate.per_second, until).await,
+                Load::Closed { concurrency } => workload::run_closed(ctx, concurrency, until).await,
+            }
+        })
+    };
+    let mut aborted = false;
+    tokio::select! {
+        _ = load => {}
+        _ = abort.changed() => { aborted = true; }
+    }
+    meta.load_end_ns = clock.ns();
+    for t in fault_tasks {
+        t.abort();
+    }
+    if let Some(p) = progress {
+        p.abort();
+        let _ = p.await;
+    }
+    meta.load = Some(ctx.stats.summary(open));
+
+    sink.event(EventKind::Phase {
+        name: "heal".into(),
+    });
+    nemesis.heal_all().await;
+
+    if !aborted {
+        sink.event(EventKind::Phase {
+            name: "recover".into(),
+        });
+        let deadline = Instant::now() + exp.recover_timeout.0;
+        tokio::select! {
+            ok = recover_and_read(&ctx, &keys, deadline) => meta.recovered = Some(ok),
+            _ = abort.changed() => { aborted = true; }
+        }
+    }
+    if aborted {
+        meta.aborted = true;
+        meta.abort_reason = Some("interrupted (SIGINT/SIGTERM)".into());
+    }
+
+    sink.event(EventKind::Phase {
+        name: "stop".into(),
+    });
+    for t in background {
+        t.abort();
+    }
+    {
+        let c = cluster.clone();
+        let _ = tokio::task::spawn_blocking(move || c.stop(STOP_GRACE)).await;
+    }
+    meta.unexpected_exits = exits.lock().expect("exits").clone();
+    drop(ctx);
+    drop(nemesis);
+    finish_files(
+        sink,
+        events,
+        events_handle,
+        history,
+        history_handle,
+        meta.aborted,
+        meta.abort_reason.clone(),
+    );
+    let meta_path = run_dir.join("run.json");
+    std::fs::write(
+        &meta_path,
+        serde_json::to_vec_pretty(&meta).expect("run meta serializes"),
+    )
+    .map_err(io(&meta_path))?;
+    drop(cluster);
+
+    let report = report::analyze_and_write(&run_dir)?;
+    Ok((run_dir, report))
+}
+
+/// Close the journal and history: the end event, then wait until both are on disk.
+fn finish_files(
+    sink: Arc<dyn EventSink>,
+    events: Recorder,
+    events_handle: crate::history::RecorderHandle,
+    history: Recorder,
+    history_handle: crate::history::RecorderHandle,
+    aborted: bool,
+    reason: Option<String>,
+) {
+    sink.event(EventKind::RunEnd { aborted, reason });
+    drop(sink);
+    drop(events);
+    drop(history);
+    if let Err(e) = events_handle.finish() {
+        tracing::error!("events.jsonl: {e}");
+    }
+    if let Err(e) = history_handle.finish() {
+        tracing::error!("history.jsonl: {e}");
+    }
+}
+
+/// After the load: wait until a write succeeds again, then read every key until each read
+/// succeeds (the final reads catch lost writes). True when all of that finished in time.
+async fn recover_and_read(ctx: &Arc<Ctx>, keys: &[String], deadline: Instant) -> bool {
+    let client = u32::MAX - 1;
+    let mut recovered = false;
+    while Instant::now() < deadline {
+        let op = ctx.generator.lock().expect("generator").next_write();
+        if workload::execute(ctx, client, op).await.outcome == Outcome::Ok {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut all_read = recovered;
+    for (i, key) in keys.iter().enumerate() {
+        let reader = u32::MAX - 2 - i as u32;
+        let mut done = false;
+        while Instant::now() < deadline {
+            let op = faultline_protocol::Op::Read { key: key.clone() };
+            if workload::execute(ctx, reader, op).await.outcome == Outcome::Ok {
+                done = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        all_read &= done;
+    }
+    all_read
+}
+
+/// Watch for node processes that exit without the harness asking; journal every exit.
+fn spawn_exit_watch(
+    cluster: Arc<Cluster>,
+    sink: Arc<dyn EventSink>,
+    clock: RunClock,
+    exits: Arc<std::sync::Mutex<Vec<UnexpectedExit>>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut seen: Vec<Option<u32>> = vec![None; cluster.nodes.len()];
+        loop {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            for (i, n) in cluster.nodes.iter().enumerate() {
+                let Some(p) = n.process() else { continue };
+                let Some(status) = p.exit_status() else { continue };
+                if seen[i] == Some(p.pid()) {
+                    continue;
+                }
+                seen[i] = Some(p.pid());
+                let expected = n.expect_down.load(Ordering::SeqCst);
+                sink.event(EventKind::NodeExit {
+                    node: n.id.clone(),
+                    status: status.to_string(),
+                    expected,
+                });
+                if !expected {
+                    exits.lock().expect("exits").push(UnexpectedExit {
+                        node: n.id.clone(),
+                        at_ms: clock.ns() as f64 / 1e6,
+                        status: status.to_string(),
+                        log_tail: n.log_tail(20),
+                    });
+                }
+            }
+        }
+    })
+}
+
+/// The live progress line: elapsed, ops/s, ok share, the active fault. On a terminal it
+/// redraws in place; elsewhere (CI logs) it prints a line every 5 seconds.
+fn spawn_progress(
+    ctx: Arc<Ctx>,
+    nemesis: Arc<Nemesis>,
+    start: Instant,
+    duration: Duration,
+) -> tokio::task::JoinHandle<()> {
+    use std::io::IsTerminal;
+    let tty = std::io::stderr().is_terminal();
+    tokio::spawn(async move {
+        let bar = indicatif::ProgressBar::new(duration.as_millis() as u64);
+        if tty {
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:30} {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+        } else {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        let mut last = (Instant::now(), 0u64);
+        let mut last_print = Instant::now();
+        // Clears the bar when this task is aborted at the end of the load.
+        let _clear = BarGuard(bar.clone());
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let s = &ctx.stats;
+            let (ok, fail, info) = (
+                s.ok.load(Ordering::Relaxed),
+                s.fail.load(Ordering::Relaxed),
+                s.info.load(Ordering::Relaxed),
+            );
+            let done = ok + fail + info;
+            let rate = (done - last.1) as f64 / last.0.elapsed().as_secs_f64().max(1e-3);
+            last = (Instant::now(), done);
+            let share = if done == 0 { 1.0 } else { ok as f64 / done as f64 };
+            let fault = nemesis
+                .describe
+                .lock()
+                .expect("describe")
+                .clone()
+                .unwrap_or_else(|| "-".into());
+            let elapsed = start.elapsed().min(duration);
+            let msg = format!(
+                "{:>5.1}s/{:.0}s  {:>6.0} ops/s  ok {:>5.1}%  fault: {fault}",
+                elapsed.as_secs_f64(),
+                duration.as_secs_f64(),
+                rate,
+                share * 100.0
+            );
+            if tty {
+                bar.set_position(elapsed.as_millis() as u64);
+                bar.set_message(msg);
+            } else if last_print.elapsed() >= Duration::from_secs(5) {
+                eprintln!("  {msg}");
+                last_print = Instant::now();
+            }
+        }
+    })
+}
+
+/// Clears the progress bar when the progress task is aborted.
+struct BarGuard(indicatif::ProgressBar);
+impl Drop for BarGuard {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
+/// Point `<experiment>/latest` at the newest run (a relative symlink).
+fn update_latest(exp_dir: &Path, run_dir: &Path) {
+    let link = exp_dir.join("latest");
+    let _ = std::fs::remove_file(&link);
+    if let Some(name) = run_dir.file_name() {
+        let _ = std::os::unix::fs::symlink(name, &link);
+    }
+}

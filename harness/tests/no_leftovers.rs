@@ -1,0 +1,109 @@
+//! The harness leaves nothing behind: after a SIGKILL of the harness no node survives
+//! (PR_SET_PDEATHSIG), and after SIGINT the run heals, stops the cluster and writes a partial
+//! report marked aborted.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const LONG_RUN: &str = "\
+name: leftovers
+seed: 3
+duration: 60s
+target:
+  kind: primary-backup
+  nodes: 3
+workload:
+  kind: register
+  keys: 4
+  rate: 200/s
+faults:
+  - { at: 1s, pause: follower, duration: 30s }
+";
+
+/// Start a long run and wait until its nodes are up and the load has begun.
+fn start(dir: &std::path::Path) -> (std::process::Child, std::path::PathBuf) {
+    let file = common::write_experiment(dir, "leftovers", LONG_RUN);
+    let child = Command::new(common::exe())
+        .arg("run")
+        .arg(&file)
+        .arg("--out")
+        .arg(dir.join("results"))
+        .arg("--quiet")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "run did not start its load in time");
+        if let Ok(target) = std::fs::read_link(dir.join("results/leftovers/latest")) {
+            let run = dir.join("results/leftovers").join(target);
+            let events = std::fs::read_to_string(run.join("events.jsonl")).unwrap_or_default();
+            // Load running and the pause fault applied.
+            if events.contains("\"fault_start\"") {
+                return (child, run);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sigkill_of_the_harness_leaves_no_node_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, run) = start(dir.path());
+    let pids = common::node_pids(&run);
+    assert_eq!(pids.len(), 3, "three nodes started");
+    for p in &pids {
+        assert!(std::path::Path::new(&format!("/proc/{p}")).exists());
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    child.wait().unwrap();
+    // One node is SIGSTOPped by the pause fault; SIGKILL still ends it.
+    let left = common::wait_gone(run.to_str().unwrap(), Duration::from_secs(5));
+    assert!(left.is_empty(), "node processes survived the harness: {left:?}");
+    // The history recorded so far is on disk and a report can be rebuilt from it.
+    let out = Command::new(common::exe()).arg("report").arg(&run).output().unwrap();
+    let r = common::report(&run);
+    assert_eq!(r["aborted"], true, "{}", common::stderr(&out));
+    assert_eq!(r["run"]["complete"], false);
+    assert!(r["ops"]["invoked"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn sigint_heals_stops_and_writes_a_partial_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, run) = start(dir.path());
+    std::thread::sleep(Duration::from_millis(500));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "harness did not stop after SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // An interrupted run that found nothing wrong cannot call itself valid: unknown, exit 2.
+    assert_eq!(status.code(), Some(2));
+    let r = common::report(&run);
+    assert_eq!(r["aborted"], true);
+    assert_eq!(r["verdict"], "unknown");
+    assert_eq!(r["run"]["complete"], true);
+    let events = std::fs::read_to_string(run.join("events.jsonl")).unwrap();
+    // The pause was healed before the cluster stopped.
+    assert!(events.contains("\"fault_end\""), "{events}");
+    assert!(events.contains("\"run_end\""));
+    let left = common::wait_gone(run.to_str().unwrap(), Duration::from_secs(2));
+    assert!(left.is_empty(), "node processes survived: {left:?}");
+}

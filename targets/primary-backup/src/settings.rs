@@ -1,0 +1,157 @@
+//! Typed `settings:` of the primary-backup node, their defaults and their validation.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How a primary acknowledges writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Replication {
+    /// Reply after every backup of the view has the entry durably.
+    Sync,
+    /// Reply after the primary's own fsync; backups catch up in the background.
+    Async,
+}
+
+/// The node's settings, parsed from `NodeConfig::settings`. Durations are humantime strings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Interval of the primary's heartbeats to every node.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
+    /// A backup starts a takeover after this long without a heartbeat from the primary; a
+    /// primary removes a backup that has not acknowledged anything for this long.
+    #[serde(with = "humantime_serde")]
+    pub takeover_timeout: Duration,
+    pub replication: Replication,
+    /// Serve reads and accept writes only while holding a lease renewed by backup acks.
+    pub lease: bool,
+    /// Lease length; must be shorter than `takeover_timeout`. Default: half of it.
+    #[serde(with = "humantime_serde::option")]
+    pub lease_duration: Option<Duration>,
+    /// Safety margin subtracted from every lease for clock rate differences.
+    #[serde(with = "humantime_serde")]
+    pub clock_drift: Duration,
+    /// A write not committed after this long is answered `timeout` (indefinite).
+    #[serde(with = "humantime_serde")]
+    pub replication_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            heartbeat: Duration::from_millis(50),
+            takeover_timeout: Duration::from_millis(200),
+            replication: Replication::Sync,
+            lease: false,
+            lease_duration: None,
+            clock_drift: Duration::from_millis(10),
+            replication_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Settings {
+    /// Parse and validate; the error names the offending field.
+    pub fn from_map(map: &serde_json::Map<String, serde_json::Value>) -> Result<Self, String> {
+        let settings: Settings = serde_json::from_value(serde_json::Value::Object(map.clone()))
+            .map_err(|e| {
+                // Name the field: re-parse each field alone (the others take their defaults).
+                let field = map.iter().find(|(k, v)| {
+                    let mut one = serde_json::Map::new();
+                    one.insert((*k).clone(), (*v).clone());
+                    serde_json::from_value::<Settings>(serde_json::Value::Object(one)).is_err()
+                });
+                match field {
+                    Some((k, _)) => format!("settings.{k}: {e}"),
+                    None => format!("invalid primary-backup settings: {e}"),
+                }
+            })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The effective lease length.
+    pub fn lease_duration(&self) -> Duration {
+        self.lease_duration.unwrap_or(self.takeover_timeout / 2)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let ms = |d: Duration| humantime_serde::re::humantime::format_duration(d).to_string();
+        if self.heartbeat.is_zero() {
+            return Err("settings.heartbeat must be greater than 0".into());
+        }
+        if self.takeover_timeout <= self.heartbeat {
+            return Err(format!(
+                "settings.takeover_timeout ({}) must be longer than settings.heartbeat ({})",
+                ms(self.takeover_timeout),
+                ms(self.heartbeat)
+            ));
+        }
+        if self.replication_timeout.is_zero() {
+            return Err("settings.replication_timeout must be greater than 0".into());
+        }
+        let lease = self.lease_duration();
+        if lease >= self.takeover_timeout {
+            return Err(format!(
+                "settings.lease_duration ({}) must be shorter than settings.takeover_timeout ({})",
+                ms(lease),
+                ms(self.takeover_timeout)
+            ));
+        }
+        if self.lease && self.clock_drift >= lease {
+            return Err(format!(
+                "settings.clock_drift ({}) must be shorter than settings.lease_duration ({})",
+                ms(self.clock_drift),
+                ms(lease)
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<Settings, String> {
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        Settings::from_map(v.as_object().unwrap())
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let d = parse("{}").unwrap();
+        assert_eq!(d, Settings::default());
+        assert_eq!(d.lease_duration(), Duration::from_millis(100));
+        let s = parse(r#"{"heartbeat":"20ms","takeover_timeout":"1s","replication":"async","lease":true,"lease_duration":"300ms"}"#).unwrap();
+        assert_eq!(s.heartbeat, Duration::from_millis(20));
+        assert_eq!(s.replication, Replication::Async);
+        assert_eq!(s.lease_duration(), Duration::from_millis(300));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            (r#"{"heartbeet":"20ms"}"#, "heartbeet"),
+            (r#"{"heartbeat":"fast"}"#, "heartbeat"),
+            (r#"{"replication":"semi"}"#, "semi"),
+            (r#"{"heartbeat":"300ms"}"#, "settings.takeover_timeout"),
+            (r#"{"lease_duration":"200ms"}"#, "settings.lease_duration"),
+            (
+                r#"{"lease":true,"clock_drift":"150ms"}"#,
+                "settings.clock_drift",
+            ),
+            (
+                r#"{"replication_timeout":"0s"}"#,
+                "settings.replication_timeout",
+            ),
+        ];
+        for (json, field) in cases {
+            let err = parse(json).unwrap_err();
+            assert!(err.contains(field), "{json}: {err}");
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! Three real primary-backup nodes on loopback, each on its own thread and runtime, talking
+//! through real sockets and fsyncing into temporary directories.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use faultline_protocol::{decode_response, encode, NodeConfig, Op, Request, Response, Role};
+use tokio::sync::oneshot;
+
+fn free_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+struct Node {
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<Result<(), faultline_primary_backup::Error>>>,
+}
+
+impl Node {
+    fn start(config: NodeConfig) -> Node {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(faultline_primary_backup::serve(config, async {
+                let _ = stopped.await;
+            }))
+        });
+        Node {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct Client {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    next_id: u64,
+}
+
+impl Client {
+    fn connect(addr: SocketAddr) -> Client {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let stream = loop {
+            match TcpStream::connect(addr) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("cannot connect to {addr}: {e}"),
+            }
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        Client {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+            next_id: 0,
+        }
+    }
+
+    fn call(&mut self, op: Op) -> Response {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.writer.write_all(&encode(&Request { id, op })).unwrap();
+        let mut line = String::new();
+        self.reader.read_line(&mut line).unwrap();
+        let r = decode_response(line.trim_end().as_bytes()).unwrap();
+        assert_eq!(r.id, id);
+        r
+    }
+
+    /// Pipeline `ops` and collect responses by id.
+    fn pipeline(&mut self, ops: Vec<Op>) -> BTreeMap<u64, Response> {
+        let mut buf = Vec::new();
+        let first = self.next_id + 1;
+        for op in ops {
+            self.next_id += 1;
+            buf.extend_from_slice(&encode(&Request {
+                id: self.next_id,
+                op,
+            }));
+        }
+        self.writer.write_all(&buf).unwrap();
+        let mut out = BTreeMap::new();
+        while out.len() < (self.next_id + 1 - first) as usize {
+            let mut line = String::new();
+            self.reader.read_line(&mut line).unwrap();
+            let r = decode_response(line.trim_end().as_bytes()).unwrap();
+            out.insert(r.id, r);
+        }
+        out
+    }
+}
+
+fn configs(dirs: &[tempfile::TempDir], settings: serde_json::Value) -> Vec<NodeConfig> {
+    let ids = ["n1", "n2", "n3"];
+    let client: Vec<SocketAddr> = ids.iter().map(|_| free_port()).collect();
+    let peer: Vec<SocketAddr> = ids.iter().map(|_| free_port()).collect();
+    ids.iter()
+        .enumerate()
+        .map(|(i, id)| NodeConfig {
+            id: (*id).to_owned(),
+            client_addr: client[i],
+            peer_addr: peer[i],
+            peers: ids
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(j, p)| ((*p).to_owned(), peer[j]))
+                .collect(),
+            data_dir: dirs[i].path().to_owned(),
+            settings: settings.as_object().unwrap().clone(),
+            bugs: vec![],
+        })
+        .collect()
+}
+
+/// Poll every node's status until `pred` holds for the set, or fail after 10 s.
+fn wait_for(
+    configs: &[NodeConfig],
+    skip: &[&str],
+    what: &str,
+    pred: impl Fn(&[(String, faultline_protocol::Status)]) -> bool,
+) -> Vec<(String, faultline_protocol::Status)> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let statuses: Vec<_> = configs
+            .iter()
+            .filter(|c| !skip.contains(&c.id.as_str()))
+            .map(|c| {
+                let s = Client::connect(c.client_addr)
+                    .call(Op::Status)
+                    .status
+                    .unwrap();
+                (c.id.clone(), s)
+            })
+            .collect();
+        if pred(&statuses) {
+            return statuses;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {statuses:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn leader_of(statuses: &[(String, faultline_protocol::Status)]) -> Option<String> {
+    let leaders: Vec<_> = statuses
+        .iter()
+        .filter(|(_, s)| s.role == Role::Leader)
+        .collect();
+    let followers = statuses
+        .iter()
+        .filter(|(_, s)| s.role == Role::Follower)
+        .count();
+    (leaders.len() == 1 && followers + 1 == statuses.len()).then(|| leaders[0].0.clone())
+}
+
+#[test]
+fn three_nodes_replicate_fail_over_and_recover() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let settings = serde_json::json!({"heartbeat": "20ms", "takeover_timeout": "150ms"});
+    let configs = configs(&dirs, settings);
+    let mut nodes: Vec<Node> = configs.iter().cloned().map(Node::start).collect();
+
+    let statuses = wait_for(&configs, &[], "a primary", |s| leader_of(s).is_some());
+    assert_eq!(leader_of(&statuses).as_deref(), Some("n1"));
+    assert!(statuses.iter().all(|(_, s)| s.term == 1));
+
+    // Writes and reads through the primary, pipelined on one connection.
+    let mut c1 = Client::connect(configs[0].client_addr);
+    let ops = (0..200)
+        .map(|i| Op::Write {
+            key: format!("k{}", i % 5),
+            value: i,
+        })
+        .collect();
+    let replies = c1.pipeline(ops);
+    assert!(replies.values().all(|r| r.ok), "{replies:?}");
+    let r = c1.call(Op::Read { key: "k4".into() });
+    assert_eq!(r.value, Some(Some(199)));
+    let r = c1.call(Op::Cas {
+        key: "k4".into(),
+        from: Some(1),
+        to: 2,
+    });
+    assert_eq!(
+        r.error.unwrap().code,
+        faultline_protocol::ErrorCode::CasMismatch
+    );
+    let r = c1.call(Op::Read {
+        key: "never".into(),
+    });
+    assert_eq!(r.value, Some(None));
+
+    // Backups redirect to the primary.
+    let r = Client::connect(configs[1].client_addr).call(Op::Read { key: "k4".into() });
+    let err = r.error.unwrap();
+    assert_eq!(err.code, faultline_protocol::ErrorCode::NotLeader);
+    assert_eq!(err.leader.as_deref(), Some("n1"));
+
+    // Bad input gets bad_request and the connection stays usable.
+    c1.writer
+        .write_all(b"{\"id\":77,\"op\":\"bogus\"}\n")
+        .unwrap();
+    let mut line = String::new();
+    c1.reader.read_line(&mut line).unwrap();
+    let r = decode_response(line.trim_end().as_bytes()).unwrap();
+    assert_eq!(
+        (r.id, r.error.unwrap().code),
+        (77, faultline_protocol::ErrorCode::BadRequest)
+    );
+    assert_eq!(
+        c1.call(Op::Read { key: "k0".into() }).value,
+        Some(Some(195))
+    );
+    drop(c1);
+
+    // Stop the primary: n2 takes over with every acknowledged write.
+    nodes[0].stop();
+    let statuses = wait_for(&configs, &["n1"], "a takeover", |s| leader_of(s).is_some());
+    assert_eq!(leader_of(&statuses).as_deref(), Some("n2"));
+    let mut c2 = Client::connect(configs[1].client_addr);
+    for k in 0..5 {
+        let r = c2.call(Op::Read {
+            key: format!("k{k}"),
+        });
+        assert_eq!(r.value, Some(Some(195 + k)), "k{k}");
+    }
+    assert!(
+        c2.call(Op::Write {
+            key: "after".into(),
+            value: 1
+        })
+        .ok
+    );
+
+    // Restart n1 from its data directory: it recovers and rejoins as a backup.
+    nodes[0] = Node::start(configs[0].clone());
+    let statuses = wait_for(&configs, &[], "n1 to rejoin", |s| {
+        leader_of(s).is_some() && s.iter().all(|(_, st)| st.term == s[1].1.term)
+    });
+    assert_eq!(leader_of(&statuses).as_deref(), Some("n2"));
+    assert!(
+        c2.call(Op::Write {
+            key: "after".into(),
+            value: 2
+        })
+        .ok
+    );
+    for n in nodes.iter_mut() {
+        n.stop();
+    }
+}
+
+/// Closed-loop load against a 3-node cluster; prints throughput. Not a pass/fail test of
+/// speed (tests do not assert wall-clock figures): run it with
+/// `cargo test -p faultline-primary-backup --release --test cluster -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn throughput_report() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let configs = configs(&dirs, serde_json::json!({}));
+    let _nodes: Vec<Node> = configs.iter().cloned().map(Node::start).collect();
+    wait_for(&configs, &[], "a primary", |s| leader_of(s).is_some());
+    let addr = configs[0].client_addr;
+    let secs = 3;
+    let clients: usize = std::env::var("PB_CLIENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(32);
+    let start = Instant::now();
+    let threads: Vec<_> = (0..clients)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let mut client = Client::connect(addr);
+                let mut n = 0u64;
+                let mut ok = 0u64;
+                while start.elapsed() < Duration::from_secs(secs) {
+                    n += 1;
+                    let op = if n & 1 == 0 {
+                        Op::Read {
+                            key: format!("k{}", n % 8),
+                        }
+                    } else {
+                        Op::Write {
+                            key: format!("k{}", n % 8),
+                            value: (c as i64) << 32 | n as i64,
+                        }
+                    };
+                    ok += u64::from(client.call(op).ok);
+                }
+                (n, ok)
+            })
+        })
+        .collect();
+    let (mut total, mut ok) = (0, 0);
+    for t in threads {
+        let (n, o) = t.join().unwrap();
+        total += n;
+        ok += o;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    eprintln!(
+        "{clients} clients: {total} ops ({ok} ok) in {elapsed:.2}s = {:.0} ops/s",
+        total as f64 / elapsed
+    );
+}
