@@ -275,7 +275,7 @@ faults:
             ("duration: 2s", "duration: 2 parsecs", (3, 11), "invalid duration `2 parsecs`"),
             ("kind: primary-backup", "kind: zookeeper", (5, 9), "unknown variant `zookeeper`"),
             ("rate: 500/s", "rate: fast", (10, 9), "invalid rate `fast`"),
-            ("kill: leader", "kill: chief", (12, 18), "unknown selector `chief`"),
+            ("kill: leader", "kill: chief", (12, 21), "unknown selector `chief`"),
         ];
         for (from, to, (line, col), needle) in cases {
             let text = GOOD.replacen(from, to, 1);

@@ -138,14 +138,26 @@ struct RawTarget {
     bugs: Vec<String>,
 }
 
+/// Parsed inside the scalar's own visitor, so the error carries the scalar's location.
 fn node_count<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    let n = u32::deserialize(d)?;
-    if !(1..=15).contains(&n) {
-        return Err(de::Error::custom(format!(
-            "nodes must be between 1 and 15, got {n}"
-        )));
+    struct V;
+    impl de::Visitor<'_> for V {
+        type Value = u32;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a number of nodes between 1 and 15")
+        }
+        fn visit_u64<E: de::Error>(self, n: u64) -> Result<u32, E> {
+            if (1..=15).contains(&n) {
+                Ok(n as u32)
+            } else {
+                Err(E::custom(format!("nodes must be between 1 and 15, got {n}")))
+            }
+        }
+        fn visit_i64<E: de::Error>(self, n: i64) -> Result<u32, E> {
+            Err(E::custom(format!("nodes must be between 1 and 15, got {n}")))
+        }
     }
-    Ok(n)
+    d.deserialize_u64(V)
 }
 
 impl TryFrom<RawTarget> for Target {

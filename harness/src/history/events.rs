@@ -32,6 +32,11 @@ pub enum EventKind {
         /// The nodes it resolved to when it fired.
         nodes: Vec<String>,
     },
+    /// The fault journaled as `id` has taken effect (the kill was reaped, the SIGSTOP sent).
+    /// Failover times count from here.
+    FaultApplied {
+        id: u64,
+    },
     /// A scheduled fault found no node to act on (no known leader, every node down, ...).
     FaultSkipped {
         fault: String,

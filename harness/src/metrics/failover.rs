@@ -92,16 +92,20 @@ pub(crate) fn compute(ops: &[&OpRecord], events: &[Event], start: u64, end: u64)
         else {
             continue;
         };
-        let t = e.t;
+        // Failover counts from the moment the fault took effect, when that was journaled.
+        let t = events[i + 1..]
+            .iter()
+            .find_map(|a| match a.kind {
+                EventKind::FaultApplied { id: applied } if applied == *id => Some(a.t),
+                _ => None,
+            })
+            .filter(|&a| a < next_start(&starts, n, e.t))
+            .unwrap_or(e.t);
         let healed = events[i + 1..].iter().find_map(|h| match &h.kind {
             EventKind::FaultEnd { id: end_id, .. } if end_id == id && h.t >= t => Some(h.t),
             _ => None,
         });
-        let next_fault = starts[n + 1..]
-            .iter()
-            .map(|(_, e)| e.t)
-            .find(|&u| u > t)
-            .unwrap_or(u64::MAX);
+        let next_fault = next_start(&starts, n, e.t);
 
         let recovered = ops
             .iter()
@@ -124,6 +128,15 @@ pub(crate) fn compute(ops: &[&OpRecord], events: &[Event], start: u64, end: u64)
         events: rows,
         recovery_ms,
     }
+}
+
+/// When the fault after the `n`-th one started (`u64::MAX` for the last).
+fn next_start(starts: &[(usize, &Event)], n: usize, t: u64) -> u64 {
+    starts[n + 1..]
+        .iter()
+        .map(|(_, e)| e.t)
+        .find(|&u| u > t)
+        .unwrap_or(u64::MAX)
 }
 
 /// When a node outside `hit` became leader in a term above every leader term seen before

@@ -64,14 +64,16 @@ impl Recorder {
     /// `None` when nothing was recorded.
     pub fn summary(&self) -> Option<LatencySummary> {
         let count = self.hist.as_ref().map_or(0, |h| h.len());
-        let q = |q| self.quantile_us(q).unwrap_or(0.0);
+        let max = us(self.max);
+        // HDR buckets round up; a quantile never exceeds the exact maximum.
+        let q = |q| self.quantile_us(q).unwrap_or(0.0).min(max);
         (count > 0).then(|| LatencySummary {
             count,
             p50: q(0.5),
             p90: q(0.9),
             p99: q(0.99),
             p999: q(0.999),
-            max: us(self.max),
+            max,
         })
     }
 }

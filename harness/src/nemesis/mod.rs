@@ -247,6 +247,7 @@ impl Nemesis {
             }
         };
         let id = self.begin(spec.action, &spec.selector, &nodes);
+        let applied = || self.sink.event(EventKind::FaultApplied { id });
         match spec.action {
             FaultAction::Kill | FaultAction::Terminate | FaultAction::Amnesia => {
                 self.set_down(&nodes, true);
@@ -264,6 +265,7 @@ impl Nemesis {
                         .await
                     }
                 }
+                applied();
                 let restart = match (spec.action, spec.restart_after) {
                     (_, Some(d)) => Some(d.0),
                     (FaultAction::Amnesia, None) => Some(Duration::ZERO),
@@ -280,10 +282,12 @@ impl Nemesis {
                 self.set_down(&nodes, true);
                 self.blocking(nodes.clone(), |c, n| c.terminate(n, TERM_GRACE))
                     .await;
+                applied();
                 self.restart(id, &nodes).await;
             }
             FaultAction::Pause => {
                 self.nodes_op(&nodes, |c, n| c.pause(n));
+                applied();
                 tokio::time::sleep(spec.duration.map_or(Duration::ZERO, |d| d.0)).await;
                 if self.is_active(id) {
                     self.nodes_op(&nodes, |c, n| c.resume(n));
@@ -294,8 +298,12 @@ impl Nemesis {
                 let until = Instant::now() + spec.duration.map_or(Duration::ZERO, |d| d.0);
                 let period = spec.period.map_or(Duration::from_millis(500), |p| p.0);
                 self.set_down(&nodes, true);
+                let mut first = true;
                 while Instant::now() < until && self.is_active(id) {
                     self.blocking(nodes.clone(), |c, n| c.kill(n)).await;
+                    if std::mem::take(&mut first) {
+                        applied();
+                    }
                     tokio::time::sleep(period).await;
                     if !self.is_active(id) {
                         return;

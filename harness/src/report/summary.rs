@@ -117,7 +117,7 @@ pub fn render_summary(r: &Report) -> String {
     for (name, l) in &m.latency_us {
         let _ = writeln!(
             s,
-            "| {name} | {} | {} | {} | {} | {} | {} |",
+            "| {name} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
             l.count, l.p50, l.p90, l.p99, l.p999, l.max
         );
     }

@@ -63,7 +63,7 @@ impl NodeConfig {
     pub fn members(&self) -> Vec<String> {
         let mut all: Vec<String> = self.peers.keys().cloned().collect();
         all.push(self.id.clone());
-        all.sort_by(|a, b| natural_key(a).cmp(&natural_key(b)));
+        all.sort_by_cached_key(|a| natural_key(a));
         all.dedup();
         all
     }
