@@ -62,9 +62,7 @@ enum Command {
     },
     /// Re-render report.json and summary.md from a run directory's recorded files (also for a
     /// run that was interrupted or whose harness was killed).
-    Report {
-        run_dir: PathBuf,
-    },
+    Report { run_dir: PathBuf },
     /// List what this build supports.
     List,
     /// Run one reference node (the harness starts its nodes this way).
@@ -119,7 +117,11 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("faultline report: {e}");
-                ExitCode::from(if e.is_bad_input() { EXIT_BAD_INPUT } else { EXIT_INTERNAL })
+                ExitCode::from(if e.is_bad_input() {
+                    EXIT_BAD_INPUT
+                } else {
+                    EXIT_INTERNAL
+                })
             }
         },
         Command::List => {
@@ -129,7 +131,9 @@ fn main() -> ExitCode {
             println!("faults:     kill, terminate, pause, restart, crash-loop, amnesia");
             println!("selectors:  leader (primary), follower (backup), random, minority, majority, all, nN");
             println!("balancers:  round-robin, leader-aware");
-            println!("workloads:  register, cas-register (open loop `rate`, closed loop `concurrency`)");
+            println!(
+                "workloads:  register, cas-register (open loop `rate`, closed loop `concurrency`)"
+            );
             println!("models:     register, cas-register");
             println!("checks:     linearizable, lost-writes, stale-reads");
             ExitCode::SUCCESS
@@ -294,11 +298,7 @@ fn worst_exit(a: u8, b: u8) -> u8 {
 }
 
 fn reproduce_command(l: &experiment::Loaded, set: &[Override]) -> String {
-    let mut cmd = format!(
-        "faultline run {} --seed {}",
-        l.path.display(),
-        l.seed
-    );
+    let mut cmd = format!("faultline run {} --seed {}", l.path.display(), l.seed);
     for o in set {
         cmd.push_str(&format!(" --set '{}'", o.raw));
     }

@@ -91,7 +91,7 @@ pub async fn run_experiment(
     let exp = &loaded.experiment;
     let seed = loaded.seed;
     let started_utc = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let stamp = started_utc.replace(':', "").replace('-', "");
+    let stamp = started_utc.replace([':', '-'], "");
     let exp_dir = opts.out.join(&exp.name);
     let run_dir = exp_dir.join(format!("{stamp}-{seed}"));
     std::fs::create_dir_all(&run_dir).map_err(io(&run_dir))?;
@@ -132,7 +132,15 @@ pub async fn run_experiment(
     let cluster = match launched {
         Ok(c) => c,
         Err(e) => {
-            finish_files(sink, events, events_handle, history, history_handle, true, Some(e.to_string()));
+            finish_files(
+                sink,
+                events,
+                events_handle,
+                history,
+                history_handle,
+                true,
+                Some(e.to_string()),
+            );
             return Err(e.into());
         }
     };
@@ -155,7 +163,15 @@ pub async fn run_experiment(
         Ok(d) => meta.ready_ms = Some(d.as_secs_f64() * 1000.0),
         Err(e) => {
             cluster.stop(STOP_GRACE);
-            finish_files(sink, events, events_handle, history, history_handle, true, Some(e.to_string()));
+            finish_files(
+                sink,
+                events,
+                events_handle,
+                history,
+                history_handle,
+                true,
+                Some(e.to_string()),
+            );
             return Err(e.into());
         }
     }
@@ -173,7 +189,12 @@ pub async fn run_experiment(
         &exp.balancer.health,
     ));
     let exits = Arc::new(std::sync::Mutex::new(Vec::<UnexpectedExit>::new()));
-    background.push(spawn_exit_watch(cluster.clone(), sink.clone(), clock, exits.clone()));
+    background.push(spawn_exit_watch(
+        cluster.clone(),
+        sink.clone(),
+        clock,
+        exits.clone(),
+    ));
     // Let the observer fill the view before the first operation.
     tokio::time::sleep(exp.observe_every.0.max(Duration::from_millis(1)) * 2).await;
 
@@ -197,7 +218,8 @@ pub async fn run_experiment(
     let load_start = Instant::now();
     meta.load_start_ns = clock.at(load_start);
     let until = load_start + exp.duration.0;
-    let fault_tasks = nemesis.spawn_schedule(nemesis::expand(&exp.faults, exp.duration.0), load_start);
+    let fault_tasks =
+        nemesis.spawn_schedule(nemesis::expand(&exp.faults, exp.duration.0), load_start);
     let progress = opts
         .progress
         .then(|| spawn_progress(ctx.clone(), nemesis.clone(), load_start, exp.duration.0));
@@ -346,7 +368,9 @@ fn spawn_exit_watch(
             tokio::time::sleep(Duration::from_millis(20)).await;
             for (i, n) in cluster.nodes.iter().enumerate() {
                 let Some(p) = n.process() else { continue };
-                let Some(status) = p.exit_status() else { continue };
+                let Some(status) = p.exit_status() else {
+                    continue;
+                };
                 if seen[i] == Some(p.pid()) {
                     continue;
                 }
@@ -405,7 +429,11 @@ fn spawn_progress(
             let done = ok + fail + info;
             let rate = (done - last.1) as f64 / last.0.elapsed().as_secs_f64().max(1e-3);
             last = (Instant::now(), done);
-            let share = if done == 0 { 1.0 } else { ok as f64 / done as f64 };
+            let share = if done == 0 {
+                1.0
+            } else {
+                ok as f64 / done as f64
+            };
             let fault = nemesis
                 .describe
                 .lock()

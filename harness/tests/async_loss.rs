@@ -27,5 +27,9 @@ fn async_replication_under_primary_kills_is_caught_losing_writes() {
         .filter(|v| v["kind"] == "lost-write")
         .collect();
     assert!(!lost.is_empty());
-    assert!(lost[0]["write"].is_u64() && lost[0]["read"].is_u64(), "{}", lost[0]);
+    assert!(
+        lost[0]["write"].is_u64() && lost[0]["read"].is_u64(),
+        "{}",
+        lost[0]
+    );
 }

@@ -22,10 +22,12 @@ faults:
   - { at: 1s, pause: follower, duration: 30s }
 ";
 
-/// Start a long run and wait until its nodes are up and the load has begun.
+/// Start a long run and wait until its nodes are up and the load has begun. The caller
+/// signals and waits for the returned child.
+#[allow(clippy::zombie_processes)]
 fn start(dir: &std::path::Path) -> (std::process::Child, std::path::PathBuf) {
     let file = common::write_experiment(dir, "leftovers", LONG_RUN);
-    let child = Command::new(common::exe())
+    let mut child = Command::new(common::exe())
         .arg("run")
         .arg(&file)
         .arg("--out")
@@ -37,7 +39,12 @@ fn start(dir: &std::path::Path) -> (std::process::Child, std::path::PathBuf) {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        assert!(Instant::now() < deadline, "run did not start its load in time");
+        if Instant::now() > deadline {
+            // Never leave the harness running behind a failed test.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("run did not start its load in time");
+        }
         if let Ok(target) = std::fs::read_link(dir.join("results/leftovers/latest")) {
             let run = dir.join("results/leftovers").join(target);
             let events = std::fs::read_to_string(run.join("events.jsonl")).unwrap_or_default();
@@ -67,9 +74,16 @@ fn sigkill_of_the_harness_leaves_no_node_process() {
     child.wait().unwrap();
     // One node is SIGSTOPped by the pause fault; SIGKILL still ends it.
     let left = common::wait_gone(run.to_str().unwrap(), Duration::from_secs(5));
-    assert!(left.is_empty(), "node processes survived the harness: {left:?}");
+    assert!(
+        left.is_empty(),
+        "node processes survived the harness: {left:?}"
+    );
     // The history recorded so far is on disk and a report can be rebuilt from it.
-    let out = Command::new(common::exe()).arg("report").arg(&run).output().unwrap();
+    let out = Command::new(common::exe())
+        .arg("report")
+        .arg(&run)
+        .output()
+        .unwrap();
     let r = common::report(&run);
     assert_eq!(r["aborted"], true, "{}", common::stderr(&out));
     assert_eq!(r["run"]["complete"], false);
@@ -91,7 +105,10 @@ fn sigint_heals_stops_and_writes_a_partial_report() {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "harness did not stop after SIGINT");
+        assert!(
+            Instant::now() < deadline,
+            "harness did not stop after SIGINT"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     // An interrupted run that found nothing wrong cannot call itself valid: unknown, exit 2.

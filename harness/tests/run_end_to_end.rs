@@ -31,12 +31,24 @@ fn quick_run_is_valid_with_failover_figures_and_all_files() {
     let out = common::run(dir.path(), &file, &[]);
     let err = common::stderr(&out);
     let run = common::latest(dir.path(), "e2e-sync-kills");
-    for f in ["experiment.yaml", "history.jsonl", "events.jsonl", "report.json", "summary.md", "run.json"] {
+    for f in [
+        "experiment.yaml",
+        "history.jsonl",
+        "events.jsonl",
+        "report.json",
+        "summary.md",
+        "run.json",
+    ] {
         assert!(run.join(f).is_file(), "{f} missing: {err}");
     }
     assert!(run.join("nodes/n1/stderr.log").is_file());
     let r = common::report(&run);
-    assert_eq!(out.status.code(), Some(0), "{err}\n{}", serde_json::to_string_pretty(&r["consistency"]).unwrap());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{err}\n{}",
+        serde_json::to_string_pretty(&r["consistency"]).unwrap()
+    );
     assert_eq!(r["schema"], "faultline.report/v1");
     assert_eq!(r["verdict"], "valid");
     assert_eq!(r["experiment"]["seed"], 11);
@@ -53,14 +65,23 @@ fn quick_run_is_valid_with_failover_figures_and_all_files() {
         assert!(e["gap_ms"].as_f64().is_some(), "{e}");
     }
     let avail = r["availability"]["overall"].as_f64().unwrap();
-    assert!(avail > 0.5 && avail < 1.0, "killing the primary must cost some operations: {avail}");
+    assert!(
+        avail > 0.5 && avail < 1.0,
+        "killing the primary must cost some operations: {avail}"
+    );
     // experiment.yaml as run carries the seed, and re-parses.
     let as_run = std::fs::read_to_string(run.join("experiment.yaml")).unwrap();
     assert!(as_run.contains("seed: 11"), "{as_run}");
     // The history was recorded as it happened: every op has an invocation.
     let hist = std::fs::read_to_string(run.join("history.jsonl")).unwrap();
-    let invokes = hist.lines().filter(|l| l.contains("\"type\":\"invoke\"")).count() as u64;
-    assert_eq!(invokes, r["ops"]["invoked"].as_u64().unwrap() + final_ops(&hist, &r));
+    let invokes = hist
+        .lines()
+        .filter(|l| l.contains("\"type\":\"invoke\""))
+        .count() as u64;
+    assert_eq!(
+        invokes,
+        r["ops"]["invoked"].as_u64().unwrap() + final_ops(&hist, &r)
+    );
     // `faultline report` re-renders the same verdict from the files.
     let again = std::process::Command::new(common::exe())
         .arg("report")
@@ -99,7 +120,8 @@ fn kill_9_and_restart_loses_no_acknowledged_write_in_sync_mode() {
     let run = common::latest(dir.path(), "e2e-sync-durability");
     let r = common::report(&run);
     assert_eq!(
-        r["consistency"]["lost_writes"], 0,
+        r["consistency"]["lost_writes"],
+        0,
         "{}\n{}",
         common::stderr(&out),
         serde_json::to_string_pretty(&r["consistency"]).unwrap()

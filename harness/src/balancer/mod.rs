@@ -37,7 +37,11 @@ fn candidates(view: &ClusterView, tried: &[usize]) -> Vec<usize> {
     let usable: Vec<usize> = (0..view.nodes.len())
         .filter(|&i| view.nodes[i].healthy && !view.nodes[i].down)
         .collect();
-    let fresh: Vec<usize> = usable.iter().copied().filter(|i| !tried.contains(i)).collect();
+    let fresh: Vec<usize> = usable
+        .iter()
+        .copied()
+        .filter(|i| !tried.contains(i))
+        .collect();
     if !fresh.is_empty() {
         fresh
     } else if !usable.is_empty() {
@@ -92,7 +96,10 @@ impl Balancer for LeaderAware {
 
     fn pick(&self, key: &str, view: &ClusterView, tried: &[usize]) -> Option<usize> {
         let usable = |i: usize| {
-            i < view.nodes.len() && !tried.contains(&i) && !view.nodes[i].down && view.nodes[i].healthy
+            i < view.nodes.len()
+                && !tried.contains(&i)
+                && !view.nodes[i].down
+                && view.nodes[i].healthy
         };
         let learned = self.learned.load(Ordering::Relaxed);
         if learned != NONE && usable(learned) {

@@ -110,11 +110,16 @@ impl NodeClient {
         let line = encode(&Request { id, op });
         if conn.tx.send(line).is_err() {
             conn.pending.lock().expect("pending map").remove(&id);
-            return Err(CallError::NotSent("connection closed before sending".into()));
+            return Err(CallError::NotSent(
+                "connection closed before sending".into(),
+            ));
         }
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(_)) => Err(CallError::Lost(format!("connection to {} closed", self.addr))),
+            Ok(Err(_)) => Err(CallError::Lost(format!(
+                "connection to {} closed",
+                self.addr
+            ))),
             Err(_) => {
                 conn.pending.lock().expect("pending map").remove(&id);
                 Err(CallError::Timeout)
@@ -157,7 +162,8 @@ fn start_conn(stream: TcpStream) -> Conn {
                 Ok(_) => {
                     let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
                     if let Ok(resp) = decode_response(line) {
-                        if let Some(tx) = reader_pending.lock().expect("pending map").remove(&resp.id)
+                        if let Some(tx) =
+                            reader_pending.lock().expect("pending map").remove(&resp.id)
                         {
                             let _ = tx.send(resp);
                         }

@@ -107,7 +107,10 @@ impl Cluster {
             for _ in 0..spec.nodes * 2 {
                 let l = TcpListener::bind(SocketAddr::new(ip, 0))
                     .map_err(|source| ClusterError::Port { ip, source })?;
-                addrs.push(l.local_addr().map_err(|source| ClusterError::Port { ip, source })?);
+                addrs.push(
+                    l.local_addr()
+                        .map_err(|source| ClusterError::Port { ip, source })?,
+                );
                 held.push(l);
             }
         }

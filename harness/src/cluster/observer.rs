@@ -38,7 +38,8 @@ pub fn spawn_observer(
         .iter()
         .enumerate()
         .map(|(idx, node)| {
-            let client = NodeClient::new(node.client_addr, 1, interval.max(Duration::from_millis(50)));
+            let client =
+                NodeClient::new(node.client_addr, 1, interval.max(Duration::from_millis(50)));
             let view = view.clone();
             let sink = sink.clone();
             let id = node.id.clone();
@@ -50,7 +51,12 @@ pub fn spawn_observer(
                 loop {
                     tick.tick().await;
                     let timeout = interval.max(Duration::from_millis(50));
-                    match client.call(Op::Status, timeout).await.ok().and_then(|r| r.status) {
+                    match client
+                        .call(Op::Status, timeout)
+                        .await
+                        .ok()
+                        .and_then(|r| r.status)
+                    {
                         Some(s) => {
                             let now = (s.role, s.term, s.leader.clone());
                             {

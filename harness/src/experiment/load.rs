@@ -46,7 +46,11 @@ impl std::str::FromStr for Override {
         let (path, value) = s
             .split_once('=')
             .ok_or_else(|| format!("`{s}` is not of the form path=value"))?;
-        let path: Vec<String> = path.trim().split('.').map(|p| p.trim().to_string()).collect();
+        let path: Vec<String> = path
+            .trim()
+            .split('.')
+            .map(|p| p.trim().to_string())
+            .collect();
         if path.iter().any(|p| p.is_empty()) {
             return Err(format!("`{s}`: empty field name in the path"));
         }
@@ -119,9 +123,7 @@ pub fn parse_experiment(
             message: "name: must not be empty".into(),
         });
     }
-    let seed = seed
-        .or(experiment.seed)
-        .unwrap_or_else(rand::random::<u64>);
+    let seed = seed.or(experiment.seed).unwrap_or_else(rand::random::<u64>);
     experiment.seed = Some(seed);
     if let Value::Mapping(m) = &mut value {
         m.insert(Value::from("seed"), Value::from(seed));
@@ -270,19 +272,46 @@ faults:
     #[test]
     fn errors_name_file_line_column_and_field() {
         let cases: &[(&str, &str, (usize, usize), &str)] = &[
-            ("nodes: 3", "nodes: 0", (6, 10), "target.nodes: nodes must be between 1 and 15"),
-            ("keys: 4", "keys: 4\n  colour: red", (10, 3), "unknown field `colour`"),
-            ("duration: 2s", "duration: 2 parsecs", (3, 11), "invalid duration `2 parsecs`"),
-            ("kind: primary-backup", "kind: zookeeper", (5, 9), "unknown variant `zookeeper`"),
+            (
+                "nodes: 3",
+                "nodes: 0",
+                (6, 10),
+                "target.nodes: nodes must be between 1 and 15",
+            ),
+            (
+                "keys: 4",
+                "keys: 4\n  colour: red",
+                (10, 3),
+                "unknown field `colour`",
+            ),
+            (
+                "duration: 2s",
+                "duration: 2 parsecs",
+                (3, 11),
+                "invalid duration `2 parsecs`",
+            ),
+            (
+                "kind: primary-backup",
+                "kind: zookeeper",
+                (5, 9),
+                "unknown variant `zookeeper`",
+            ),
             ("rate: 500/s", "rate: fast", (10, 9), "invalid rate `fast`"),
-            ("kill: leader", "kill: chief", (12, 21), "unknown selector `chief`"),
+            (
+                "kill: leader",
+                "kill: chief",
+                (12, 21),
+                "unknown selector `chief`",
+            ),
         ];
         for (from, to, (line, col), needle) in cases {
             let text = GOOD.replacen(from, to, 1);
             let err = parse(&text).unwrap_err();
             let msg = err.to_string();
             match &err {
-                ExperimentError::Yaml { line: l, column: c, .. } => {
+                ExperimentError::Yaml {
+                    line: l, column: c, ..
+                } => {
                     assert_eq!((*l, *c), (*line, *col), "{to}: {msg}")
                 }
                 other => panic!("{to}: expected a located error, got {other:?}"),
@@ -306,11 +335,7 @@ faults:
             ("{ kill: leader }", "needs `at` or `every`"),
             ("{ at: 1s, every: 2s, kill: leader }", "not both"),
         ] {
-            let text = GOOD.replacen(
-                "{ at: 1s, kill: leader, restart_after: 500ms }",
-                entry,
-                1,
-            );
+            let text = GOOD.replacen("{ at: 1s, kill: leader, restart_after: 500ms }", entry, 1);
             let err = parse(&text).unwrap_err().to_string();
             assert!(err.contains(needle), "{entry}: {err}");
             assert!(err.starts_with("x.yaml:12:"), "{entry}: {err}");
@@ -329,7 +354,10 @@ faults:
         let err = parse_experiment(Path::new("x.yaml"), GOOD, &[bad], None)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("--set target.nodes=0") && err.contains("between 1 and 15"), "{err}");
+        assert!(
+            err.contains("--set target.nodes=0") && err.contains("between 1 and 15"),
+            "{err}"
+        );
         let unknown: Override = "workload.colour=red".parse().unwrap();
         let err = parse_experiment(Path::new("x.yaml"), GOOD, &[unknown], None)
             .unwrap_err()

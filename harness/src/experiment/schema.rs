@@ -150,11 +150,15 @@ fn node_count<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
             if (1..=15).contains(&n) {
                 Ok(n as u32)
             } else {
-                Err(E::custom(format!("nodes must be between 1 and 15, got {n}")))
+                Err(E::custom(format!(
+                    "nodes must be between 1 and 15, got {n}"
+                )))
             }
         }
         fn visit_i64<E: de::Error>(self, n: i64) -> Result<u32, E> {
-            Err(E::custom(format!("nodes must be between 1 and 15, got {n}")))
+            Err(E::custom(format!(
+                "nodes must be between 1 and 15, got {n}"
+            )))
         }
     }
     d.deserialize_u64(V)
@@ -690,9 +694,9 @@ impl TryFrom<RawFault> for FaultSpec {
             (FaultAction::Amnesia, r.amnesia),
         ];
         let mut chosen = verbs.into_iter().filter_map(|(a, s)| s.map(|s| (a, s)));
-        let (action, selector) = chosen.next().ok_or(
-            "a fault needs one of kill, terminate, pause, restart, crash-loop, amnesia",
-        )?;
+        let (action, selector) = chosen
+            .next()
+            .ok_or("a fault needs one of kill, terminate, pause, restart, crash-loop, amnesia")?;
         if let Some((other, _)) = chosen.next() {
             return Err(format!(
                 "a fault has one verb, found both `{}` and `{}` (use two entries)",

@@ -17,10 +17,7 @@ pub struct Event {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum EventKind {
     /// The load starts; `t` is the run clock's origin plus the launch time.
-    RunStart {
-        experiment: String,
-        seed: u64,
-    },
+    RunStart { experiment: String, seed: u64 },
     /// A fault is about to be applied (journaled *before* it is applied). `id` pairs it with
     /// its `fault_end`.
     FaultStart {
@@ -34,9 +31,7 @@ pub enum EventKind {
     },
     /// The fault journaled as `id` has taken effect (the kill was reaped, the SIGSTOP sent).
     /// Failover times count from here.
-    FaultApplied {
-        id: u64,
-    },
+    FaultApplied { id: u64 },
     /// A scheduled fault found no node to act on (no known leader, every node down, ...).
     FaultSkipped {
         fault: String,
@@ -57,14 +52,9 @@ pub enum EventKind {
         leader: Option<String>,
     },
     /// The observer could not reach a node's status endpoint (first failure after success).
-    Unreachable {
-        node: String,
-    },
+    Unreachable { node: String },
     /// A node process started.
-    NodeStart {
-        node: String,
-        pid: u32,
-    },
+    NodeStart { node: String, pid: u32 },
     /// A node process exited. `expected` is false when no fault or shutdown caused it.
     NodeExit {
         node: String,
@@ -72,9 +62,7 @@ pub enum EventKind {
         expected: bool,
     },
     /// A phase of the run begins: `load`, `heal`, `recover`, `final-reads`, `stop`.
-    Phase {
-        name: String,
-    },
+    Phase { name: String },
     /// The run ended; `aborted` when it was interrupted.
     RunEnd {
         aborted: bool,

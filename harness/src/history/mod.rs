@@ -183,7 +183,10 @@ impl History {
                         return Err(HistoryError::Parse {
                             path: path.into(),
                             line: lineno,
-                            message: format!("completion of operation {} that was never invoked", l.id),
+                            message: format!(
+                                "completion of operation {} that was never invoked",
+                                l.id
+                            ),
                         });
                     };
                     let op = &mut ops[idx];

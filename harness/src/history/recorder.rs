@@ -31,15 +31,18 @@ impl Recorder {
     pub fn create(path: &Path) -> std::io::Result<(Recorder, RecorderHandle)> {
         let file = File::create(path)?;
         let (tx, rx) = mpsc::channel::<Vec<u8>>();
-        let thread = std::thread::Builder::new()
-            .name("recorder".into())
-            .spawn(move || -> std::io::Result<()> {
+        let thread = std::thread::Builder::new().name("recorder".into()).spawn(
+            move || -> std::io::Result<()> {
                 let mut out = BufWriter::with_capacity(1 << 16, file);
                 let mut last_flush = Instant::now();
                 let mut dirty = false;
                 loop {
                     let wait = FLUSH_EVERY.saturating_sub(last_flush.elapsed());
-                    match rx.recv_timeout(if dirty { wait } else { Duration::from_secs(3600) }) {
+                    match rx.recv_timeout(if dirty {
+                        wait
+                    } else {
+                        Duration::from_secs(3600)
+                    }) {
                         Ok(line) => {
                             out.write_all(&line)?;
                             dirty = true;
@@ -56,7 +59,8 @@ impl Recorder {
                 out.flush()?;
                 out.get_ref().sync_data()?;
                 Ok(())
-            })?;
+            },
+        )?;
         Ok((
             Recorder { tx },
             RecorderHandle {

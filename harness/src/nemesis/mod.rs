@@ -84,7 +84,11 @@ pub fn resolve(
             .ok_or_else(|| "no node is known to lead".to_string()),
         Selector::Follower => {
             let leader = view.leader().map(|i| view.nodes[i].id.as_str());
-            let followers: Vec<&str> = up.iter().copied().filter(|id| Some(*id) != leader).collect();
+            let followers: Vec<&str> = up
+                .iter()
+                .copied()
+                .filter(|id| Some(*id) != leader)
+                .collect();
             followers
                 .choose(rng)
                 .map(|id| vec![id.to_string()])
@@ -329,7 +333,13 @@ impl Nemesis {
     /// Undo every active fault: resume paused nodes, start stopped ones, journal each end.
     /// Call after aborting the schedule's tasks.
     pub async fn heal_all(self: &Arc<Self>) {
-        let ids: Vec<u64> = self.active.lock().expect("active faults").keys().copied().collect();
+        let ids: Vec<u64> = self
+            .active
+            .lock()
+            .expect("active faults")
+            .keys()
+            .copied()
+            .collect();
         let all = self.cluster.ids();
         let me = self.clone();
         let _ = tokio::task::spawn_blocking(move || {

@@ -187,13 +187,15 @@ pub fn analyze(run_dir: &Path) -> Result<Report, ReportError> {
         Some(m) => (m.load_start_ns, m.load_end_ns),
         None => load_window_from_events(&events, &history),
     };
-    let run_end_aborted = events.iter().any(|e| {
-        matches!(e.kind, EventKind::RunEnd { aborted: true, .. })
-    });
-    let aborted = meta.as_ref().map_or(true, |m| m.aborted) || run_end_aborted;
+    let run_end_aborted = events
+        .iter()
+        .any(|e| matches!(e.kind, EventKind::RunEnd { aborted: true, .. }));
+    let aborted = meta.as_ref().is_none_or(|m| m.aborted) || run_end_aborted;
     let abort_reason = match &meta {
         Some(m) => m.abort_reason.clone(),
-        None => Some("the harness did not finish this run (killed?); report rebuilt from its files".into()),
+        None => Some(
+            "the harness did not finish this run (killed?); report rebuilt from its files".into(),
+        ),
     };
 
     let metrics = metrics::compute(
@@ -314,11 +316,22 @@ fn evaluate_slo(exp: &Experiment, m: &Metrics, c: &ConsistencyReport) -> Vec<Slo
     }
     if let Some(max) = slo.recovery_p99 {
         let actual = m.failover.recovery_ms.p99;
+        // A fault after which writes never succeeded again breaks the objective outright.
+        let unrecovered = m
+            .failover
+            .events
+            .iter()
+            .filter(|e| e.recovery_ms.is_none())
+            .count();
         out.push(SloResult {
             name: "recovery_p99".into(),
             limit: format!("<= {max}"),
-            actual: actual.map_or("n/a".into(), |a| format!("{a:.0}ms")),
-            ok: actual.map_or(true, |a| a <= max.0.as_secs_f64() * 1000.0),
+            actual: match (actual, unrecovered) {
+                (_, n) if n > 0 => format!("{n} fault(s) never recovered"),
+                (Some(a), _) => format!("{a:.0}ms"),
+                (None, _) => "n/a".into(),
+            },
+            ok: unrecovered == 0 && actual.is_none_or(|a| a <= max.0.as_secs_f64() * 1000.0),
         });
     }
     if let Some(max) = slo.violations {

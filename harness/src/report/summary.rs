@@ -24,7 +24,14 @@ pub fn render_summary(r: &Report) -> String {
         status,
         r.verdict.as_str(),
         r.expect
-            .map(|x| format!(", expected {}", if x == crate::experiment::Expect::Valid { "valid" } else { "invalid" }))
+            .map(|x| format!(
+                ", expected {}",
+                if x == crate::experiment::Expect::Valid {
+                    "valid"
+                } else {
+                    "invalid"
+                }
+            ))
             .unwrap_or_default()
     );
     if r.aborted {
@@ -70,7 +77,10 @@ pub fn render_summary(r: &Report) -> String {
         m.ops.invoked, m.ops.ok, m.ops.fail, m.ops.info, m.throughput.ok_per_s
     );
     let a = &m.availability;
-    let _ = writeln!(s, "\n| overall | steady | faulted | after heal | 100 ms windows with a write |");
+    let _ = writeln!(
+        s,
+        "\n| overall | steady | faulted | after heal | 100 ms windows with a write |"
+    );
     let _ = writeln!(s, "|---|---|---|---|---|");
     let _ = writeln!(
         s,
@@ -144,7 +154,11 @@ pub fn render_summary(r: &Report) -> String {
         }
     }
     if c.violations.len() > 10 {
-        let _ = writeln!(s, "\n... and {} more in report.json", c.violations.len() - 10);
+        let _ = writeln!(
+            s,
+            "\n... and {} more in report.json",
+            c.violations.len() - 10
+        );
     }
 
     if !r.slo.is_empty() {
@@ -203,9 +217,7 @@ fn describe_op(op: &crate::check::OpSummary, key: &str) -> String {
         faultline_protocol::OpKind::Cas => format!(
             "cas {} {} -> {}",
             key,
-            op.from
-                .flatten()
-                .map_or("nil".into(), |v| v.to_string()),
+            op.from.flatten().map_or("nil".into(), |v| v.to_string()),
             op.value.map_or("?".into(), |v| v.to_string())
         ),
         faultline_protocol::OpKind::Status => "status".into(),
@@ -217,6 +229,9 @@ fn describe_op(op: &crate::check::OpSummary, key: &str) -> String {
         op.client,
         what,
         op.outcome,
-        op.node.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
+        op.node
+            .as_ref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default()
     )
 }

@@ -35,7 +35,10 @@ impl Generator {
     }
 
     fn key_index(&self, key: &str) -> Option<usize> {
-        key.strip_prefix('k')?.parse::<usize>().ok().filter(|&i| i < self.keys.len())
+        key.strip_prefix('k')?
+            .parse::<usize>()
+            .ok()
+            .filter(|&i| i < self.keys.len())
     }
 
     fn fresh(&mut self, k: usize) -> i64 {

@@ -212,9 +212,11 @@ pub async fn execute(ctx: &Ctx, client: u32, op: Op) -> Done {
                 }
                 tried.push(node);
                 if err.code == ErrorCode::NotLeader {
-                    if let Some(l) = err.leader.as_deref().and_then(|l| {
-                        ctx.nodes.iter().position(|n| n.id == l)
-                    }) {
+                    if let Some(l) = err
+                        .leader
+                        .as_deref()
+                        .and_then(|l| ctx.nodes.iter().position(|n| n.id == l))
+                    {
                         ctx.balancer.learn_leader(l);
                     }
                 } else if err.code == ErrorCode::Unavailable {

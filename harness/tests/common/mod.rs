@@ -66,7 +66,10 @@ pub fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
         };
         let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let zombie = stat.rsplit(')').next().is_some_and(|s| s.trim_start().starts_with('Z'));
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|s| s.trim_start().starts_with('Z'));
         if cmd.contains(needle) && !zombie {
             out.push((pid, cmd));
         }

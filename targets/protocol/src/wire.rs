@@ -301,14 +301,24 @@ mod tests {
     #[test]
     fn requests_round_trip_in_the_documented_shape() {
         let cases = [
-            (r#"{"id":1,"op":"read","key":"k3"}"#, Op::Read { key: "k3".into() }),
+            (
+                r#"{"id":1,"op":"read","key":"k3"}"#,
+                Op::Read { key: "k3".into() },
+            ),
             (
                 r#"{"id":2,"op":"write","key":"k3","value":17}"#,
-                Op::Write { key: "k3".into(), value: 17 },
+                Op::Write {
+                    key: "k3".into(),
+                    value: 17,
+                },
             ),
             (
                 r#"{"id":3,"op":"cas","key":"k3","from":17,"to":18}"#,
-                Op::Cas { key: "k3".into(), from: Some(17), to: 18 },
+                Op::Cas {
+                    key: "k3".into(),
+                    from: Some(17),
+                    to: 18,
+                },
             ),
             (r#"{"id":4,"op":"status"}"#, Op::Status),
         ];
