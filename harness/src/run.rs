@@ -235,9 +235,15 @@ pub async fn run_experiment(
         })
     };
     let mut aborted = false;
+    let mut load = load;
     tokio::select! {
-        _ = load => {}
-        _ = abort.changed() => { aborted = true; }
+        _ = &mut load => {}
+        _ = abort.changed() => {
+            aborted = true;
+            // No new operation starts; those in flight end within their timeout.
+            ctx.stop.store(true, Ordering::Relaxed);
+            let _ = tokio::time::timeout(exp.workload.timeout.0 + Duration::from_secs(2), load).await;
+        }
     }
     meta.load_end_ns = clock.ns();
     for t in fault_tasks {

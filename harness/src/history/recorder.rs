@@ -18,11 +18,13 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// clones are dropped.
 #[derive(Clone)]
 pub struct Recorder {
-    tx: Sender<Vec<u8>>,
+    tx: Sender<Option<Vec<u8>>>,
 }
 
-/// Owns the writer thread; `finish` waits for every queued line to reach the file.
+/// Owns the writer thread; `finish` closes the file once every line queued before it is on
+/// disk, even while [`Recorder`] clones are still alive (their later lines are dropped).
 pub struct RecorderHandle {
+    tx: Sender<Option<Vec<u8>>>,
     thread: Option<JoinHandle<std::io::Result<()>>>,
 }
 
@@ -30,7 +32,7 @@ impl Recorder {
     /// Create (truncate) `path` and start the writer thread.
     pub fn create(path: &Path) -> std::io::Result<(Recorder, RecorderHandle)> {
         let file = File::create(path)?;
-        let (tx, rx) = mpsc::channel::<Vec<u8>>();
+        let (tx, rx) = mpsc::channel::<Option<Vec<u8>>>();
         let thread = std::thread::Builder::new().name("recorder".into()).spawn(
             move || -> std::io::Result<()> {
                 let mut out = BufWriter::with_capacity(1 << 16, file);
@@ -43,10 +45,11 @@ impl Recorder {
                     } else {
                         Duration::from_secs(3600)
                     }) {
-                        Ok(line) => {
+                        Ok(Some(line)) => {
                             out.write_all(&line)?;
                             dirty = true;
                         }
+                        Ok(None) => break,
                         Err(RecvTimeoutError::Timeout) => {}
                         Err(RecvTimeoutError::Disconnected) => break,
                     }
@@ -62,8 +65,9 @@ impl Recorder {
             },
         )?;
         Ok((
-            Recorder { tx },
+            Recorder { tx: tx.clone() },
             RecorderHandle {
+                tx,
                 thread: Some(thread),
             },
         ))
@@ -75,14 +79,15 @@ impl Recorder {
         line.push(b'\n');
         // The writer only goes away after every sender is dropped, so this cannot fail while
         // `self` lives; if the writer died on an IO error, the error surfaces in `finish`.
-        let _ = self.tx.send(line);
+        let _ = self.tx.send(Some(line));
     }
 }
 
 impl RecorderHandle {
-    /// Wait until every line sent by recorders that have been dropped is on disk. Drop every
-    /// [`Recorder`] clone first, or this waits forever.
+    /// Close the file: every line recorded before this call is written, flushed and synced;
+    /// lines recorded afterwards are dropped.
     pub fn finish(mut self) -> std::io::Result<()> {
+        let _ = self.tx.send(None);
         match self.thread.take() {
             Some(t) => t
                 .join()
@@ -113,8 +118,9 @@ mod tests {
         }
         assert!(seen, "line not flushed while the recorder was open");
         rec.record(&serde_json::json!({"b": 2}));
-        drop(rec);
+        // Finishing does not wait for the recorder (or its clones) to be dropped.
         handle.finish().unwrap();
+        rec.record(&serde_json::json!({"late": 3}));
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
             "{\"a\":1}\n{\"b\":2}\n"

@@ -72,6 +72,8 @@ pub struct Ctx {
     pub timeout: Duration,
     pub max_tries: u32,
     pub stats: LoadStats,
+    /// Set to stop the load early (Ctrl-C): no new operation starts.
+    pub stop: std::sync::atomic::AtomicBool,
     next_op: AtomicU64,
     free_clients: Mutex<Vec<u32>>,
     next_client: AtomicU64,
@@ -109,6 +111,7 @@ impl Ctx {
             timeout,
             max_tries: max_tries.max(1),
             stats: LoadStats::default(),
+            stop: std::sync::atomic::AtomicBool::new(false),
             next_op: AtomicU64::new(1),
             free_clients: Mutex::new(Vec::new()),
             next_client: AtomicU64::new(0),
@@ -281,7 +284,7 @@ pub async fn run_closed(ctx: Arc<Ctx>, concurrency: u32, until: Instant) {
         let ctx = ctx.clone();
         tasks.push(tokio::spawn(async move {
             let mut client = ctx.fresh_client();
-            while Instant::now() < until {
+            while Instant::now() < until && !ctx.stop.load(Ordering::Relaxed) {
                 let op = ctx.generator.lock().expect("generator").next_op();
                 let done = execute(&ctx, client, op).await;
                 if done.outcome == Outcome::Info {
@@ -315,7 +318,7 @@ pub async fn run_open(ctx: Arc<Ctx>, rate: f64, until: Instant) {
             let mut n: u64 = 0;
             loop {
                 let due = start + period.mul_f64(n as f64);
-                if due >= until {
+                if due >= until || pacer_ctx.stop.load(Ordering::Relaxed) {
                     break;
                 }
                 let now = Instant::now();
