@@ -94,6 +94,13 @@ fn sigkill_of_the_harness_leaves_no_node_process() {
 fn sigint_heals_stops_and_writes_a_partial_report() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, run) = start(dir.path());
+    // A node dies behind the harness's back: the report must say so, with its last log lines.
+    let victim = common::node_pids(&run)[0];
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     std::thread::sleep(Duration::from_millis(500));
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
@@ -118,6 +125,13 @@ fn sigint_heals_stops_and_writes_a_partial_report() {
     assert_eq!(r["aborted"], true);
     assert_eq!(r["verdict"], "unknown");
     assert_eq!(r["run"]["complete"], true);
+    let exits = r["unexpected_exits"].as_array().unwrap();
+    assert_eq!(exits.len(), 1, "{exits:?}");
+    assert_eq!(exits[0]["node"], "n1");
+    assert!(exits[0]["status"].as_str().unwrap().contains("SIGKILL"));
+    assert!(!exits[0]["log_tail"].as_str().unwrap().is_empty(), "{}", exits[0]);
+    let summary = std::fs::read_to_string(run.join("summary.md")).unwrap();
+    assert!(summary.contains("Node n1 exited unexpectedly"), "{summary}");
     let events = std::fs::read_to_string(run.join("events.jsonl")).unwrap();
     // The pause was healed before the cluster stopped.
     assert!(events.contains("\"fault_end\""), "{events}");

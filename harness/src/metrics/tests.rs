@@ -291,3 +291,24 @@ fn empty_history_has_no_numbers_and_serializes() {
     assert!(json["availability"]["overall"].is_null());
     assert_eq!(json["latency_us"], serde_json::json!({}));
 }
+
+/// A fault is journaled before it is applied; failover counts from when it took effect, so a
+/// write that slipped in between does not pass for a recovery.
+#[test]
+fn failover_counts_from_when_the_fault_took_effect() {
+    let (h, mut events) = kill_leader_run();
+    let start = events
+        .iter()
+        .position(|e| matches!(e.kind, EventKind::FaultStart { id: 1, .. }))
+        .unwrap();
+    events[start].t = 975 * MS;
+    // Without the applied mark, the write invoked at 980 ms (ok at 990) looks like a recovery.
+    let m = compute(&h, &events, &MetricsOptions::from_events(&events, &h));
+    assert_eq!(m.failover.events[0].recovery_ms, Some(15.0));
+    events.insert(start + 1, ev(1000, EventKind::FaultApplied { id: 1 }));
+    let m = compute(&h, &events, &MetricsOptions::from_events(&events, &h));
+    let kill = &m.failover.events[0];
+    assert_eq!(kill.at_ms, 1000.0);
+    assert_eq!(kill.recovery_ms, Some(350.0));
+    assert_eq!(kill.election_ms, Some(200.0));
+}
