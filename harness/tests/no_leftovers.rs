@@ -129,7 +129,11 @@ fn sigint_heals_stops_and_writes_a_partial_report() {
     assert_eq!(exits.len(), 1, "{exits:?}");
     assert_eq!(exits[0]["node"], "n1");
     assert!(exits[0]["status"].as_str().unwrap().contains("SIGKILL"));
-    assert!(!exits[0]["log_tail"].as_str().unwrap().is_empty(), "{}", exits[0]);
+    assert!(
+        !exits[0]["log_tail"].as_str().unwrap().is_empty(),
+        "{}",
+        exits[0]
+    );
     let summary = std::fs::read_to_string(run.join("summary.md")).unwrap();
     assert!(summary.contains("Node n1 exited unexpectedly"), "{summary}");
     let events = std::fs::read_to_string(run.join("events.jsonl")).unwrap();

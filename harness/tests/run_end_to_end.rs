@@ -133,3 +133,89 @@ fn kill_9_and_restart_loses_no_acknowledged_write_in_sync_mode() {
     // The cluster came back and the final reads saw every key.
     assert_eq!(r["run"]["recovered"], true);
 }
+
+/// Every process fault verb, a closed-loop workload and the round-robin balancer (which sends
+/// most operations to backups first, so every write goes through a `not_leader` retry).
+#[test]
+fn every_process_fault_closed_loop_round_robin_stays_valid_in_sync_mode() {
+    let text = "\
+name: e2e-all-faults
+seed: 23
+duration: 10s
+target:
+  kind: primary-backup
+  nodes: 3
+  settings: { heartbeat: 50ms, takeover_timeout: 250ms, replication: sync }
+workload:
+  kind: cas-register
+  keys: 3
+  concurrency: 6
+  timeout: 500ms
+balancer:
+  kind: round-robin
+faults:
+  - { at: 1s, terminate: primary, restart_after: 700ms }
+  - { at: 3s, pause: follower, duration: 600ms }
+  - { at: 4500ms, restart: primary }
+  - { at: 6s, crash-loop: follower, duration: 1500ms, period: 300ms }
+  - { at: 8500ms, kill: n9 }
+expect: valid
+";
+    let dir = tempfile::tempdir().unwrap();
+    let file = common::write_experiment(dir.path(), "all", text);
+    let out = common::run(dir.path(), &file, &[]);
+    let run = common::latest(dir.path(), "e2e-all-faults");
+    let r = common::report(&run);
+    let err = common::stderr(&out);
+    assert_eq!(
+        r["verdict"],
+        "valid",
+        "{err}\n{}",
+        serde_json::to_string_pretty(&r["consistency"]).unwrap()
+    );
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(r["load"]["mode"], "closed");
+    let faults: Vec<&str> = r["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["fault"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        faults,
+        ["terminate", "pause", "restart", "crash-loop"],
+        "{faults:?}"
+    );
+    // Every fault was healed, and the one naming a node that does not exist was skipped.
+    for f in r["faults"].as_array().unwrap() {
+        assert!(f["end_ms"].is_f64(), "{f}");
+    }
+    let events = std::fs::read_to_string(run.join("events.jsonl")).unwrap();
+    assert!(
+        events.contains("\"fault_skipped\"") && events.contains("no node n9"),
+        "{events}"
+    );
+    // Round-robin hit backups: writes were retried after definite not_leader answers and still
+    // succeeded, so ok writes far outnumber the failures.
+    assert!(r["ops"]["ok"].as_u64().unwrap() > 500, "{}", r["ops"]);
+    // `faultline check` on the run agrees.
+    let check = std::process::Command::new(common::exe())
+        .arg("check")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(0), "{}", common::stderr(&check));
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"type\":\"invoke\",\"id\":1}\n{not json}\n").unwrap();
+    let check = std::process::Command::new(common::exe())
+        .arg("check")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(254));
+    assert!(
+        common::stderr(&check).contains("bad.jsonl:1"),
+        "{}",
+        common::stderr(&check)
+    );
+}
