@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::{self, Cluster, ClusterSpec, ClusterView, EventSink};
 use crate::experiment::{Load, Loaded};
-use crate::history::{EventKind, Outcome, Recorder, RunClock};
+use crate::history::{EventKind, Outcome, Recorder, RecorderHandle, RunClock};
 use crate::nemesis::{self, Nemesis};
 use crate::report::{self, Report};
 use crate::workload::{self, Ctx, Generator, LoadSummary};
@@ -105,7 +105,12 @@ pub async fn run_experiment(
     let (events, events_handle) = Recorder::create(&events_path).map_err(io(&events_path))?;
     let history_path = run_dir.join("history.jsonl");
     let (history, history_handle) = Recorder::create(&history_path).map_err(io(&history_path))?;
-    let sink: Arc<dyn EventSink> = Arc::new((events.clone(), clock));
+    let sink: Arc<dyn EventSink> = Arc::new((events, clock));
+    let files = RunFiles {
+        sink: sink.clone(),
+        events: events_handle,
+        history: history_handle,
+    };
     sink.event(EventKind::RunStart {
         experiment: exp.name.clone(),
         seed,
@@ -132,15 +137,7 @@ pub async fn run_experiment(
     let cluster = match launched {
         Ok(c) => c,
         Err(e) => {
-            finish_files(
-                sink,
-                events,
-                events_handle,
-                history,
-                history_handle,
-                true,
-                Some(e.to_string()),
-            );
+            files.finish(true, Some(e.to_string()));
             return Err(e.into());
         }
     };
@@ -163,15 +160,7 @@ pub async fn run_experiment(
         Ok(d) => meta.ready_ms = Some(d.as_secs_f64() * 1000.0),
         Err(e) => {
             cluster.stop(STOP_GRACE);
-            finish_files(
-                sink,
-                events,
-                events_handle,
-                history,
-                history_handle,
-                true,
-                Some(e.to_string()),
-            );
+            files.finish(true, Some(e.to_string()));
             return Err(e.into());
         }
     }
@@ -286,17 +275,7 @@ pub async fn run_experiment(
         let _ = tokio::task::spawn_blocking(move || c.stop(STOP_GRACE)).await;
     }
     meta.unexpected_exits = exits.lock().expect("exits").clone();
-    drop(ctx);
-    drop(nemesis);
-    finish_files(
-        sink,
-        events,
-        events_handle,
-        history,
-        history_handle,
-        meta.aborted,
-        meta.abort_reason.clone(),
-    );
+    files.finish(meta.aborted, meta.abort_reason.clone());
     let meta_path = run_dir.join("run.json");
     std::fs::write(
         &meta_path,
@@ -309,25 +288,23 @@ pub async fn run_experiment(
     Ok((run_dir, report))
 }
 
-/// Close the journal and history: the end event, then wait until both are on disk.
-fn finish_files(
+/// The run's journal and history files, open while the run lasts.
+struct RunFiles {
     sink: Arc<dyn EventSink>,
-    events: Recorder,
-    events_handle: crate::history::RecorderHandle,
-    history: Recorder,
-    history_handle: crate::history::RecorderHandle,
-    aborted: bool,
-    reason: Option<String>,
-) {
-    sink.event(EventKind::RunEnd { aborted, reason });
-    drop(sink);
-    drop(events);
-    drop(history);
-    if let Err(e) = events_handle.finish() {
-        tracing::error!("events.jsonl: {e}");
-    }
-    if let Err(e) = history_handle.finish() {
-        tracing::error!("history.jsonl: {e}");
+    events: RecorderHandle,
+    history: RecorderHandle,
+}
+
+impl RunFiles {
+    /// Journal the end of the run, then close both files once everything is on disk.
+    fn finish(self, aborted: bool, reason: Option<String>) {
+        self.sink.event(EventKind::RunEnd { aborted, reason });
+        if let Err(e) = self.events.finish() {
+            tracing::error!("events.jsonl: {e}");
+        }
+        if let Err(e) = self.history.finish() {
+            tracing::error!("history.jsonl: {e}");
+        }
     }
 }
 

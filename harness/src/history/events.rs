@@ -73,28 +73,8 @@ pub enum EventKind {
 
 /// Load an `events.jsonl`, ignoring a torn last line.
 pub fn load_events(path: &std::path::Path) -> Result<Vec<Event>, super::HistoryError> {
-    let p = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| super::HistoryError::Io {
-        path: p.clone(),
-        source,
-    })?;
-    let all: Vec<&str> = text.lines().collect();
-    let mut out = Vec::with_capacity(all.len());
-    for (i, raw) in all.iter().enumerate() {
-        if raw.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<Event>(raw) {
-            Ok(e) => out.push(e),
-            Err(_) if i + 1 == all.len() && !text.ends_with('\n') => break,
-            Err(e) => {
-                return Err(super::HistoryError::Parse {
-                    path: p,
-                    line: i + 1,
-                    message: e.to_string(),
-                })
-            }
-        }
-    }
-    Ok(out)
+    Ok(super::read_jsonl::<Event>(path)?
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect())
 }

@@ -213,31 +213,8 @@ impl History {
     /// Load a `history.jsonl`. A torn last line (the harness was killed mid-write) is ignored;
     /// a malformed line elsewhere is an error naming its line number.
     pub fn load(path: &Path) -> Result<Self, HistoryError> {
-        let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| HistoryError::Io {
-            path: p.clone(),
-            source,
-        })?;
-        let all: Vec<&str> = text.lines().collect();
-        let ends_clean = text.ends_with('\n');
-        let mut lines = Vec::with_capacity(all.len());
-        for (i, raw) in all.iter().enumerate() {
-            if raw.trim().is_empty() {
-                continue;
-            }
-            match serde_json::from_str::<HistoryLine>(raw) {
-                Ok(l) => lines.push((i + 1, l)),
-                Err(_) if i + 1 == all.len() && !ends_clean => break,
-                Err(e) => {
-                    return Err(HistoryError::Parse {
-                        path: p,
-                        line: i + 1,
-                        message: e.to_string(),
-                    })
-                }
-            }
-        }
-        History::from_lines(lines, &p)
+        let lines = read_jsonl::<HistoryLine>(path)?;
+        History::from_lines(lines, &path.display().to_string())
     }
 
     /// The operations on one key, in invocation order.
@@ -247,5 +224,85 @@ impl History {
             m.entry(op.key.as_str()).or_default().push(op);
         }
         m
+    }
+}
+
+/// Read a JSON-lines file written by a [`Recorder`]: each parsed line with its 1-based number.
+/// Blank lines are skipped, and so is a torn last line (no trailing newline: the writer was
+/// killed mid-line); any other malformed line is an error naming its number.
+pub fn read_jsonl<T: serde::de::DeserializeOwned>(
+    path: &Path,
+) -> Result<Vec<(usize, T)>, HistoryError> {
+    let p = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| HistoryError::Io {
+        path: p.clone(),
+        source,
+    })?;
+    let all: Vec<&str> = text.lines().collect();
+    let torn_tail_possible = !text.ends_with('\n');
+    let mut out = Vec::with_capacity(all.len());
+    for (i, raw) in all.iter().enumerate() {
+        if raw.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<T>(raw) {
+            Ok(v) => out.push((i + 1, v)),
+            Err(_) if i + 1 == all.len() && torn_tail_possible => break,
+            Err(e) => {
+                return Err(HistoryError::Parse {
+                    path: p,
+                    line: i + 1,
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINES: &str = r#"{"type":"invoke","id":1,"client":0,"f":"write","key":"k0","value":1,"t":10}
+{"type":"invoke","id":2,"client":1,"f":"read","key":"k0","t":12}
+{"type":"ok","id":1,"client":0,"f":"write","key":"k0","value":1,"node":"n1","t":20}
+{"type":"ok","id":2,"client":1,"f":"read","key":"k0","nil":true,"t":25}
+{"type":"invoke","id":3,"client":0,"f":"cas","key":"k0","value":2,"from":1,"t":30}
+"#;
+
+    fn write(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("history.jsonl");
+        std::fs::write(&p, text).unwrap();
+        (dir, p)
+    }
+
+    #[test]
+    fn pairs_invocations_with_completions_and_open_ones_become_info() {
+        let (_d, p) = write(LINES);
+        let h = History::load(&p).unwrap();
+        assert_eq!(h.ops.len(), 3);
+        assert_eq!(h.ops[0].outcome, Outcome::Ok);
+        assert_eq!(h.ops[0].node.as_deref(), Some("n1"));
+        assert_eq!((h.ops[1].outcome, h.ops[1].value), (Outcome::Ok, None));
+        assert_eq!(h.ops[2].outcome, Outcome::Info);
+        assert_eq!(h.ops[2].complete_ns, None);
+        assert_eq!((h.ops[2].from, h.ops[2].value), (Some(1), Some(2)));
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ignored_but_a_bad_middle_line_is_an_error() {
+        let (_d, p) = write(&format!("{LINES}{{\"type\":\"ok\",\"id\":3,\"cli"));
+        assert_eq!(History::load(&p).unwrap().ops.len(), 3);
+        let (_d, p) = write(&LINES.replacen("\"client\":1", "\"client\":", 1));
+        let err = History::load(&p).unwrap_err().to_string();
+        assert!(err.contains("history.jsonl:2:"), "{err}");
+        let (_d, p) = write(
+            r#"{"type":"ok","id":9,"client":0,"f":"read","key":"k","t":1}
+"#,
+        );
+        let err = History::load(&p).unwrap_err().to_string();
+        assert!(err.contains("never invoked"), "{err}");
     }
 }
