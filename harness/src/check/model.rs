@@ -7,6 +7,7 @@ use std::hash::Hash;
 
 use faultline_protocol::{OpKind, Value};
 
+use super::record::CheckRecord;
 use crate::history::{OpRecord, Outcome};
 
 /// A recorded operation the model cannot interpret. The key it belongs to is then checked
@@ -34,6 +35,9 @@ pub trait Model: Sync {
     type State: Clone + Eq + Hash + Debug + Send;
     /// One operation together with its observed result (the result is ignored for `info`).
     type Op: Clone + Debug + Send + Sync;
+    /// The recorded operations this model interprets: faultline's [`OpRecord`] for the
+    /// registers, [`KvRecord`](super::KvRecord) for kv-append.
+    type Record: CheckRecord;
 
     /// The model's name as it appears in reports and errors.
     fn name(&self) -> &'static str;
@@ -44,7 +48,7 @@ pub trait Model: Sync {
     /// Translate a recorded `ok` or `info` operation. `Ok(None)` leaves it out of the search:
     /// right for an `info` operation that cannot change the state (an indeterminate read
     /// constrains nothing).
-    fn op(&self, rec: &OpRecord) -> Result<Option<Self::Op>, ModelError>;
+    fn op(&self, rec: &Self::Record) -> Result<Option<Self::Op>, ModelError>;
 
     /// Apply `op` to `state`: the next state, or `None` when the op's observed result is
     /// impossible in that state. For an optional (`info`) op, `step` must not insist on an
@@ -168,6 +172,7 @@ fn describe_register(state: &Option<Value>) -> String {
 impl Model for Register {
     type State = Option<Value>;
     type Op = RegisterOp;
+    type Record = OpRecord;
 
     fn name(&self) -> &'static str {
         "register"
@@ -195,6 +200,7 @@ impl Model for Register {
 impl Model for CasRegister {
     type State = Option<Value>;
     type Op = RegisterOp;
+    type Record = OpRecord;
 
     fn name(&self) -> &'static str {
         "cas-register"

@@ -48,6 +48,14 @@ pub struct OpSummary {
     pub invoke_ns: u64,
     /// `null` when the completion was never recorded.
     pub complete_ns: Option<u64>,
+    /// Foreign string-valued histories (kv-append) only: the operation as text, e.g.
+    /// `append "x 9 0 y"` or `get -> "x 9 0 y"`. `f` is then the nearest native kind (get:
+    /// read; put and append: write) and `value`/`from` are absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// Foreign histories only: the line of the invocation in the source file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
 }
 
 impl From<&OpRecord> for OpSummary {
@@ -62,6 +70,8 @@ impl From<&OpRecord> for OpSummary {
             node: r.node.clone(),
             invoke_ns: r.invoke_ns,
             complete_ns: r.complete_ns,
+            text: None,
+            line: None,
         }
     }
 }

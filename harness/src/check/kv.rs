@@ -1,0 +1,287 @@
+//! The kv-append model (Porcupine's key-value store: `get`, `put` and `append` on strings,
+//! plus `cas`) and the string-valued records of foreign histories it checks.
+//!
+//! Each key holds a string, initially `""` (a `get` of a key never written returns `""`);
+//! `put` replaces it, `append` concatenates, `cas` replaces it when it equals the expected
+//! string, `get` returns it. States carry a polynomial hash that `append` extends in time
+//! proportional to the appended text, so the search's memo never rehashes whole strings.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use faultline_protocol::OpKind;
+
+use super::model::{Model, ModelError};
+use crate::history::{History, Outcome};
+
+/// What a key-value operation does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KvKind {
+    Get,
+    Put,
+    Append,
+    /// Compare-and-set: replace the value when it equals `from`.
+    Cas,
+}
+
+impl KvKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KvKind::Get => "get",
+            KvKind::Put => "put",
+            KvKind::Append => "append",
+            KvKind::Cas => "cas",
+        }
+    }
+}
+
+/// One string-valued operation (an invocation paired with its completion), as imported from a
+/// foreign history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvRecord {
+    /// Unique within the history (importers use the invocation's event position).
+    pub id: u64,
+    pub client: u32,
+    pub f: KvKind,
+    pub key: String,
+    /// Get: the value returned (`None` when unknown: an indeterminate get). Put and append:
+    /// the argument. Cas: the new value.
+    pub value: Option<String>,
+    /// Cas only: the expected value.
+    pub from: Option<String>,
+    pub outcome: Outcome,
+    pub invoke_ns: u64,
+    pub complete_ns: Option<u64>,
+    /// Source line of the invocation (0 when not read from a file).
+    pub line: usize,
+    /// Source line of the completion, when there was one.
+    pub complete_line: Option<usize>,
+}
+
+impl KvRecord {
+    /// The operation as text: `append "x 9 0 y"`, `get -> "x 9 0 y"`, `cas "a" -> "b"`.
+    pub fn text(&self) -> String {
+        let v = |v: &Option<String>| v.as_ref().map_or_else(|| "?".into(), |s| format!("{s:?}"));
+        match self.f {
+            KvKind::Get if self.outcome == Outcome::Ok => format!("get -> {}", v(&self.value)),
+            KvKind::Get => "get".into(),
+            KvKind::Put => format!("put {}", v(&self.value)),
+            KvKind::Append => format!("append {}", v(&self.value)),
+            KvKind::Cas => format!("cas {} -> {}", v(&self.from), v(&self.value)),
+        }
+    }
+}
+
+/// A foreign key-value history: its operations in invocation order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KvHistory {
+    pub ops: Vec<KvRecord>,
+}
+
+impl KvHistory {
+    /// A faultline history seen as a key-value store: reads are gets (nil reads return
+    /// `""`), writes are puts and cas stays cas, values as decimal strings.
+    pub fn from_native(h: &History) -> Self {
+        let ops = h
+            .ops
+            .iter()
+            .filter(|o| o.f != OpKind::Status)
+            .map(|o| {
+                let f = match o.f {
+                    OpKind::Read => KvKind::Get,
+                    OpKind::Cas => KvKind::Cas,
+                    _ => KvKind::Put,
+                };
+                let text = |v: Option<i64>| v.map_or_else(String::new, |v| v.to_string());
+                let value = match (f, o.outcome) {
+                    (KvKind::Get, Outcome::Ok) => Some(text(o.value)),
+                    (KvKind::Get, _) => None,
+                    _ => o.value.map(|v| v.to_string()),
+                };
+                KvRecord {
+                    id: o.id,
+                    client: o.client,
+                    f,
+                    key: o.key.clone(),
+                    value,
+                    from: (f == KvKind::Cas).then(|| text(o.from)),
+                    outcome: o.outcome,
+                    invoke_ns: o.invoke_ns,
+                    complete_ns: o.complete_ns,
+                    line: 0,
+                    complete_line: None,
+                }
+            })
+            .collect();
+        KvHistory { ops }
+    }
+}
+
+const BASE: u64 = 0x0000_0100_0000_01b3;
+
+/// A key's value with its polynomial hash (`sum s[i] * BASE^(n-1-i)`, wrapping), so that
+/// equal states are found in the memo by the hash and confirmed by the text.
+#[derive(Debug, Clone)]
+pub struct KvState {
+    hash: u64,
+    text: Arc<str>,
+}
+
+impl KvState {
+    fn new(text: &str) -> Self {
+        KvState {
+            hash: poly(text),
+            text: text.into(),
+        }
+    }
+
+    /// The value.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+fn poly(s: &str) -> u64 {
+    s.bytes()
+        .fold(0u64, |h, b| h.wrapping_mul(BASE).wrapping_add(u64::from(b)))
+}
+
+impl PartialEq for KvState {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && (Arc::ptr_eq(&self.text, &other.text) || self.text == other.text)
+    }
+}
+
+impl Eq for KvState {}
+
+impl Hash for KvState {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// A key-value operation with its observed result.
+#[derive(Debug, Clone)]
+pub enum KvOp {
+    /// A get that returned this value.
+    Get(KvState),
+    Put(KvState),
+    /// Append `text`; `pow` is `BASE^len(text)` and `hash` the text's own hash.
+    Append {
+        text: Arc<str>,
+        pow: u64,
+        hash: u64,
+    },
+    Cas {
+        from: KvState,
+        to: KvState,
+    },
+}
+
+/// Porcupine's key-value model: get, put and append on strings (and cas), a never-written key
+/// reading `""`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KvAppend;
+
+impl Model for KvAppend {
+    type State = KvState;
+    type Op = KvOp;
+    type Record = KvRecord;
+
+    fn name(&self) -> &'static str {
+        "kv-append"
+    }
+
+    fn init(&self) -> KvState {
+        KvState::new("")
+    }
+
+    fn op(&self, rec: &KvRecord) -> Result<Option<KvOp>, ModelError> {
+        if rec.outcome == Outcome::Fail {
+            return Ok(None);
+        }
+        let value = |kind| {
+            rec.value.as_deref().ok_or(ModelError::MissingValue {
+                kind,
+                id: rec.id,
+            })
+        };
+        Ok(Some(match rec.f {
+            // An indeterminate get constrains nothing.
+            KvKind::Get if rec.outcome != Outcome::Ok => return Ok(None),
+            KvKind::Get => KvOp::Get(KvState::new(value("get")?)),
+            KvKind::Put => KvOp::Put(KvState::new(value("put")?)),
+            KvKind::Append => {
+                let text = value("append")?;
+                KvOp::Append {
+                    pow: text.bytes().fold(1u64, |p, _| p.wrapping_mul(BASE)),
+                    hash: poly(text),
+                    text: text.into(),
+                }
+            }
+            KvKind::Cas => KvOp::Cas {
+                from: KvState::new(rec.from.as_deref().unwrap_or("")),
+                to: KvState::new(value("cas")?),
+            },
+        }))
+    }
+
+    fn step(&self, state: &KvState, op: &KvOp) -> Option<KvState> {
+        match op {
+            KvOp::Get(v) => (v == state).then(|| state.clone()),
+            KvOp::Put(v) => Some(v.clone()),
+            KvOp::Append { text, .. } if text.is_empty() => Some(state.clone()),
+            KvOp::Append { text, pow, hash } => {
+                let mut s = String::with_capacity(state.text.len() + text.len());
+                s.push_str(&state.text);
+                s.push_str(text);
+                Some(KvState {
+                    hash: state.hash.wrapping_mul(*pow).wrapping_add(*hash),
+                    text: s.into(),
+                })
+            }
+            KvOp::Cas { from, to } => (from == state).then(|| to.clone()),
+        }
+    }
+
+    fn is_read_only(&self, op: &KvOp) -> bool {
+        matches!(op, KvOp::Get(_))
+    }
+
+    fn describe_state(&self, state: &KvState) -> String {
+        format!("{:?}", state.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_extends_the_hash_like_hashing_the_whole_string() {
+        let m = KvAppend;
+        let rec = |f, v: &str| KvRecord {
+            id: 0,
+            client: 0,
+            f,
+            key: "k".into(),
+            value: Some(v.into()),
+            from: None,
+            outcome: Outcome::Ok,
+            invoke_ns: 0,
+            complete_ns: Some(1),
+            line: 0,
+            complete_line: None,
+        };
+        let op = |f, v| m.op(&rec(f, v)).unwrap().unwrap();
+        let s = m.step(&m.init(), &op(KvKind::Append, "x 1 0 y")).unwrap();
+        let s = m.step(&s, &op(KvKind::Append, "x 2 0 y")).unwrap();
+        assert_eq!(s, KvState::new("x 1 0 yx 2 0 y"));
+        assert_eq!(s.hash, poly("x 1 0 yx 2 0 y"));
+        assert!(m.step(&s, &op(KvKind::Get, "x 1 0 yx 2 0 y")).is_some());
+        assert!(m.step(&s, &op(KvKind::Get, "x 1 0 y")).is_none());
+        assert!(m.step(&m.init(), &op(KvKind::Get, "")).is_some());
+        let p = m.step(&s, &op(KvKind::Put, "z")).unwrap();
+        assert_eq!(p.as_str(), "z");
+    }
+}
