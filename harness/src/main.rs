@@ -49,16 +49,27 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
-    /// Check a recorded history for linearizability, lost writes and stale reads.
+    /// Check a recorded history for linearizability, lost writes and stale reads: a faultline
+    /// history.jsonl (or run directory), a Jepsen EDN history, or Porcupine's kv test data.
+    /// Prints the report as JSON on stdout; exit 0 valid, 1 invalid, 2 unknown, 254 bad input.
     Check {
-        /// A faultline history.jsonl (or a run directory holding one).
+        /// The history file, or a run directory holding history.jsonl.
         history: PathBuf,
-        /// Consistency model.
-        #[arg(long, value_enum, default_value = "cas-register")]
-        model: ModelArg,
+        /// Input format. Default: faultline for a directory, .jsonl or .json; jepsen-edn for
+        /// .edn; otherwise guessed from the content (EDN with get/put/append: porcupine-kv).
+        #[arg(long, value_enum)]
+        format: Option<FormatArg>,
+        /// Consistency model. Default: kv-append for histories of get/put/append, else
+        /// cas-register.
+        #[arg(long, value_enum)]
+        model: Option<ModelArg>,
         /// Time budget; keys not finished in time are `unknown`.
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
+        /// Write a self-contained HTML view of each invalid key's counterexample into this
+        /// directory, as <key>.html.
+        #[arg(long, value_name = "DIR")]
+        html: Option<PathBuf>,
     },
     /// Re-render report.json and summary.md from a run directory's recorded files (also for a
     /// run that was interrupted or whose harness was killed).
@@ -67,7 +78,7 @@ enum Command {
     List,
     /// Run one reference node (the harness starts its nodes this way).
     Node {
-        /// Node kind: primary-backup.
+        /// Node kind: primary-backup or raft.
         kind: String,
         #[arg(long)]
         config: PathBuf,
@@ -78,6 +89,34 @@ enum Command {
 enum ModelArg {
     Register,
     CasRegister,
+    KvAppend,
+}
+
+impl From<ModelArg> for faultline::check::ModelKind {
+    fn from(m: ModelArg) -> Self {
+        match m {
+            ModelArg::Register => Self::Register,
+            ModelArg::CasRegister => Self::CasRegister,
+            ModelArg::KvAppend => Self::KvAppend,
+        }
+    }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FormatArg {
+    Faultline,
+    JepsenEdn,
+    PorcupineKv,
+}
+
+impl From<FormatArg> for faultline::history::import::Format {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Faultline => Self::Faultline,
+            FormatArg::JepsenEdn => Self::JepsenEdn,
+            FormatArg::PorcupineKv => Self::PorcupineKv,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -107,9 +146,11 @@ fn main() -> ExitCode {
         }
         Command::Check {
             history,
+            format,
             model,
             timeout,
-        } => check_cmd(&history, model, timeout),
+            html,
+        } => check_cmd(&history, format, model, timeout, html.as_deref()),
         Command::Report { run_dir } => match report::analyze_and_write(&run_dir) {
             Ok(r) => {
                 eprint!("{}", report::render_summary(&r));
@@ -125,7 +166,7 @@ fn main() -> ExitCode {
             }
         },
         Command::List => {
-            println!("targets:    primary-backup");
+            println!("targets:    primary-backup, raft");
             println!("backends:   process");
             println!("network:    direct");
             println!("faults:     kill, terminate, pause, restart, crash-loop, amnesia");
@@ -134,7 +175,8 @@ fn main() -> ExitCode {
             println!(
                 "workloads:  register, cas-register (open loop `rate`, closed loop `concurrency`)"
             );
-            println!("models:     register, cas-register");
+            println!("models:     register, cas-register, kv-append");
+            println!("histories:  faultline (jsonl), jepsen-edn, porcupine-kv");
             println!("checks:     linearizable, lost-writes, stale-reads");
             ExitCode::SUCCESS
         }
@@ -161,8 +203,9 @@ fn node(kind: &str, config: &std::path::Path) -> ExitCode {
     };
     let result = match kind {
         "primary-backup" => faultline_primary_backup::run(cfg).map_err(|e| e.to_string()),
+        "raft" => faultline_raft::run(cfg).map_err(|e| e.to_string()),
         other => {
-            eprintln!("faultline node: unknown node kind `{other}` (known: primary-backup)");
+            eprintln!("faultline node: unknown node kind `{other}` (known: primary-backup, raft)");
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
@@ -305,38 +348,66 @@ fn reproduce_command(l: &experiment::Loaded, set: &[Override]) -> String {
     cmd
 }
 
-fn check_cmd(path: &std::path::Path, model: ModelArg, timeout: std::time::Duration) -> ExitCode {
-    let file = if path.is_dir() {
-        path.join("history.jsonl")
-    } else {
-        path.to_owned()
+fn check_cmd(
+    path: &std::path::Path,
+    format: Option<FormatArg>,
+    model: Option<ModelArg>,
+    timeout: std::time::Duration,
+    html: Option<&std::path::Path>,
+) -> ExitCode {
+    use faultline::check::{self, CheckOptions, ModelKind};
+    use faultline::history::import::{self, Loaded};
+
+    let bad_input = |e: &dyn std::fmt::Display| {
+        eprintln!("faultline check: {e}");
+        ExitCode::from(EXIT_BAD_INPUT)
     };
-    let history = match faultline::history::History::load(&file) {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("faultline check: {e}");
-            return ExitCode::from(EXIT_BAD_INPUT);
+    let loaded = match import::load(path, format.map(Into::into)) {
+        Ok(l) => l,
+        Err(e) => return bad_input(&e),
+    };
+    let mut opts = CheckOptions {
+        model: model.map_or(ModelKind::CasRegister, Into::into),
+        time_budget: timeout,
+        ..CheckOptions::default()
+    };
+    let (result, ops) = match &loaded {
+        Loaded::Native(h) => (check::check(h, &opts), h.ops.len()),
+        Loaded::Foreign(f) => {
+            opts.model = model.map_or_else(|| f.default_model(), Into::into);
+            let result = match opts.model {
+                ModelKind::KvAppend => f.to_kv().map(|kv| check::check_kv(&kv, &opts)),
+                _ => f.to_history().map(|h| check::check(&h, &opts)),
+            };
+            match result {
+                Ok(r) => (r, f.ops.len()),
+                Err(e) => return bad_input(&e),
+            }
         }
     };
-    let opts = faultline::check::CheckOptions {
-        model: match model {
-            ModelArg::Register => faultline::check::ModelKind::Register,
-            ModelArg::CasRegister => faultline::check::ModelKind::CasRegister,
-        },
-        time_budget: timeout,
-        ..faultline::check::CheckOptions::default()
-    };
-    let result = faultline::check::check(&history, &opts);
+    if let Some(dir) = html {
+        let written = std::fs::create_dir_all(dir).and_then(|()| {
+            check::counterexample_pages(&result)
+                .into_iter()
+                .try_for_each(|(name, page)| std::fs::write(dir.join(name), page))
+        });
+        if let Err(e) = written {
+            return bad_input(&format!("cannot write to {}: {e}", dir.display()));
+        }
+    }
     println!(
         "{}",
         serde_json::to_string_pretty(&result).expect("check results serialize")
     );
     let verdict = result.verdict();
     eprintln!(
-        "{}: {} ({} ops, lost writes {}, stale reads {})",
-        file.display(),
+        "{}: {} under {} ({ops} ops, {} keys: {} invalid, {} unknown; lost writes {}, stale reads {})",
+        path.display(),
         verdict.as_str(),
-        history.ops.len(),
+        result.model,
+        result.keys.checked,
+        result.keys.invalid,
+        result.keys.unknown,
         result.lost_writes,
         result.stale_reads
     );

@@ -4,10 +4,18 @@
 
 use std::path::Path;
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/runs/kill-primary");
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/runs/kill-primary"
+);
 
 fn copy_fixture(to: &Path) {
-    for f in ["experiment.yaml", "history.jsonl", "events.jsonl", "run.json"] {
+    for f in [
+        "experiment.yaml",
+        "history.jsonl",
+        "events.jsonl",
+        "run.json",
+    ] {
         std::fs::copy(Path::new(FIXTURE).join(f), to.join(f)).unwrap();
     }
 }
@@ -23,7 +31,10 @@ fn summary_of_a_recorded_run_matches_the_snapshot() {
         std::fs::write(&expected_path, &summary).unwrap();
     }
     let expected = std::fs::read_to_string(&expected_path).unwrap();
-    assert_eq!(summary, expected, "summary.md changed; UPDATE_SNAPSHOTS=1 to accept");
+    assert_eq!(
+        summary, expected,
+        "summary.md changed; UPDATE_SNAPSHOTS=1 to accept"
+    );
     assert_eq!(report.exit_code(), 0);
 
     let json: serde_json::Value =

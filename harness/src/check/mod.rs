@@ -8,12 +8,19 @@
 //!                                         └──> ConsistencyReport
 //! ```
 //!
+//! Foreign string-valued histories (Porcupine's key-value data, Jepsen EDN under kv-append)
+//! go through the same search as [`KvRecord`]s with [`check_kv`]; each [`Model`] names the
+//! record type it reads. [`render_counterexample_html`] draws a violation as a standalone page.
+//!
 //! A key whose search runs out of the time budget is `unknown`, never guessed (the memo is
 //! capped by forgetting old entries, which costs time, not correctness); so is a key holding operations the model does not support (a cas under
 //! [`ModelKind::Register`]). Other keys are unaffected.
 
 mod anomalies;
+mod html;
+mod kv;
 mod model;
+mod record;
 mod verdict;
 mod violation;
 mod wgl;
@@ -21,7 +28,10 @@ mod wgl;
 #[cfg(test)]
 mod tests;
 
+pub use html::{counterexample_file_name, counterexample_pages, render_counterexample_html};
+pub use kv::{KvAppend, KvHistory, KvKind, KvOp, KvRecord, KvState};
 pub use model::{CasRegister, Model, ModelError, Register, RegisterOp};
+pub use record::CheckRecord;
 pub use verdict::Verdict;
 pub use violation::{Counterexample, OpSummary, Violation, ViolationKind};
 
@@ -34,7 +44,6 @@ use faultline_protocol::OpKind;
 use serde::{Deserialize, Serialize};
 
 use crate::history::{History, OpRecord, Outcome};
-use violation::{describe_op, secs};
 use wgl::{Budget, SearchOp, SearchResult};
 
 /// Which sequential specification to check against.
@@ -46,17 +55,25 @@ pub enum ModelKind {
     /// Read/write/cas register, initially nil ([`CasRegister`]).
     #[default]
     CasRegister,
+    /// Porcupine's key-value store: get/put/append (and cas) on strings, initially `""`
+    /// ([`KvAppend`]).
+    KvAppend,
 }
 
 impl ModelKind {
     /// Every model, in the order `faultline list` shows them.
-    pub const ALL: [ModelKind; 2] = [ModelKind::Register, ModelKind::CasRegister];
+    pub const ALL: [ModelKind; 3] = [
+        ModelKind::Register,
+        ModelKind::CasRegister,
+        ModelKind::KvAppend,
+    ];
 
     /// The name used in YAML, on the command line and in reports.
     pub fn as_str(self) -> &'static str {
         match self {
             ModelKind::Register => "register",
             ModelKind::CasRegister => "cas-register",
+            ModelKind::KvAppend => "kv-append",
         }
     }
 }
@@ -69,7 +86,7 @@ impl std::fmt::Display for ModelKind {
 
 /// A model name that is not one of [`ModelKind::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown model {0:?} (expected one of: register, cas-register)")]
+#[error("unknown model {0:?} (expected one of: register, cas-register, kv-append)")]
 pub struct UnknownModel(pub String);
 
 impl std::str::FromStr for ModelKind {
@@ -157,40 +174,70 @@ impl ConsistencyReport {
     }
 }
 
-/// Check a history against the model `opts.model` names.
+/// Check a history against the model `opts.model` names. Under [`ModelKind::KvAppend`] the
+/// history is seen as a key-value store ([`KvHistory::from_native`]).
 pub fn check(history: &History, opts: &CheckOptions) -> ConsistencyReport {
     match opts.model {
         ModelKind::Register => check_with(history, &Register, opts),
         ModelKind::CasRegister => check_with(history, &CasRegister, opts),
+        ModelKind::KvAppend => check_kv(&KvHistory::from_native(history), opts),
     }
 }
 
-/// One key's ops as the search sees them, or why it cannot be searched.
-struct Prepared<'h, O> {
-    key: &'h str,
-    recs: Vec<&'h OpRecord>,
-    /// Search ops and the record each came from.
-    search: Result<(Vec<SearchOp<O>>, Vec<&'h OpRecord>), ModelError>,
+/// Check a string-valued key-value history (imported from Porcupine or Jepsen) against
+/// [`KvAppend`] (`opts.model` is ignored). Lost writes, stale reads and never-written values
+/// are register notions: their counts stay 0 here, and a violation is a non-linearizable key.
+pub fn check_kv(history: &KvHistory, opts: &CheckOptions) -> ConsistencyReport {
+    check_records(history.ops.iter().collect(), &KvAppend, opts, |_, _, _| {
+        anomalies::KeyAnomalies::default()
+    })
 }
 
-/// Check a history against any [`Model`] (`opts.model` is ignored). Keys are checked in
-/// parallel on the available cores, largest first.
-pub fn check_with<M: Model>(
+/// Below this many ops in all, keys are searched on the calling thread only.
+const SMALL_HISTORY: usize = 1024;
+
+/// One key's ops as the search sees them, or why it cannot be searched.
+struct Prepared<'h, R, O> {
+    key: &'h str,
+    recs: Vec<&'h R>,
+    /// Search ops and the record each came from.
+    search: Result<(Vec<SearchOp<O>>, Vec<&'h R>), ModelError>,
+}
+
+/// Check a history against any [`Model`] of faultline's records (`opts.model` is ignored).
+/// Keys are checked in parallel on the available cores, largest first.
+pub fn check_with<M: Model<Record = OpRecord>>(
     history: &History,
     model: &M,
     opts: &CheckOptions,
+) -> ConsistencyReport {
+    let recs = history
+        .ops
+        .iter()
+        .filter(|o| o.f != OpKind::Status)
+        .collect();
+    check_records(recs, model, opts, anomalies::find)
+}
+
+/// The checker proper, for any record type: group by key, search keys in parallel, look for
+/// anomalies with `find`, and compose the report.
+fn check_records<'h, M: Model>(
+    records: Vec<&'h M::Record>,
+    model: &M,
+    opts: &CheckOptions,
+    find: impl Fn(&str, &[&M::Record], usize) -> anomalies::KeyAnomalies,
 ) -> ConsistencyReport {
     let started = Instant::now();
     let deadline = started
         .checked_add(opts.time_budget)
         .unwrap_or_else(|| started + Duration::from_secs(365 * 24 * 3600));
 
-    let mut by_key: BTreeMap<&str, Vec<&OpRecord>> = BTreeMap::new();
-    for op in history.ops.iter().filter(|o| o.f != OpKind::Status) {
-        by_key.entry(op.key.as_str()).or_default().push(op);
+    let mut by_key: BTreeMap<&'h str, Vec<&'h M::Record>> = BTreeMap::new();
+    for op in records {
+        by_key.entry(op.key()).or_default().push(op);
     }
 
-    let prepared: Vec<Prepared<'_, M::Op>> = by_key
+    let prepared: Vec<Prepared<'_, M::Record, M::Op>> = by_key
         .into_iter()
         .map(|(key, recs)| {
             let search = prepare(model, &recs);
@@ -201,7 +248,16 @@ pub fn check_with<M: Model>(
     // Search keys in parallel, largest first. First pass: each key gets a fair share of the
     // time left, so one hard key cannot starve the others; second pass: keys that ran out of
     // time try again with whatever time remains.
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Small histories are checked faster than a thread starts.
+    let total: usize = prepared
+        .iter()
+        .map(|p| p.search.as_ref().map_or(0, |(ops, _)| ops.len()))
+        .sum();
+    let threads = if total < SMALL_HISTORY {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    };
     let memo_cap = (opts.max_memo_entries / threads).max(1);
     let mut order: Vec<usize> = (0..prepared.len())
         .filter(|&i| prepared[i].search.is_ok())
@@ -246,7 +302,7 @@ pub fn check_with<M: Model>(
     let mut anomaly_violations = Vec::new();
     for (p, result) in prepared.iter().zip(results) {
         let result = result.into_inner().ok().flatten();
-        let found = anomalies::find(p.key, &p.recs, ConsistencyReport::MAX_PER_KIND);
+        let found = find(p.key, &p.recs, ConsistencyReport::MAX_PER_KIND);
         report.lost_writes += found.lost_writes;
         report.stale_reads += found.stale_reads;
         report.never_written += found.never_written;
@@ -337,39 +393,47 @@ fn run_pass(
 #[allow(clippy::type_complexity)]
 fn prepare<'h, M: Model>(
     model: &M,
-    recs: &[&'h OpRecord],
-) -> Result<(Vec<SearchOp<M::Op>>, Vec<&'h OpRecord>), ModelError> {
-    let mut ops = Vec::with_capacity(recs.len());
+    recs: &[&'h M::Record],
+) -> Result<(Vec<SearchOp<M::Op>>, Vec<&'h M::Record>), ModelError> {
+    let mut ops: Vec<M::Op> = Vec::with_capacity(recs.len());
+    let mut times: Vec<(u64, Option<u64>)> = Vec::with_capacity(recs.len());
     let mut from = Vec::with_capacity(recs.len());
     for &r in recs {
-        if r.outcome == Outcome::Fail {
+        if r.outcome() == Outcome::Fail {
             continue;
         }
         let Some(op) = model.op(r)? else { continue };
         // An ok op without a recorded completion is treated like an indeterminate one.
-        let complete = match (r.outcome, r.complete_ns) {
-            (Outcome::Ok, Some(c)) => Some(c.max(r.invoke_ns)),
+        let complete = match (r.outcome(), r.complete_ns()) {
+            (Outcome::Ok, Some(c)) => Some(c.max(r.invoke_ns())),
             _ => None,
         };
-        ops.push(SearchOp {
-            op,
-            invoke: r.invoke_ns,
-            complete,
-        });
+        ops.push(op);
+        times.push((r.invoke_ns(), complete));
         from.push(r);
     }
-    let flags: Vec<(M::Op, bool)> = ops
-        .iter()
-        .map(|o| (o.op.clone(), o.complete.is_some()))
-        .collect();
-    let drop = model.droppable(&flags);
+    model.simplify(&mut ops);
+    let drop = if times.iter().any(|t| t.1.is_none()) {
+        let flags: Vec<(M::Op, bool)> = ops
+            .iter()
+            .zip(&times)
+            .map(|(o, t)| (o.clone(), t.1.is_some()))
+            .collect();
+        model.droppable(&flags)
+    } else {
+        Vec::new()
+    };
     let mut kept_ops = Vec::with_capacity(ops.len());
     let mut kept_from = Vec::with_capacity(ops.len());
-    for (i, (op, r)) in ops.into_iter().zip(from).enumerate() {
-        if op.complete.is_none() && drop.get(i).copied().unwrap_or(false) {
+    for (i, ((op, (invoke, complete)), r)) in ops.into_iter().zip(times).zip(from).enumerate() {
+        if complete.is_none() && drop.get(i).copied().unwrap_or(false) {
             continue;
         }
-        kept_ops.push(op);
+        kept_ops.push(SearchOp {
+            op,
+            invoke,
+            complete,
+        });
         kept_from.push(r);
     }
     Ok((kept_ops, kept_from))
@@ -379,8 +443,8 @@ fn prepare<'h, M: Model>(
 fn nonlinearizable<M: Model>(
     model: &M,
     key: &str,
-    all: &[&OpRecord],
-    recs: &[&OpRecord],
+    all: &[&M::Record],
+    recs: &[&M::Record],
     f: wgl::Failure<M::State>,
 ) -> Violation {
     let offender = recs[f.offender];
@@ -389,23 +453,25 @@ fn nonlinearizable<M: Model>(
         .prefix
         .iter()
         .skip(prefix_len.saturating_sub(Counterexample::PREFIX_SHOWN))
-        .map(|&i| recs[i].into())
+        .map(|&i| recs[i].summary())
         .collect();
-    let end = offender.complete_ns.unwrap_or(u64::MAX);
-    let mut window: Vec<&OpRecord> = all
+    let end = offender.complete_ns().unwrap_or(u64::MAX);
+    let mut window: Vec<&M::Record> = all
         .iter()
         .copied()
-        .filter(|o| o.id != offender.id && o.outcome != Outcome::Fail)
-        .filter(|o| o.invoke_ns <= end && o.complete_ns.unwrap_or(u64::MAX) >= offender.invoke_ns)
+        .filter(|o| o.id() != offender.id() && o.outcome() != Outcome::Fail)
+        .filter(|o| {
+            o.invoke_ns() <= end && o.complete_ns().unwrap_or(u64::MAX) >= offender.invoke_ns()
+        })
         .collect();
-    window.sort_by_key(|o| (o.invoke_ns.abs_diff(offender.invoke_ns), o.id));
+    window.sort_by_key(|o| (o.invoke_ns().abs_diff(offender.invoke_ns()), o.id()));
     window.truncate(Counterexample::WINDOW);
     window.push(offender);
-    window.sort_by_key(|o| (o.invoke_ns, o.id));
+    window.sort_by_key(|o| (o.invoke_ns(), o.id()));
     let state = model.describe_state(&f.state);
-    let ops: Vec<OpSummary> = window.iter().map(|&o| o.into()).collect();
+    let ops: Vec<OpSummary> = window.iter().map(|&o| o.summary()).collect();
     let last = match f.prefix.last() {
-        Some(&i) => format!(", the last being {}", describe_op(recs[i])),
+        Some(&i) => format!(", the last being {}", recs[i].describe()),
         None => String::new(),
     };
     Violation {
@@ -413,12 +479,10 @@ fn nonlinearizable<M: Model>(
         key: key.to_string(),
         message: format!(
             "Key {key} is not linearizable: after the longest linearizable prefix ({prefix_len} \
-             ops{last}) the {} holds {state}, and {} cannot take effect before it completed at {}.",
+             ops{last}) the {} holds {state}, and {} cannot take effect before it completed {}.",
             model.name(),
-            describe_op(offender),
-            offender
-                .complete_ns
-                .map_or_else(|| "+inf".to_string(), secs),
+            offender.describe(),
+            offender.completed_when(),
         ),
         ops: ops.clone(),
         write: None,
@@ -428,7 +492,7 @@ fn nonlinearizable<M: Model>(
             prefix_len,
             prefix,
             state,
-            offender: offender.into(),
+            offender: offender.summary(),
             concurrent: ops,
         }),
     }

@@ -63,11 +63,31 @@ pub trait Model: Sync {
         false
     }
 
+    /// Rewrite one key's ops into equivalent ones that are cheaper to search, before
+    /// [`Model::droppable`] and the search: a pure speed-up. The default changes nothing.
+    fn simplify(&self, ops: &mut [Self::Op]) {
+        let _ = ops;
+    }
+
     /// Optional ops (`required == false`) that can be left out without changing whether the
     /// key is linearizable: a pure speed-up for the search. Returns one flag per op (`true` =
     /// drop it); flags on required ops are ignored. The default drops nothing.
     fn droppable(&self, ops: &[(Self::Op, bool)]) -> Vec<bool> {
         vec![false; ops.len()]
+    }
+
+    /// A pure speed-up: false when no order of any of the `pending` ops, applied to `state`,
+    /// can make `next` legal. `next` is the required op that completed first among those not
+    /// yet linearized, so it must be linearized before any op outside `pending` (the ops
+    /// invoked before it completed). The default (true) is always safe.
+    fn reachable(
+        &self,
+        state: &Self::State,
+        pending: &mut dyn Iterator<Item = &Self::Op>,
+        next: &Self::Op,
+    ) -> bool {
+        let _ = (state, pending, next);
+        true
     }
 
     /// A short human description of a state, for counterexamples.
@@ -162,11 +182,75 @@ fn register_droppable(ops: &[(RegisterOp, bool)]) -> Vec<bool> {
         .collect()
 }
 
+/// The value standing for every written value that no read returns and no cas expects (see
+/// [`register_simplify`]).
+const UNOBSERVED: Value = Value::MIN;
+
 fn describe_register(state: &Option<Value>) -> String {
     match state {
+        Some(UNOBSERVED) => "a value no read returns".to_string(),
         Some(v) => v.to_string(),
         None => "nil".to_string(),
     }
+}
+
+/// Writes (and cas) of values that no read returns and no cas expects all write
+/// [`UNOBSERVED`]: from any such value every read and cas fails until the next write, so they
+/// are one state to the search, and the orders of unobserved writes are explored once.
+/// Skipped when a history really uses [`UNOBSERVED`].
+fn register_simplify(ops: &mut [RegisterOp]) {
+    let mut observed: HashSet<Option<Value>> = HashSet::new();
+    for op in ops.iter() {
+        match *op {
+            RegisterOp::Read(v) | RegisterOp::Cas { from: v, .. } => {
+                observed.insert(v);
+            }
+            RegisterOp::Write(_) => {}
+        }
+    }
+    let uses_sentinel = ops.iter().any(|op| match *op {
+        RegisterOp::Read(v) => v == Some(UNOBSERVED),
+        RegisterOp::Write(v) => v == UNOBSERVED,
+        RegisterOp::Cas { from, to } => from == Some(UNOBSERVED) || to == UNOBSERVED,
+    });
+    if uses_sentinel {
+        return;
+    }
+    for op in ops.iter_mut() {
+        match op {
+            RegisterOp::Write(v) | RegisterOp::Cas { to: v, .. }
+                if !observed.contains(&Some(*v)) =>
+            {
+                *v = UNOBSERVED;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A read of `v` (or a cas expecting `v`) can only become legal if the register holds `v`
+/// or a pending write or cas writes it.
+fn register_reachable(
+    state: &Option<Value>,
+    pending: &mut dyn Iterator<Item = &RegisterOp>,
+    next: &RegisterOp,
+) -> bool {
+    let want = match *next {
+        RegisterOp::Read(v) | RegisterOp::Cas { from: v, .. } => v,
+        RegisterOp::Write(_) => return true,
+    };
+    if *state == want {
+        return true;
+    }
+    let Some(want) = want else { return false };
+    for op in pending {
+        if let RegisterOp::Write(v) | RegisterOp::Cas { to: v, .. } = *op {
+            if v == want {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 impl Model for Register {
@@ -191,6 +275,17 @@ impl Model for Register {
     }
     fn droppable(&self, ops: &[(RegisterOp, bool)]) -> Vec<bool> {
         register_droppable(ops)
+    }
+    fn simplify(&self, ops: &mut [RegisterOp]) {
+        register_simplify(ops);
+    }
+    fn reachable(
+        &self,
+        state: &Self::State,
+        pending: &mut dyn Iterator<Item = &RegisterOp>,
+        next: &RegisterOp,
+    ) -> bool {
+        register_reachable(state, pending, next)
     }
     fn describe_state(&self, state: &Self::State) -> String {
         describe_register(state)
@@ -219,6 +314,17 @@ impl Model for CasRegister {
     }
     fn droppable(&self, ops: &[(RegisterOp, bool)]) -> Vec<bool> {
         register_droppable(ops)
+    }
+    fn simplify(&self, ops: &mut [RegisterOp]) {
+        register_simplify(ops);
+    }
+    fn reachable(
+        &self,
+        state: &Self::State,
+        pending: &mut dyn Iterator<Item = &RegisterOp>,
+        next: &RegisterOp,
+    ) -> bool {
+        register_reachable(state, pending, next)
     }
     fn describe_state(&self, state: &Self::State) -> String {
         describe_register(state)

@@ -51,7 +51,10 @@ impl CheckRecord for OpRecord {
         describe_op(self)
     }
     fn completed_when(&self) -> String {
-        format!("at {}", self.complete_ns.map_or_else(|| "+inf".into(), secs))
+        format!(
+            "at {}",
+            self.complete_ns.map_or_else(|| "+inf".into(), secs)
+        )
     }
 }
 

@@ -817,3 +817,184 @@ fn large_simulated_histories() {
         .iter()
         .any(|v| v.kind == ViolationKind::Nonlinearizable && v.key == "k0"));
 }
+
+// ---- kv-append against brute force ------------------------------------------------------
+
+fn kv_rec(
+    id: u64,
+    f: KvKind,
+    value: Option<&str>,
+    outcome: Outcome,
+    inv: u64,
+    comp: Option<u64>,
+) -> KvRecord {
+    KvRecord {
+        id,
+        client: id as u32,
+        f,
+        key: "k".into(),
+        value: value.map(str::to_string),
+        from: None,
+        outcome,
+        invoke_ns: inv * MS,
+        complete_ns: comp.map(|c| c * MS),
+        line: 0,
+        complete_line: None,
+    }
+}
+
+/// Every real-time-respecting order of the kv ops, info ops placed or not.
+fn kv_brute_force(ops: &[KvRecord]) -> bool {
+    let ops: Vec<&KvRecord> = ops.iter().filter(|o| o.outcome != Outcome::Fail).collect();
+    fn go(ops: &[&KvRecord], used: u32, state: &str) -> bool {
+        let required_left = ops
+            .iter()
+            .enumerate()
+            .any(|(i, o)| used & (1 << i) == 0 && o.outcome == Outcome::Ok);
+        if !required_left {
+            return true;
+        }
+        for (i, x) in ops.iter().enumerate() {
+            if used & (1 << i) != 0 {
+                continue;
+            }
+            let blocked = ops.iter().enumerate().any(|(j, y)| {
+                j != i
+                    && used & (1 << j) == 0
+                    && y.outcome == Outcome::Ok
+                    && y.complete_ns.unwrap() < x.invoke_ns
+            });
+            if blocked {
+                continue;
+            }
+            let v = x.value.as_deref().unwrap_or("");
+            let next = match x.f {
+                KvKind::Get if x.outcome != Outcome::Ok => Some(state.to_string()),
+                KvKind::Get => (v == state).then(|| state.to_string()),
+                KvKind::Put => Some(v.to_string()),
+                KvKind::Append => Some(format!("{state}{v}")),
+                KvKind::Cas => unreachable!(),
+            };
+            if let Some(s) = next {
+                if go(ops, used | (1 << i), &s) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+    go(&ops, 0, "")
+}
+
+/// At most 7 ops; texts from a tiny alphabet so that values overlap ("ab" is "a" + "b") and
+/// some writes are never observed.
+fn random_kv(rng: &mut ChaCha8Rng) -> Vec<KvRecord> {
+    const TEXTS: [&str; 5] = ["a", "b", "ab", "c", ""];
+    let n = rng.gen_range(1..=7);
+    let mut ops: Vec<(KvRecord, u64)> = (0..n)
+        .map(|id| {
+            let inv = rng.gen_range(0..30u64);
+            let comp = inv + rng.gen_range(0..15u64);
+            let f = match rng.gen_range(0..5) {
+                0 | 1 => KvKind::Get,
+                2 => KvKind::Put,
+                _ => KvKind::Append,
+            };
+            let outcome = match rng.gen_range(0..10) {
+                0..=6 => Outcome::Ok,
+                7 | 8 => Outcome::Info,
+                _ => Outcome::Fail,
+            };
+            let complete = match outcome {
+                Outcome::Info if rng.gen_bool(0.5) => None,
+                _ => Some(comp),
+            };
+            let text = match f {
+                // Gets return concatenations now and then.
+                KvKind::Get if rng.gen_bool(0.3) => "aab",
+                _ => TEXTS[rng.gen_range(0..TEXTS.len())],
+            };
+            let value = if f == KvKind::Get && outcome != Outcome::Ok {
+                None
+            } else {
+                Some(text)
+            };
+            let point = rng.gen_range(inv..=comp);
+            (kv_rec(id, f, value, outcome, inv, complete), point)
+        })
+        .collect();
+    if rng.gen_bool(0.5) {
+        // A real store; then perhaps corrupt one get.
+        ops.sort_by_key(|&(_, p)| p);
+        let mut state = String::new();
+        for (o, _) in &mut ops {
+            let effect = match o.outcome {
+                Outcome::Ok => true,
+                Outcome::Info => rng.gen_bool(0.5),
+                Outcome::Fail => false,
+            };
+            match o.f {
+                KvKind::Get if o.outcome == Outcome::Ok => o.value = Some(state.clone()),
+                KvKind::Put if effect => state = o.value.clone().unwrap_or_default(),
+                KvKind::Append if effect => state.push_str(o.value.as_deref().unwrap_or("")),
+                _ => {}
+            }
+        }
+        if rng.gen_bool(0.4) {
+            if let Some((o, _)) = ops
+                .iter_mut()
+                .find(|(o, _)| o.f == KvKind::Get && o.outcome == Outcome::Ok)
+            {
+                o.value = Some(TEXTS[rng.gen_range(0..TEXTS.len())].to_string());
+            }
+        }
+    }
+    let mut ops: Vec<KvRecord> = ops.into_iter().map(|(o, _)| o).collect();
+    ops.sort_by_key(|o| (o.invoke_ns, o.id));
+    ops
+}
+
+#[test]
+fn kv_append_agrees_with_brute_force_on_random_small_histories() {
+    let seed = 0x5eed_0002;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (mut valid, mut invalid) = (0, 0);
+    for i in 0..4000 {
+        let ops = random_kv(&mut rng);
+        let want = kv_brute_force(&ops);
+        let h = KvHistory { ops };
+        let report = check_kv(&h, &opts(ModelKind::KvAppend));
+        let want_verdict = if want { Valid } else { Invalid };
+        assert_eq!(
+            report.linearizable, want_verdict,
+            "kv history {i} (seed {seed:#x}) disagrees with brute force: {:#?}\n{report:#?}",
+            h.ops
+        );
+        if want {
+            valid += 1;
+        } else {
+            invalid += 1;
+        }
+    }
+    assert!(
+        valid > 800 && invalid > 800,
+        "valid {valid}, invalid {invalid}"
+    );
+}
+
+#[test]
+fn kv_append_on_a_native_history_reads_nil_as_empty() {
+    let h = history(vec![
+        r(1, None, 0, 5),
+        w(2, 7, 10, 20),
+        r(3, Some(7), 30, 40),
+    ]);
+    let report = check(&h, &opts(ModelKind::KvAppend));
+    assert_eq!(report.model, "kv-append");
+    assert_eq!(report.linearizable, Valid);
+    let h = history(vec![w(1, 7, 0, 10), r(2, None, 20, 30)]);
+    let report = check(&h, &opts(ModelKind::KvAppend));
+    assert_eq!(report.linearizable, Invalid);
+    let ce = report.violations[0].counterexample.as_ref().unwrap();
+    assert_eq!(ce.offender.id, 2);
+}

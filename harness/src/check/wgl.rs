@@ -63,6 +63,8 @@ pub(crate) struct Budget {
 
 const NIL: usize = usize::MAX;
 const HEAD: usize = 0;
+/// How many of the first return entries [`Searcher::hopeless`] asks the model about.
+const LOOKAHEAD: usize = 8;
 /// How many search steps between two looks at the clock.
 const CLOCK_EVERY: u32 = 1024;
 
@@ -115,7 +117,33 @@ struct MemoKey<S> {
     state: S,
     lo: u32,
     req_len: u32,
-    words: Box<[u64]>,
+    words: Words,
+}
+
+/// A memo entry's words: up to two inline (the usual case, no allocation), more on the heap.
+/// Canonical (the variant follows from the length), so the derived equality is exact.
+#[derive(PartialEq, Eq, Hash)]
+enum Words {
+    Inline(u8, [u64; 2]),
+    Heap(Box<[u64]>),
+}
+
+impl Words {
+    fn new(a: &[u64], b: &[u64]) -> Words {
+        let n = a.len() + b.len();
+        if n <= 2 {
+            let mut w = [0u64; 2];
+            for (slot, &x) in w.iter_mut().zip(a.iter().chain(b)) {
+                *slot = x;
+            }
+            Words::Inline(n as u8, w)
+        } else {
+            let mut v = Vec::with_capacity(n);
+            v.extend_from_slice(a);
+            v.extend_from_slice(b);
+            Words::Heap(v.into_boxed_slice())
+        }
+    }
 }
 
 /// The linearized set: required ops and optional ops in two bit arrays.
@@ -182,14 +210,12 @@ impl Linearized {
             &[][..]
         };
         let opt_len = self.opt.iter().rposition(|&w| w != 0).map_or(0, |p| p + 1);
-        let mut words = Vec::with_capacity(req.len() + opt_len);
-        words.extend_from_slice(req);
-        words.extend_from_slice(&self.opt[..opt_len]);
+        let words = Words::new(req, &self.opt[..opt_len]);
         MemoKey {
             state,
             lo: self.lo as u32,
             req_len: req.len() as u32,
-            words: words.into_boxed_slice(),
+            words,
         }
     }
 }
@@ -370,6 +396,7 @@ impl<M: Model> Searcher<'_, M> {
         if !deeper {
             return;
         }
+
         let b = self.best.get_or_insert_with(|| Failure {
             prefix: Vec::new(),
             state: self.state.clone(),
@@ -422,6 +449,32 @@ impl<M: Model> Searcher<'_, M> {
         None
     }
 
+    /// A required op among the first few return entries that the model says no order of the
+    /// calls before its return can make legal from the current state.
+    fn hopeless(&self) -> Option<usize> {
+        let mut e = self.list.next[HEAD];
+        let mut returns = 0;
+        while e != NIL && returns < LOOKAHEAD {
+            if !self.list.is_call[e] {
+                returns += 1;
+                let target = self.list.op[e];
+                let mut pending = PendingOps {
+                    searcher: self,
+                    entry: self.list.next[HEAD],
+                    stop: e,
+                };
+                if !self
+                    .model
+                    .reachable(&self.state, &mut pending, &self.ops[target].op)
+                {
+                    return Some(target);
+                }
+            }
+            e = self.list.next[e];
+        }
+        None
+    }
+
     fn failed(&mut self) -> SearchResult<M::State> {
         match self.best.take() {
             Some(f) => SearchResult::NotLinearizable(f),
@@ -432,11 +485,35 @@ impl<M: Model> Searcher<'_, M> {
     }
 }
 
+/// The ops of the call entries from `entry` up to `stop`.
+struct PendingOps<'s, 'a, M: Model> {
+    searcher: &'s Searcher<'a, M>,
+    entry: usize,
+    stop: usize,
+}
+
+impl<'s, M: Model> Iterator for PendingOps<'s, '_, M> {
+    type Item = &'s M::Op;
+    fn next(&mut self) -> Option<Self::Item> {
+        let list = &self.searcher.list;
+        while self.entry != self.stop && self.entry != NIL {
+            let e = self.entry;
+            self.entry = list.next[e];
+            if list.is_call[e] {
+                return Some(&self.searcher.ops[list.op[e]].op);
+            }
+        }
+        None
+    }
+}
+
 /// Decide whether `ops` (one key's operations) are linearizable with respect to `model`.
 ///
 /// At each configuration, an enabled read-only op (a read that matches the state) is
-/// linearized first and alone (see [`Searcher::backtrack`]); otherwise every pending op,
-/// in call order, is a candidate.
+/// linearized first and alone (see [`Searcher::backtrack`]); otherwise, unless the model
+/// says one of the first [`LOOKAHEAD`] ops that must complete can no longer be made legal
+/// ([`Model::reachable`]: then this configuration is a dead end), every pending op, in call
+/// order, is a candidate.
 pub(crate) fn search<M: Model>(
     model: &M,
     ops: &[SearchOp<M::Op>],
@@ -504,7 +581,16 @@ pub(crate) fn search<M: Model>(
                         }
                     }
                 }
-                None => entry = s.list.next[HEAD],
+                None => match s.hopeless() {
+                    Some(target) => {
+                        s.record_failure(target);
+                        match s.backtrack() {
+                            Some(call) => entry = s.list.next[call],
+                            None => return s.failed(),
+                        }
+                    }
+                    None => entry = s.list.next[HEAD],
+                },
             }
             continue;
         }

@@ -167,18 +167,15 @@ fn node_count<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
 impl TryFrom<RawTarget> for Target {
     type Error = String;
     fn try_from(raw: RawTarget) -> Result<Self, String> {
-        match raw.kind {
-            TargetKind::PrimaryBackup => {
-                faultline_primary_backup::validate_settings(&raw.settings)
-                    .map_err(|e| format!("settings for primary-backup: {e}"))?;
-                for bug in &raw.bugs {
-                    if !faultline_primary_backup::KNOWN_BUGS.contains(&bug.as_str()) {
-                        return Err(format!(
-                            "unknown bug `{bug}` for primary-backup (known: {})",
-                            known_list(faultline_primary_backup::KNOWN_BUGS)
-                        ));
-                    }
-                }
+        let (validate, known_bugs) = raw.kind.node_checks();
+        validate(&raw.settings).map_err(|e| format!("settings for {}: {e}", raw.kind.as_str()))?;
+        for bug in &raw.bugs {
+            if !known_bugs.contains(&bug.as_str()) {
+                return Err(format!(
+                    "unknown bug `{bug}` for {} (known: {})",
+                    raw.kind.as_str(),
+                    known_list(known_bugs)
+                ));
             }
         }
         Ok(Target {
@@ -198,18 +195,37 @@ fn known_list(known: &[&str]) -> String {
     }
 }
 
-/// Target kinds that this build can run. More (raft, paxos, etcd, redis-sentinel, command)
-/// arrive with their issues; naming one of them is an error until then.
+/// Target kinds that this build can run. More (paxos, etcd, redis-sentinel, command) arrive
+/// with their issues; naming one of them is an error until then.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TargetKind {
     PrimaryBackup,
+    Raft,
 }
+
+/// Checks a node kind's `settings:` map; the error names the field.
+pub type SettingsCheck = fn(&serde_json::Map<String, serde_json::Value>) -> Result<(), String>;
 
 impl TargetKind {
     pub fn as_str(self) -> &'static str {
         match self {
             TargetKind::PrimaryBackup => "primary-backup",
+            TargetKind::Raft => "raft",
+        }
+    }
+
+    /// The reference node's settings check and its planted bugs.
+    pub fn node_checks(self) -> (SettingsCheck, &'static [&'static str]) {
+        match self {
+            TargetKind::PrimaryBackup => (
+                faultline_primary_backup::validate_settings,
+                faultline_primary_backup::KNOWN_BUGS,
+            ),
+            TargetKind::Raft => (
+                faultline_raft::validate_settings,
+                faultline_raft::KNOWN_BUGS,
+            ),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! harness died, or the run ended first) becomes `info`.
 
 mod events;
+pub mod import;
 mod recorder;
 
 pub use events::{load_events, Event, EventKind};

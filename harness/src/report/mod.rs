@@ -23,6 +23,9 @@ use crate::workload::LoadSummary;
 
 pub const SCHEMA: &str = "faultline.report/v1";
 
+/// Where a run's counterexample views go, inside the run directory.
+pub const COUNTEREXAMPLE_DIR: &str = "counterexamples";
+
 /// Time budget of the consistency check inside a run's analysis.
 const CHECK_BUDGET: Duration = Duration::from_secs(60);
 
@@ -64,6 +67,9 @@ pub struct Report {
     #[serde(flatten)]
     pub metrics: Metrics,
     pub consistency: ConsistencyReport,
+    /// Self-contained HTML views of each invalid key's counterexample, relative to the run
+    /// directory (`counterexamples/<key>.html`).
+    pub counterexamples: Vec<String>,
     pub slo: Vec<SloResult>,
     pub faults: Vec<FaultRecord>,
     pub load: Option<LoadSummary>,
@@ -145,6 +151,18 @@ pub fn verdict_exit(v: Verdict) -> u8 {
 /// written to a temporary name and renamed, so a reader never sees half a report.
 pub fn analyze_and_write(run_dir: &Path) -> Result<Report, ReportError> {
     let report = analyze(run_dir)?;
+    let views = run_dir.join(COUNTEREXAMPLE_DIR);
+    let _ = std::fs::remove_dir_all(&views);
+    let pages = check::counterexample_pages(&report.consistency);
+    if !pages.is_empty() {
+        std::fs::create_dir_all(&views).map_err(|source| ReportError::Write {
+            path: views.clone(),
+            source,
+        })?;
+        for (name, html) in pages {
+            write_atomic(&views.join(name), html.as_bytes())?;
+        }
+    }
     let json = serde_json::to_vec_pretty(&report).expect("reports serialize");
     write_atomic(&run_dir.join("report.json"), &json)?;
     write_atomic(
@@ -220,6 +238,10 @@ pub fn analyze(run_dir: &Path) -> Result<Report, ReportError> {
         },
     );
     let verdict = consistency_verdict(exp, &consistency, aborted);
+    let counterexamples = check::counterexample_pages(&consistency)
+        .into_iter()
+        .map(|(name, _)| format!("{COUNTEREXAMPLE_DIR}/{name}"))
+        .collect();
     let slo = evaluate_slo(exp, &metrics, &consistency);
     let verdict_ok = match exp.expect {
         Some(Expect::Valid) | None => verdict == Verdict::Valid,
@@ -256,6 +278,7 @@ pub fn analyze(run_dir: &Path) -> Result<Report, ReportError> {
         },
         metrics,
         consistency,
+        counterexamples,
         slo,
         faults: fault_records(&events),
         load: meta.as_ref().and_then(|m| m.load.clone()),

@@ -153,6 +153,15 @@ pub fn render_summary(r: &Report) -> String {
             let _ = writeln!(s, "  ```");
         }
     }
+    if !r.counterexamples.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nCounterexample views (open in a browser, from the run directory):\n"
+        );
+        for page in &r.counterexamples {
+            let _ = writeln!(s, "- [{page}]({page})");
+        }
+    }
     if c.violations.len() > 10 {
         let _ = writeln!(
             s,
@@ -203,24 +212,27 @@ pub fn render_summary(r: &Report) -> String {
 fn describe_op(op: &crate::check::OpSummary, key: &str) -> String {
     let t = |ns: u64| format!("{:.1}ms", ns as f64 / 1e6);
     let end = op.complete_ns.map_or("?".into(), t);
-    let what = match op.f {
-        faultline_protocol::OpKind::Read => format!(
-            "read {} -> {}",
-            key,
-            op.value.map_or("nil".into(), |v| v.to_string())
-        ),
-        faultline_protocol::OpKind::Write => format!(
-            "write {} = {}",
-            key,
-            op.value.map_or("?".into(), |v| v.to_string())
-        ),
-        faultline_protocol::OpKind::Cas => format!(
-            "cas {} {} -> {}",
-            key,
-            op.from.flatten().map_or("nil".into(), |v| v.to_string()),
-            op.value.map_or("?".into(), |v| v.to_string())
-        ),
-        faultline_protocol::OpKind::Status => "status".into(),
+    let what = match (&op.text, op.f) {
+        (Some(text), _) => format!("{text} on {key}"),
+        (None, f) => match f {
+            faultline_protocol::OpKind::Read => format!(
+                "read {} -> {}",
+                key,
+                op.value.map_or("nil".into(), |v| v.to_string())
+            ),
+            faultline_protocol::OpKind::Write => format!(
+                "write {} = {}",
+                key,
+                op.value.map_or("?".into(), |v| v.to_string())
+            ),
+            faultline_protocol::OpKind::Cas => format!(
+                "cas {} {} -> {}",
+                key,
+                op.from.flatten().map_or("nil".into(), |v| v.to_string()),
+                op.value.map_or("?".into(), |v| v.to_string())
+            ),
+            faultline_protocol::OpKind::Status => "status".into(),
+        },
     };
     format!(
         "{}..{} client {} {} : {:?}{}",

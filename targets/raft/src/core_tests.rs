@@ -1,0 +1,238 @@
+//! Scenario tests of the pure core, driven through the simulator with small fixed delays and
+//! explicit partitions and crashes. Every step still runs the simulator's safety checks.
+
+use faultline_protocol::{ErrorCode, Op, Role};
+use faultline_replica::Millis;
+
+use crate::settings::{ReadMode, Settings};
+use crate::sim::Sim;
+use crate::storage::MemDisk;
+
+fn cluster(settings: Settings) -> (Sim, String) {
+    let mut sim = Sim::new(7, 3, settings, &[]);
+    sim.max_delay = 1;
+    sim.run_for(600).unwrap();
+    let leader = sim.leader().expect("a leader within 600ms");
+    for n in sim.nodes.clone() {
+        let c = sim.core(&n).unwrap();
+        assert_eq!(c.status().leader.as_deref(), Some(leader.as_str()), "{n}");
+        assert_eq!(c.term(), sim.core(&leader).unwrap().term());
+    }
+    (sim, leader)
+}
+
+fn write(key: &str, value: i64) -> Op {
+    Op::Write {
+        key: key.into(),
+        value,
+    }
+}
+
+fn read(key: &str) -> Op {
+    Op::Read { key: key.into() }
+}
+
+fn others(sim: &Sim, id: &str) -> Vec<String> {
+    sim.nodes.iter().filter(|n| *n != id).cloned().collect()
+}
+
+#[test]
+fn fresh_cluster_waits_for_every_node_before_electing() {
+    let mut sim = Sim::new(3, 3, Settings::default(), &[]);
+    sim.crash("n3");
+    sim.run_for(1_000).unwrap();
+    assert_eq!(
+        sim.leader(),
+        None,
+        "a fresh node voted without hearing every peer"
+    );
+    sim.start("n3");
+    sim.run_for(600).unwrap();
+    assert!(sim.leader().is_some());
+}
+
+#[test]
+fn write_is_acknowledged_only_once_a_quorum_has_it() {
+    let (mut sim, leader) = cluster(Settings::default());
+    for f in others(&sim, &leader) {
+        sim.blocked.insert((leader.clone(), f));
+    }
+    let t = sim.request(&leader, write("a", 1)).unwrap();
+    sim.run_for(100).unwrap();
+    assert_eq!(sim.reply(t), None, "acknowledged without a quorum");
+    sim.heal();
+    sim.run_for(100).unwrap();
+    assert!(sim.reply(t).is_some_and(|r| r.ok), "{:?}", sim.reply(t));
+    let r = sim.request(&leader, read("a")).unwrap();
+    sim.run_for(100).unwrap();
+    assert_eq!(sim.reply(r).unwrap().value, Some(Some(1)));
+}
+
+#[test]
+fn isolated_leader_steps_down_and_majority_elects_a_new_one() {
+    let (mut sim, old) = cluster(Settings::default());
+    sim.isolate(&old);
+    let pending = sim.request(&old, write("a", 1)).unwrap();
+    let stale = sim.request(&old, read("a")).unwrap();
+    sim.run_for(1_000).unwrap();
+    // CheckQuorum: the old leader gave up; its write is indeterminate, its read definite.
+    assert_ne!(sim.core(&old).unwrap().role(), Role::Leader);
+    let e = sim.reply(pending).unwrap().error.clone().unwrap();
+    assert_eq!(e.code, ErrorCode::Timeout);
+    assert!(!e.definite);
+    assert!(!sim.reply(stale).unwrap().ok);
+    let new = sim.leader().expect("the majority elected a leader");
+    assert_ne!(new, old);
+    let t = sim.request(&new, write("a", 2)).unwrap();
+    sim.run_for(50).unwrap();
+    assert!(sim.reply(t).unwrap().ok);
+    // After healing the old leader learns the newer term and the write (it never overwrote).
+    sim.heal();
+    sim.run_for(300).unwrap();
+    let c = sim.core(&old).unwrap();
+    assert_eq!(c.term(), sim.core(&new).unwrap().term());
+    assert_eq!(c.inspect().kv.read("a"), Some(2));
+}
+
+#[test]
+fn deposed_leader_never_serves_a_stale_read() {
+    for mode in [ReadMode::ReadIndex, ReadMode::Lease, ReadMode::Log] {
+        let settings = Settings {
+            read: mode,
+            check_quorum: false,
+            ..Settings::default()
+        };
+        let (mut sim, old) = cluster(settings);
+        let t = sim.request(&old, write("k", 1)).unwrap();
+        sim.run_for(20).unwrap();
+        assert!(sim.reply(t).unwrap().ok);
+        sim.isolate(&old);
+        sim.run_for(800).unwrap();
+        let new = sim.leader().unwrap();
+        assert_ne!(new, old, "{mode:?}");
+        let t = sim.request(&new, write("k", 2)).unwrap();
+        sim.run_for(20).unwrap();
+        assert!(sim.reply(t).unwrap().ok);
+        // Without CheckQuorum the old leader still believes it leads; it must not answer 1.
+        assert!(sim.core(&old).unwrap().is_leader(), "{mode:?}");
+        let r = sim.request(&old, read("k")).unwrap();
+        sim.run_for(1_500).unwrap();
+        let resp = sim.reply(r).unwrap();
+        assert!(!resp.ok, "{mode:?}: deposed leader answered {resp:?}");
+    }
+}
+
+#[test]
+fn lease_reads_need_no_round_trip_while_the_lease_holds() {
+    let settings = Settings {
+        read: ReadMode::Lease,
+        ..Settings::default()
+    };
+    let (mut sim, leader) = cluster(settings);
+    let t = sim.request(&leader, write("k", 5)).unwrap();
+    sim.run_for(10).unwrap();
+    assert!(sim.reply(t).unwrap().ok);
+    // Cut the leader off: a read right away is answered from the lease, at once.
+    sim.isolate(&leader);
+    let r = sim.request(&leader, read("k")).unwrap();
+    assert_eq!(sim.reply(r).unwrap().value, Some(Some(5)));
+    // Once the lease ran out, reads wait for a quorum round (which never comes).
+    sim.run_for(Settings::default().election_timeout[0].as_millis() as Millis)
+        .unwrap();
+    let r = sim.request(&leader, read("k")).unwrap();
+    sim.run_for(50).unwrap();
+    assert_eq!(sim.reply(r), None);
+}
+
+#[test]
+fn lagging_follower_catches_up_from_a_snapshot() {
+    let settings = Settings {
+        snapshot_threshold: 20,
+        max_batch: 7,
+        ..Settings::default()
+    };
+    let (mut sim, leader) = cluster(settings);
+    let lagger = others(&sim, &leader)[0].clone();
+    sim.crash(&lagger);
+    for i in 0..100 {
+        sim.request(&leader, write(&format!("k{}", i % 4), i))
+            .unwrap();
+        sim.run_for(2).unwrap();
+    }
+    sim.run_for(50).unwrap();
+    assert!(sim.core(&leader).unwrap().inspect().snap_index >= 80);
+    sim.start(&lagger);
+    sim.run_for(400).unwrap();
+    let l = sim.core(&leader).unwrap().inspect();
+    let f = sim.core(&lagger).unwrap().inspect();
+    assert_eq!(f.applied, l.applied);
+    assert_eq!(f.kv, l.kv);
+    assert_eq!(f.kv.read("k3"), Some(99));
+}
+
+#[test]
+fn node_with_an_empty_disk_votes_only_after_catching_up() {
+    let (mut sim, leader) = cluster(Settings::default());
+    for i in 0..10 {
+        sim.request(&leader, write("a", i)).unwrap();
+    }
+    sim.run_for(50).unwrap();
+    let victim = others(&sim, &leader)[0].clone();
+    sim.crash(&victim);
+    sim.disks.insert(victim.clone(), MemDisk::new(false));
+    sim.start(&victim);
+    assert!(!sim.core(&victim).unwrap().inspect().voter);
+    sim.run_for(200).unwrap();
+    let c = sim.core(&victim).unwrap().inspect();
+    assert!(c.voter, "caught up but still not voting");
+    assert_eq!(c.kv.read("a"), Some(9));
+    assert!(sim.disks[&victim].recovered.hard.voter);
+}
+
+#[test]
+fn restarted_node_remembers_its_vote_unless_the_bug_is_planted() {
+    for (bugs, expect) in [
+        (vec![], Some("n2")),
+        (vec![crate::BUG_FORGET_VOTE_ON_RESTART.to_owned()], None),
+    ] {
+        let mut rec = crate::storage::Recovered::default();
+        rec.hard.term = 4;
+        rec.hard.vote = Some("n2".into());
+        rec.hard.voter = true;
+        let nodes = vec!["n1".into(), "n2".into(), "n3".into()];
+        let core = crate::RaftCore::new("n1", nodes, Settings::default(), &bugs, rec, 1);
+        assert_eq!(core.inspect().vote.as_deref(), expect, "{bugs:?}");
+        assert_eq!(core.term(), 4);
+    }
+}
+
+#[test]
+fn followers_forward_writes_and_reads_to_the_leader() {
+    let settings = Settings {
+        forward: true,
+        ..Settings::default()
+    };
+    let (mut sim, leader) = cluster(settings);
+    let f = others(&sim, &leader)[0].clone();
+    let w = sim.request(&f, write("x", 7)).unwrap();
+    sim.run_for(30).unwrap();
+    assert!(sim.reply(w).unwrap().ok, "{:?}", sim.reply(w));
+    let r = sim.request(&f, read("x")).unwrap();
+    sim.run_for(30).unwrap();
+    assert_eq!(sim.reply(r).unwrap().value, Some(Some(7)));
+    let c = sim
+        .request(
+            &f,
+            Op::Cas {
+                key: "x".into(),
+                from: Some(1),
+                to: 2,
+            },
+        )
+        .unwrap();
+    sim.run_for(30).unwrap();
+    assert_eq!(
+        sim.reply(c).unwrap().error.as_ref().unwrap().code,
+        ErrorCode::CasMismatch
+    );
+}

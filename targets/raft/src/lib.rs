@@ -1,0 +1,179 @@
+//! faultline's reference Raft key-value node: leader election with randomized timeouts,
+//! PreVote and CheckQuorum, pipelined log replication with fast backtracking, majority commit,
+//! snapshots, and reads through the log, ReadIndex or a leader lease. The protocol, its
+//! settings, planted bugs and verdict matrix are in README.md.
+//!
+//! The harness runs a node with `faultline node raft --config FILE`, which calls [`run`];
+//! tests can run nodes in-process with [`serve`].
+
+pub mod core;
+pub mod msg;
+pub mod settings;
+pub mod storage;
+
+#[cfg(test)]
+mod core_tests;
+#[cfg(test)]
+mod sim;
+
+use std::future::Future;
+use std::time::Duration;
+
+use faultline_protocol::NodeConfig;
+use faultline_replica::{drive, DriverIo, PeerNet};
+use tokio::sync::mpsc;
+
+pub use crate::core::{
+    Inspect, RaftCore, BUG_ACK_BEFORE_PERSIST, BUG_COMMIT_WITHOUT_QUORUM,
+    BUG_FORGET_VOTE_ON_RESTART, BUG_LEASE_WITHOUT_MARGIN, BUG_STALE_LOCAL_READS,
+};
+pub use crate::settings::{ReadMode, Settings};
+pub use crate::storage::Recovered;
+
+/// Planted bugs this node implements (`bugs:` in an experiment); README.md documents each with
+/// the Raft paper section it violates and the faults that expose it.
+pub const KNOWN_BUGS: &[&str] = &[
+    BUG_STALE_LOCAL_READS,
+    BUG_ACK_BEFORE_PERSIST,
+    BUG_COMMIT_WITHOUT_QUORUM,
+    BUG_FORGET_VOTE_ON_RESTART,
+    BUG_LEASE_WITHOUT_MARGIN,
+];
+
+/// Why a node could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Settings(String),
+    #[error("unknown bug {bug:?} for raft (known: {known})")]
+    UnknownBug { bug: String, known: String },
+    #[error("node id {0:?} is not among the cluster members")]
+    NotAMember(String),
+    #[error("cannot listen on {what} address {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("storage: {0}")]
+    Storage(#[from] faultline_replica::StorageError),
+    #[error(transparent)]
+    Driver(#[from] faultline_replica::DriverError),
+}
+
+/// Check `settings:` of an experiment; the message names the offending field.
+pub fn validate_settings(
+    settings: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), String> {
+    Settings::from_map(settings).map(|_| ())
+}
+
+/// Run a node until SIGTERM or SIGINT (then `Ok`) or a fatal error. Blocking: builds its own
+/// runtime. Sets up logging to stderr.
+pub fn run(config: NodeConfig) -> Result<(), Error> {
+    faultline_replica::init_node_logging(&config.id);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?;
+    runtime.block_on(async move {
+        let shutdown = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = tokio::signal::ctrl_c() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+            tracing::info!("shutting down on signal");
+        };
+        serve(config, shutdown).await
+    })
+}
+
+/// Run a node inside the current tokio runtime until `shutdown` completes.
+pub async fn serve(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    let settings = Settings::from_map(&config.settings).map_err(Error::Settings)?;
+    if let Some(bug) = config
+        .bugs
+        .iter()
+        .find(|b| !KNOWN_BUGS.contains(&b.as_str()))
+    {
+        return Err(Error::UnknownBug {
+            bug: bug.clone(),
+            known: KNOWN_BUGS.join(", "),
+        });
+    }
+    let nodes = config.members();
+    if !nodes.contains(&config.id) {
+        return Err(Error::NotAMember(config.id.clone()));
+    }
+    let lazy = config.bugs.iter().any(|b| b == BUG_ACK_BEFORE_PERSIST);
+    let data_dir = config.data_dir.clone();
+    let (storage, recovered) =
+        tokio::task::spawn_blocking(move || storage::FileStorage::open(&data_dir, lazy))
+            .await
+            .map_err(|e| faultline_replica::DriverError::Join(e.to_string()))??;
+    tracing::info!(
+        node = %config.id,
+        term = recovered.hard.term,
+        vote = ?recovered.hard.vote,
+        voter = recovered.hard.voter,
+        snapshot = recovered.snap_index,
+        entries = recovered.entries.len(),
+        bugs = ?config.bugs,
+        "recovered state"
+    );
+    let tick = (settings.heartbeat / 5).clamp(Duration::from_millis(1), Duration::from_millis(10));
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ u64::from(std::process::id()).rotate_left(32);
+    let core = RaftCore::new(&config.id, nodes, settings, &config.bugs, recovered, seed);
+
+    let client_listener = faultline_replica::server::bind(config.client_addr)
+        .await
+        .map_err(|source| Error::Bind {
+            what: "client",
+            addr: config.client_addr,
+            source,
+        })?;
+    let (inbound_tx, inbound) = mpsc::channel(8192);
+    let net = PeerNet::start(&config.id, config.peer_addr, &config.peers, inbound_tx)
+        .await
+        .map_err(|source| Error::Bind {
+            what: "peer",
+            addr: config.peer_addr,
+            source,
+        })?;
+    let (clients_tx, clients) = mpsc::channel(8192);
+    let server = tokio::spawn(faultline_replica::server::serve_clients(
+        client_listener,
+        clients_tx,
+    ));
+    tracing::info!(node = %config.id, client = %config.client_addr, peer = %config.peer_addr, "serving");
+    let result = drive(
+        core,
+        storage,
+        DriverIo {
+            net,
+            inbound,
+            clients,
+            tick,
+        },
+        shutdown,
+    )
+    .await;
+    server.abort();
+    if let Err(e) = &result {
+        tracing::error!(error = %e, "node stopped on a fatal error");
+    }
+    Ok(result?)
+}

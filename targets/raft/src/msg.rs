@@ -1,0 +1,149 @@
+//! Peer messages and durable writes of the Raft protocol.
+//!
+//! Everything here crosses a process boundary (bincode over the peer transport, or records in
+//! the data directory), so the types are plain data without `skip_serializing_if` tricks.
+
+use faultline_replica::{Command, KvState};
+use serde::{Deserialize, Serialize};
+
+/// What a log entry does when it is applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntryOp {
+    /// Appended by every new leader (Raft §8): committing it commits everything before it and
+    /// tells the leader its commit index is current.
+    Noop,
+    /// A client write or cas.
+    Cmd(Command),
+    /// A client read through the log (`read: log`); no effect on the state.
+    Read { key: String },
+}
+
+/// One log entry (its index is implied by its position).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub term: u64,
+    pub op: EntryOp,
+}
+
+/// A client operation forwarded from a follower to the leader (`forward: true`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FwdOp {
+    Read { key: String },
+    Cmd(Command),
+}
+
+/// Why a client operation failed, in a form that survives bincode (the wire `Response` does
+/// not: it skips fields).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FailKind {
+    NotLeader,
+    CasMismatch,
+    Unavailable,
+    Timeout,
+}
+
+/// The outcome of a client operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OpResult {
+    /// A write or cas took effect.
+    Done,
+    /// A read's value.
+    Value(Option<i64>),
+    Fail {
+        kind: FailKind,
+        leader: Option<String>,
+        message: String,
+    },
+}
+
+/// Messages between nodes. Every message but the forwarding ones carries the sender's term.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Msg {
+    /// RequestVote (§5.2), or a PreVote (thesis §9.6) when `pre`: then `term` is the term the
+    /// sender would campaign in, and nobody changes state on receiving it.
+    Vote {
+        term: u64,
+        pre: bool,
+        last_index: u64,
+        last_term: u64,
+    },
+    VoteReply {
+        term: u64,
+        pre: bool,
+        granted: bool,
+    },
+    /// AppendEntries (§5.3). `last`: the leader's last index when it sent this (a restarted
+    /// node with an empty data directory becomes a voter once it holds that much). `round`:
+    /// the leader's heartbeat round, echoed in the reply (ReadIndex and leases).
+    Append {
+        term: u64,
+        prev_index: u64,
+        prev_term: u64,
+        entries: Vec<Entry>,
+        commit: u64,
+        last: u64,
+        round: u64,
+    },
+    /// `success`: the follower's log matches the leader's through `index`. Otherwise `index`
+    /// is the rejected `prev_index` and `hint_index`/`hint_term` drive fast backtracking: the
+    /// follower's first index of its conflicting term (`hint_term`), or its last index + 1
+    /// when its log is too short (`hint_term: None`).
+    AppendReply {
+        term: u64,
+        success: bool,
+        index: u64,
+        hint_index: u64,
+        hint_term: Option<u64>,
+        round: u64,
+    },
+    /// InstallSnapshot (§7): the whole state machine after entry `index` (of term `snap_term`).
+    Snapshot {
+        term: u64,
+        index: u64,
+        snap_term: u64,
+        state: KvState,
+        last: u64,
+        round: u64,
+    },
+    /// Follower to leader: run this client operation for me (`forward: true`).
+    Forward {
+        fid: u64,
+        op: FwdOp,
+    },
+    ForwardReply {
+        fid: u64,
+        result: OpResult,
+    },
+    /// A node that has never been a voter asks what its peers hold (bootstrap guard).
+    Probe,
+    ProbeReply {
+        term: u64,
+        last: u64,
+    },
+}
+
+/// Term, vote, and whether this data directory may vote (see `README.md`, "Amnesia guard").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HardState {
+    pub term: u64,
+    pub vote: Option<String>,
+    pub voter: bool,
+}
+
+/// A durable write requested by the core. The driver performs every write of an iteration,
+/// fsynced, before any message or reply of that iteration leaves the node.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Persist {
+    /// Replace term, vote and voter flag.
+    Hard(HardState),
+    /// Write the entry at `index`, replacing it and everything after it if present.
+    Append { index: u64, entry: Entry },
+    /// Replace the snapshot with the state after entry `index` (of term `term`), and the log
+    /// with `tail` (the entries from `index + 1` on).
+    Snapshot {
+        index: u64,
+        term: u64,
+        state: KvState,
+        tail: Vec<Entry>,
+    },
+}

@@ -1,0 +1,387 @@
+//! The node's data directory: term/vote, the last snapshot, and the log after it.
+//!
+//! Files: `meta` (atomic: [`HardState`]), `snapshot` (atomic: index, term, state), `log`
+//! (checksummed records, one [`DiskEntry`] each). A log record for index `i` replaces entry
+//! `i` and everything after it, so a follower truncating a conflicting suffix only appends
+//! (recovery replays the records in order). A snapshot is written before the log is rewritten
+//! with the entries after it: a crash in between leaves the new snapshot plus the old log,
+//! whose records up to the snapshot index recovery skips.
+//!
+//! With the planted bug `ack-before-persist` ([`FileStorage::open`] with `lazy: true`) log
+//! records are buffered in this process's memory and written out (never fsynced) at most once
+//! per [`LAZY_FLUSH_MS`]: the node acknowledges entries that a `kill -9` then loses.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use faultline_replica::{KvState, Log, Millis, Snapshot, Storage, StorageError};
+use serde::{Deserialize, Serialize};
+
+use crate::msg::{Entry, HardState, Persist};
+
+/// How long `ack-before-persist` keeps log records in user space before writing them out.
+pub const LAZY_FLUSH_MS: Millis = 1_000;
+
+/// One log record on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskEntry {
+    pub index: u64,
+    pub entry: Entry,
+}
+
+/// What a node recovered from its data directory.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Recovered {
+    pub hard: HardState,
+    /// Index and term of the last entry folded into `state` (0, 0: no snapshot).
+    pub snap_index: u64,
+    pub snap_term: u64,
+    pub state: KvState,
+    /// Entries `snap_index + 1, ...`.
+    pub entries: Vec<Entry>,
+}
+
+impl Recovered {
+    /// Replay one log record (see the module docs).
+    fn replay(&mut self, index: u64, entry: Entry) -> bool {
+        if index <= self.snap_index {
+            return true;
+        }
+        let next = self.snap_index + self.entries.len() as u64 + 1;
+        if index > next {
+            return false;
+        }
+        self.entries
+            .truncate((index - self.snap_index - 1) as usize);
+        self.entries.push(entry);
+        true
+    }
+
+    fn apply(&mut self, action: &Persist) {
+        match action {
+            Persist::Hard(h) => self.hard = h.clone(),
+            Persist::Append { index, entry } => {
+                self.replay(*index, entry.clone());
+            }
+            Persist::Snapshot {
+                index,
+                term,
+                state,
+                tail,
+            } => {
+                self.snap_index = *index;
+                self.snap_term = *term;
+                self.state = state.clone();
+                self.entries = tail.clone();
+            }
+        }
+    }
+}
+
+struct Lazy {
+    file: File,
+    buf: Vec<u8>,
+    last_flush: Instant,
+}
+
+/// File-backed storage with group commit: the log records of one batch share one fsync.
+pub struct FileStorage {
+    meta: Snapshot,
+    snapshot: Snapshot,
+    log: Log,
+    lazy: Option<Lazy>,
+}
+
+fn corrupt(what: &'static str, path: &Path, e: impl std::fmt::Display) -> StorageError {
+    StorageError::Corrupt {
+        what,
+        path: path.to_owned(),
+        detail: e.to_string(),
+    }
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    bincode::serialize(v).expect("raft storage types always serialize")
+}
+
+impl FileStorage {
+    /// Open (creating) the data directory and recover what it holds. `lazy`: the planted bug
+    /// `ack-before-persist`.
+    pub fn open(dir: &Path, lazy: bool) -> Result<(FileStorage, Recovered), StorageError> {
+        std::fs::create_dir_all(dir).map_err(|source| StorageError::Io {
+            op: "create",
+            path: dir.to_owned(),
+            source,
+        })?;
+        let meta = Snapshot::new(dir.join("meta"));
+        let snapshot = Snapshot::new(dir.join("snapshot"));
+        let mut rec = Recovered::default();
+        if let Some(b) = meta.read()? {
+            rec.hard = bincode::deserialize(&b).map_err(|e| corrupt("meta", meta.path(), e))?;
+        }
+        if let Some(b) = snapshot.read()? {
+            let (index, term, state): (u64, u64, KvState) =
+                bincode::deserialize(&b).map_err(|e| corrupt("snapshot", snapshot.path(), e))?;
+            rec.snap_index = index;
+            rec.snap_term = term;
+            rec.state = state;
+        }
+        let log_path = dir.join("log");
+        let (log, records) = Log::open(&log_path)?;
+        for r in records {
+            let Ok(d) = bincode::deserialize::<DiskEntry>(&r) else {
+                tracing::warn!(path = %log_path.display(), "undecodable log record; ignoring the rest of the log");
+                break;
+            };
+            if !rec.replay(d.index, d.entry) {
+                tracing::warn!(
+                    index = d.index,
+                    "log record out of sequence; ignoring the rest of the log"
+                );
+                break;
+            }
+        }
+        let lazy = if lazy {
+            let file = OpenOptions::new()
+                .append(true)
+                .open(&log_path)
+                .map_err(|source| StorageError::Io {
+                    op: "open",
+                    path: log_path.clone(),
+                    source,
+                })?;
+            Some(Lazy {
+                file,
+                buf: Vec::new(),
+                last_flush: Instant::now(),
+            })
+        } else {
+            None
+        };
+        Ok((
+            FileStorage {
+                meta,
+                snapshot,
+                log,
+                lazy,
+            },
+            rec,
+        ))
+    }
+
+    fn write_log(&mut self, batch: &mut Vec<Vec<u8>>) -> Result<(), StorageError> {
+        let records = std::mem::take(batch);
+        match &mut self.lazy {
+            None => self.log.append_batch(&records),
+            Some(lazy) => {
+                for r in records {
+                    lazy.buf.extend_from_slice(&(r.len() as u32).to_le_bytes());
+                    lazy.buf
+                        .extend_from_slice(&crc32fast::hash(&r).to_le_bytes());
+                    lazy.buf.extend_from_slice(&r);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn flush_lazy(&mut self, force: bool) -> Result<(), StorageError> {
+        let Some(lazy) = &mut self.lazy else {
+            return Ok(());
+        };
+        if force || lazy.last_flush.elapsed().as_millis() as Millis >= LAZY_FLUSH_MS {
+            lazy.last_flush = Instant::now();
+            let buf = std::mem::take(&mut lazy.buf);
+            lazy.file
+                .write_all(&buf)
+                .map_err(|source| StorageError::Io {
+                    op: "append to",
+                    path: self.log.path().to_owned(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for FileStorage {
+    fn drop(&mut self) {
+        // A clean shutdown keeps what the bug buffered; only a crash loses it.
+        let _ = self.flush_lazy(true);
+    }
+}
+
+impl Storage for FileStorage {
+    type Persist = Persist;
+
+    fn persist(&mut self, actions: Vec<Persist>) -> Result<(), StorageError> {
+        let mut batch: Vec<Vec<u8>> = Vec::new();
+        for action in actions {
+            match action {
+                Persist::Append { index, entry } => batch.push(encode(&DiskEntry { index, entry })),
+                Persist::Hard(h) => {
+                    // Entries before a vote in the same batch reach the disk first: the order
+                    // of the batch is the order of the core's decisions.
+                    self.write_log(&mut batch)?;
+                    self.meta.write(&encode(&h))?;
+                }
+                Persist::Snapshot {
+                    index,
+                    term,
+                    state,
+                    tail,
+                } => {
+                    batch.clear();
+                    self.snapshot.write(&encode(&(index, term, &state)))?;
+                    if let Some(lazy) = &mut self.lazy {
+                        lazy.buf.clear();
+                    }
+                    self.log.reset()?;
+                    batch.extend(tail.into_iter().enumerate().map(|(i, entry)| {
+                        encode(&DiskEntry {
+                            index: index + 1 + i as u64,
+                            entry,
+                        })
+                    }));
+                }
+            }
+        }
+        self.write_log(&mut batch)?;
+        self.flush_lazy(false)
+    }
+}
+
+/// An in-memory image of the data directory with the same semantics, for simulations. With
+/// `lazy` (the bug `ack-before-persist`) appends wait in `buffer` until [`MemDisk::tick`]
+/// writes them out, and [`MemDisk::crash`] loses them.
+#[derive(Debug, Clone, Default)]
+pub struct MemDisk {
+    pub recovered: Recovered,
+    pub lazy: bool,
+    buffer: Vec<Persist>,
+    last_flush: Millis,
+}
+
+impl MemDisk {
+    pub fn new(lazy: bool) -> Self {
+        MemDisk {
+            lazy,
+            ..MemDisk::default()
+        }
+    }
+
+    pub fn persist(&mut self, now: Millis, actions: &[Persist]) {
+        for a in actions {
+            match a {
+                Persist::Append { .. } if self.lazy => self.buffer.push(a.clone()),
+                Persist::Snapshot { .. } if self.lazy => {
+                    self.buffer.clear();
+                    self.recovered.apply(a);
+                }
+                _ => {
+                    for b in std::mem::take(&mut self.buffer) {
+                        self.recovered.apply(&b);
+                    }
+                    self.recovered.apply(a);
+                }
+            }
+        }
+        if now >= self.last_flush + LAZY_FLUSH_MS {
+            self.last_flush = now;
+            for b in std::mem::take(&mut self.buffer) {
+                self.recovered.apply(&b);
+            }
+        }
+    }
+
+    /// The process died: what only lived in its memory is gone.
+    pub fn crash(&mut self) {
+        self.buffer.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::msg::EntryOp;
+    use faultline_replica::Command;
+
+    fn e(term: u64, i: i64) -> Entry {
+        Entry {
+            term,
+            op: EntryOp::Cmd(Command::Write {
+                key: format!("k{i}"),
+                value: i,
+            }),
+        }
+    }
+
+    fn app(index: u64, entry: Entry) -> Persist {
+        Persist::Append { index, entry }
+    }
+
+    #[test]
+    fn file_storage_recovers_what_the_mem_disk_models() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut st, rec) = FileStorage::open(dir.path(), false).unwrap();
+        assert_eq!(rec, Recovered::default());
+        let mut mem = MemDisk::new(false);
+        let mut state = KvState::new();
+        state.apply(&Command::Write {
+            key: "s".into(),
+            value: 1,
+        });
+        let batches = vec![
+            vec![
+                Persist::Hard(HardState {
+                    term: 1,
+                    vote: Some("n1".into()),
+                    voter: true,
+                }),
+                app(1, e(1, 1)),
+                app(2, e(1, 2)),
+                app(3, e(1, 3)),
+            ],
+            // A conflicting suffix from a newer leader replaces 3..
+            vec![app(3, e(2, 30)), app(4, e(2, 40))],
+            vec![
+                Persist::Snapshot {
+                    index: 3,
+                    term: 2,
+                    state: state.clone(),
+                    tail: vec![e(2, 40)],
+                },
+                app(5, e(2, 50)),
+            ],
+            vec![app(5, e(3, 51))],
+        ];
+        for b in batches {
+            mem.persist(0, &b);
+            st.persist(b).unwrap();
+        }
+        drop(st);
+        let (_, rec) = FileStorage::open(dir.path(), false).unwrap();
+        assert_eq!(rec, mem.recovered);
+        assert_eq!((rec.snap_index, rec.snap_term), (3, 2));
+        assert_eq!(rec.entries, vec![e(2, 40), e(3, 51)]);
+        assert_eq!(rec.hard.vote.as_deref(), Some("n1"));
+    }
+
+    #[test]
+    fn lazy_storage_loses_its_buffer_unless_dropped_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut st, _) = FileStorage::open(dir.path(), true).unwrap();
+        st.persist(vec![app(1, e(1, 1)), app(2, e(1, 2))]).unwrap();
+        // Simulate kill -9: the process's memory vanishes without Drop.
+        std::mem::forget(st);
+        let (_, rec) = FileStorage::open(dir.path(), true).unwrap();
+        assert!(rec.entries.is_empty(), "buffered entries survived a crash");
+        let (mut st, _) = FileStorage::open(dir.path(), true).unwrap();
+        st.persist(vec![app(1, e(1, 1))]).unwrap();
+        drop(st);
+        let (_, rec) = FileStorage::open(dir.path(), true).unwrap();
+        assert_eq!(rec.entries, vec![e(1, 1)]);
+    }
+}
