@@ -68,29 +68,9 @@ pub fn validate_settings(
 /// Run a node until SIGTERM or SIGINT (then `Ok`) or a fatal error. Blocking: builds its own
 /// runtime. Sets up logging to stderr.
 pub fn run(config: NodeConfig) -> Result<(), Error> {
-    faultline_replica::init_node_logging(&config.id);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(Error::Runtime)?;
-    runtime.block_on(async move {
-        let shutdown = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut term) => {
-                    tokio::select! {
-                        _ = term.recv() => {}
-                        _ = tokio::signal::ctrl_c() => {}
-                    }
-                }
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                }
-            }
-            tracing::info!("shutting down on signal");
-        };
-        serve(config, shutdown).await
-    })
+    let id = config.id.clone();
+    faultline_replica::run_until_signal(&id, |shutdown| serve(config, shutdown))
+        .map_err(Error::Runtime)?
 }
 
 /// Run a node inside the current tokio runtime until `shutdown` completes.

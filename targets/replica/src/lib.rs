@@ -11,6 +11,7 @@ pub mod kv;
 pub mod log;
 mod logging;
 pub mod peer;
+pub mod process;
 pub mod server;
 
 pub use driver::{drive, ClientToken, Core, DriverError, DriverIo, Input, Millis, Outbox, Storage};
@@ -18,4 +19,5 @@ pub use kv::{Command, KvState, Outcome};
 pub use log::{Log, Snapshot, StorageError};
 pub use logging::init_node_logging;
 pub use peer::PeerNet;
+pub use process::{run_until_signal, Shutdown};
 pub use server::{ClientRequest, Reply};
