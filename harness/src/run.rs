@@ -274,6 +274,15 @@ pub async fn run_experiment(
         let c = cluster.clone();
         let _ = tokio::task::spawn_blocking(move || c.stop(STOP_GRACE)).await;
     }
+    for n in &cluster.nodes {
+        if let Some(status) = n.process().and_then(|p| p.exit_status()) {
+            sink.event(EventKind::NodeExit {
+                node: n.id.clone(),
+                status: status.to_string(),
+                expected: true,
+            });
+        }
+    }
     meta.unexpected_exits = exits.lock().expect("exits").clone();
     files.finish(meta.aborted, meta.abort_reason.clone());
     let meta_path = run_dir.join("run.json");
