@@ -1,7 +1,9 @@
 //! Fault *mechanisms* for faultline: supervised node processes and the signals that crash,
-//! stop and resume them. No scheduling and no experiment types live here; the harness's
-//! nemesis decides when and whom to hit.
+//! stop and resume them, and the link proxy that partitions and degrades TCP links. No
+//! scheduling and no experiment types live here; the harness's nemesis decides when and whom
+//! to hit.
 
 pub mod process;
+pub mod proxy;
 
 pub use process::{NodeProcess, PauseGuard, ProcessError, ProcessSpec};

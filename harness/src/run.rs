@@ -129,11 +129,12 @@ pub async fn run_experiment(
         exe: opts.exe.clone(),
         run_dir: run_dir.clone(),
         pool: exp.balancer.connections_per_node as usize,
+        network: exp.network.mode,
     };
     sink.event(EventKind::Phase {
         name: "launch".into(),
     });
-    let launched = Cluster::launch(spec).map(Arc::new);
+    let launched = Cluster::launch(spec).await.map(Arc::new);
     let cluster = match launched {
         Ok(c) => c,
         Err(e) => {

@@ -1,5 +1,5 @@
 //! The Raft verdict matrix (`targets/raft/README.md`), cell by cell: each experiment in
-//! `experiments/raft/` runs against a real 3-node Raft cluster and must reach the verdict the
+//! `experiments/raft/` runs against a real Raft cluster (3 or 5 nodes) and must reach the verdict the
 //! matrix gives it: correct settings valid, each planted bug invalid under the fault that
 //! exposes it.
 
@@ -18,6 +18,12 @@ const MATRIX: &[(&str, &str)] = &[
     ("bug-stale-local-reads", "invalid"),
     ("bug-ack-before-persist", "invalid"),
     ("bug-commit-without-quorum", "invalid"),
+    ("partition-isolate-leader", "valid"),
+    ("partition-random-halves-reset", "valid"),
+    ("partition-bridge-ring", "valid"),
+    ("partition-one-way-leader", "valid"),
+    ("partition-leader-minority-lease", "valid"),
+    ("bug-lease-without-margin", "invalid"),
 ];
 
 fn cell(name: &str) {
@@ -112,4 +118,28 @@ fn bug_ack_before_persist() {
 #[test]
 fn bug_commit_without_quorum() {
     cell("bug-commit-without-quorum");
+}
+#[test]
+fn partition_isolate_leader() {
+    cell("partition-isolate-leader");
+}
+#[test]
+fn partition_random_halves_reset() {
+    cell("partition-random-halves-reset");
+}
+#[test]
+fn partition_bridge_ring() {
+    cell("partition-bridge-ring");
+}
+#[test]
+fn partition_one_way_leader() {
+    cell("partition-one-way-leader");
+}
+#[test]
+fn partition_leader_minority_lease() {
+    cell("partition-leader-minority-lease");
+}
+#[test]
+fn bug_lease_without_margin() {
+    cell("bug-lease-without-margin");
 }

@@ -12,6 +12,8 @@ use faultline_faults::{NodeProcess, PauseGuard, ProcessError, ProcessSpec};
 use faultline_protocol::{NodeConfig, Op};
 
 use super::client::NodeClient;
+use super::network::Mesh;
+use crate::experiment::NetworkMode;
 
 /// What to launch.
 #[derive(Debug, Clone)]
@@ -27,6 +29,8 @@ pub struct ClusterSpec {
     pub run_dir: PathBuf,
     /// Connections per node in the client pool.
     pub pool: usize,
+    /// `direct`, or `proxy`: every link through a relay of the harness ([`Mesh`]).
+    pub network: NetworkMode,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +50,8 @@ pub enum ClusterError {
         status: String,
         log: String,
     },
+    #[error("cannot start the link proxies: {0}")]
+    Proxy(std::io::Error),
     #[error("cluster not ready after {waited:?}: {detail}")]
     NotReady { waited: Duration, detail: String },
 }
@@ -53,7 +59,10 @@ pub enum ClusterError {
 /// One node: its addresses, files and (when running) its process.
 pub struct NodeHandle {
     pub id: String,
+    /// Where the node listens for clients (the harness dials `client_via`).
     pub client_addr: SocketAddr,
+    /// Where the harness's clients connect: the client link proxy, or `client_addr`.
+    pub client_via: SocketAddr,
     pub peer_addr: SocketAddr,
     pub dir: PathBuf,
     pub data_dir: PathBuf,
@@ -92,13 +101,16 @@ impl NodeHandle {
 pub struct Cluster {
     pub spec: ClusterSpec,
     pub nodes: Vec<Arc<NodeHandle>>,
+    /// The link proxies, in `proxy` mode.
+    pub mesh: Option<Arc<Mesh>>,
 }
 
 impl Cluster {
     /// Allocate addresses, write each node's config, and start every node. Nodes listen on a
     /// loopback address chosen at random in 127.0.0.0/8 for this run, on ports the kernel
-    /// hands out, so runs side by side do not collide.
-    pub fn launch(spec: ClusterSpec) -> Result<Cluster, ClusterError> {
+    /// hands out, so runs side by side do not collide. In `proxy` mode every node dials its
+    /// peers, and the harness dials every node, through the run's link proxies.
+    pub async fn launch(spec: ClusterSpec) -> Result<Cluster, ClusterError> {
         let ip = run_ip();
         let mut addrs = Vec::new();
         {
@@ -120,6 +132,19 @@ impl Cluster {
             .enumerate()
             .map(|(i, id)| (id.clone(), addrs[i * 2 + 1]))
             .collect();
+        let mesh = match spec.network {
+            NetworkMode::Direct => None,
+            NetworkMode::Proxy => {
+                let ends: Vec<(String, SocketAddr, SocketAddr)> = ids
+                    .iter()
+                    .enumerate()
+                    .map(|(i, id)| (id.clone(), addrs[i * 2], addrs[i * 2 + 1]))
+                    .collect();
+                Some(Arc::new(
+                    Mesh::start(ip, &ends).await.map_err(ClusterError::Proxy)?,
+                ))
+            }
+        };
         let mut nodes = Vec::new();
         for (i, id) in ids.iter().enumerate() {
             let dir = spec.run_dir.join("nodes").join(id);
@@ -135,7 +160,10 @@ impl Cluster {
                 peers: peer_addrs
                     .iter()
                     .filter(|(p, _)| *p != id)
-                    .map(|(p, a)| (p.clone(), *a))
+                    .map(|(p, a)| {
+                        let via = mesh.as_ref().and_then(|m| m.peer_addr(id, p));
+                        (p.clone(), via.unwrap_or(*a))
+                    })
                     .collect(),
                 data_dir: data_dir.clone(),
                 settings: spec.settings.clone(),
@@ -150,20 +178,25 @@ impl Cluster {
                 path: config_path.clone(),
                 source,
             })?;
+            let client_via = mesh
+                .as_ref()
+                .and_then(|m| m.client_addr(id))
+                .unwrap_or(config.client_addr);
             nodes.push(Arc::new(NodeHandle {
                 id: id.clone(),
                 client_addr: config.client_addr,
+                client_via,
                 peer_addr: config.peer_addr,
                 dir,
                 data_dir,
                 config_path,
-                client: NodeClient::new(config.client_addr, spec.pool, Duration::from_millis(200)),
+                client: NodeClient::new(client_via, spec.pool, Duration::from_millis(200)),
                 process: Mutex::new(None),
                 pause: Mutex::new(None),
                 expect_down: AtomicBool::new(false),
             }));
         }
-        let cluster = Cluster { spec, nodes };
+        let cluster = Cluster { spec, nodes, mesh };
         for n in &cluster.nodes {
             cluster.start(n)?;
         }

@@ -4,10 +4,12 @@
 
 mod client;
 mod launch;
+pub mod network;
 mod observer;
 mod view;
 
 pub use client::{CallError, NodeClient};
 pub use launch::{Cluster, ClusterError, ClusterSpec, NodeHandle};
+pub use network::{End, Flow, Mesh};
 pub use observer::{spawn_health_checks, spawn_observer, EventSink};
 pub use view::{ClusterView, NodeView, SharedView};

@@ -27,7 +27,9 @@ impl EventSink for (crate::history::Recorder, RunClock) {
 }
 
 /// Poll each node's status every `interval` on a connection of its own; update `view` and
-/// journal changes. Returns the polling tasks; abort them to stop.
+/// journal changes. The observer dials each node directly, past any client link fault: it is
+/// the harness's view of the cluster, not a client's. Returns the polling tasks; abort them to
+/// stop.
 pub fn spawn_observer(
     nodes: &[Arc<NodeHandle>],
     view: SharedView,
@@ -108,7 +110,7 @@ pub fn spawn_health_checks(
         .iter()
         .enumerate()
         .map(|(idx, node)| {
-            let client = NodeClient::new(node.client_addr, 1, timeout);
+            let client = NodeClient::new(node.client_via, 1, timeout);
             let view = view.clone();
             tokio::spawn(async move {
                 let (mut fails, mut oks) = (0u32, 0u32);

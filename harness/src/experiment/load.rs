@@ -123,6 +123,23 @@ pub fn parse_experiment(
             message: "name: must not be empty".into(),
         });
     }
+    if experiment.network.mode == super::NetworkMode::Direct {
+        if let Some((i, f)) = experiment
+            .faults
+            .iter()
+            .enumerate()
+            .find(|(_, f)| f.net.is_some())
+        {
+            return Err(ExperimentError::Invalid {
+                file: path.to_owned(),
+                message: format!(
+                    "faults[{i}]: `{}` needs the link proxy, but network.mode is `direct` \
+                     (use `network: {{mode: proxy}}`, the default)",
+                    f.action.as_str()
+                ),
+            });
+        }
+    }
     let seed = seed.or(experiment.seed).unwrap_or_else(rand::random::<u64>);
     experiment.seed = Some(seed);
     if let Value::Mapping(m) = &mut value {
@@ -334,12 +351,55 @@ faults:
             ("{ at: 1s, pause: leader }", "needs `duration`"),
             ("{ kill: leader }", "needs `at` or `every`"),
             ("{ at: 1s, every: 2s, kill: leader }", "not both"),
+            ("{ at: 1s, partition: halves }", "needs `duration`"),
+            (
+                "{ at: 1s, partition: triangles, duration: 1s }",
+                "unknown partition",
+            ),
+            (
+                "{ at: 1s, partition: halves, kill: leader, duration: 1s }",
+                "one verb",
+            ),
+            (
+                "{ at: 1s, link: { from: n1, to: n2 }, duration: 1s }",
+                "needs one of cut",
+            ),
+            (
+                "{ at: 1s, link: { from: n1, to: n2, delay: 1ms, lag: 2 }, duration: 1s }",
+                "lag",
+            ),
+            (
+                "{ at: 1s, partition: halves, cut: sever, duration: 1s }",
+                "sever",
+            ),
         ] {
             let text = GOOD.replacen("{ at: 1s, kill: leader, restart_after: 500ms }", entry, 1);
             let err = parse(&text).unwrap_err().to_string();
             assert!(err.contains(needle), "{entry}: {err}");
             assert!(err.starts_with("x.yaml:12:"), "{entry}: {err}");
         }
+    }
+
+    #[test]
+    fn network_faults_parse_and_need_the_proxy() {
+        let text = GOOD.replacen(
+            "{ at: 1s, kill: leader, restart_after: 500ms }",
+            "{ at: 1s, partition: {isolate: leader, direction: in}, cut: reset, duration: 2s }",
+            1,
+        );
+        let l = parse(&text).unwrap();
+        let f = &l.experiment.faults[0];
+        assert_eq!(f.action, crate::experiment::FaultAction::Partition);
+        assert!(matches!(
+            f.net,
+            Some(crate::experiment::NetFault::Partition {
+                cut: crate::experiment::CutMode::Reset,
+                ..
+            })
+        ));
+        let direct = format!("{text}network: {{ mode: direct }}\n");
+        let err = parse(&direct).unwrap_err().to_string();
+        assert!(err.contains("faults[0]") && err.contains("direct"), "{err}");
     }
 
     #[test]

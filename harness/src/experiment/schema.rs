@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
+use super::network::{CutMode, LinkSpec, NetFault, Topology};
+
 /// One experiment, with one seed.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -245,13 +247,25 @@ pub struct NetworkCfg {
     pub mode: NetworkMode,
 }
 
-/// How nodes reach each other. Only `direct` exists so far: nodes dial each other's loopback
-/// ports. The link proxy and network namespaces come with the network-faults issue.
+/// How nodes reach each other. `proxy` (the default) puts a TCP relay of the harness on every
+/// directed link, node to node and client to node, so partitions and degraded links can be
+/// injected without root; `direct` lets nodes dial each other's loopback ports (no network
+/// faults possible, one hop less).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NetworkMode {
-    #[default]
     Direct,
+    #[default]
+    Proxy,
+}
+
+impl NetworkMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkMode::Direct => "direct",
+            NetworkMode::Proxy => "proxy",
+        }
+    }
 }
 
 /// The client workload.
@@ -617,7 +631,7 @@ impl<'de> Deserialize<'de> for Selector {
     }
 }
 
-fn is_node_id(s: &str) -> bool {
+pub(crate) fn is_node_id(s: &str) -> bool {
     s.len() > 1 && s.starts_with('n') && s[1..].chars().all(|c| c.is_ascii_digit())
 }
 
@@ -628,7 +642,11 @@ fn is_node_id(s: &str) -> bool {
 pub struct FaultSpec {
     pub when: When,
     pub action: FaultAction,
+    /// Whom a process fault hits. For `partition` and `link` it is `all` and unused: their
+    /// targets are in `net`.
     pub selector: Selector,
+    /// What a `partition` or `link` fault does to the network.
+    pub net: Option<NetFault>,
     /// pause: how long the process stays stopped. crash-loop: how long the loop lasts.
     pub duration: Option<Dur>,
     /// kill, terminate, amnesia: restart the node this long after (absent: it stays down until
@@ -653,6 +671,10 @@ pub enum FaultAction {
     CrashLoop,
     /// SIGKILL, wipe the data directory, restart after `restart_after` (default at once).
     Amnesia,
+    /// Cut links between nodes along a topology for `duration`.
+    Partition,
+    /// Degrade (or cut) chosen links for `duration`: delay, jitter, bandwidth, ...
+    Link,
 }
 
 impl FaultAction {
@@ -664,6 +686,8 @@ impl FaultAction {
             FaultAction::Restart => "restart",
             FaultAction::CrashLoop => "crash-loop",
             FaultAction::Amnesia => "amnesia",
+            FaultAction::Partition => "partition",
+            FaultAction::Link => "link",
         }
     }
 }
@@ -692,6 +716,10 @@ struct RawFault {
     restart: Option<Selector>,
     crash_loop: Option<Selector>,
     amnesia: Option<Selector>,
+    partition: Option<Topology>,
+    link: Option<LinkSpec>,
+    /// partition: `blackhole` (hold bytes, the default) or `reset` (close with RST).
+    cut: Option<CutMode>,
     duration: Option<Dur>,
     #[serde(alias = "restart_after")]
     restart_after: Option<Dur>,
@@ -709,10 +737,49 @@ impl TryFrom<RawFault> for FaultSpec {
             (FaultAction::CrashLoop, r.crash_loop),
             (FaultAction::Amnesia, r.amnesia),
         ];
+        let net = match (r.partition, r.link) {
+            (Some(_), Some(_)) => {
+                return Err(
+                    "a fault has one verb, found both `partition` and `link` (use two entries)"
+                        .into(),
+                )
+            }
+            (Some(topology), None) => Some(NetFault::Partition {
+                topology,
+                cut: r.cut.unwrap_or_default(),
+            }),
+            (None, Some(link)) => {
+                if r.cut.is_some() {
+                    return Err("`cut` goes inside `link: {...}` for a link fault".into());
+                }
+                Some(NetFault::Link(link))
+            }
+            (None, None) => {
+                if r.cut.is_some() {
+                    return Err("`cut` applies to `partition` only".into());
+                }
+                None
+            }
+        };
         let mut chosen = verbs.into_iter().filter_map(|(a, s)| s.map(|s| (a, s)));
-        let (action, selector) = chosen
-            .next()
-            .ok_or("a fault needs one of kill, terminate, pause, restart, crash-loop, amnesia")?;
+        let (action, selector) = match (chosen.next(), &net) {
+            (Some(first), None) => first,
+            (Some((a, _)), Some(n)) => {
+                return Err(format!(
+                    "a fault has one verb, found both `{}` and `{}` (use two entries)",
+                    a.as_str(),
+                    n.action().as_str()
+                ))
+            }
+            (None, Some(n)) => (n.action(), Selector::All),
+            (None, None) => {
+                return Err(
+                    "a fault needs one of kill, terminate, pause, restart, crash-loop, \
+                            amnesia, partition, link"
+                        .into(),
+                )
+            }
+        };
         if let Some((other, _)) = chosen.next() {
             return Err(format!(
                 "a fault has one verb, found both `{}` and `{}` (use two entries)",
@@ -779,11 +846,17 @@ impl TryFrom<RawFault> for FaultSpec {
                 refuse("restart_after", r.restart_after.is_some())?;
                 refuse("period", r.period.is_some())?;
             }
+            FaultAction::Partition | FaultAction::Link => {
+                needs("duration", r.duration.is_some())?;
+                refuse("restart_after", r.restart_after.is_some())?;
+                refuse("period", r.period.is_some())?;
+            }
         }
         Ok(FaultSpec {
             when,
             action,
             selector,
+            net,
             duration: r.duration,
             restart_after: r.restart_after,
             period: r.period,

@@ -26,12 +26,20 @@ pub enum EventKind {
         fault: String,
         /// The selector as written (`leader`, `random`, `node: n2`).
         selector: String,
-        /// The nodes it resolved to when it fired.
+        /// The nodes it resolved to when it fired (for a partition: the side cut off).
         nodes: Vec<String>,
+        /// Network faults: the directed flows cut or degraded (`n1->n2`, `clients->n3`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        links: Vec<String>,
     },
-    /// The fault journaled as `id` has taken effect (the kill was reaped, the SIGSTOP sent).
-    /// Failover times count from here.
-    FaultApplied { id: u64 },
+    /// The fault journaled as `id` has taken effect (the kill was reaped, the SIGSTOP sent,
+    /// the proxies set). Failover times count from here. `late_us`: how long after its
+    /// scheduled time it took effect (absent for faults fired by hand).
+    FaultApplied {
+        id: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        late_us: Option<u64>,
+    },
     /// A scheduled fault found no node to act on (no known leader, every node down, ...).
     FaultSkipped {
         fault: String,

@@ -96,7 +96,7 @@ pub(crate) fn compute(ops: &[&OpRecord], events: &[Event], start: u64, end: u64)
         let t = events[i + 1..]
             .iter()
             .find_map(|a| match a.kind {
-                EventKind::FaultApplied { id: applied } if applied == *id => Some(a.t),
+                EventKind::FaultApplied { id: applied, .. } if applied == *id => Some(a.t),
                 _ => None,
             })
             .filter(|&a| a < next_start(&starts, n, e.t))

@@ -42,6 +42,7 @@ fn fault_start(id: u64, fault: &str, nodes: &[&str]) -> EventKind {
         fault: fault.into(),
         selector: "leader".into(),
         nodes: nodes.iter().map(|n| n.to_string()).collect(),
+        links: vec![],
     }
 }
 
@@ -305,7 +306,16 @@ fn failover_counts_from_when_the_fault_took_effect() {
     // Without the applied mark, the write invoked at 980 ms (ok at 990) looks like a recovery.
     let m = compute(&h, &events, &MetricsOptions::from_events(&events, &h));
     assert_eq!(m.failover.events[0].recovery_ms, Some(15.0));
-    events.insert(start + 1, ev(1000, EventKind::FaultApplied { id: 1 }));
+    events.insert(
+        start + 1,
+        ev(
+            1000,
+            EventKind::FaultApplied {
+                id: 1,
+                late_us: None,
+            },
+        ),
+    );
     let m = compute(&h, &events, &MetricsOptions::from_events(&events, &h));
     let kill = &m.failover.events[0];
     assert_eq!(kill.at_ms, 1000.0);

@@ -12,7 +12,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::cluster::{Cluster, ClusterView, EventSink, SharedView};
-use crate::experiment::{FaultAction, FaultSpec, Selector, When};
+use crate::experiment::{FaultAction, FaultSpec, NetFault, Selector, When};
+
+pub mod network;
 use crate::history::EventKind;
 
 /// Grace period for SIGTERM before SIGKILL.
@@ -152,8 +154,9 @@ impl Nemesis {
             .map(|f| {
                 let me = self.clone();
                 tokio::spawn(async move {
-                    tokio::time::sleep_until((start + f.at).into()).await;
-                    me.fire(&f.spec).await;
+                    let due = start + f.at;
+                    tokio::time::sleep_until(due.into()).await;
+                    me.fire_due(&f.spec, Some(due)).await;
                 })
             })
             .collect()
@@ -171,14 +174,21 @@ impl Nemesis {
         }
     }
 
-    fn begin(&self, action: FaultAction, selector: &Selector, nodes: &[String]) -> u64 {
+    fn begin(
+        &self,
+        action: FaultAction,
+        selector: String,
+        nodes: &[String],
+        links: Vec<String>,
+    ) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         // Journaled before it is applied.
         self.sink.event(EventKind::FaultStart {
             id,
             fault: action.as_str().into(),
-            selector: selector.to_string(),
+            selector,
             nodes: nodes.to_vec(),
+            links,
         });
         self.active
             .lock()
@@ -234,6 +244,14 @@ impl Nemesis {
 
     /// Apply one fault now, and heal it when its time comes.
     pub async fn fire(self: &Arc<Self>, spec: &FaultSpec) {
+        self.fire_due(spec, None).await
+    }
+
+    /// Apply one fault that was due at `due` (journaled with how late it took effect).
+    pub async fn fire_due(self: &Arc<Self>, spec: &FaultSpec, due: Option<Instant>) {
+        if let Some(net) = &spec.net {
+            return self.fire_net(spec, net, due).await;
+        }
         let resolved = {
             let view = self.view.read().expect("view lock");
             let mut rng = self.rng.lock().expect("rng");
@@ -250,8 +268,13 @@ impl Nemesis {
                 return;
             }
         };
-        let id = self.begin(spec.action, &spec.selector, &nodes);
-        let applied = || self.sink.event(EventKind::FaultApplied { id });
+        let id = self.begin(spec.action, spec.selector.to_string(), &nodes, vec![]);
+        let applied = || {
+            self.sink.event(EventKind::FaultApplied {
+                id,
+                late_us: late_us(due),
+            })
+        };
         match spec.action {
             FaultAction::Kill | FaultAction::Terminate | FaultAction::Amnesia => {
                 self.set_down(&nodes, true);
@@ -320,6 +343,59 @@ impl Nemesis {
                     self.restart(id, &nodes).await;
                 }
             }
+            FaultAction::Partition | FaultAction::Link => {
+                // The schema gives every network fault its `net`; nothing to undo without it.
+                tracing::warn!("{} fault without a network part", spec.action.as_str());
+                self.end(id);
+            }
+        }
+    }
+
+    /// A partition or link fault: resolve the flows, set the proxies, heal after `duration`.
+    async fn fire_net(self: &Arc<Self>, spec: &FaultSpec, net: &NetFault, due: Option<Instant>) {
+        let skip = |reason: String| {
+            self.sink.event(EventKind::FaultSkipped {
+                fault: spec.action.as_str().into(),
+                selector: describe_net(net),
+                reason,
+            })
+        };
+        let Some(mesh) = self.cluster.mesh.clone() else {
+            return skip("network faults need `network: {mode: proxy}`".into());
+        };
+        let resolved = {
+            let view = self.view.read().expect("view lock");
+            let mut rng = self.rng.lock().expect("rng");
+            match net {
+                NetFault::Partition { topology, .. } => {
+                    network::partition(topology, &view, &mut rng)
+                }
+                NetFault::Link(l) => network::link(l, &view, &mut rng),
+            }
+        };
+        let r = match resolved {
+            Ok(r) => r,
+            Err(reason) => return skip(reason),
+        };
+        let fault = match net {
+            NetFault::Partition { cut, .. } => network::cut(*cut),
+            NetFault::Link(l) => network::link_fault(l),
+        };
+        let id = self.begin(
+            spec.action,
+            describe_net(net),
+            &r.hit,
+            network::describe(&r.flows),
+        );
+        mesh.apply(id, &r.flows, &fault);
+        self.sink.event(EventKind::FaultApplied {
+            id,
+            late_us: late_us(due),
+        });
+        tokio::time::sleep(spec.duration.map_or(Duration::ZERO, |d| d.0)).await;
+        if self.is_active(id) {
+            mesh.heal(id);
+            self.end(id);
         }
     }
 
@@ -340,6 +416,9 @@ impl Nemesis {
             .keys()
             .copied()
             .collect();
+        if let Some(mesh) = &self.cluster.mesh {
+            mesh.heal_all();
+        }
         let all = self.cluster.ids();
         let me = self.clone();
         let _ = tokio::task::spawn_blocking(move || {
@@ -362,6 +441,22 @@ impl Nemesis {
     }
 }
 
+/// How a network fault is journaled in `selector`.
+fn describe_net(net: &NetFault) -> String {
+    match net {
+        NetFault::Partition { topology, cut } => match cut {
+            crate::experiment::CutMode::Blackhole => topology.to_string(),
+            crate::experiment::CutMode::Reset => format!("{topology} (reset)"),
+        },
+        NetFault::Link(l) => l.to_string(),
+    }
+}
+
+/// Microseconds from `due` to now.
+fn late_us(due: Option<Instant>) -> Option<u64> {
+    due.map(|d| Instant::now().saturating_duration_since(d).as_micros() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,6 +468,7 @@ mod tests {
             when,
             action,
             selector,
+            net: None,
             duration: None,
             restart_after: None,
             period: None,

@@ -72,6 +72,8 @@ pub struct Report {
     pub counterexamples: Vec<String>,
     pub slo: Vec<SloResult>,
     pub faults: Vec<FaultRecord>,
+    /// Scheduled versus applied time of the faults.
+    pub fault_timing: FaultTiming,
     pub load: Option<LoadSummary>,
     pub unexpected_exits: Vec<UnexpectedExit>,
 }
@@ -121,8 +123,34 @@ pub struct FaultRecord {
     pub fault: String,
     pub selector: String,
     pub nodes: Vec<String>,
+    /// Network faults: the directed flows cut or degraded.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<String>,
     pub start_ms: f64,
     pub end_ms: Option<f64>,
+    /// How long after its scheduled time the fault took effect, in microseconds.
+    pub late_us: Option<u64>,
+}
+
+/// Scheduled versus applied time over the run's scheduled faults, in microseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct FaultTiming {
+    pub faults: usize,
+    pub late_us: crate::metrics::Percentiles,
+}
+
+impl FaultTiming {
+    pub fn of(faults: &[FaultRecord]) -> FaultTiming {
+        let late: Vec<f64> = faults
+            .iter()
+            .filter_map(|f| f.late_us)
+            .map(|u| u as f64)
+            .collect();
+        FaultTiming {
+            faults: late.len(),
+            late_us: crate::metrics::Percentiles::of(late),
+        }
+    }
 }
 
 impl Report {
@@ -216,6 +244,7 @@ pub fn analyze(run_dir: &Path) -> Result<Report, ReportError> {
         ),
     };
 
+    let faults = fault_records(&events);
     let metrics = metrics::compute(
         &history,
         &events,
@@ -259,7 +288,7 @@ pub fn analyze(run_dir: &Path) -> Result<Report, ReportError> {
             settings: exp.target.settings.clone(),
             bugs: exp.target.bugs.clone(),
             backend: "process".into(),
-            network: "direct".into(),
+            network: exp.network.mode.as_str().into(),
             workload: describe_workload(exp),
             balancer: exp.balancer.kind.as_str().into(),
         },
@@ -280,7 +309,8 @@ pub fn analyze(run_dir: &Path) -> Result<Report, ReportError> {
         consistency,
         counterexamples,
         slo,
-        faults: fault_records(&events),
+        fault_timing: FaultTiming::of(&faults),
+        faults,
         load: meta.as_ref().and_then(|m| m.load.clone()),
         unexpected_exits: meta.map(|m| m.unexpected_exits).unwrap_or_default(),
     })
@@ -400,14 +430,25 @@ fn fault_records(events: &[Event]) -> Vec<FaultRecord> {
                 fault,
                 selector,
                 nodes,
+                links,
             } => out.push(FaultRecord {
                 id: *id,
                 fault: fault.clone(),
                 selector: selector.clone(),
                 nodes: nodes.clone(),
+                links: links.clone(),
                 start_ms: e.t as f64 / 1e6,
                 end_ms: None,
+                late_us: None,
             }),
+            EventKind::FaultApplied {
+                id,
+                late_us: Some(late),
+            } => {
+                if let Some(f) = out.iter_mut().find(|f| f.id == *id) {
+                    f.late_us = Some(*late);
+                }
+            }
             EventKind::FaultEnd { id, .. } => {
                 if let Some(f) = out.iter_mut().find(|f| f.id == *id) {
                     f.end_ms = Some(e.t as f64 / 1e6);

@@ -1,0 +1,111 @@
+//! Bench binary: the cost of one link-proxy hop on loopback, measured side by side with a
+//! direct connection in one run. 64-byte request/response round trips (p50, p99, added
+//! latency), and bulk throughput of one link. `cargo bench -p faultline-faults --bench
+//! proxy_hop`.
+
+use std::time::{Duration, Instant};
+
+use faultline_faults::proxy::LinkProxy;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const ROUNDS: usize = 20_000;
+const BULK: usize = 256 << 20;
+
+async fn echo_server() -> std::net::SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            s.set_nodelay(true).unwrap();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 1 << 16];
+                loop {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        // Bulk mode: a leading 0xff byte means "just sink".
+                        Ok(n) if buf[0] == 0xff => {
+                            let _ = n;
+                        }
+                        Ok(n) => {
+                            if s.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn pct(v: &mut [Duration], q: f64) -> Duration {
+    v.sort();
+    v[((v.len() as f64 * q) as usize).min(v.len() - 1)]
+}
+
+async fn round_trip(s: &mut TcpStream, msg: &[u8; 64], back: &mut [u8; 64]) -> Duration {
+    let t = Instant::now();
+    s.write_all(msg).await.unwrap();
+    s.read_exact(back).await.unwrap();
+    t.elapsed()
+}
+
+async fn bulk(addr: std::net::SocketAddr) -> f64 {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let chunk = vec![0xffu8; 1 << 16];
+    let t = Instant::now();
+    let mut sent = 0;
+    while sent < BULK {
+        s.write_all(&chunk).await.unwrap();
+        sent += chunk.len();
+    }
+    s.shutdown().await.unwrap();
+    // Wait for the server side to see EOF (our read returns 0).
+    let mut b = [0u8; 1];
+    let _ = s.read(&mut b).await;
+    BULK as f64 / t.elapsed().as_secs_f64() / 1e6
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let server = echo_server().await;
+    let proxy = LinkProxy::bind("bench", "127.0.0.1:0".parse().unwrap(), server)
+        .await
+        .unwrap();
+    let mut direct = TcpStream::connect(server).await.unwrap();
+    let mut via = TcpStream::connect(proxy.local_addr()).await.unwrap();
+    direct.set_nodelay(true).unwrap();
+    via.set_nodelay(true).unwrap();
+    let msg = [7u8; 64];
+    let mut back = [0u8; 64];
+    for _ in 0..1000 {
+        round_trip(&mut direct, &msg, &mut back).await;
+        round_trip(&mut via, &msg, &mut back).await;
+    }
+    let (mut d, mut p) = (Vec::with_capacity(ROUNDS), Vec::with_capacity(ROUNDS));
+    // Interleaved, so both see the same machine noise.
+    for _ in 0..ROUNDS {
+        d.push(round_trip(&mut direct, &msg, &mut back).await);
+        p.push(round_trip(&mut via, &msg, &mut back).await);
+    }
+    let (d50, d99) = (pct(&mut d, 0.5), pct(&mut d, 0.99));
+    let (p50, p99) = (pct(&mut p, 0.5), pct(&mut p, 0.99));
+    println!("64-byte round trips, {ROUNDS} each, interleaved:");
+    println!("  direct   p50 {:>8.1?}  p99 {:>8.1?}", d50, d99);
+    println!("  proxied  p50 {:>8.1?}  p99 {:>8.1?}", p50, p99);
+    println!(
+        "  added    p50 {:>8.1?}  p99 {:>8.1?}",
+        p50.saturating_sub(d50),
+        p99.saturating_sub(d99)
+    );
+    let bd = bulk(server).await;
+    let bp = bulk(proxy.local_addr()).await;
+    println!("bulk {} MiB one way:", BULK >> 20);
+    println!("  direct  {bd:>8.0} MB/s");
+    println!("  proxied {bp:>8.0} MB/s  ({:.2} of direct)", bp / bd);
+}
