@@ -330,6 +330,14 @@ enum Ended {
 
 /// One direction of one connection: reads from one socket and writes to the other, in a
 /// single task, with one reused buffer.
+/// When a `reset_after` fault tears a connection down: that long after the fault was set, or
+/// after the connection was accepted, whichever is later.
+fn reset_deadline(d: &DirState, accepted_at: Instant) -> Option<Instant> {
+    d.fault
+        .reset_after
+        .map(|after| (d.set_at + after).max(accepted_at + after))
+}
+
 struct Pump {
     dir: Direction,
     accepted_at: Instant,
@@ -397,9 +405,7 @@ impl Pump {
 
     /// When `reset_after` (if set) fires for this connection.
     fn reset_at(&self, d: &DirState) -> Option<Instant> {
-        d.fault
-            .reset_after
-            .map(|after| (d.set_at + after).max(self.accepted_at + after))
+        reset_deadline(d, self.accepted_at)
     }
 
     /// Resolves when the fault changes, the proxy shuts down or the other pump tears down.
@@ -462,11 +468,13 @@ impl Pump {
     }
 
     async fn pump(&mut self, rd: &mut OwnedReadHalf, wr: &mut OwnedWriteHalf) -> Ended {
-        let counter = match self.dir {
-            Direction::Forward => &self.shared.counters.forward,
-            Direction::Backward => &self.shared.counters.backward,
+        // A handle of our own on the shared counters, so the loop can borrow `self` mutably.
+        let shared = self.shared.clone();
+        let accepted_at = self.accepted_at;
+        let counter: &AtomicU64 = match self.dir {
+            Direction::Forward => &shared.counters.forward,
+            Direction::Backward => &shared.counters.backward,
         };
-        let counter: &AtomicU64 = unsafe_free_clone(counter);
         let mut buf = vec![0u8; BUF];
         let mut queue: VecDeque<(Instant, Vec<u8>)> = VecDeque::new();
         let mut queued = 0usize;
@@ -486,7 +494,11 @@ impl Pump {
                     return Ended::Torn(Teardown::Reset);
                 }
                 let d = s.dir(self.dir);
-                (d.fault.clone(), d.generation, self.reset_at(d))
+                (
+                    d.fault.clone(),
+                    d.generation,
+                    reset_deadline(d, accepted_at),
+                )
             };
             if limit_count.0 != generation {
                 limit_count = (generation, 0);

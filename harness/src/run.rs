@@ -325,7 +325,7 @@ async fn recover_and_read(ctx: &Arc<Ctx>, keys: &[String], deadline: Instant) ->
     let mut recovered = false;
     while Instant::now() < deadline {
         let op = ctx.generator.lock().expect("generator").next_write();
-        if workload::execute(ctx, client, op).await.outcome == Outcome::Ok {
+        if workload::execute(ctx, client, op, None).await.outcome == Outcome::Ok {
             recovered = true;
             break;
         }
@@ -337,7 +337,7 @@ async fn recover_and_read(ctx: &Arc<Ctx>, keys: &[String], deadline: Instant) ->
         let mut done = false;
         while Instant::now() < deadline {
             let op = faultline_protocol::Op::Read { key: key.clone() };
-            if workload::execute(ctx, reader, op).await.outcome == Outcome::Ok {
+            if workload::execute(ctx, reader, op, None).await.outcome == Outcome::Ok {
                 done = true;
                 break;
             }

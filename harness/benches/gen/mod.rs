@@ -39,6 +39,7 @@ pub fn register_history(seed: u64, clients: u32, ops: usize, keys: usize) -> His
                 node: None,
                 outcome: if info { Outcome::Info } else { Outcome::Ok },
                 invoke_ns: inv,
+                due_ns: None,
                 complete_ns: (!info).then_some(comp),
                 error: None,
             },

@@ -113,18 +113,18 @@ impl Cluster {
     pub async fn launch(spec: ClusterSpec) -> Result<Cluster, ClusterError> {
         let ip = run_ip();
         let mut addrs = Vec::new();
-        {
-            // Hold every listener until all ports are chosen, so no two nodes get one port.
-            let mut held = Vec::new();
-            for _ in 0..spec.nodes * 2 {
-                let l = TcpListener::bind(SocketAddr::new(ip, 0))
-                    .map_err(|source| ClusterError::Port { ip, source })?;
-                addrs.push(
-                    l.local_addr()
-                        .map_err(|source| ClusterError::Port { ip, source })?,
-                );
-                held.push(l);
-            }
+        // Hold every listener until all ports are chosen and the link proxies (which bind
+        // port 0 on the same address) are listening, so no two nodes get one port and no
+        // proxy takes a node's port; released just before the nodes start.
+        let mut held = Vec::new();
+        for _ in 0..spec.nodes * 2 {
+            let l = TcpListener::bind(SocketAddr::new(ip, 0))
+                .map_err(|source| ClusterError::Port { ip, source })?;
+            addrs.push(
+                l.local_addr()
+                    .map_err(|source| ClusterError::Port { ip, source })?,
+            );
+            held.push(l);
         }
         let ids: Vec<String> = (1..=spec.nodes).map(|i| format!("n{i}")).collect();
         let peer_addrs: BTreeMap<String, SocketAddr> = ids
@@ -145,6 +145,7 @@ impl Cluster {
                 ))
             }
         };
+        drop(held);
         let mut nodes = Vec::new();
         for (i, id) in ids.iter().enumerate() {
             let dir = spec.run_dir.join("nodes").join(id);

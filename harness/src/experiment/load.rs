@@ -118,10 +118,7 @@ pub fn parse_experiment(
         })?;
     }
     if experiment.name.trim().is_empty() {
-        return Err(ExperimentError::Invalid {
-            file: path.to_owned(),
-            message: "name: must not be empty".into(),
-        });
+        return Err(located(path, text, "name", None, "name: must not be empty".into()));
     }
     if experiment.network.mode == super::NetworkMode::Direct {
         if let Some((i, f)) = experiment
@@ -130,14 +127,12 @@ pub fn parse_experiment(
             .enumerate()
             .find(|(_, f)| f.net.is_some())
         {
-            return Err(ExperimentError::Invalid {
-                file: path.to_owned(),
-                message: format!(
-                    "faults[{i}]: `{}` needs the link proxy, but network.mode is `direct` \
-                     (use `network: {{mode: proxy}}`, the default)",
-                    f.action.as_str()
-                ),
-            });
+            let message = format!(
+                "faults[{i}]: `{}` needs the link proxy, but network.mode is `direct` \
+                 (use `network: {{mode: proxy}}`, the default)",
+                f.action.as_str()
+            );
+            return Err(located(path, text, "faults", Some(i), message));
         }
     }
     let seed = seed.or(experiment.seed).unwrap_or_else(rand::random::<u64>);
@@ -151,6 +146,70 @@ pub fn parse_experiment(
         seed,
         as_run: value,
     })
+}
+
+/// An error found after parsing (a check across fields), placed at the line of the top-level
+/// field it is about (or of its `index`th list item), when the text shows where that is.
+fn located(
+    path: &Path,
+    text: &str,
+    key: &str,
+    index: Option<usize>,
+    message: String,
+) -> ExperimentError {
+    match locate(text, key, index) {
+        Some((line, column)) => ExperimentError::Yaml {
+            file: path.to_owned(),
+            line,
+            column,
+            message,
+        },
+        None => ExperimentError::Invalid {
+            file: path.to_owned(),
+            message,
+        },
+    }
+}
+
+/// Where a top-level field (1-based line and column of its value, or of the `index`th item of
+/// a block list under it) starts in the YAML text. Falls back to the field's own line for a
+/// flow list (`[a, b]`); `None` when the field is not written in the text (it came from a
+/// default or a `--set`).
+fn locate(text: &str, key: &str, index: Option<usize>) -> Option<(usize, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let prefix = format!("{key}:");
+    let at = lines.iter().position(|l| l.starts_with(&prefix))?;
+    let value_col = |l: &str, from: usize| {
+        let rest = &l[from..];
+        from + (rest.len() - rest.trim_start().len()) + 1
+    };
+    let key_pos = (at + 1, value_col(lines[at], prefix.len()));
+    let Some(index) = index else {
+        return Some(key_pos);
+    };
+    let mut item_indent: Option<usize> = None;
+    let mut seen = 0;
+    for (n, l) in lines.iter().enumerate().skip(at + 1) {
+        let body = l.trim_start();
+        if body.is_empty() || body.starts_with('#') {
+            continue;
+        }
+        let indent = l.len() - body.len();
+        let is_item = body == "-" || body.starts_with("- ");
+        match item_indent {
+            None if is_item => item_indent = Some(indent),
+            None => return Some(key_pos),
+            Some(i) if indent < i || (indent == i && !is_item) => return Some(key_pos),
+            Some(_) => {}
+        }
+        if is_item && Some(indent) == item_indent {
+            if seen == index {
+                return Some((n + 1, value_col(l, indent + 1)));
+            }
+            seen += 1;
+        }
+    }
+    Some(key_pos)
 }
 
 fn yaml_error(path: &Path, e: serde_yaml::Error) -> ExperimentError {
@@ -341,7 +400,30 @@ faults:
     #[test]
     fn malformed_yaml_is_located() {
         let err = parse("name: t\ntarget: [unclosed\n").unwrap_err();
-        assert!(matches!(err, ExperimentError::Yaml { .. }), "{err}");
+        match &err {
+            ExperimentError::Yaml { line, column, .. } => {
+                assert!(*line >= 2 && *column >= 1, "{err}")
+            }
+            other => panic!("expected a located error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn checks_across_fields_are_located() {
+        let text = "name: t\nduration: 1s\nnetwork: { mode: direct }\nfaults:\n  # first\n  \
+                    - { at: 1s, kill: leader }\n  -   { at: 2s, partition: halves, duration: 1s }\n\
+                    target: { kind: raft, nodes: 3 }\nworkload: { kind: register, rate: 10/s }\n";
+        match parse(text).unwrap_err() {
+            ExperimentError::Yaml { line, column, message, .. } => {
+                assert_eq!((line, column), (7, 7), "{message}");
+                assert!(message.starts_with("faults[1]:"), "{message}");
+            }
+            other => panic!("expected a located error, got {other:?}"),
+        }
+        assert_eq!(locate("a: 1\nname:   ''\n", "name", None), Some((2, 9)));
+        assert_eq!(locate("faults: [{}, {}]\n", "faults", Some(1)), Some((1, 9)));
+        assert_eq!(locate("faults:\n- x\nname: y\n", "faults", Some(3)), Some((1, 8)));
+        assert_eq!(locate("name: t\n", "faults", Some(0)), None);
     }
 
     #[test]

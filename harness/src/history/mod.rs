@@ -86,6 +86,11 @@ pub struct HistoryLine {
     pub node: Option<String>,
     /// Nanoseconds since the run started (monotonic clock).
     pub t: u64,
+    /// Invocation of an open-loop operation only: when the schedule wanted it to start (ns
+    /// since the run started). Latency counts from here, so a harness that falls behind its
+    /// schedule shows up in the figures instead of hiding (coordinated omission).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due: Option<u64>,
     /// Error code or reason, on fail and info.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -106,6 +111,10 @@ pub struct OpRecord {
     pub outcome: Outcome,
     /// Invocation time, ns since run start.
     pub invoke_ns: u64,
+    /// Open loop only: when the schedule wanted the operation to start (at or before
+    /// `invoke_ns`); latency counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_ns: Option<u64>,
     /// Completion time, ns since run start. `None` when the completion was never recorded.
     pub complete_ns: Option<u64>,
     pub error: Option<String>,
@@ -118,9 +127,11 @@ impl OpRecord {
         self.value
     }
 
-    /// Latency in ns, when the op completed.
+    /// Latency in ns, when the op completed: from the intended start for an open-loop
+    /// operation (its due time), from the invocation otherwise.
     pub fn latency_ns(&self) -> Option<u64> {
-        self.complete_ns.map(|c| c.saturating_sub(self.invoke_ns))
+        let from = self.due_ns.map_or(self.invoke_ns, |d| d.min(self.invoke_ns));
+        self.complete_ns.map(|c| c.saturating_sub(from))
     }
 }
 
@@ -175,6 +186,7 @@ impl History {
                         node: l.node,
                         outcome: Outcome::Info,
                         invoke_ns: l.t,
+                        due_ns: l.due,
                         complete_ns: None,
                         error: None,
                     });

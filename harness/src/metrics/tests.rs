@@ -18,6 +18,7 @@ fn op(id: u64, f: OpKind, outcome: Outcome, invoke_ms: u64, latency_ms: Option<u
         node: None,
         outcome,
         invoke_ns: invoke_ms * MS,
+        due_ns: None,
         complete_ns: latency_ms.map(|l| (invoke_ms + l) * MS),
         error: None,
     }
@@ -217,6 +218,21 @@ fn latency_quantiles_within_hdr_precision() {
     assert_eq!(m.latency_by_phase_us.steady, m.latency_us);
     assert!(m.latency_by_phase_us.faulted.is_empty());
     assert_eq!(m.availability.faulted, None);
+}
+
+#[test]
+fn open_loop_latency_counts_from_the_due_time() {
+    // Due at 10 ms, started 40 ms late, done 5 ms after it started: 45 ms, not 5 ms.
+    let mut late = op(1, OpKind::Write, Outcome::Ok, 50, Some(5));
+    late.due_ns = Some(10 * MS);
+    // A due time after the invocation (clock skew between threads) never shortens latency.
+    let mut early = op(2, OpKind::Read, Outcome::Ok, 50, Some(5));
+    early.due_ns = Some(60 * MS);
+    assert_eq!(late.latency_ns(), Some(45 * MS));
+    assert_eq!(early.latency_ns(), Some(5 * MS));
+    let m = compute(&History { ops: vec![late, early] }, &[], &MetricsOptions::default());
+    assert!(close(Some(m.latency_us["write"].max), 45_000.0, 1e-3));
+    assert!(close(Some(m.latency_us["read"].max), 5_000.0, 1e-3));
 }
 
 #[test]

@@ -142,8 +142,9 @@ impl Ctx {
 
 /// Run one operation as client `client`: record its invocation, send it to the node the
 /// balancer picks, retry on definite failures while tries and time remain, record the
-/// completion. `scheduled` is the open-loop due time (latency counts from it).
-pub async fn execute(ctx: &Ctx, client: u32, op: Op) -> Done {
+/// completion. `due` is the open-loop due time, recorded with the invocation so latency counts
+/// from it; `None` in closed loop.
+pub async fn execute(ctx: &Ctx, client: u32, op: Op, due: Option<Instant>) -> Done {
     let id = ctx.next_op.fetch_add(1, Ordering::Relaxed);
     let kind = op.kind();
     let key = op.key().unwrap_or_default().to_string();
@@ -171,6 +172,7 @@ pub async fn execute(ctx: &Ctx, client: u32, op: Op) -> Done {
         nil: false,
         node: first.map(|i| ctx.nodes[i].id.clone()),
         t: ctx.clock.at(started),
+        due: due.map(|d| ctx.clock.at(d)),
         error: None,
     });
     let mut pick = first;
@@ -266,6 +268,7 @@ pub async fn execute(ctx: &Ctx, client: u32, op: Op) -> Done {
         nil: is_read && done.outcome == Outcome::Ok && done.value.is_none(),
         node: done.node.clone(),
         t,
+        due: None,
         error: done.error.clone(),
     });
     if done.outcome == Outcome::Ok {
@@ -286,7 +289,7 @@ pub async fn run_closed(ctx: Arc<Ctx>, concurrency: u32, until: Instant) {
             let mut client = ctx.fresh_client();
             while Instant::now() < until && !ctx.stop.load(Ordering::Relaxed) {
                 let op = ctx.generator.lock().expect("generator").next_op();
-                let done = execute(&ctx, client, op).await;
+                let done = execute(&ctx, client, op, None).await;
                 if done.outcome == Outcome::Info {
                     client = ctx.fresh_client();
                 }
@@ -339,7 +342,7 @@ pub async fn run_open(ctx: Arc<Ctx>, rate: f64, until: Instant) {
                         .fetch_max(late.as_micros() as u64, Ordering::Relaxed);
                     let client = ctx.take_client();
                     let op = ctx.generator.lock().expect("generator").next_op();
-                    let done = execute(&ctx, client, op).await;
+                    let done = execute(&ctx, client, op, Some(due)).await;
                     ctx.release_client(client, done.outcome);
                     drop(done_tx);
                 });

@@ -402,6 +402,7 @@ impl Foreign {
                 node: None,
                 outcome: o.outcome,
                 invoke_ns: o.index,
+                due_ns: None,
                 complete_ns: o.complete,
                 error: None,
             });
