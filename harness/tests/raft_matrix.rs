@@ -5,14 +5,29 @@
 
 mod common;
 
-/// (experiment file, the matrix's verdict). Keep in step with the README's table.
+/// (experiment file, the matrix's verdict). Keep in step with the README's tables: the five
+/// process-fault columns for every correct-settings row, then the cells that expose each bug.
 const MATRIX: &[(&str, &str)] = &[
     ("kill-leader", "valid"),
     ("kill-follower", "valid"),
     ("pause-leader", "valid"),
     ("crash-loop", "valid"),
     ("amnesia", "valid"),
+    ("read-log-kill-leader", "valid"),
+    ("read-log-kill-follower", "valid"),
+    ("read-log-pause-leader", "valid"),
+    ("read-log-crash-loop", "valid"),
+    ("read-log-amnesia", "valid"),
+    ("read-lease-kill-leader", "valid"),
+    ("read-lease-kill-follower", "valid"),
     ("lease-reads-pause-leader", "valid"),
+    ("read-lease-crash-loop", "valid"),
+    ("read-lease-amnesia", "valid"),
+    ("no-prevote-kill-leader", "valid"),
+    ("no-prevote-kill-follower", "valid"),
+    ("no-prevote-pause-leader", "valid"),
+    ("no-prevote-crash-loop", "valid"),
+    ("no-prevote-amnesia", "valid"),
     ("quorum-loss", "valid"),
     ("kill-all", "valid"),
     ("bug-stale-local-reads", "invalid"),
@@ -75,71 +90,48 @@ fn every_cell_has_a_test_and_every_experiment_a_cell() {
     assert_eq!(files, cells);
 }
 
-#[test]
-fn kill_leader() {
-    cell("kill-leader");
+/// One `#[test]` per cell, so cells run in parallel and fail by name.
+macro_rules! cells {
+    ($($test:ident => $file:literal,)*) => {
+        $(
+            #[test]
+            fn $test() {
+                cell($file);
+            }
+        )*
+    };
 }
-#[test]
-fn kill_follower() {
-    cell("kill-follower");
-}
-#[test]
-fn pause_leader() {
-    cell("pause-leader");
-}
-#[test]
-fn crash_loop() {
-    cell("crash-loop");
-}
-#[test]
-fn amnesia() {
-    cell("amnesia");
-}
-#[test]
-fn lease_reads_pause_leader() {
-    cell("lease-reads-pause-leader");
-}
-#[test]
-fn kill_all() {
-    cell("kill-all");
-}
-#[test]
-fn quorum_loss() {
-    cell("quorum-loss");
-}
-#[test]
-fn bug_stale_local_reads() {
-    cell("bug-stale-local-reads");
-}
-#[test]
-fn bug_ack_before_persist() {
-    cell("bug-ack-before-persist");
-}
-#[test]
-fn bug_commit_without_quorum() {
-    cell("bug-commit-without-quorum");
-}
-#[test]
-fn partition_isolate_leader() {
-    cell("partition-isolate-leader");
-}
-#[test]
-fn partition_random_halves_reset() {
-    cell("partition-random-halves-reset");
-}
-#[test]
-fn partition_bridge_ring() {
-    cell("partition-bridge-ring");
-}
-#[test]
-fn partition_one_way_leader() {
-    cell("partition-one-way-leader");
-}
-#[test]
-fn partition_leader_minority_lease() {
-    cell("partition-leader-minority-lease");
-}
-#[test]
-fn bug_lease_without_margin() {
-    cell("bug-lease-without-margin");
+
+cells! {
+    kill_leader => "kill-leader",
+    kill_follower => "kill-follower",
+    pause_leader => "pause-leader",
+    crash_loop => "crash-loop",
+    amnesia => "amnesia",
+    read_log_kill_leader => "read-log-kill-leader",
+    read_log_kill_follower => "read-log-kill-follower",
+    read_log_pause_leader => "read-log-pause-leader",
+    read_log_crash_loop => "read-log-crash-loop",
+    read_log_amnesia => "read-log-amnesia",
+    read_lease_kill_leader => "read-lease-kill-leader",
+    read_lease_kill_follower => "read-lease-kill-follower",
+    lease_reads_pause_leader => "lease-reads-pause-leader",
+    read_lease_crash_loop => "read-lease-crash-loop",
+    read_lease_amnesia => "read-lease-amnesia",
+    no_prevote_kill_leader => "no-prevote-kill-leader",
+    no_prevote_kill_follower => "no-prevote-kill-follower",
+    no_prevote_pause_leader => "no-prevote-pause-leader",
+    no_prevote_crash_loop => "no-prevote-crash-loop",
+    no_prevote_amnesia => "no-prevote-amnesia",
+    quorum_loss => "quorum-loss",
+    kill_all => "kill-all",
+    bug_stale_local_reads => "bug-stale-local-reads",
+    bug_ack_before_persist => "bug-ack-before-persist",
+    bug_commit_without_quorum => "bug-commit-without-quorum",
+    partition_isolate_leader => "partition-isolate-leader",
+    partition_random_halves_reset => "partition-random-halves-reset",
+    partition_bridge_ring => "partition-bridge-ring",
+    partition_one_way_leader => "partition-one-way-leader",
+    partition_leader_minority_lease => "partition-leader-minority-lease",
+    bug_lease_without_margin => "bug-lease-without-margin",
 }

@@ -97,3 +97,31 @@ fn a_run_without_its_meta_file_is_reported_as_aborted() {
     };
     assert_eq!(report.metrics.ops, full.metrics.ops);
 }
+
+/// A second node claiming a term another node leads breaks election safety: the run is
+/// invalid even though no client operation showed it, and the summary names the term.
+#[test]
+fn two_leaders_in_one_term_make_the_run_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_fixture(dir.path());
+    let events = dir.path().join("events.jsonl");
+    let mut text = std::fs::read_to_string(&events).unwrap();
+    text.push_str(
+        r#"{"t":1300000000,"event":"role","node":"n3","role":"leader","term":2,"leader":"n3"}"#,
+    );
+    text.push('\n');
+    std::fs::write(&events, text).unwrap();
+    let report = faultline::report::analyze_and_write(dir.path()).unwrap();
+    let two = &report.consistency.two_leaders;
+    assert_eq!(two.len(), 1, "{two:?}");
+    assert_eq!(two[0].term, 2);
+    let nodes: Vec<&str> = two[0].leaders.iter().map(|l| l.node.as_str()).collect();
+    assert_eq!(nodes, ["n2", "n3"]);
+    assert_eq!(report.verdict, faultline::check::Verdict::Invalid);
+    assert_eq!(report.exit_code(), 1);
+    let summary = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    assert!(
+        summary.contains("- term 2: n2 (seen at 1294 ms), n3 (seen at 1300 ms)"),
+        "{summary}"
+    );
+}

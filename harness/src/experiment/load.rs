@@ -118,7 +118,13 @@ pub fn parse_experiment(
         })?;
     }
     if experiment.name.trim().is_empty() {
-        return Err(located(path, text, "name", None, "name: must not be empty".into()));
+        return Err(located(
+            path,
+            text,
+            "name",
+            None,
+            "name: must not be empty".into(),
+        ));
     }
     if experiment.network.mode == super::NetworkMode::Direct {
         if let Some((i, f)) = experiment
@@ -414,15 +420,26 @@ faults:
                     - { at: 1s, kill: leader }\n  -   { at: 2s, partition: halves, duration: 1s }\n\
                     target: { kind: raft, nodes: 3 }\nworkload: { kind: register, rate: 10/s }\n";
         match parse(text).unwrap_err() {
-            ExperimentError::Yaml { line, column, message, .. } => {
+            ExperimentError::Yaml {
+                line,
+                column,
+                message,
+                ..
+            } => {
                 assert_eq!((line, column), (7, 7), "{message}");
                 assert!(message.starts_with("faults[1]:"), "{message}");
             }
             other => panic!("expected a located error, got {other:?}"),
         }
         assert_eq!(locate("a: 1\nname:   ''\n", "name", None), Some((2, 9)));
-        assert_eq!(locate("faults: [{}, {}]\n", "faults", Some(1)), Some((1, 9)));
-        assert_eq!(locate("faults:\n- x\nname: y\n", "faults", Some(3)), Some((1, 8)));
+        assert_eq!(
+            locate("faults: [{}, {}]\n", "faults", Some(1)),
+            Some((1, 9))
+        );
+        assert_eq!(
+            locate("faults:\n- x\nname: y\n", "faults", Some(3)),
+            Some((1, 8))
+        );
         assert_eq!(locate("name: t\n", "faults", Some(0)), None);
     }
 

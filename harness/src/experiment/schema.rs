@@ -50,6 +50,7 @@ fn default_checks() -> Vec<CheckKind> {
         CheckKind::Linearizable,
         CheckKind::LostWrites,
         CheckKind::StaleReads,
+        CheckKind::ElectionSafety,
     ]
 }
 fn default_observe() -> Dur {
@@ -870,6 +871,9 @@ pub enum CheckKind {
     Linearizable,
     LostWrites,
     StaleReads,
+    /// At most one node reports itself leader (primary) per term (view), as the observer
+    /// sees their status.
+    ElectionSafety,
 }
 
 /// Service-level objectives; a run that misses one fails (exit 1).

@@ -255,7 +255,7 @@ pub fn analyze(run_dir: &Path) -> Result<Report, ReportError> {
             load_end_ns,
         },
     );
-    let consistency = check::check(
+    let mut consistency = check::check(
         &history,
         &CheckOptions {
             model: match exp.workload.kind {
@@ -266,6 +266,7 @@ pub fn analyze(run_dir: &Path) -> Result<Report, ReportError> {
             ..CheckOptions::default()
         },
     );
+    consistency.two_leaders = check::two_leaders(&events);
     let verdict = consistency_verdict(exp, &consistency, aborted);
     let counterexamples = check::counterexample_pages(&consistency)
         .into_iter()
@@ -345,6 +346,7 @@ fn consistency_verdict(exp: &Experiment, c: &ConsistencyReport, aborted: bool) -
             CheckKind::Linearizable => c.linearizable,
             CheckKind::LostWrites if c.lost_writes > 0 => Verdict::Invalid,
             CheckKind::StaleReads if c.stale_reads > 0 => Verdict::Invalid,
+            CheckKind::ElectionSafety if !c.two_leaders.is_empty() => Verdict::Invalid,
             _ => Verdict::Valid,
         });
     }
@@ -388,7 +390,7 @@ fn evaluate_slo(exp: &Experiment, m: &Metrics, c: &ConsistencyReport) -> Vec<Slo
         });
     }
     if let Some(max) = slo.violations {
-        let actual = c.violations.len() as u64;
+        let actual = (c.violations.len() + c.two_leaders.len()) as u64;
         out.push(SloResult {
             name: "violations".into(),
             limit: format!("<= {max}"),

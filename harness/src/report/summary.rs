@@ -142,6 +142,21 @@ pub fn render_summary(r: &Report) -> String {
         c.stale_reads,
         c.never_written
     );
+    if !c.two_leaders.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nElection safety broken: {} term(s) with more than one leader.\n",
+            c.two_leaders.len()
+        );
+        for t in c.two_leaders.iter().take(10) {
+            let claims: Vec<String> = t
+                .leaders
+                .iter()
+                .map(|l| format!("{} (seen at {:.0} ms)", l.node, l.first_seen_ms))
+                .collect();
+            let _ = writeln!(s, "- term {}: {}", t.term, claims.join(", "));
+        }
+    }
     for v in c.violations.iter().take(10) {
         let _ = writeln!(s, "\n- {} on `{}`: {}", v.kind.as_str(), v.key, v.message);
         if let Some(ce) = &v.counterexample {

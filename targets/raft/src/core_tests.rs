@@ -2,8 +2,9 @@
 //! explicit partitions and crashes. Every step still runs the simulator's safety checks.
 
 use faultline_protocol::{ErrorCode, Op, Role};
-use faultline_replica::Millis;
+use faultline_replica::{Input, Millis};
 
+use crate::msg::Msg;
 use crate::settings::{ReadMode, Settings};
 use crate::sim::Sim;
 use crate::storage::MemDisk;
@@ -204,6 +205,140 @@ fn restarted_node_remembers_its_vote_unless_the_bug_is_planted() {
         assert_eq!(core.inspect().vote.as_deref(), expect, "{bugs:?}");
         assert_eq!(core.term(), 4);
     }
+}
+
+fn is_vote(m: &Msg) -> bool {
+    matches!(m, Msg::Vote { pre: false, .. })
+}
+
+fn is_vote_reply(m: &Msg) -> bool {
+    matches!(m, Msg::VoteReply { pre: false, .. })
+}
+
+/// The interleaving that makes `forget-vote-on-restart` elect two leaders in one term, driven
+/// step by step (no timers run unless a step is a `Tick`), with `pre_vote` and `check_quorum`
+/// off, 3 nodes:
+///
+/// 1. L leads term t; every node holds the same committed log.
+/// 2. L crashes. A times out and campaigns in t+1; C votes for A (durably); A leads t+1.
+/// 3. A is isolated before its no-op reaches C; C crashes and restarts (its log still ends in
+///    term t, its term is t+1).
+/// 4. L restarts (term t), times out and campaigns in t+1 with a log as up to date as C's.
+///    C, having voted for A in t+1, must refuse; with the bug it grants, so L leads t+1 too.
+///
+/// Returns the simulator, (L, A, C), t, whether C granted L its vote, and the result of
+/// delivering that answer to L.
+fn vote_twice_in_one_term(bugs: &[&str]) -> (Sim, [String; 3], u64, bool, Result<usize, String>) {
+    let settings = Settings {
+        pre_vote: false,
+        check_quorum: false,
+        ..Settings::default()
+    };
+    let mut sim = Sim::new(7, 3, settings, bugs);
+    sim.max_delay = 1;
+    sim.run_for(600).unwrap();
+    let l = sim.leader().expect("a leader within 600ms");
+    let writes: Vec<_> = (0..3)
+        .map(|i| sim.request(&l, write("a", i)).unwrap())
+        .collect();
+    sim.run_for(50).unwrap();
+    assert!(writes.iter().all(|w| sim.reply(*w).is_some_and(|r| r.ok)));
+    let t = sim.core(&l).unwrap().term();
+    let [a, c]: [String; 2] = others(&sim, &l).try_into().unwrap();
+
+    // 2. L crashes; A campaigns in t+1 (every election timeout has passed) and C elects it.
+    sim.crash(&l);
+    sim.now += 400;
+    sim.step(&a, Input::Tick).unwrap();
+    let ca = sim.core(&a).unwrap().inspect();
+    assert_eq!((ca.role, ca.term), (Role::Candidate, t + 1));
+    let n = sim
+        .deliver(|f, to, m| f == a && to == c && is_vote(m))
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(
+        sim.core(&c).unwrap().inspect().vote.as_deref(),
+        Some(a.as_str())
+    );
+    assert_eq!(
+        sim.disks[&c].recovered.hard.vote.as_deref(),
+        Some(a.as_str())
+    );
+    assert_eq!(sim.disks[&c].recovered.hard.term, t + 1);
+    sim.deliver(|f, to, m| f == c && to == a && is_vote_reply(m))
+        .unwrap();
+    assert!(sim.core(&a).unwrap().is_leader());
+    assert_eq!(sim.leaders.get(&(t + 1)), Some(&a));
+
+    // 3. A is cut off before its no-op reaches C; C restarts.
+    sim.isolate(&a);
+    sim.crash(&c);
+    sim.start(&c);
+
+    // 4. L restarts, times out, and campaigns in t+1.
+    sim.start(&l);
+    sim.step(&l, Input::Tick).unwrap(); // boots: arms its election timer
+    sim.now += 400;
+    sim.step(&l, Input::Tick).unwrap();
+    let cl = sim.core(&l).unwrap().inspect();
+    assert_eq!((cl.role, cl.term), (Role::Candidate, t + 1));
+    sim.deliver(|f, to, m| f == l && to == c && is_vote(m))
+        .unwrap();
+    assert_eq!(sim.core(&c).unwrap().term(), t + 1);
+    let answers: Vec<_> = sim
+        .in_flight()
+        .into_iter()
+        .filter(|(f, to, m)| *f == c && *to == l && is_vote_reply(m))
+        .collect();
+    let [(_, _, Msg::VoteReply { term, granted, .. })] = answers.as_slice() else {
+        panic!("C answers L's vote request once: {answers:?}");
+    };
+    assert_eq!(*term, t + 1);
+    let granted = *granted;
+    let result = sim.deliver(|f, to, m| f == c && to == l && is_vote_reply(m));
+    (sim, [l, a, c], t, granted, result)
+}
+
+#[test]
+fn forgotten_vote_elects_two_leaders_in_one_term() {
+    let (sim, [l, a, c], t, granted, result) =
+        vote_twice_in_one_term(&[crate::BUG_FORGET_VOTE_ON_RESTART]);
+    assert!(granted, "C forgot its vote for A and granted L");
+    let e = result.expect_err("the election-safety check must fire");
+    eprintln!("L={l} A={a} C={c} t={t}: {e}");
+    assert!(
+        e.starts_with("election safety:")
+            && e.contains(&format!("{a} and {l} both lead term {}", t + 1)),
+        "{e}"
+    );
+    // C voted twice in t+1: first for A, then (after its restart) for L.
+    assert_eq!(
+        sim.core(&c).unwrap().inspect().vote.as_deref(),
+        Some(l.as_str())
+    );
+    assert!(sim.core(&a).unwrap().is_leader() && sim.core(&l).unwrap().is_leader());
+}
+
+#[test]
+fn remembered_vote_refuses_a_second_candidate_in_the_same_term() {
+    let (mut sim, [l, a, c], t, granted, result) = vote_twice_in_one_term(&[]);
+    assert!(!granted, "C remembers voting for A in t+1");
+    assert_eq!(
+        result,
+        Ok(1),
+        "C answered L once, without a safety violation"
+    );
+    assert_eq!(
+        sim.core(&c).unwrap().inspect().vote.as_deref(),
+        Some(a.as_str())
+    );
+    let cl = sim.core(&l).unwrap().inspect();
+    assert_eq!((cl.role, cl.term), (Role::Candidate, t + 1));
+    // Healed, the cluster moves on without a second leader in t+1.
+    sim.heal();
+    sim.run_for(1_500).unwrap();
+    assert_eq!(sim.leaders.get(&(t + 1)), Some(&a));
+    assert!(sim.leader().is_some());
 }
 
 #[test]

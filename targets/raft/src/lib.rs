@@ -111,7 +111,9 @@ pub async fn serve(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Re
         bugs = ?config.bugs,
         "recovered state"
     );
-    let tick = (settings.heartbeat / 5).clamp(Duration::from_millis(1), Duration::from_millis(10));
+    // Timeouts fire on a tick, so they run late by up to one tick: keep it at 2 ms or less so
+    // the election timeout range is what the settings say.
+    let tick = (settings.heartbeat / 25).clamp(Duration::from_millis(1), Duration::from_millis(2));
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)

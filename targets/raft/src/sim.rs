@@ -43,6 +43,14 @@ pub(crate) struct Sim {
     pub max_delay: Millis,
     /// Directed links that drop everything.
     pub blocked: BTreeSet<(String, String)>,
+    /// Fault: probability that a node crashes right after it granted a (real, not pre-) vote,
+    /// the `VoteReply` already on the wire. 0 disables it (and draws nothing from `rng`).
+    pub crash_after_vote: f64,
+    /// Such a node restarts within `0..=restart_after_vote` ms (0: at once).
+    pub restart_after_vote: Millis,
+    /// Nodes crashed by `crash_after_vote`, with their restart time.
+    restarts: BTreeMap<String, Millis>,
+    pub vote_crashes: usize,
     pub replies: BTreeMap<ClientToken, (String, Response)>,
     asked: BTreeMap<ClientToken, (Asked, Millis)>,
     next_token: u64,
@@ -90,6 +98,10 @@ impl Sim {
             dup: 0.0,
             max_delay: 3,
             blocked: BTreeSet::new(),
+            crash_after_vote: 0.0,
+            restart_after_vote: 0,
+            restarts: BTreeMap::new(),
+            vote_crashes: 0,
             replies: BTreeMap::new(),
             asked: BTreeMap::new(),
             next_token: 0,
@@ -113,6 +125,7 @@ impl Sim {
     }
 
     pub fn start(&mut self, id: &str) {
+        self.restarts.remove(id);
         let rec = self.disks[id].recovered.clone();
         let seed = self.rng.gen();
         let core = RaftCore::new(
@@ -128,6 +141,7 @@ impl Sim {
 
     /// kill -9: the core and whatever only lived in its memory are gone.
     pub fn crash(&mut self, id: &str) {
+        self.restarts.remove(id);
         self.cores.insert(id.to_owned(), None);
         if let Some(d) = self.disks.get_mut(id) {
             d.crash();
@@ -186,6 +200,16 @@ impl Sim {
             .expect("every node has a disk")
             .persist(now, &out.persist);
         self.check(id)?;
+        let granted_vote = out.messages.iter().any(|(_, m)| {
+            matches!(
+                m,
+                Msg::VoteReply {
+                    pre: false,
+                    granted: true,
+                    ..
+                }
+            )
+        });
         for (to, msg) in out.messages {
             if self.blocked.contains(&(id.to_owned(), to.clone())) || self.rng.gen_bool(self.loss) {
                 continue;
@@ -195,7 +219,51 @@ impl Sim {
         for (token, resp) in out.replies {
             self.on_reply(token, id, resp)?;
         }
+        if granted_vote && self.crash_after_vote > 0.0 && self.rng.gen_bool(self.crash_after_vote) {
+            self.vote_crashes += 1;
+            let back = self.now + self.rng.gen_range(0..=self.restart_after_vote);
+            self.crash(id);
+            if back <= self.now {
+                self.start(id);
+            } else {
+                self.restarts.insert(id.to_owned(), back);
+            }
+        }
         Ok(())
+    }
+
+    /// Messages in flight, in the order they would be delivered: (from, to, message).
+    pub fn in_flight(&self) -> Vec<(String, String, Msg)> {
+        let mut q: Vec<_> = self.queue.iter().map(|Reverse(k)| *k).collect();
+        q.sort_unstable();
+        q.iter()
+            .filter_map(|(_, seq)| self.in_flight.get(seq).cloned())
+            .collect()
+    }
+
+    /// Deliver now, in delivery order and regardless of their delays, the in-flight messages
+    /// that `pick(from, to, msg)` selects (blocked links still drop them; others stay in
+    /// flight). For scenarios driven step by step. Returns how many were taken.
+    pub fn deliver(&mut self, pick: impl Fn(&str, &str, &Msg) -> bool) -> Result<usize, String> {
+        let mut q: Vec<_> = self.queue.iter().map(|Reverse(k)| *k).collect();
+        q.sort_unstable();
+        let mut taken = 0;
+        for (_, seq) in q {
+            let Some((from, to, msg)) = self.in_flight.get(&seq) else {
+                continue;
+            };
+            if !pick(from, to, msg) {
+                continue;
+            }
+            let (from, to, msg) = self.in_flight.remove(&seq).expect("just seen");
+            taken += 1;
+            if !self.blocked.contains(&(from.clone(), to.clone())) {
+                self.step(&to, Input::Peer { from, msg })?;
+            }
+        }
+        // Delivered entries stay in `queue`; `run_until` skips sequence numbers no longer
+        // in flight.
+        Ok(taken)
     }
 
     fn on_reply(&mut self, token: ClientToken, id: &str, resp: Response) -> Result<(), String> {
@@ -360,6 +428,15 @@ impl Sim {
     pub fn run_until(&mut self, until: Millis) -> Result<(), String> {
         while self.now < until {
             self.now += 1;
+            let due: Vec<String> = self
+                .restarts
+                .iter()
+                .filter(|(_, at)| **at <= self.now)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in due {
+                self.start(&id);
+            }
             while let Some(Reverse((at, seq))) = self.queue.peek().copied() {
                 if at > self.now {
                     break;
@@ -390,7 +467,8 @@ impl Sim {
 mod tests {
     use super::*;
     use crate::settings::ReadMode;
-    use crate::{BUG_COMMIT_WITHOUT_QUORUM, BUG_STALE_LOCAL_READS};
+    use crate::{BUG_COMMIT_WITHOUT_QUORUM, BUG_FORGET_VOTE_ON_RESTART, BUG_STALE_LOCAL_READS};
+    use std::time::Duration;
 
     const KEYS: [&str; 3] = ["a", "b", "c"];
 
@@ -418,12 +496,14 @@ mod tests {
         ms: Millis,
         settings: Settings,
         bugs: &[&str],
+        faults: impl FnOnce(&mut Sim),
     ) -> Result<(usize, usize, usize), String> {
         let n = if seed % 5 == 4 { 5 } else { 3 };
         let mut sim = Sim::new(seed, n, settings, bugs);
         sim.max_delay = 1 + seed % 8;
         sim.loss = [0.0, 0.01, 0.05][(seed % 3) as usize];
         sim.dup = [0.0, 0.02][(seed % 2) as usize];
+        faults(&mut sim);
         let mut down: BTreeMap<String, Millis> = BTreeMap::new();
         let mut healed_at: Option<Millis> = None;
         let mut next_fault: Millis = 1_000;
@@ -519,7 +599,7 @@ mod tests {
         let runs = env("RAFT_SIM_RUNS", 10);
         let ms = env("RAFT_SIM_MS", 10_000);
         for seed in seed0..seed0 + runs {
-            let (acked, reads, leaders) = random_run(seed, ms, settings_for(seed), &[]).unwrap_or_else(|e| {
+            let (acked, reads, leaders) = random_run(seed, ms, settings_for(seed), &[], |_| {}).unwrap_or_else(|e| {
                 panic!(
                     "seed {seed}: {e}\nreproduce with: RAFT_SIM_SEED={seed} RAFT_SIM_RUNS=1 cargo test -p faultline-raft randomized_runs"
                 )
@@ -539,9 +619,47 @@ mod tests {
     fn randomized_runs_catch_planted_bugs() {
         for bug in [BUG_COMMIT_WITHOUT_QUORUM, BUG_STALE_LOCAL_READS] {
             let caught = (1..=12u64)
-                .find_map(|seed| random_run(seed, 8_000, settings_for(seed), &[bug]).err());
+                .find_map(|seed| random_run(seed, 8_000, settings_for(seed), &[bug], |_| {}).err());
             let e = caught.unwrap_or_else(|| panic!("{bug}: no seed caught it"));
             eprintln!("{bug}: {e}");
         }
+    }
+
+    /// `forget-vote-on-restart` breaks election safety once a voter restarts between two
+    /// candidates' requests of one term (a split vote): it grants both. The fault
+    /// `crash_after_vote` crashes every node right after it grants a vote (its reply already
+    /// sent) and restarts it within 3 ms; `pre_vote` and `check_quorum` are off, and a narrow
+    /// election timeout window makes split votes common (with the default `[150ms, 300ms]` no
+    /// seed of 1..=24 caught it in 2 s runs). Every seed that catches the bug passes, same
+    /// fault and all, without it.
+    #[test]
+    fn randomized_runs_catch_forget_vote_on_restart() {
+        let settings = |seed| Settings {
+            pre_vote: false,
+            check_quorum: false,
+            election_timeout: [Duration::from_millis(150), Duration::from_millis(160)],
+            ..settings_for(seed)
+        };
+        let faults = |sim: &mut Sim| {
+            sim.crash_after_vote = 1.0;
+            sim.restart_after_vote = 3;
+        };
+        let mut caught = Vec::new();
+        for seed in 1..=12u64 {
+            let bug = [BUG_FORGET_VOTE_ON_RESTART];
+            let Err(e) = random_run(seed, 1_000, settings(seed), &bug, faults) else {
+                continue;
+            };
+            assert!(e.starts_with("election safety:"), "seed {seed}: {e}");
+            eprintln!("{BUG_FORGET_VOTE_ON_RESTART}, seed {seed}: {e}");
+            if let Err(e) = random_run(seed, 1_000, settings(seed), &[], faults) {
+                panic!("seed {seed} without the bug: {e}");
+            }
+            caught.push(seed);
+        }
+        assert!(
+            !caught.is_empty(),
+            "{BUG_FORGET_VOTE_ON_RESTART}: no seed caught it"
+        );
     }
 }

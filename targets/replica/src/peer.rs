@@ -4,7 +4,8 @@
 //! frame naming the sender, so the receiving side knows whom later frames come from. Sending
 //! never blocks the node: every peer has a bounded queue drained by its own task, and a
 //! message that does not fit (slow or unreachable peer) is dropped, as are messages queued
-//! while the connection is down. Protocols on top must tolerate loss, duplication across
+//! while the connection is down. A connection the peer closed is noticed at once and
+//! re-dialed, and a batch whose write failed is sent once more on the new connection. Protocols on top must tolerate loss, duplication across
 //! reconnects, and delay; they get no delivery guarantee beyond per-connection ordering.
 
 use std::collections::{BTreeMap, HashMap};
@@ -25,7 +26,8 @@ pub const MAX_FRAME: u32 = 64 << 20;
 pub const PEER_QUEUE: usize = 4096;
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
-const BACKOFF_MAX: Duration = Duration::from_millis(500);
+/// Reconnecting to a restarted peer waits at most this long (loopback refusals are cheap).
+const BACKOFF_MAX: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Hello {
@@ -107,11 +109,16 @@ async fn outbound<M: Serialize>(
 ) {
     let mut backoff = BACKOFF_MIN;
     let mut buf = Vec::with_capacity(64 * 1024);
+    // Frames a failed write may not have delivered: sent once more on the next connection
+    // (the protocols tolerate duplicates), so a peer's restart does not eat the first
+    // messages after it, which are typically an election's.
+    let mut pending: Option<Vec<u8>> = None;
     loop {
         let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
             _ => {
                 // Drop what queued up while we could not deliver it, then wait and retry.
+                pending = None;
                 loop {
                     match rx.try_recv() {
                         Ok(_) => {}
@@ -125,17 +132,36 @@ async fn outbound<M: Serialize>(
             }
         };
         let _ = stream.set_nodelay(true);
-        let mut stream = stream;
+        let (mut rd, mut wr) = stream.into_split();
         buf.clear();
         if encode_frame(&Hello { from: me.clone() }, &mut buf).is_err()
-            || stream.write_all(&buf).await.is_err()
+            || wr.write_all(&buf).await.is_err()
         {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
             continue;
+        }
+        if let Some(p) = pending.take() {
+            if wr.write_all(&p).await.is_err() {
+                continue;
+            }
         }
         tracing::debug!(%peer, %addr, "peer connection up");
         backoff = BACKOFF_MIN;
         loop {
-            let Some(first) = rx.recv().await else { return };
+            // The peer never writes on this connection, so the read side only wakes up when
+            // the connection is gone (the peer process died, or a proxy closed it): then
+            // reconnect at once rather than lose the next message to a dead socket.
+            let first = tokio::select! {
+                m = rx.recv() => match m {
+                    Some(m) => m,
+                    None => return,
+                },
+                () = closed(&mut rd) => {
+                    tracing::debug!(%peer, "peer closed the connection");
+                    break;
+                }
+            };
             buf.clear();
             if let Err(e) = encode_frame(&first, &mut buf) {
                 tracing::error!(%peer, error = %e, "cannot encode peer message; dropped");
@@ -151,10 +177,22 @@ async fn outbound<M: Serialize>(
                     Err(_) => break,
                 }
             }
-            if let Err(e) = stream.write_all(&buf).await {
+            if let Err(e) = wr.write_all(&buf).await {
                 tracing::debug!(%peer, error = %e, "peer connection lost");
+                pending = Some(std::mem::take(&mut buf));
                 break;
             }
+        }
+    }
+}
+
+/// Resolves when the connection's read side reaches end of file or fails. Cancel-safe.
+async fn closed(rd: &mut tokio::net::tcp::OwnedReadHalf) {
+    let mut scratch = [0u8; 256];
+    loop {
+        match rd.read(&mut scratch).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
         }
     }
 }
@@ -245,6 +283,49 @@ mod tests {
         assert!(decode_frame::<Msg>(&[9, 9, 9, 9, 9]).is_err());
         // A huge declared vector length must fail cleanly, not allocate.
         assert!(decode_frame::<Msg>(&[1, 0xfc, 0xff, 0xff, 0xff, 0xff]).is_err());
+    }
+
+    /// Read one frame from a raw connection standing in for the peer.
+    async fn raw_frame(c: &mut TcpStream) -> Vec<u8> {
+        let mut buf = Vec::new();
+        tokio::time::timeout(Duration::from_secs(2), read_frame(c, &mut buf))
+            .await
+            .expect("a frame in time")
+            .expect("a whole frame");
+        buf
+    }
+
+    #[tokio::test]
+    async fn the_first_message_after_a_peer_restart_is_not_lost() {
+        // The "peer" is a raw listener: it takes a connection, then closes it as a dying
+        // process would, and waits for the next one.
+        let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (tx, _rx) = mpsc::channel(8);
+        let peers = BTreeMap::from([("b".to_owned(), peer.local_addr().unwrap())]);
+        let net = PeerNet::<Msg>::start("a", free_addr(), &peers, tx)
+            .await
+            .unwrap();
+        let (mut conn, _) = peer.accept().await.unwrap();
+        let hello: Hello = decode_frame(&raw_frame(&mut conn).await).unwrap();
+        assert_eq!(hello.from, "a");
+        assert!(net.send("b", Msg::Ping(1)));
+        assert_eq!(
+            decode_frame::<Msg>(&raw_frame(&mut conn).await).unwrap(),
+            Msg::Ping(1)
+        );
+        drop(conn);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // One message after the restart, and no retries: it must arrive on a new connection.
+        assert!(net.send("b", Msg::Ping(2)));
+        let (mut conn, _) = tokio::time::timeout(Duration::from_secs(2), peer.accept())
+            .await
+            .expect("the transport re-dials a peer that closed its connection")
+            .unwrap();
+        let _hello: Hello = decode_frame(&raw_frame(&mut conn).await).unwrap();
+        assert_eq!(
+            decode_frame::<Msg>(&raw_frame(&mut conn).await).unwrap(),
+            Msg::Ping(2)
+        );
     }
 
     #[tokio::test]
