@@ -130,7 +130,9 @@ impl OpRecord {
     /// Latency in ns, when the op completed: from the intended start for an open-loop
     /// operation (its due time), from the invocation otherwise.
     pub fn latency_ns(&self) -> Option<u64> {
-        let from = self.due_ns.map_or(self.invoke_ns, |d| d.min(self.invoke_ns));
+        let from = self
+            .due_ns
+            .map_or(self.invoke_ns, |d| d.min(self.invoke_ns));
         self.complete_ns.map(|c| c.saturating_sub(from))
     }
 }

@@ -230,7 +230,13 @@ fn open_loop_latency_counts_from_the_due_time() {
     early.due_ns = Some(60 * MS);
     assert_eq!(late.latency_ns(), Some(45 * MS));
     assert_eq!(early.latency_ns(), Some(5 * MS));
-    let m = compute(&History { ops: vec![late, early] }, &[], &MetricsOptions::default());
+    let m = compute(
+        &History {
+            ops: vec![late, early],
+        },
+        &[],
+        &MetricsOptions::default(),
+    );
     assert!(close(Some(m.latency_us["write"].max), 45_000.0, 1e-3));
     assert!(close(Some(m.latency_us["read"].max), 5_000.0, 1e-3));
 }
