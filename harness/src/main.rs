@@ -66,6 +66,10 @@ enum Command {
         /// Time budget; keys not finished in time are `unknown`.
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
+        /// Memory budget for the search, e.g. 512MiB (default 2GiB); keys that would need more
+        /// are `unknown`.
+        #[arg(long, value_name = "SIZE", value_parser = faultline::check::parse_size)]
+        memory: Option<u64>,
         /// Write a self-contained HTML view of each invalid key's counterexample into this
         /// directory, as <key>.html.
         #[arg(long, value_name = "DIR")]
@@ -149,8 +153,9 @@ fn main() -> ExitCode {
             format,
             model,
             timeout,
+            memory,
             html,
-        } => check_cmd(&history, format, model, timeout, html.as_deref()),
+        } => check_cmd(&history, format, model, timeout, memory, html.as_deref()),
         Command::Report { run_dir } => match report::analyze_and_write(&run_dir) {
             Ok(r) => {
                 eprint!("{}", report::render_summary(&r));
@@ -353,6 +358,7 @@ fn check_cmd(
     format: Option<FormatArg>,
     model: Option<ModelArg>,
     timeout: std::time::Duration,
+    memory: Option<u64>,
     html: Option<&std::path::Path>,
 ) -> ExitCode {
     use faultline::check::{self, CheckOptions, ModelKind};
@@ -371,6 +377,9 @@ fn check_cmd(
         time_budget: timeout,
         ..CheckOptions::default()
     };
+    if let Some(bytes) = memory {
+        opts.max_memory_bytes = bytes;
+    }
     let (result, ops) = match &loaded {
         Loaded::Native(h) => (check::check(h, &opts), h.ops.len()),
         Loaded::Foreign(f) => {

@@ -59,6 +59,53 @@ fn porcupine_kv_files_get_their_verdicts() {
     }
 }
 
+/// kv-append's states are strings of hundreds of bytes here, and the memory budget counts
+/// them: under budgets too small for some keys, those keys are `unknown` with a note saying
+/// so, and the others keep their verdict, never the opposite one.
+#[test]
+fn porcupine_kv_files_under_small_memory_budgets_are_unknown_never_wrong() {
+    let mut unknown = 0;
+    let mut decided = 0;
+    for name in ["c10-ok", "c10-bad", "c50-ok", "c50-bad"] {
+        let kv = import::Foreign::load(&PathBuf::from(format!("{PORCUPINE}{name}.txt")))
+            .and_then(|f| f.to_kv())
+            .unwrap_or_else(|e| panic!("{e}"));
+        for memory in [0, 10 << 10, 100 << 10, 1 << 20] {
+            let opts = CheckOptions {
+                model: ModelKind::KvAppend,
+                max_memory_bytes: memory,
+                ..CheckOptions::default()
+            };
+            let report = check::check_kv(&kv, &opts);
+            let wrong = if name.ends_with("-ok") {
+                Verdict::Invalid
+            } else {
+                Verdict::Valid
+            };
+            assert_ne!(report.verdict(), wrong, "{name} in {memory} bytes");
+            assert_eq!(report.keys.unknown, report.notes.len(), "{name}");
+            assert!(
+                report.notes.iter().all(|n| n.contains("memory budget")),
+                "{name}: {:?}",
+                report.notes
+            );
+            if memory == 0 {
+                assert_eq!(report.keys.valid, 0, "{name}: valid with no memory");
+            }
+            unknown += report.keys.unknown;
+            decided += report.keys.checked - report.keys.unknown;
+        }
+    }
+    assert!(
+        unknown > 0 && decided > 0,
+        "{unknown} unknown, {decided} decided"
+    );
+
+    let (code, _, stderr) = faultline(&[&format!("{PORCUPINE}c10-ok.txt"), "--memory", "2x"]);
+    assert_eq!(code, Some(254), "{stderr}");
+    assert!(stderr.contains("bad size \"2x\""), "{stderr}");
+}
+
 #[test]
 fn golden_fixtures_get_the_verdict_in_their_name() {
     let mut seen = 0;
@@ -128,6 +175,8 @@ fn check_exit_codes_follow_the_verdict() {
             1,
         ),
         (vec![f("register/sequential-ok.jsonl")], 0),
+        // Too little memory for any key's search.
+        (vec![p("c50-ok.txt"), "--memory".into(), "10KiB".into()], 2),
         // A cas under the register model: the key is unknown.
         (
             vec![

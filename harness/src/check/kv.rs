@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use faultline_protocol::OpKind;
 
-use super::model::{Model, ModelError};
+use super::model::{allocation_bytes, Model, ModelError};
 use crate::history::{History, Outcome};
 
 /// What a key-value operation does.
@@ -379,6 +379,14 @@ impl Model for KvAppend {
         ops.iter()
             .map(|(op, required)| !required && matches!(op, KvOp::Spoil))
             .collect()
+    }
+
+    /// The state's own size plus its text's heap allocation (the `Arc`'s two counters and
+    /// the bytes). States often share one text (a get keeps the state it read): counting it
+    /// for each is an overestimate, on the safe side.
+    fn state_bytes(&self, state: &KvState) -> usize {
+        std::mem::size_of::<KvState>()
+            + allocation_bytes(2 * std::mem::size_of::<usize>() + state.text.len())
     }
 
     fn describe_state(&self, state: &KvState) -> String {

@@ -12,13 +12,14 @@
 //! go through the same search as [`KvRecord`]s with [`check_kv`]; each [`Model`] names the
 //! record type it reads. [`render_counterexample_html`] draws a violation as a standalone page.
 //!
-//! A key whose search runs out of the time budget is `unknown`, never guessed (the memo is
-//! capped by forgetting old entries, which costs time, not correctness); so is a key holding operations the model does not support (a cas under
+//! A key whose search runs out of its time or memory budget is `unknown`, never guessed; so
+//! is a key holding operations the model does not support (a cas under
 //! [`ModelKind::Register`]). Other keys are unaffected.
 
 mod anomalies;
 mod html;
 mod kv;
+mod leaders;
 mod model;
 mod record;
 mod verdict;
@@ -30,6 +31,7 @@ mod tests;
 
 pub use html::{counterexample_file_name, counterexample_pages, render_counterexample_html};
 pub use kv::{KvAppend, KvHistory, KvKind, KvOp, KvRecord, KvState};
+pub use leaders::{two_leaders, LeaderClaim, TwoLeaders};
 pub use model::{CasRegister, Model, ModelError, Register, RegisterOp};
 pub use record::CheckRecord;
 pub use verdict::Verdict;
@@ -105,11 +107,22 @@ pub struct CheckOptions {
     pub model: ModelKind,
     /// Wall-clock budget for the whole run (all keys). Keys not decided by then are `unknown`.
     pub time_budget: Duration,
-    /// Cap on live memo entries across the keys searched at once (each of the searches running
-    /// in parallel gets an equal share). Beyond it the search forgets its oldest entries, which
-    /// costs time (and so perhaps `unknown`), never a wrong answer. A memo entry costs roughly
-    /// 80 to 120 bytes, so the default of 4 million keeps the memo under about half a GiB.
-    pub max_memo_entries: usize,
+    /// Memory budget for the whole run, in bytes: the searches running at once (one per
+    /// thread) get equal shares, and a key whose search would take more than its share is
+    /// `unknown`, never guessed. What is counted is each search's memo of explored
+    /// configurations, which is what grows on a hard key: its hash table and what its entries
+    /// own (the model state's heap, [`Model::state_bytes`]: kv-append's strings). Not
+    /// counted: the history itself and a few hundred bytes per operation of working data.
+    pub max_memory_bytes: u64,
+    /// Threads that search keys in parallel. 0: one per core, except for histories under
+    /// 1,024 operations, which are checked on the calling thread (faster than starting
+    /// threads).
+    pub threads: usize,
+}
+
+impl CheckOptions {
+    /// The default [`CheckOptions::max_memory_bytes`]: 2 GiB.
+    pub const DEFAULT_MEMORY: u64 = 2 << 30;
 }
 
 impl Default for CheckOptions {
@@ -117,9 +130,53 @@ impl Default for CheckOptions {
         CheckOptions {
             model: ModelKind::default(),
             time_budget: Duration::from_secs(60),
-            max_memo_entries: 4_000_000,
+            max_memory_bytes: Self::DEFAULT_MEMORY,
+            threads: 0,
         }
     }
+}
+
+/// A memory size that [`parse_size`] cannot read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad size {0:?}: expected bytes, or a number with K, M, G or T (powers of 1024): 512MiB")]
+pub struct BadSize(pub String);
+
+/// Read a memory size: `1048576`, `512K`, `512KiB`, `1.5GB`, `2G`. Units are powers of 1024
+/// whatever their spelling, and case does not matter.
+pub fn parse_size(s: &str) -> Result<u64, BadSize> {
+    let bad = || BadSize(s.to_string());
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let unit = unit.trim().to_ascii_lowercase();
+    let unit = unit
+        .strip_suffix("ib")
+        .or_else(|| unit.strip_suffix('b'))
+        .unwrap_or(&unit);
+    let shift = match unit {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => return Err(bad()),
+    };
+    if number.is_empty() {
+        return Err(bad());
+    }
+    let bytes = if let Ok(n) = number.parse::<u64>() {
+        n.checked_mul(1 << shift).ok_or_else(bad)?
+    } else {
+        let x: f64 = number.parse().map_err(|_| bad())?;
+        let bytes = (x * (1u64 << shift) as f64).round();
+        if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+            return Err(bad());
+        }
+        bytes as u64
+    };
+    Ok(bytes)
 }
 
 /// How many keys reached each verdict.
@@ -157,6 +214,9 @@ pub struct ConsistencyReport {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
     pub elapsed_ms: u64,
+    /// Terms (views) that more than one node claimed to lead, as the observer saw the nodes'
+    /// status during a run (the `election-safety` check; empty for a bare history).
+    pub two_leaders: Vec<TwoLeaders>,
 }
 
 impl ConsistencyReport {
@@ -193,7 +253,8 @@ pub fn check_kv(history: &KvHistory, opts: &CheckOptions) -> ConsistencyReport {
     })
 }
 
-/// Below this many ops in all, keys are searched on the calling thread only.
+/// Below this many ops in all, keys are searched on the calling thread only (unless
+/// [`CheckOptions::threads`] says otherwise).
 const SMALL_HISTORY: usize = 1024;
 
 /// One key's ops as the search sees them, or why it cannot be searched.
@@ -247,45 +308,61 @@ fn check_records<'h, M: Model>(
 
     // Search keys in parallel, largest first. First pass: each key gets a fair share of the
     // time left, so one hard key cannot starve the others; second pass: keys that ran out of
-    // time try again with whatever time remains.
+    // time try again with whatever time remains, and keys that ran out of memory too if
+    // fewer searches at once leave each a larger share.
     // Small histories are checked faster than a thread starts.
     let total: usize = prepared
         .iter()
         .map(|p| p.search.as_ref().map_or(0, |(ops, _)| ops.len()))
         .sum();
-    let threads = if total < SMALL_HISTORY {
-        1
-    } else {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+    let threads = match opts.threads {
+        0 if total < SMALL_HISTORY => 1,
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
     };
-    let memo_cap = (opts.max_memo_entries / threads).max(1);
+    // The memory share of each of the searches that run at once when `keys` are searched.
+    let memory = usize::try_from(opts.max_memory_bytes).unwrap_or(usize::MAX);
+    let share = |keys: usize| memory / threads.min(keys).max(1);
     let mut order: Vec<usize> = (0..prepared.len())
         .filter(|&i| prepared[i].search.is_ok())
         .collect();
     order.sort_by_key(|&i| {
         std::cmp::Reverse(prepared[i].search.as_ref().map_or(0, |(ops, _)| ops.len()))
     });
-    let results: Vec<Mutex<Option<SearchResult<M::State>>>> =
-        prepared.iter().map(|_| Mutex::new(None)).collect();
-    let search_key = |k: usize, deadline: Instant| {
+    // Each key's result, with the memory share it had.
+    type Slot<S> = Mutex<Option<(SearchResult<S>, usize)>>;
+    let results: Vec<Slot<M::State>> = prepared.iter().map(|_| Mutex::new(None)).collect();
+    let search_key = |k: usize, deadline: Instant, memory: usize| {
         if let Ok((ops, _)) = &prepared[k].search {
-            let r = wgl::search(model, ops, Budget { deadline, memo_cap });
+            let r = wgl::search(model, ops, Budget { deadline, memory });
             if let Ok(mut slot) = results[k].lock() {
-                *slot = Some(r);
+                *slot = Some((r, memory));
             }
         }
     };
-    run_pass(&order, threads, deadline, true, search_key);
-    let retry: Vec<usize> = order
+    let first = share(order.len());
+    run_pass(&order, threads, deadline, true, |k, d| {
+        search_key(k, d, first)
+    });
+    let ran_out = |k: usize, memory_too: bool| {
+        results[k].lock().is_ok_and(|r| match &*r {
+            Some((SearchResult::OutOfTime, _)) => true,
+            Some((SearchResult::OutOfMemory, _)) => memory_too,
+            _ => false,
+        })
+    };
+    let mut retry: Vec<usize> = order
         .iter()
         .copied()
-        .filter(|&k| {
-            results[k]
-                .lock()
-                .is_ok_and(|r| matches!(*r, Some(SearchResult::OutOfTime)))
-        })
+        .filter(|&k| ran_out(k, true))
         .collect();
-    run_pass(&retry, threads, deadline, false, search_key);
+    if share(retry.len()) <= first {
+        retry.retain(|&k| ran_out(k, false));
+    }
+    let second = share(retry.len());
+    run_pass(&retry, threads, deadline, false, |k, d| {
+        search_key(k, d, second)
+    });
 
     let mut report = ConsistencyReport {
         model: model.name().to_string(),
@@ -298,10 +375,14 @@ fn check_records<'h, M: Model>(
         keys: KeyCounts::default(),
         notes: Vec::new(),
         elapsed_ms: 0,
+        two_leaders: Vec::new(),
     };
     let mut anomaly_violations = Vec::new();
     for (p, result) in prepared.iter().zip(results) {
-        let result = result.into_inner().ok().flatten();
+        let (result, memory) = match result.into_inner().ok().flatten() {
+            Some((r, memory)) => (Some(r), memory),
+            None => (None, 0),
+        };
         let found = find(p.key, &p.recs, ConsistencyReport::MAX_PER_KIND);
         report.lost_writes += found.lost_writes;
         report.stale_reads += found.stale_reads;
@@ -329,6 +410,15 @@ fn check_records<'h, M: Model>(
                 ));
                 Verdict::Unknown
             }
+            (Ok(_), Some(SearchResult::OutOfMemory)) => {
+                report.notes.push(format!(
+                    "key {}: the search ran out of its memory budget (its share: {} of {})",
+                    p.key,
+                    human_bytes(memory as u64),
+                    human_bytes(opts.max_memory_bytes),
+                ));
+                Verdict::Unknown
+            }
             (Ok(_), None) => {
                 report
                     .notes
@@ -352,6 +442,22 @@ fn check_records<'h, M: Model>(
     report.violations.extend(anomaly_violations);
     report.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     report
+}
+
+/// `1.5 GiB`, `300 MiB`, `12 KiB`, `100 B`.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut x = n as f64 / 1024.0;
+    let mut unit = 0;
+    while x >= 1024.0 && unit + 1 < UNITS.len() {
+        x /= 1024.0;
+        unit += 1;
+    }
+    let x = format!("{x:.1}");
+    format!("{} {}", x.trim_end_matches(".0"), UNITS[unit])
 }
 
 /// Run `search(key, deadline)` for every key on `threads` threads, pulling keys in order.

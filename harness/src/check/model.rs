@@ -90,10 +90,26 @@ pub trait Model: Sync {
         true
     }
 
+    /// Bytes `state` occupies: its inline size plus the heap it owns. The search charges
+    /// every memo entry for its state with this, against the memory budget, so it must not
+    /// underestimate by much. The default, `size_of::<State>()`, is right for states that own
+    /// no heap (the registers).
+    fn state_bytes(&self, state: &Self::State) -> usize {
+        let _ = state;
+        std::mem::size_of::<Self::State>()
+    }
+
     /// A short human description of a state, for counterexamples.
     fn describe_state(&self, state: &Self::State) -> String {
         format!("{state:?}")
     }
+}
+
+/// What the allocator takes for a request of `n` bytes, roughly (glibc's malloc: an 8-byte
+/// header, 16-byte granules, 32 bytes at least), for [`Model::state_bytes`] and the memo's
+/// accounting.
+pub(crate) fn allocation_bytes(n: usize) -> usize {
+    (n + 8).next_multiple_of(16).max(32)
 }
 
 /// An operation on a register, with its observed result.

@@ -33,6 +33,7 @@ fn rec(
         node: None,
         outcome,
         invoke_ns: invoke * MS,
+        due_ns: None,
         complete_ns: complete.map(|c| c * MS),
         error: None,
     }
@@ -70,8 +71,7 @@ fn history(mut ops: Vec<OpRecord>) -> History {
 fn opts(model: ModelKind) -> CheckOptions {
     CheckOptions {
         model,
-        time_budget: Duration::from_secs(60),
-        max_memo_entries: 1_000_000,
+        ..CheckOptions::default()
     }
 }
 
@@ -460,10 +460,10 @@ fn brute_force(ops: &[OpRecord]) -> bool {
     go(&ops, 0, None)
 }
 
-/// A random history of at most 7 ops on one key, values in 1..=3 (so they repeat). Half are
+/// A random history of at most 8 ops on one key, values in 1..=3 (so they repeat). Half are
 /// produced by a real register (then perhaps corrupted), half are pure noise.
 fn random_small(rng: &mut ChaCha8Rng, with_cas: bool) -> Vec<OpRecord> {
-    let n = rng.gen_range(1..=7);
+    let n = rng.gen_range(1..=8);
     let simulate = rng.gen_bool(0.5);
     let mut ops: Vec<(OpRecord, u64)> = (0..n)
         .map(|id| {
@@ -551,10 +551,11 @@ fn random_small(rng: &mut ChaCha8Rng, with_cas: bool) -> Vec<OpRecord> {
 fn search_agrees_with_brute_force_on_random_small_histories() {
     let seed = 0x5eed_0001;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let (mut valid, mut invalid) = (0, 0);
+    let (mut valid, mut invalid, mut eights) = (0, 0, 0);
     for i in 0..4000 {
         let with_cas = i % 2 == 0;
         let ops = random_small(&mut rng, with_cas);
+        eights += usize::from(ops.len() == 8);
         let want = brute_force(&ops);
         let model = if with_cas { Cas } else { Reg };
         let h = History { ops };
@@ -579,147 +580,302 @@ fn search_agrees_with_brute_force_on_random_small_histories() {
         }
     }
     assert!(
-        valid > 800 && invalid > 800,
-        "valid {valid}, invalid {invalid}"
+        valid > 800 && invalid > 800 && eights > 300,
+        "valid {valid}, invalid {invalid}, with 8 ops {eights}"
     );
 }
 
 // ---- generated register histories -------------------------------------------------------
 
-/// A run against a correct linearizable register: `clients` clients issue ops back to back on
-/// `keys` keys; each op takes effect at a random point inside its interval. Values are unique.
-/// About 3% of ops are indeterminate (taking effect or not).
+/// A run of a real sequential register store (one register per key, initially nil, applying
+/// requests one at a time in the order they reach it) driven by `clients` concurrent
+/// simulated clients over a network that delays and loses messages. Each client issues
+/// `per_client` ops back to back on random keys: reads, writes of unique values, and cas from
+/// the value the client last saw on that key (so often stale: the cas then fails, definitely).
+/// A request takes effect when it reaches the store, 1 to 1,000 µs after its invocation
+/// (1 in 20 messages is slow: up to 10,000 µs), or never if lost (2%); the reply takes as
+/// long again, or is lost (2%). A client waits at most [`SIM_TIMEOUT_US`] for its reply, then
+/// records the op `info` and moves on, while its request may still be in flight and take
+/// effect later. Linearizable by construction.
 fn simulated(seed: u64, clients: u32, per_client: usize, keys: usize) -> History {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut ops: Vec<(OpRecord, u64, bool)> = Vec::new();
-    let mut id = 0u64;
-    for c in 0..clients {
-        let mut t = rng.gen_range(0..1_000u64);
-        for _ in 0..per_client {
-            let inv = t;
-            let comp = inv + rng.gen_range(100..5_000u64);
-            let f = match rng.gen_range(0..10) {
-                0..=4 => OpKind::Read,
-                5..=7 => OpKind::Write,
-                _ => OpKind::Cas,
-            };
-            id += 1;
-            let info = rng.gen_bool(0.03);
-            let mut o = OpRecord {
-                id,
-                client: c,
-                f,
-                key: format!("k{}", rng.gen_range(0..keys)),
-                value: (f != OpKind::Read).then_some(id as Value),
-                from: None,
-                node: None,
-                outcome: if info { Outcome::Info } else { Outcome::Ok },
-                invoke_ns: inv * 1_000,
-                complete_ns: (!info).then_some(comp * 1_000),
-                error: None,
-            };
-            if info && rng.gen_bool(0.5) {
-                o.complete_ns = Some(comp * 1_000);
-            }
-            let effect = !info || rng.gen_bool(0.5);
-            ops.push((o, rng.gen_range(inv..=comp) * 1_000, effect));
-            t = comp + rng.gen_range(0..200);
-        }
+    use std::cmp::Reverse;
+    use std::collections::{BinaryHeap, HashMap};
+
+    #[derive(PartialEq, Eq, PartialOrd, Ord)]
+    enum Event {
+        /// Client `c` invokes its next op.
+        Invoke(u32),
+        /// Op `i`'s request reaches the store.
+        Arrive(usize),
+        /// Op `i`'s client gets the reply (`true`), or gives up waiting (`false`).
+        Reply(usize, bool),
     }
-    ops.sort_by_key(|(_, p, _)| *p);
-    let mut state: std::collections::HashMap<String, Option<Value>> = Default::default();
-    let mut last_write: std::collections::HashMap<String, Value> = Default::default();
-    for (o, _, effect) in &mut ops {
-        let s = state.entry(o.key.clone()).or_default();
-        match o.f {
-            OpKind::Read => o.value = if o.outcome == Outcome::Ok { *s } else { None },
-            OpKind::Write if *effect => *s = o.value,
-            OpKind::Cas => {
-                // Usually expect the current value, sometimes a recent one that may be stale.
-                o.from = if rng.gen_bool(0.8) {
-                    *s
-                } else {
-                    last_write.get(&o.key).copied()
+
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut events: BinaryHeap<Reverse<(u64, u64, Event)>> = BinaryHeap::new();
+    let mut seq = 0u64;
+    let mut at = |events: &mut BinaryHeap<_>, t: u64, e: Event| {
+        seq += 1;
+        events.push(Reverse((t, seq, e)));
+    };
+    for c in 0..clients {
+        at(&mut events, rng.gen_range(0..1_000), Event::Invoke(c));
+    }
+    let mut ops: Vec<OpRecord> = Vec::new();
+    // What the store answered (the value read, or whether a cas matched), by op.
+    let mut answer: Vec<Option<Value>> = Vec::new();
+    let mut cas_ok: Vec<bool> = Vec::new();
+    let mut store: HashMap<String, Option<Value>> = HashMap::new();
+    let mut seen: HashMap<(u32, String), Option<Value>> = HashMap::new();
+    let mut left = vec![per_client; clients as usize];
+    while let Some(Reverse((t, _, event))) = events.pop() {
+        match event {
+            Event::Invoke(c) => {
+                left[c as usize] -= 1;
+                let i = ops.len();
+                let id = i as u64 + 1;
+                let key = format!("k{}", rng.gen_range(0..keys));
+                let f = match rng.gen_range(0..10) {
+                    0..=4 => OpKind::Read,
+                    5..=7 => OpKind::Write,
+                    _ => OpKind::Cas,
                 };
-                if o.from != *s {
-                    if o.outcome == Outcome::Ok {
-                        o.outcome = Outcome::Fail;
+                let from = match f {
+                    OpKind::Cas => seen.get(&(c, key.clone())).copied().flatten(),
+                    _ => None,
+                };
+                ops.push(OpRecord {
+                    id,
+                    client: c,
+                    f,
+                    key,
+                    value: (f != OpKind::Read).then_some(id as Value),
+                    from,
+                    node: None,
+                    outcome: Outcome::Ok,
+                    invoke_ns: t * 1_000,
+                    due_ns: None,
+                    complete_ns: None,
+                    error: None,
+                });
+                answer.push(None);
+                cas_ok.push(false);
+                let mut delay = || {
+                    if rng.gen_bool(0.05) {
+                        rng.gen_range(1..=10_000)
+                    } else {
+                        rng.gen_range(1..=1_000)
                     }
-                } else if *effect {
-                    *s = o.value;
+                };
+                let (there, back) = (delay(), delay());
+                let (request_lost, reply_lost) = (rng.gen_bool(0.02), rng.gen_bool(0.02));
+                if !request_lost {
+                    at(&mut events, t + there, Event::Arrive(i));
+                }
+                if request_lost || reply_lost || there + back > SIM_TIMEOUT_US {
+                    at(&mut events, t + SIM_TIMEOUT_US, Event::Reply(i, false));
+                } else {
+                    at(&mut events, t + there + back, Event::Reply(i, true));
                 }
             }
-            _ => {}
-        }
-        if o.f != OpKind::Read {
-            if let Some(v) = o.value {
-                last_write.insert(o.key.clone(), v);
+            Event::Arrive(i) => {
+                let o = &ops[i];
+                let reg = store.entry(o.key.clone()).or_default();
+                match o.f {
+                    OpKind::Read => answer[i] = *reg,
+                    OpKind::Write => *reg = o.value,
+                    _ => {
+                        cas_ok[i] = *reg == o.from;
+                        if cas_ok[i] {
+                            *reg = o.value;
+                        }
+                    }
+                }
+            }
+            Event::Reply(i, delivered) => {
+                let o = &mut ops[i];
+                o.complete_ns = Some(t * 1_000);
+                if !delivered {
+                    o.outcome = Outcome::Info;
+                    o.error = Some("timeout".into());
+                } else if o.f == OpKind::Cas && !cas_ok[i] {
+                    o.outcome = Outcome::Fail;
+                } else {
+                    if o.f == OpKind::Read {
+                        o.value = answer[i];
+                    }
+                    seen.insert((o.client, o.key.clone()), o.value);
+                }
+                if left[o.client as usize] > 0 {
+                    let c = o.client;
+                    at(&mut events, t + rng.gen_range(0..300), Event::Invoke(c));
+                }
             }
         }
     }
-    let mut ops: Vec<OpRecord> = ops.into_iter().map(|(o, _, _)| o).collect();
     ops.sort_by_key(|o| (o.invoke_ns, o.id));
     History { ops }
 }
 
-#[test]
-fn simulated_register_is_valid_and_one_stale_read_makes_it_invalid() {
-    let mut h = simulated(7, 8, 400, 3);
-    let report = check(&h, &opts(Cas));
-    assert_eq!(report.verdict(), Valid, "{:#?}", report.notes);
-    assert_eq!(report.keys.valid, 3);
+/// How long a simulated client waits for a reply, in µs.
+const SIM_TIMEOUT_US: u64 = 5_000;
 
-    // Make one late ok read on k0 return the key's first written value: that write completed
-    // before some other ok write that completed before the read began.
-    let first = h
-        .ops
-        .iter()
-        .find(|o| o.key == "k0" && o.f == OpKind::Write && o.outcome == Outcome::Ok)
-        .cloned()
-        .unwrap();
-    let first_done = first.complete_ns.unwrap();
-    let second_done = h
-        .ops
-        .iter()
-        .filter(|o| o.key == "k0" && o.outcome == Outcome::Ok && o.f != OpKind::Read)
-        .filter(|o| o.invoke_ns > first_done)
-        .filter_map(|o| o.complete_ns)
-        .min()
-        .unwrap();
-    let victim = h
-        .ops
-        .iter_mut()
-        .filter(|o| o.key == "k0" && o.f == OpKind::Read && o.outcome == Outcome::Ok)
-        .find(|o| o.invoke_ns > second_done && o.value != first.value)
-        .unwrap();
-    victim.value = first.value;
-    let victim = victim.id;
+/// A change to one ok read of a valid history that makes it non-linearizable by construction
+/// (values are unique, and nothing writes nil).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadChange {
+    /// Return the value of an ok write (or cas) W1 such that another ok write W2 was invoked
+    /// after W1 completed and completed before the read began: W2 stands between them.
+    Stale,
+    /// Return nil although an ok write completed before the read began.
+    Nil,
+    /// Return a value nobody wrote.
+    NeverWritten,
+    /// Return the value of a cas that failed (definitely took no effect).
+    FailedWrite,
+    /// Return the value of a write (or cas) invoked after the read completed.
+    Future,
+}
 
-    let report = check(&h, &opts(Cas));
-    assert_eq!(report.linearizable, Invalid);
-    assert_eq!(
-        report.keys,
-        KeyCounts {
-            checked: 3,
-            valid: 2,
-            invalid: 1,
-            unknown: 0
+impl ReadChange {
+    const ALL: [ReadChange; 5] = [
+        ReadChange::Stale,
+        ReadChange::Nil,
+        ReadChange::NeverWritten,
+        ReadChange::FailedWrite,
+        ReadChange::Future,
+    ];
+
+    /// Apply the change to a random eligible read; the read's id, or `None` if no read is
+    /// eligible.
+    fn apply(self, h: &mut History, rng: &mut ChaCha8Rng) -> Option<u64> {
+        let ok_write = |o: &OpRecord| o.f != OpKind::Read && o.outcome == Outcome::Ok;
+        let done = |o: &OpRecord| o.complete_ns.unwrap_or(u64::MAX);
+        let mut choices: Vec<(usize, Option<Value>)> = Vec::new();
+        for (i, r) in h.ops.iter().enumerate() {
+            if r.f != OpKind::Read || r.outcome != Outcome::Ok {
+                continue;
+            }
+            let same_key = || h.ops.iter().filter(|o| o.key == r.key);
+            match self {
+                ReadChange::Stale => {
+                    // The latest invocation of an ok write completed before the read began.
+                    let Some(w2_invoked) = same_key()
+                        .filter(|o| ok_write(o) && done(o) < r.invoke_ns)
+                        .map(|o| o.invoke_ns)
+                        .max()
+                    else {
+                        continue;
+                    };
+                    choices.extend(
+                        same_key()
+                            .filter(|o| ok_write(o) && done(o) < w2_invoked)
+                            .map(|w1| (i, w1.value)),
+                    );
+                }
+                ReadChange::Nil => {
+                    if same_key().any(|o| ok_write(o) && done(o) < r.invoke_ns) {
+                        choices.push((i, None));
+                    }
+                }
+                ReadChange::NeverWritten => choices.push((i, Some(Value::MAX))),
+                ReadChange::FailedWrite => choices.extend(
+                    same_key()
+                        .filter(|o| o.f == OpKind::Cas && o.outcome == Outcome::Fail)
+                        .map(|w| (i, w.value)),
+                ),
+                ReadChange::Future => choices.extend(
+                    same_key()
+                        .filter(|o| o.f != OpKind::Read && o.outcome != Outcome::Fail)
+                        .filter(|o| o.invoke_ns > done(r))
+                        .map(|w| (i, w.value)),
+                ),
+            }
         }
+        if choices.is_empty() {
+            return None;
+        }
+        let (i, value) = choices[rng.gen_range(0..choices.len())];
+        assert_ne!(h.ops[i].value, value, "{self:?} would change nothing");
+        h.ops[i].value = value;
+        Some(h.ops[i].id)
+    }
+}
+
+/// 200 runs of [`simulated`] (2 to 8 clients, 1 to 3 keys, some runs long enough to be
+/// checked on several threads) are valid; each with one read changed visibly (a
+/// [`ReadChange`], taking turns) is invalid, on the changed read's key, and the anomalies
+/// that name such a change name it.
+#[test]
+fn simulated_register_runs_are_valid_and_one_changed_read_makes_them_invalid() {
+    let (mut infos, mut long) = (0, 0);
+    let mut changes = [0usize; ReadChange::ALL.len()];
+    for seed in 0..200u64 {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let (clients, per_client) = if seed % 20 == 0 {
+            (8, 200)
+        } else {
+            (rng.gen_range(2..=8), rng.gen_range(10..=60))
+        };
+        let keys = rng.gen_range(1..=3);
+        let mut h = simulated(seed, clients, per_client, keys);
+        infos += h.ops.iter().filter(|o| o.outcome == Outcome::Info).count();
+        long += usize::from(h.ops.len() >= SMALL_HISTORY);
+        let report = check(&h, &opts(Cas));
+        assert_eq!(
+            report.verdict(),
+            Valid,
+            "seed {seed}: {:?} {:#?}",
+            report.notes,
+            report.violations
+        );
+
+        let (change, victim) = (0..ReadChange::ALL.len())
+            .map(|n| ReadChange::ALL[(seed as usize + n) % ReadChange::ALL.len()])
+            .find_map(|c| c.apply(&mut h, &mut rng).map(|v| (c, v)))
+            .unwrap_or_else(|| panic!("seed {seed}: no read to change"));
+        changes[ReadChange::ALL.iter().position(|&c| c == change).unwrap()] += 1;
+        let key = h.ops.iter().find(|o| o.id == victim).unwrap().key.clone();
+        let report = check(&h, &opts(Cas));
+        let why = format!("seed {seed}, {change:?} on read {victim}: {report:#?}");
+        assert_eq!(report.linearizable, Invalid, "{why}");
+        assert_eq!(report.keys.invalid, 1, "{why}");
+        assert!(
+            report
+                .violations
+                .iter()
+                .any(|v| v.kind == ViolationKind::Nonlinearizable && v.key == key),
+            "{why}"
+        );
+        let named = |kind| {
+            report
+                .violations
+                .iter()
+                .any(|v| v.kind == kind && v.read == Some(victim))
+        };
+        match change {
+            ReadChange::Stale | ReadChange::Nil => {
+                assert!(named(ViolationKind::StaleRead), "{why}")
+            }
+            ReadChange::NeverWritten | ReadChange::FailedWrite => {
+                assert!(named(ViolationKind::NeverWritten), "{why}")
+            }
+            ReadChange::Future => {}
+        }
+    }
+    assert!(
+        infos > 500 && long >= 10,
+        "{infos} info ops, {long} long runs"
     );
-    assert_eq!(report.stale_reads, 1);
-    assert!(report
-        .violations
-        .iter()
-        .any(|v| v.kind == ViolationKind::StaleRead && v.read == Some(victim)));
-    assert!(report
-        .violations
-        .iter()
-        .any(|v| v.kind == ViolationKind::Nonlinearizable && v.key == "k0"));
+    assert!(
+        changes.iter().all(|&n| n >= 10),
+        "changes made: {changes:?}"
+    );
 }
 
 #[test]
 fn tiny_budgets_give_unknown_never_a_wrong_answer() {
-    let h = simulated(11, 6, 300, 2);
+    let h = simulated(11, 6, 1_000, 2);
     // No time at all: the search looks at the clock within its first 1024 steps.
     let o = CheckOptions {
         time_budget: Duration::ZERO,
@@ -729,10 +885,27 @@ fn tiny_budgets_give_unknown_never_a_wrong_answer() {
     assert_eq!(report.linearizable, Unknown);
     assert_eq!(report.keys.unknown, 2);
     assert_eq!(report.notes.len(), 2, "{:?}", report.notes);
+    assert!(report.notes.iter().all(|n| n.contains("time budget")));
 
-    // One memo entry: the search forgets, but still decides.
+    // Too little memory: each key's search needs a memo entry per op it linearizes (over a
+    // thousand here, 50 bytes each at least), so every key is unknown, and the notes say why.
+    for memory in [0, 1_000, 20_000] {
+        let o = CheckOptions {
+            max_memory_bytes: memory,
+            ..opts(Cas)
+        };
+        let report = check(&h, &o);
+        assert_eq!(report.linearizable, Unknown, "{memory}: {:?}", report.notes);
+        assert_eq!(report.keys.unknown, 2);
+        assert_eq!(report.notes.len(), 2, "{:?}", report.notes);
+        assert!(
+            report.notes.iter().all(|n| n.contains("memory budget")),
+            "{:?}",
+            report.notes
+        );
+    }
     let o = CheckOptions {
-        max_memo_entries: 1,
+        max_memory_bytes: 64 << 20,
         ..opts(Cas)
     };
     assert_eq!(check(&h, &o).linearizable, Valid);
@@ -740,32 +913,72 @@ fn tiny_budgets_give_unknown_never_a_wrong_answer() {
     // Budgets never hide an anomaly: a stale read still makes the key invalid.
     let stale = history(vec![w(1, 1, 0, 10), w(2, 2, 20, 30), r(3, Some(1), 40, 50)]);
     let o = CheckOptions {
-        max_memo_entries: 1,
+        max_memory_bytes: 0,
         ..opts(Cas)
     };
     let report = check(&stale, &o);
     assert_eq!(report.linearizable, Invalid);
     assert_eq!(report.verdict(), Invalid);
 
-    // Random small histories with a tiny memo and no time: the brute-force verdict or
-    // unknown; with a tiny memo alone, the brute-force verdict.
+    // Random small histories under growing memory budgets: the brute-force verdict or
+    // unknown, never the other verdict; the search takes the same path whatever its budget,
+    // so once decided it stays decided as the budget grows; and with no memory nothing with
+    // an ok op to place is found valid.
+    let budgets = [0, 300, 600, 1_200, 1 << 20];
+    let mut unknown = [0usize; 5];
     let mut rng = ChaCha8Rng::seed_from_u64(3);
-    for _ in 0..500 {
+    for i in 0..1000 {
         let ops = random_small(&mut rng, true);
         let want = if brute_force(&ops) { Valid } else { Invalid };
+        let required = ops.iter().any(|o| o.outcome == Outcome::Ok);
         let h = History { ops };
-        let o = CheckOptions {
-            max_memo_entries: 2,
-            ..opts(Cas)
-        };
-        assert_eq!(check(&h, &o).linearizable, want);
+        let mut decided = false;
+        for (b, &memory) in budgets.iter().enumerate() {
+            let o = CheckOptions {
+                max_memory_bytes: memory,
+                ..opts(Cas)
+            };
+            let report = check(&h, &o);
+            let got = report.linearizable;
+            assert!(
+                got == want || got == Unknown,
+                "history {i}, {memory} bytes: {got} vs {want}: {:#?}",
+                h.ops
+            );
+            if got == Unknown {
+                assert!(
+                    !decided,
+                    "history {i}: decided with less than {memory} bytes"
+                );
+                assert!(
+                    report.notes[0].contains("memory budget"),
+                    "{:?}",
+                    report.notes
+                );
+                unknown[b] += 1;
+            }
+            decided = got != Unknown;
+            if memory == 0 {
+                // Only a proof needing no memo entry: an anomaly, or a dead end at the start.
+                assert!(
+                    !required || got != Valid,
+                    "history {i}: valid with no memory"
+                );
+            }
+        }
         let o = CheckOptions {
             time_budget: Duration::ZERO,
-            ..o
+            max_memory_bytes: 300,
+            ..opts(Cas)
         };
         let got = check(&h, &o).linearizable;
         assert!(got == want || got == Unknown, "{got} vs {want}");
     }
+    assert_eq!(unknown[budgets.len() - 1], 0);
+    assert!(
+        unknown[0] > unknown[2] && unknown[2] > 0,
+        "unknown per budget: {unknown:?}"
+    );
 }
 
 #[test]
@@ -778,7 +991,7 @@ fn model_kind_names_round_trip() {
 }
 
 /// Long runs: 16 clients issuing 80,000 ops on 8 keys, and 50 clients issuing 100,000 ops on
-/// 4 keys (about a dozen concurrent ops per key), 3% indeterminate; then the second with one
+/// 4 keys (about a dozen concurrent ops per key), some indeterminate; then the second with one
 /// read made stale. Run with `cargo test --release -- --ignored` to see the search's speed.
 #[test]
 #[ignore]
@@ -886,11 +1099,11 @@ fn kv_brute_force(ops: &[KvRecord]) -> bool {
     go(&ops, 0, "")
 }
 
-/// At most 7 ops; texts from a tiny alphabet so that values overlap ("ab" is "a" + "b") and
+/// At most 8 ops; texts from a tiny alphabet so that values overlap ("ab" is "a" + "b") and
 /// some writes are never observed.
 fn random_kv(rng: &mut ChaCha8Rng) -> Vec<KvRecord> {
     const TEXTS: [&str; 5] = ["a", "b", "ab", "c", ""];
-    let n = rng.gen_range(1..=7);
+    let n = rng.gen_range(1..=8);
     let mut ops: Vec<(KvRecord, u64)> = (0..n)
         .map(|id| {
             let inv = rng.gen_range(0..30u64);
@@ -958,9 +1171,10 @@ fn random_kv(rng: &mut ChaCha8Rng) -> Vec<KvRecord> {
 fn kv_append_agrees_with_brute_force_on_random_small_histories() {
     let seed = 0x5eed_0002;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let (mut valid, mut invalid) = (0, 0);
+    let (mut valid, mut invalid, mut eights) = (0, 0, 0);
     for i in 0..4000 {
         let ops = random_kv(&mut rng);
+        eights += usize::from(ops.len() == 8);
         let want = kv_brute_force(&ops);
         let h = KvHistory { ops };
         let report = check_kv(&h, &opts(ModelKind::KvAppend));
@@ -977,8 +1191,8 @@ fn kv_append_agrees_with_brute_force_on_random_small_histories() {
         }
     }
     assert!(
-        valid > 800 && invalid > 800,
-        "valid {valid}, invalid {invalid}"
+        valid > 800 && invalid > 800 && eights > 300,
+        "valid {valid}, invalid {invalid}, with 8 ops {eights}"
     );
 }
 
@@ -997,4 +1211,174 @@ fn kv_append_on_a_native_history_reads_nil_as_empty() {
     assert_eq!(report.linearizable, Invalid);
     let ce = report.violations[0].counterexample.as_ref().unwrap();
     assert_eq!(ce.offender.id, 2);
+}
+
+#[test]
+fn kv_append_strings_count_against_the_memory_budget() {
+    // Six sequential appends, then a get of the whole: one memo entry per op either way, but
+    // with long texts each entry holds a string of up to 6,000 bytes.
+    let run = |len: usize, memory: u64| {
+        let text = |i: usize| char::from(b'a' + i as u8).to_string().repeat(len);
+        let mut ops: Vec<KvRecord> = (0..6)
+            .map(|i| {
+                let t = 10 * i as u64;
+                kv_rec(
+                    i as u64,
+                    KvKind::Append,
+                    Some(&text(i)),
+                    Outcome::Ok,
+                    t,
+                    Some(t + 5),
+                )
+            })
+            .collect();
+        let all: String = (0..6).map(text).collect();
+        ops.push(kv_rec(
+            6,
+            KvKind::Get,
+            Some(&all),
+            Outcome::Ok,
+            100,
+            Some(105),
+        ));
+        let o = CheckOptions {
+            max_memory_bytes: memory,
+            ..opts(ModelKind::KvAppend)
+        };
+        check_kv(&KvHistory { ops }, &o)
+    };
+    assert_eq!(run(1, 8 << 10).linearizable, Valid);
+    assert_eq!(run(1_000, 64 << 10).linearizable, Valid);
+    let report = run(1_000, 8 << 10);
+    assert_eq!(report.linearizable, Unknown);
+    assert!(
+        report.notes[0].contains("memory budget (its share: 8 KiB of 8 KiB)"),
+        "{:?}",
+        report.notes
+    );
+}
+
+#[test]
+fn memory_sizes_parse() {
+    for (text, want) in [
+        ("0", Some(0)),
+        ("1048576", Some(1 << 20)),
+        ("512K", Some(512 << 10)),
+        ("512KiB", Some(512 << 10)),
+        ("512kb", Some(512 << 10)),
+        ("2G", Some(2 << 30)),
+        ("2 GiB", Some(2 << 30)),
+        ("1.5GB", Some(3 << 29)),
+        ("1T", Some(1 << 40)),
+        ("", None),
+        ("G", None),
+        ("-1", None),
+        ("2x", None),
+        ("1.2.3M", None),
+        ("99999999999T", None),
+    ] {
+        assert_eq!(parse_size(text).ok(), want, "{text:?}");
+    }
+    assert_eq!(CheckOptions::default().max_memory_bytes, 2 << 30);
+}
+
+/// Random small histories on 2 to 6 keys at once, each key's ops from [`random_small`] or
+/// [`random_kv`], checked on the calling thread (the default for small histories) and on 2 and
+/// 3 threads: the verdict is invalid exactly when some key's brute-force verdict is, and the
+/// keys proved non-linearizable are exactly those.
+#[test]
+fn multi_key_histories_agree_with_brute_force_in_parallel() {
+    use std::collections::BTreeSet;
+
+    /// `(ops, invalid keys)` for `keys` keys, ids unique across keys.
+    fn keyed<R>(
+        rng: &mut ChaCha8Rng,
+        keys: u64,
+        mut gen: impl FnMut(&mut ChaCha8Rng) -> Vec<R>,
+        linearizable: impl Fn(&[R]) -> bool,
+        rekey: impl Fn(&mut R, String, u64),
+    ) -> (Vec<R>, BTreeSet<String>) {
+        let mut all = Vec::new();
+        let mut invalid = BTreeSet::new();
+        for k in 0..keys {
+            let mut ops = gen(rng);
+            let key = format!("k{k}");
+            if !linearizable(&ops) {
+                invalid.insert(key.clone());
+            }
+            for o in &mut ops {
+                rekey(o, key.clone(), 100 * k);
+            }
+            all.extend(ops);
+        }
+        (all, invalid)
+    }
+    let agree = |i: usize, report: &ConsistencyReport, keys: u64, invalid: &BTreeSet<String>| {
+        let want = if invalid.is_empty() { Valid } else { Invalid };
+        assert_eq!(report.verdict(), want, "history {i}: {report:#?}");
+        assert_eq!(report.linearizable, want, "history {i}");
+        assert_eq!(
+            (
+                report.keys.checked,
+                report.keys.invalid,
+                report.keys.unknown
+            ),
+            (keys as usize, invalid.len(), 0),
+            "history {i}"
+        );
+        let proved: BTreeSet<String> = report
+            .violations
+            .iter()
+            .filter(|v| v.kind == ViolationKind::Nonlinearizable)
+            .map(|v| v.key.clone())
+            .collect();
+        assert_eq!(&proved, invalid, "history {i}");
+    };
+
+    let seed = 0x5eed_0003;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut some_invalid = 0;
+    for i in 0..600 {
+        let keys = rng.gen_range(2..=6);
+        let with_cas = i % 2 == 0;
+        let (mut ops, invalid) = keyed(
+            &mut rng,
+            keys,
+            |rng| random_small(rng, with_cas),
+            brute_force,
+            |o, key, id| {
+                o.key = key;
+                o.id += id;
+                o.client = o.id as u32;
+            },
+        );
+        ops.sort_by_key(|o| (o.invoke_ns, o.id));
+        let h = History { ops };
+        some_invalid += usize::from(!invalid.is_empty() && invalid.len() < keys as usize);
+        for threads in [0, 2, 3] {
+            let o = CheckOptions {
+                threads,
+                ..opts(if with_cas { Cas } else { Reg })
+            };
+            agree(i, &check(&h, &o), keys, &invalid);
+        }
+
+        let keys = rng.gen_range(2..=6);
+        let (mut ops, invalid) = keyed(&mut rng, keys, random_kv, kv_brute_force, |o, key, id| {
+            o.key = key;
+            o.id += id;
+            o.client = o.id as u32;
+        });
+        ops.sort_by_key(|o| (o.invoke_ns, o.id));
+        let h = KvHistory { ops };
+        for threads in [0, 2, 3] {
+            let o = CheckOptions {
+                threads,
+                ..opts(ModelKind::KvAppend)
+            };
+            agree(i, &check_kv(&h, &o), keys, &invalid);
+        }
+    }
+    // Mixed histories (some keys valid, some not) are the common case.
+    assert!(some_invalid > 200, "{some_invalid}");
 }

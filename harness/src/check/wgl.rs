@@ -1,5 +1,5 @@
 //! The Wing-Gong/Lowe linearizability search over one key's operations, with memoization of
-//! (linearized set, model state), a deadline and a cap on memo entries.
+//! (linearized set, model state), a deadline and a memory budget for the memo.
 //!
 //! Operations sit in a doubly linked list of call and return entries ordered by time (at equal
 //! times calls come first, so touching intervals count as concurrent). The search walks the
@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::time::Instant;
 
-use super::model::Model;
+use super::model::{allocation_bytes, Model};
 
 /// One operation of a key, ready for the search.
 #[derive(Debug, Clone)]
@@ -41,6 +41,8 @@ pub(crate) enum SearchResult<S> {
     NotLinearizable(Failure<S>),
     /// The deadline passed first.
     OutOfTime,
+    /// The memo would have outgrown the memory budget.
+    OutOfMemory,
 }
 
 /// One linearized op on the search stack.
@@ -57,8 +59,8 @@ struct Frame<S> {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Budget {
     pub deadline: Instant,
-    /// Cap on this search's memo entries (older entries are forgotten beyond it).
-    pub memo_cap: usize,
+    /// Bytes this search's memo may take (see [`Memo`]).
+    pub memory: usize,
 }
 
 const NIL: usize = usize::MAX;
@@ -142,6 +144,14 @@ impl Words {
             v.extend_from_slice(a);
             v.extend_from_slice(b);
             Words::Heap(v.into_boxed_slice())
+        }
+    }
+
+    /// Bytes allocated on the heap for these words.
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Words::Inline(..) => 0,
+            Words::Heap(w) => allocation_bytes(std::mem::size_of_val(&**w)),
         }
     }
 }
@@ -300,33 +310,88 @@ impl EntryList {
     }
 }
 
-/// The memo of explored configurations that failed, bounded: when the young generation is
-/// full it becomes the old one and the previous old one is dropped. Forgetting a configuration
-/// only means it may be explored again, so the bound costs time, never a wrong answer.
+/// What [`Memo::insert`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Insert {
+    Added,
+    /// The configuration was explored before.
+    Known,
+    /// Remembering it would take the memo over its memory budget (nothing was added).
+    Full,
+}
+
+type FxSet<T> = HashSet<T, BuildHasherDefault<FxHasher>>;
+
+/// The memo of explored configurations that failed, within a memory budget. Its bytes are
+/// counted as the hash table's allocation (slots and control bytes, at its current capacity)
+/// plus what each entry owns on the heap: a long linearized set, and the model state's heap
+/// ([`Model::state_bytes`]). When the table must grow, the old and the new table are both
+/// counted, as both are allocated while it moves. An entry that would take the total over
+/// the budget is refused; the search then stops with [`SearchResult::OutOfMemory`] rather
+/// than forget what it explored.
 struct Memo<S> {
-    young: HashSet<MemoKey<S>, BuildHasherDefault<FxHasher>>,
-    old: HashSet<MemoKey<S>, BuildHasherDefault<FxHasher>>,
-    half: usize,
+    set: FxSet<MemoKey<S>>,
+    /// Heap bytes the entries own outside the table.
+    owned: usize,
+    budget: usize,
 }
 
 impl<S: Eq + Hash> Memo<S> {
-    fn new(cap: usize) -> Self {
+    fn new(budget: usize) -> Self {
         Memo {
-            young: HashSet::default(),
-            old: HashSet::default(),
-            half: (cap / 2).max(1),
+            set: FxSet::default(),
+            owned: 0,
+            budget,
         }
     }
 
-    /// Remember `key`; false when it was already known.
-    fn insert(&mut self, key: MemoKey<S>) -> bool {
-        if self.old.contains(&key) || self.young.contains(&key) {
-            return false;
+    /// Bytes of the table std's `HashSet` allocates for `capacity` entries (hashbrown's
+    /// layout: 4 or 8 buckets, then a power of two with 7/8 of them usable; one control byte
+    /// per bucket plus a group of 16).
+    fn table_bytes(capacity: usize) -> usize {
+        let buckets = match capacity {
+            0 => return 0,
+            1..=3 => 4,
+            4..=7 => 8,
+            _ => (capacity * 8 / 7).next_power_of_two(),
+        };
+        buckets * (std::mem::size_of::<MemoKey<S>>() + 1) + 16
+    }
+
+    /// Bytes the memo holds now.
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        Self::table_bytes(self.set.capacity()) + self.owned
+    }
+
+    /// Remember `key`, which owns `heap` bytes outside the table.
+    fn insert(&mut self, key: MemoKey<S>, heap: usize) -> Insert {
+        let cap = self.set.capacity();
+        let room = self.set.len() < cap;
+        if !room && self.set.contains(&key) {
+            return Insert::Known;
         }
-        if self.young.len() >= self.half {
-            self.old = std::mem::take(&mut self.young);
+        let table = Self::table_bytes(cap);
+        // Growing allocates the new table before it frees the old one.
+        let peak = if room {
+            table
+        } else {
+            table + Self::table_bytes(cap + 1)
+        };
+        if peak.saturating_add(self.owned).saturating_add(heap) > self.budget {
+            // A known configuration needs no room.
+            return if room && self.set.contains(&key) {
+                Insert::Known
+            } else {
+                Insert::Full
+            };
         }
-        self.young.insert(key)
+        if self.set.insert(key) {
+            self.owned += heap;
+            Insert::Added
+        } else {
+            Insert::Known
+        }
     }
 }
 
@@ -360,14 +425,22 @@ impl<M: Model> Searcher<'_, M> {
         }
     }
 
-    /// Linearize the op of call entry `e`, reaching `next`. False (and nothing done) when that
-    /// configuration was explored before.
-    fn push(&mut self, e: usize, next: M::State) -> bool {
+    /// Linearize the op of call entry `e`, reaching `next`: [`Insert::Added`], or (and nothing
+    /// done) [`Insert::Known`] when that configuration was explored before, [`Insert::Full`]
+    /// when the memo has no room left for it.
+    fn push(&mut self, e: usize, next: M::State) -> Insert {
         let i = self.list.op[e];
         self.mark(i, true);
-        if !self.memo.insert(self.lin.key(next.clone())) {
+        let key = self.lin.key(next.clone());
+        let heap = key.words.heap_bytes()
+            + self
+                .model
+                .state_bytes(&next)
+                .saturating_sub(std::mem::size_of::<M::State>());
+        let inserted = self.memo.insert(key, heap);
+        if inserted != Insert::Added {
             self.mark(i, false);
-            return false;
+            return inserted;
         }
         if let Some(b) = &self.best {
             if self.agree == self.stack.len() && b.prefix.get(self.agree) == Some(&i) {
@@ -383,7 +456,7 @@ impl<M: Model> Searcher<'_, M> {
             self.remaining -= 1;
         }
         self.list.lift(e);
-        true
+        Insert::Added
     }
 
     /// The required op `offender` reached its return unlinearized: remember the point if it
@@ -544,7 +617,7 @@ pub(crate) fn search<M: Model>(
         slot,
         list: EntryList::build(ops),
         lin: Linearized::new(n_req, n_opt),
-        memo: Memo::new(budget.memo_cap),
+        memo: Memo::new(budget.memory),
         state: model.init(),
         stack: Vec::new(),
         remaining: n_req,
@@ -570,17 +643,15 @@ pub(crate) fn search<M: Model>(
         if fresh {
             fresh = false;
             match s.enabled_read() {
-                Some((e, next)) => {
-                    if s.push(e, next) {
-                        fresh = true;
-                    } else {
-                        // Explored before, and failed; so does this configuration.
-                        match s.backtrack() {
-                            Some(call) => entry = s.list.next[call],
-                            None => return s.failed(),
-                        }
-                    }
-                }
+                Some((e, next)) => match s.push(e, next) {
+                    Insert::Added => fresh = true,
+                    // Explored before, and failed; so does this configuration.
+                    Insert::Known => match s.backtrack() {
+                        Some(call) => entry = s.list.next[call],
+                        None => return s.failed(),
+                    },
+                    Insert::Full => return SearchResult::OutOfMemory,
+                },
                 None => match s.hopeless() {
                     Some(target) => {
                         s.record_failure(target);
@@ -599,9 +670,13 @@ pub(crate) fn search<M: Model>(
             // No read-only op is enabled in this configuration.
             if !s.read_only[i] {
                 if let Some(next) = model.step(&s.state, &ops[i].op) {
-                    if s.push(entry, next) {
-                        fresh = true;
-                        continue;
+                    match s.push(entry, next) {
+                        Insert::Added => {
+                            fresh = true;
+                            continue;
+                        }
+                        Insert::Known => {}
+                        Insert::Full => return SearchResult::OutOfMemory,
                     }
                 }
             }
@@ -618,6 +693,38 @@ pub(crate) fn search<M: Model>(
             // The memo now holds that choice; the calls after it are the alternatives.
             Some(call) => entry = s.list.next[call],
             None => return s.failed(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memo_stays_within_its_budget_and_refuses_beyond_it() {
+        for budget in [0, 200, 1_000, 10_000, 1 << 20] {
+            let mut memo: Memo<Option<i64>> = Memo::new(budget);
+            let lin = Linearized::new(1, 0);
+            let mut added = 0;
+            let full = loop {
+                let heap = if added % 3 == 0 { 48 } else { 0 };
+                match memo.insert(lin.key(Some(added)), heap) {
+                    Insert::Added => added += 1,
+                    Insert::Known => panic!("distinct states"),
+                    Insert::Full => break added,
+                }
+                assert!(memo.bytes() <= budget, "{} > {budget}", memo.bytes());
+                // Known entries are still recognized.
+                assert_eq!(memo.insert(lin.key(Some(0)), 0), Insert::Known);
+            };
+            assert_eq!(memo.set.len() as i64, full, "nothing added when full");
+            assert_eq!(memo.insert(lin.key(Some(full)), 0), Insert::Full);
+            if budget >= 10_000 {
+                // Most of the budget is usable: the table is at least half full on refusal
+                // to grow, and the budget is not wasted on a table much larger than needed.
+                assert!(memo.bytes() * 4 > budget, "{} of {budget}", memo.bytes());
+            }
         }
     }
 }

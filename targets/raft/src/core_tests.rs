@@ -371,3 +371,34 @@ fn followers_forward_writes_and_reads_to_the_leader() {
         ErrorCode::CasMismatch
     );
 }
+
+#[test]
+fn a_candidate_asks_again_for_votes_it_lost() {
+    // A survivor of a leader crash campaigns while the other survivor cannot hear it, so its
+    // first vote request is lost. It must ask again a heartbeat later (§5.1), not wait a
+    // whole election timeout for its next campaign.
+    let (mut sim, leader) = cluster(Settings::default());
+    sim.crash(&leader);
+    let [a, c] = <[String; 2]>::try_from(others(&sim, &leader)).unwrap();
+    sim.blocked.insert((a.clone(), c.clone()));
+    sim.now += 400;
+    sim.step(&a, Input::Tick).unwrap();
+    let asked = |sim: &Sim| {
+        sim.in_flight()
+            .iter()
+            .filter(|(from, to, m)| *from == a && *to == c && matches!(m, Msg::Vote { .. }))
+            .count()
+    };
+    assert_eq!(asked(&sim), 0, "the first request should have been dropped");
+    sim.heal();
+    sim.now += 20;
+    sim.step(&a, Input::Tick).unwrap();
+    assert_eq!(asked(&sim), 0, "asked again before a heartbeat passed");
+    sim.now += 40;
+    sim.step(&a, Input::Tick).unwrap();
+    assert_eq!(
+        asked(&sim),
+        1,
+        "the request was not resent after a heartbeat"
+    );
+}

@@ -43,7 +43,34 @@ impl RaftCore {
         for p in self.peers() {
             out.send(p, msg.clone());
         }
+        self.votes_sent = now;
         self.check_votes(now, out);
+    }
+
+    /// A (pre-)candidate asks again, every heartbeat, the peers whose vote it lacks (§5.1:
+    /// RPCs are retried). Safe: a voter grants at most one candidate per term, and a
+    /// pre-vote changes nothing.
+    pub(super) fn resend_vote_requests(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
+        let (votes, pre, term) = match &self.state {
+            State::PreCandidate { votes } => (votes, true, self.hard.term + 1),
+            State::Candidate { votes } => (votes, false, self.hard.term),
+            _ => return,
+        };
+        if now < self.votes_sent + self.t.heartbeat {
+            return;
+        }
+        let msg = Msg::Vote {
+            term,
+            pre,
+            last_index: self.last_index(),
+            last_term: self.last_term(),
+        };
+        for p in self.peers() {
+            if !votes.contains(&p) {
+                out.send(p, msg.clone());
+            }
+        }
+        self.votes_sent = now;
     }
 
     fn check_votes(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {

@@ -168,6 +168,10 @@ pub struct RaftCore {
     /// Set at the first input: the core's notion of "started".
     pub(crate) booted: bool,
     pub(crate) election_deadline: Millis,
+    /// When this (pre-)candidate last sent its vote requests (resent every heartbeat to
+    /// peers that have not answered, §5.1: a request lost to a restarting peer or a
+    /// dropped connection must not cost a whole election timeout).
+    pub(crate) votes_sent: Millis,
     /// Votes are refused until then: a leader was heard recently (thesis §4.2.3), or this
     /// process just started and may have acknowledged a leader's lease before it crashed.
     pub(crate) vote_blocked_until: Millis,
@@ -234,6 +238,7 @@ impl RaftCore {
             leader: None,
             booted: false,
             election_deadline: 0,
+            votes_sent: 0,
             vote_blocked_until: 0,
             probe_empty: BTreeMap::new(),
             last_probe: None,
@@ -472,6 +477,8 @@ impl RaftCore {
                 self.probe(now, out);
             } else if now >= self.election_deadline {
                 self.start_election(now, self.settings.pre_vote, out);
+            } else {
+                self.resend_vote_requests(now, out);
             }
         }
         self.expire_forwards(now, out);
