@@ -347,7 +347,15 @@ faults:
         assert_eq!(l.seed, 7);
         assert_eq!(l.experiment.target.nodes, 3);
         assert_eq!(l.experiment.faults.len(), 1);
-        assert_eq!(l.experiment.checks.len(), 3);
+        assert_eq!(
+            l.experiment.checks,
+            [
+                super::super::CheckKind::Linearizable,
+                super::super::CheckKind::LostWrites,
+                super::super::CheckKind::StaleReads,
+                super::super::CheckKind::ElectionSafety,
+            ]
+        );
     }
 
     /// Each bad input gives an error at the offending line and column, naming the field.
