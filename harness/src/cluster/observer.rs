@@ -14,15 +14,37 @@ use crate::history::{EventKind, RunClock};
 
 /// Something that journals events (the run's `events.jsonl`).
 pub trait EventSink: Send + Sync + 'static {
-    fn event(&self, kind: EventKind);
+    /// Journal `kind` as happening now.
+    fn event(&self, kind: EventKind) {
+        self.event_at(self.now_ns(), kind);
+    }
+    /// Journal `kind` as having happened at `t` (ns on the run clock), which may be earlier
+    /// than events already journaled: readers sort by time.
+    fn event_at(&self, t: u64, kind: EventKind);
+    /// The run clock now.
+    fn now_ns(&self) -> u64;
 }
 
 impl EventSink for (crate::history::Recorder, RunClock) {
-    fn event(&self, kind: EventKind) {
-        self.0.record(&crate::history::Event {
-            t: self.1.ns(),
-            kind,
-        });
+    fn event_at(&self, t: u64, kind: EventKind) {
+        self.0.record(&crate::history::Event { t, kind });
+    }
+    fn now_ns(&self) -> u64 {
+        self.1.ns()
+    }
+}
+
+/// When a role change the observer just saw happened: `role_us` (the node's own age of its
+/// role) before the reply arrived at `got`, but not before `seen_old` (when the poll that
+/// still saw the old role was sent), since it had not happened then. Without `role_us`,
+/// `got`.
+fn changed_at(got: u64, role_us: Option<u64>, seen_old: Option<u64>) -> u64 {
+    match role_us {
+        Some(us) => got
+            .saturating_sub(us.saturating_mul(1_000))
+            .max(seen_old.unwrap_or(0))
+            .min(got),
+        None => got,
     }
 }
 
@@ -47,12 +69,15 @@ pub fn spawn_observer(
             let id = node.id.clone();
             tokio::spawn(async move {
                 let mut last: Option<(faultline_protocol::Role, u64, Option<String>)> = None;
+                // When the last poll that saw `last` was sent.
+                let mut seen_old: Option<u64> = None;
                 let mut was_reachable = false;
                 let mut tick = tokio::time::interval(interval);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tick.tick().await;
                     let timeout = interval.max(Duration::from_millis(50));
+                    let asked = sink.now_ns();
                     match client
                         .call(Op::Status, timeout)
                         .await
@@ -70,15 +95,31 @@ pub fn spawn_observer(
                                 n.reachable = true;
                             }
                             was_reachable = true;
-                            if last.as_ref() != Some(&now) {
-                                sink.event(EventKind::Role {
-                                    node: id.clone(),
-                                    role: s.role,
-                                    term: s.term,
-                                    leader: s.leader,
-                                });
+                            let changed = last.as_ref() != Some(&now);
+                            // Only a change of role or term is dated back by the node's own
+                            // clock; a new leader hint alone is dated when seen.
+                            let role_changed = last
+                                .as_ref()
+                                .is_none_or(|(r, t, _)| (*r, *t) != (s.role, s.term));
+                            if changed {
+                                let got = sink.now_ns();
+                                let t = if role_changed {
+                                    changed_at(got, s.role_us, seen_old)
+                                } else {
+                                    got
+                                };
+                                sink.event_at(
+                                    t,
+                                    EventKind::Role {
+                                        node: id.clone(),
+                                        role: s.role,
+                                        term: s.term,
+                                        leader: s.leader,
+                                    },
+                                );
                                 last = Some(now);
                             }
+                            seen_old = Some(asked);
                         }
                         None => {
                             view.write().expect("view lock").nodes[idx].reachable = false;
@@ -87,6 +128,7 @@ pub fn spawn_observer(
                                 was_reachable = false;
                                 // A node that comes back reports its role afresh.
                                 last = None;
+                                seen_old = None;
                             }
                         }
                     }
@@ -137,4 +179,22 @@ pub fn spawn_health_checks(
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::changed_at;
+
+    #[test]
+    fn role_changes_are_dated_by_the_node_within_what_the_polls_allow() {
+        const MS: u64 = 1_000_000;
+        // Reply at 100 ms, the node says its role is 30 ms old: it changed at 70 ms.
+        assert_eq!(changed_at(100 * MS, Some(30_000), Some(60 * MS)), 70 * MS);
+        // A poll sent at 80 ms still saw the old role: not before 80 ms.
+        assert_eq!(changed_at(100 * MS, Some(30_000), Some(80 * MS)), 80 * MS);
+        // First sight of a node: as old as it says, but not before the run.
+        assert_eq!(changed_at(10 * MS, Some(50_000), None), 0);
+        // A node that does not say: when seen.
+        assert_eq!(changed_at(100 * MS, None, Some(80 * MS)), 100 * MS);
+    }
 }

@@ -81,8 +81,12 @@ pub enum EventKind {
 
 /// Load an `events.jsonl`, ignoring a torn last line.
 pub fn load_events(path: &std::path::Path) -> Result<Vec<Event>, super::HistoryError> {
-    Ok(super::read_jsonl::<Event>(path)?
+    let mut events: Vec<Event> = super::read_jsonl::<Event>(path)?
         .into_iter()
         .map(|(_, e)| e)
-        .collect())
+        .collect();
+    // Role changes are journaled when the observer sees them but dated when the node says
+    // they happened, so the file is not quite in time order; a stable sort restores it.
+    events.sort_by_key(|e| e.t);
+    Ok(events)
 }

@@ -33,6 +33,10 @@ pub struct FailoverEvent {
     /// period's ends count as completions) that overlaps the span from the fault start to
     /// the recovery (or to the load end, without recovery).
     pub gap_ms: Option<f64>,
+    /// `recovery_ms - election_ms`: from a new leader existing to clients succeeding through
+    /// it (finding it, retrying, the first commit). Negative when a write succeeded before the
+    /// observer's dating of the election (a fault that caused no election, say).
+    pub client_lag_ms: Option<f64>,
 }
 
 /// Nearest-rank percentiles in ms; `null` without samples.
@@ -65,6 +69,10 @@ pub struct Failover {
     pub events: Vec<FailoverEvent>,
     /// Over the events with a recovery.
     pub recovery_ms: Percentiles,
+    /// Over the events with an election.
+    pub election_ms: Percentiles,
+    /// Over the events with both.
+    pub client_lag_ms: Percentiles,
 }
 
 pub(crate) fn compute(ops: &[&OpRecord], events: &[Event], start: u64, end: u64) -> Failover {
@@ -112,21 +120,27 @@ pub(crate) fn compute(ops: &[&OpRecord], events: &[Event], start: u64, end: u64)
             .filter(|o| ok_write(o) && o.invoke_ns >= t)
             .filter_map(|o| o.complete_ns)
             .min();
+        let election_ms = election(events, t, next_fault, nodes).map(|u| ms(u - t));
+        let recovery_ms = recovered.map(|c| ms(c.saturating_sub(t)));
         rows.push(FailoverEvent {
             id: *id,
             fault: fault.clone(),
             target: nodes.join(","),
             at_ms: ms(t),
             end_ms: healed.map(ms),
-            election_ms: election(events, t, next_fault, nodes).map(|u| ms(u - t)),
-            recovery_ms: recovered.map(|c| ms(c.saturating_sub(t))),
+            election_ms,
+            recovery_ms,
             gap_ms: gap(&done, t, recovered.unwrap_or(end)).map(ms),
+            client_lag_ms: election_ms.zip(recovery_ms).map(|(e, r)| r - e),
         });
     }
-    let recovery_ms = Percentiles::of(rows.iter().filter_map(|r| r.recovery_ms).collect());
+    let of =
+        |f: fn(&FailoverEvent) -> Option<f64>| Percentiles::of(rows.iter().filter_map(f).collect());
     Failover {
+        recovery_ms: of(|r| r.recovery_ms),
+        election_ms: of(|r| r.election_ms),
+        client_lag_ms: of(|r| r.client_lag_ms),
         events: rows,
-        recovery_ms,
     }
 }
 

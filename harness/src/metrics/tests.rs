@@ -140,10 +140,15 @@ fn failover_of_a_killed_leader() {
     assert_eq!(kill.recovery_ms, Some(350.0));
     // Last write completion before the fault at 990 ms, next at 1350 ms.
     assert_eq!(kill.gap_ms, Some(360.0));
+    assert_eq!(kill.client_lag_ms, Some(150.0));
 
     let pause = &m.failover.events[1];
     assert_eq!(pause.target, "n3");
     assert_eq!(pause.election_ms, None);
+    assert_eq!(pause.client_lag_ms, None);
+    // Only the kill had an election: the summaries cover it alone.
+    assert_eq!(m.failover.election_ms.p50, Some(200.0));
+    assert_eq!(m.failover.client_lag_ms.max, Some(150.0));
     assert_eq!(pause.recovery_ms, Some(10.0));
     assert_eq!(pause.gap_ms, Some(10.0));
 

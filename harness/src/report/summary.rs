@@ -119,6 +119,17 @@ pub fn render_summary(r: &Report) -> String {
             ms(f.recovery_ms.p99),
             ms(f.recovery_ms.max)
         );
+        if f.client_lag_ms.p50.is_some() {
+            let _ = writeln!(
+                s,
+                "election (server side): p50 {}, max {}; clients succeeded after the new leader \
+                 by p50 {}, max {}",
+                ms(f.election_ms.p50),
+                ms(f.election_ms.max),
+                ms(f.client_lag_ms.p50),
+                ms(f.client_lag_ms.max)
+            );
+        }
     }
 
     let _ = writeln!(s, "\n## Latency (ok operations, µs)\n");

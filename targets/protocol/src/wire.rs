@@ -248,6 +248,11 @@ pub struct Status {
     /// Highest index applied to the state machine, when the protocol tracks it separately.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied: Option<u64>,
+    /// Microseconds since the node took its current `role` in its current `term`, when it
+    /// knows: lets an observer that polls date a role change to when it happened, not to when
+    /// the next poll saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_us: Option<u64>,
 }
 
 /// A response or request line that could not be decoded.

@@ -20,7 +20,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use faultline_protocol::{Request, Response};
+use faultline_protocol::{Request, Response, Role};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -108,6 +108,12 @@ pub trait Core {
     /// Called once per iteration after the inputs of the batch: the place to send batched
     /// replication messages and advance commit points.
     fn flush(&mut self, _now: Millis, _out: &mut Outbox<Self::Msg, Self::Persist>) {}
+
+    /// The node's role and term (view, ballot) now. The driver dates changes of it and puts
+    /// their age into every status reply (`role_us`); `None` leaves `role_us` out.
+    fn role_term(&self) -> Option<(Role, u64)> {
+        None
+    }
 }
 
 /// Performs a core's durable writes. Runs on a blocking thread.
@@ -161,6 +167,9 @@ where
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     tokio::pin!(shutdown);
+    // When the core took its current role and term (to within one iteration).
+    let mut role = core.role_term();
+    let mut role_since = Instant::now();
 
     let mut client_input = |c: ClientRequest, waiting: &mut HashMap<ClientToken, Reply>| {
         next_token += 1;
@@ -197,6 +206,11 @@ where
             }
         }
         core.flush(now(), &mut out);
+        let role_now = core.role_term();
+        if role_now != role {
+            role = role_now;
+            role_since = Instant::now();
+        }
 
         if !out.persist.is_empty() {
             let actions = std::mem::take(&mut out.persist);
@@ -215,7 +229,10 @@ where
         for (to, msg) in out.messages.drain(..) {
             net.send(&to, msg);
         }
-        for (token, response) in out.replies.drain(..) {
+        for (token, mut response) in out.replies.drain(..) {
+            if let (Some(status), Some(_)) = (response.status.as_mut(), role) {
+                status.role_us = Some(role_since.elapsed().as_micros() as u64);
+            }
             if let Some(reply) = waiting.remove(&token) {
                 reply.send(response);
             }

@@ -282,6 +282,8 @@ impl PbCore {
             leader,
             commit: self.commit,
             applied: Some(self.applied),
+            // Filled in by the driver, which sees role changes as they happen.
+            role_us: None,
         }
     }
 
@@ -458,6 +460,10 @@ impl PbCore {
 impl Core for PbCore {
     type Msg = Msg;
     type Persist = Persist;
+
+    fn role_term(&self) -> Option<(Role, u64)> {
+        Some((self.role(), self.seen_view))
+    }
 
     fn step(&mut self, now: Millis, input: Input<Msg>, out: &mut Outbox<Msg, Persist>) {
         match input {

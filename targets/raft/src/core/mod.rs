@@ -309,6 +309,8 @@ impl RaftCore {
             leader: self.leader.clone(),
             commit: self.commit,
             applied: Some(self.applied),
+            // Filled in by the driver, which sees role changes as they happen.
+            role_us: None,
         }
     }
 
@@ -488,6 +490,10 @@ impl RaftCore {
 impl Core for RaftCore {
     type Msg = Msg;
     type Persist = Persist;
+
+    fn role_term(&self) -> Option<(Role, u64)> {
+        Some((self.role(), self.hard.term))
+    }
 
     fn step(&mut self, now: Millis, input: Input<Msg>, out: &mut Outbox<Msg, Persist>) {
         self.boot(now, out);
