@@ -208,8 +208,10 @@ pub async fn run_experiment(
     let load_start = Instant::now();
     meta.load_start_ns = clock.at(load_start);
     let until = load_start + exp.duration.0;
-    let fault_tasks =
-        nemesis.spawn_schedule(nemesis::expand(&exp.faults, exp.duration.0), load_start);
+    let fault_tasks = nemesis.spawn_schedule(
+        nemesis::expand(&exp.faults, exp.duration.0, loaded.seed),
+        load_start,
+    );
     let progress = opts
         .progress
         .then(|| spawn_progress(ctx.clone(), nemesis.clone(), load_start, exp.duration.0));

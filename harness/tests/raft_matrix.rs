@@ -39,6 +39,7 @@ const MATRIX: &[(&str, &str)] = &[
     ("partition-one-way-leader", "valid"),
     ("partition-leader-minority-lease", "valid"),
     ("bug-lease-without-margin", "invalid"),
+    ("nemesis-mix", "valid"),
 ];
 
 fn cell(name: &str) -> serde_json::Value {
@@ -159,4 +160,5 @@ cells! {
     partition_one_way_leader => "partition-one-way-leader",
     partition_leader_minority_lease => "partition-leader-minority-lease",
     bug_lease_without_margin => "bug-lease-without-margin",
+    nemesis_mix => "nemesis-mix",
 }

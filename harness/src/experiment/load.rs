@@ -131,12 +131,16 @@ pub fn parse_experiment(
             .faults
             .iter()
             .enumerate()
-            .find(|(_, f)| f.net.is_some())
+            .find(|(_, f)| f.touches_network())
         {
             let message = format!(
                 "faults[{i}]: `{}` needs the link proxy, but network.mode is `direct` \
                  (use `network: {{mode: proxy}}`, the default)",
-                f.action.as_str()
+                std::iter::once(f)
+                    .chain(&f.choices)
+                    .find(|c| c.net.is_some())
+                    .map_or(f.action, |c| c.action)
+                    .as_str()
             );
             return Err(located(path, text, "faults", Some(i), message));
         }
@@ -479,12 +483,48 @@ faults:
                 "{ at: 1s, partition: halves, cut: sever, duration: 1s }",
                 "sever",
             ),
+            (
+                "{ every: 2s, kill: leader, one-of: [{ pause: leader, duration: 1s }] }",
+                "`kill` goes inside an alternative",
+            ),
+            (
+                "{ every: 2s, one-of: [{ kill: leader }, { at: 3s, pause: random, duration: 1s }] }",
+                "one-of[1]: the timing",
+            ),
+            (
+                "{ every: 2s, one-of: [{ kill: leader }, { pause: random }] }",
+                "one-of[1]: `pause` needs `duration`",
+            ),
+            ("{ every: 2s, one-of: [] }", "at least one alternative"),
         ] {
             let text = GOOD.replacen("{ at: 1s, kill: leader, restart_after: 500ms }", entry, 1);
             let err = parse(&text).unwrap_err().to_string();
             assert!(err.contains(needle), "{entry}: {err}");
             assert!(err.starts_with("x.yaml:12:"), "{entry}: {err}");
         }
+    }
+
+    #[test]
+    fn one_of_parses_its_alternatives_with_the_entry_timing() {
+        let text = GOOD.replacen(
+            "{ at: 1s, kill: leader, restart_after: 500ms }",
+            "{ every: 2s, from: 1s, until: 9s, one-of: [{ kill: leader, restart_after: 1s }, \
+             { pause: random, duration: 500ms }, { partition: halves, duration: 1s }] }",
+            1,
+        );
+        let l = parse(&text).unwrap();
+        let f = &l.experiment.faults[0];
+        let actions: Vec<&str> = f.choices.iter().map(|c| c.action.as_str()).collect();
+        assert_eq!(actions, ["kill", "pause", "partition"]);
+        assert!(f.choices.iter().all(|c| c.when == f.when));
+        assert!(f.touches_network());
+        // A network alternative needs the proxy like a plain network fault.
+        let direct = format!("{text}network: {{ mode: direct }}\n");
+        let err = parse(&direct).unwrap_err().to_string();
+        assert!(
+            err.contains("faults[0]: `partition` needs the link proxy"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -655,6 +655,16 @@ pub struct FaultSpec {
     pub restart_after: Option<Dur>,
     /// crash-loop: time between the restart and the next kill.
     pub period: Option<Dur>,
+    /// A `one-of` entry's alternatives (the fields above are the first one's); each firing
+    /// applies one, chosen from the run's seed when the schedule is expanded. Empty otherwise.
+    pub choices: Vec<FaultSpec>,
+}
+
+impl FaultSpec {
+    /// Whether this entry, or any of its alternatives, acts on the network.
+    pub fn touches_network(&self) -> bool {
+        self.net.is_some() || self.choices.iter().any(|c| c.net.is_some())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -725,11 +735,19 @@ struct RawFault {
     #[serde(alias = "restart_after")]
     restart_after: Option<Dur>,
     period: Option<Dur>,
+    /// A seeded mix (Jepsen's combined nemesis): each firing applies one of these, chosen
+    /// from the run's seed. They carry their verb and its fields; the timing is this entry's.
+    #[serde(alias = "one_of")]
+    one_of: Option<Vec<RawFault>>,
 }
 
 impl TryFrom<RawFault> for FaultSpec {
     type Error = String;
-    fn try_from(r: RawFault) -> Result<Self, String> {
+    fn try_from(mut r: RawFault) -> Result<Self, String> {
+        if let Some(alternatives) = r.one_of.take() {
+            return one_of(r, alternatives);
+        }
+        let when = when_of(&r)?;
         let verbs = [
             (FaultAction::Kill, r.kill),
             (FaultAction::Terminate, r.terminate),
@@ -788,32 +806,6 @@ impl TryFrom<RawFault> for FaultSpec {
                 other.as_str()
             ));
         }
-        let when = match (r.at, r.every) {
-            (Some(_), Some(_)) => return Err("a fault has `at` or `every`, not both".into()),
-            (None, None) => return Err("a fault needs `at` or `every`".into()),
-            (Some(at), None) => {
-                if r.from.is_some() || r.until.is_some() {
-                    return Err("`from` and `until` go with `every`, not `at`".into());
-                }
-                When::At(at)
-            }
-            (None, Some(every)) => {
-                if every.0 < Duration::from_millis(10) {
-                    return Err(format!("`every: {every}` is too short (10ms at least)"));
-                }
-                let from = r.from.unwrap_or(every);
-                if let Some(u) = r.until {
-                    if u < from {
-                        return Err(format!("`until: {u}` comes before `from: {from}`"));
-                    }
-                }
-                When::Every {
-                    every,
-                    from,
-                    until: r.until,
-                }
-            }
-        };
         let needs = |field: &str, ok: bool| {
             if ok {
                 Ok(())
@@ -861,8 +853,85 @@ impl TryFrom<RawFault> for FaultSpec {
             duration: r.duration,
             restart_after: r.restart_after,
             period: r.period,
+            choices: Vec::new(),
         })
     }
+}
+
+/// When a schedule entry fires: `at`, or `every` with `from`/`until`.
+fn when_of(r: &RawFault) -> Result<When, String> {
+    Ok(match (r.at, r.every) {
+        (Some(_), Some(_)) => return Err("a fault has `at` or `every`, not both".into()),
+        (None, None) => return Err("a fault needs `at` or `every`".into()),
+        (Some(at), None) => {
+            if r.from.is_some() || r.until.is_some() {
+                return Err("`from` and `until` go with `every`, not `at`".into());
+            }
+            When::At(at)
+        }
+        (None, Some(every)) => {
+            if every.0 < Duration::from_millis(10) {
+                return Err(format!("`every: {every}` is too short (10ms at least)"));
+            }
+            let from = r.from.unwrap_or(every);
+            if let Some(u) = r.until {
+                if u < from {
+                    return Err(format!("`until: {u}` comes before `from: {from}`"));
+                }
+            }
+            When::Every {
+                every,
+                from,
+                until: r.until,
+            }
+        }
+    })
+}
+
+/// A `one-of` entry: the timing is the entry's, each alternative is a whole fault without one.
+fn one_of(r: RawFault, alternatives: Vec<RawFault>) -> Result<FaultSpec, String> {
+    let when = when_of(&r)?;
+    let own = [
+        ("kill", r.kill.is_some()),
+        ("terminate", r.terminate.is_some()),
+        ("pause", r.pause.is_some()),
+        ("restart", r.restart.is_some()),
+        ("crash-loop", r.crash_loop.is_some()),
+        ("amnesia", r.amnesia.is_some()),
+        ("partition", r.partition.is_some()),
+        ("link", r.link.is_some()),
+        ("cut", r.cut.is_some()),
+        ("duration", r.duration.is_some()),
+        ("restart-after", r.restart_after.is_some()),
+        ("period", r.period.is_some()),
+    ];
+    if let Some((field, _)) = own.iter().find(|(_, set)| *set) {
+        return Err(format!(
+            "`{field}` goes inside an alternative of `one-of`, not beside it"
+        ));
+    }
+    if alternatives.is_empty() {
+        return Err("`one-of` needs at least one alternative".into());
+    }
+    let mut choices = Vec::new();
+    for (i, mut alt) in alternatives.into_iter().enumerate() {
+        if alt.at.is_some() || alt.every.is_some() || alt.from.is_some() || alt.until.is_some() {
+            return Err(format!(
+                "one-of[{i}]: the timing (`at`, `every`, `from`, `until`) goes on the `one-of` \
+                 entry"
+            ));
+        }
+        if alt.one_of.is_some() {
+            return Err(format!("one-of[{i}]: `one-of` does not nest"));
+        }
+        alt.at = Some(Dur(Duration::ZERO));
+        let mut spec = FaultSpec::try_from(alt).map_err(|e| format!("one-of[{i}]: {e}"))?;
+        spec.when = when;
+        choices.push(spec);
+    }
+    let mut spec = choices[0].clone();
+    spec.choices = choices;
+    Ok(spec)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -27,8 +27,11 @@ pub struct Firing {
     pub spec: FaultSpec,
 }
 
-/// Expand the schedule into firings within `[0, duration)`, in time order.
-pub fn expand(faults: &[FaultSpec], duration: Duration) -> Vec<Firing> {
+/// Expand the schedule into firings within `[0, duration)`, in time order. A `one-of` entry
+/// fires one of its alternatives each time, chosen from `seed`, so the same seed gives the
+/// same schedule.
+pub fn expand(faults: &[FaultSpec], duration: Duration, seed: u64) -> Vec<Firing> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6f6e_652d_6f66_2121);
     let mut out = Vec::new();
     for spec in faults {
         match spec.when {
@@ -54,6 +57,13 @@ pub fn expand(faults: &[FaultSpec], duration: Duration) -> Vec<Firing> {
         }
     }
     out.sort_by_key(|f| f.at);
+    for f in &mut out {
+        if let Some(choice) = f.spec.choices.choose(&mut rng) {
+            let mut chosen = choice.clone();
+            chosen.choices.clear();
+            f.spec = chosen;
+        }
+    }
     out
 }
 
@@ -472,6 +482,40 @@ mod tests {
             duration: None,
             restart_after: None,
             period: None,
+            choices: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn one_of_picks_an_alternative_per_firing_from_the_seed() {
+        let s = |ms| Dur(Duration::from_millis(ms));
+        let when = When::Every {
+            every: s(1000),
+            from: s(1000),
+            until: None,
+        };
+        let mut mix = spec(when, FaultAction::Kill, Selector::Leader);
+        mix.choices = vec![
+            spec(when, FaultAction::Kill, Selector::Leader),
+            spec(when, FaultAction::Pause, Selector::Random),
+            spec(when, FaultAction::Restart, Selector::Follower),
+        ];
+        let verbs = |seed| -> Vec<FaultAction> {
+            expand(std::slice::from_ref(&mix), Duration::from_secs(61), seed)
+                .iter()
+                .map(|f| {
+                    assert!(f.spec.choices.is_empty());
+                    f.spec.action
+                })
+                .collect()
+        };
+        let a = verbs(7);
+        assert_eq!(a.len(), 60);
+        assert_eq!(a, verbs(7), "the same seed gives the same schedule");
+        assert_ne!(a, verbs(8), "another seed, another mix");
+        for v in [FaultAction::Kill, FaultAction::Pause, FaultAction::Restart] {
+            let n = a.iter().filter(|&&x| x == v).count();
+            assert!((10..=30).contains(&n), "{v:?} chosen {n} of 60 times");
         }
     }
 
@@ -491,7 +535,7 @@ mod tests {
             ),
             spec(When::At(s(40000)), FaultAction::Kill, Selector::Leader),
         ];
-        let f = expand(&faults, Duration::from_secs(30));
+        let f = expand(&faults, Duration::from_secs(30), 1);
         let at: Vec<u64> = f.iter().map(|f| f.at.as_millis() as u64).collect();
         assert_eq!(at, [5000, 12000, 20000, 28000]);
     }
