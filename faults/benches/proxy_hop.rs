@@ -43,6 +43,29 @@ async fn echo_server() -> std::net::SocketAddr {
     addr
 }
 
+/// The floor to compare with: a plain relay with no fault machinery (tokio's
+/// `copy_bidirectional`, one task per connection).
+async fn plain_relay(upstream: std::net::SocketAddr) -> std::net::SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut c, _)) = l.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let Ok(mut u) = TcpStream::connect(upstream).await else {
+                    return;
+                };
+                c.set_nodelay(true).unwrap();
+                u.set_nodelay(true).unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+            });
+        }
+    });
+    addr
+}
+
 fn pct(v: &mut [Duration], q: f64) -> Duration {
     v.sort();
     v[((v.len() as f64 * q) as usize).min(v.len() - 1)]
@@ -77,31 +100,47 @@ async fn main() {
     let proxy = LinkProxy::bind("bench", "127.0.0.1:0".parse().unwrap(), server)
         .await
         .unwrap();
+    let relay = plain_relay(server).await;
     let mut direct = TcpStream::connect(server).await.unwrap();
     let mut via = TcpStream::connect(proxy.local_addr()).await.unwrap();
-    direct.set_nodelay(true).unwrap();
-    via.set_nodelay(true).unwrap();
+    let mut plain = TcpStream::connect(relay).await.unwrap();
+    for s in [&direct, &via, &plain] {
+        s.set_nodelay(true).unwrap();
+    }
     let msg = [7u8; 64];
     let mut back = [0u8; 64];
     for _ in 0..1000 {
         round_trip(&mut direct, &msg, &mut back).await;
         round_trip(&mut via, &msg, &mut back).await;
+        round_trip(&mut plain, &msg, &mut back).await;
     }
-    let (mut d, mut p) = (Vec::with_capacity(ROUNDS), Vec::with_capacity(ROUNDS));
-    // Interleaved, so both see the same machine noise.
+    let (mut d, mut p, mut r) = (
+        Vec::with_capacity(ROUNDS),
+        Vec::with_capacity(ROUNDS),
+        Vec::with_capacity(ROUNDS),
+    );
+    // Interleaved, so all three see the same machine noise.
     for _ in 0..ROUNDS {
         d.push(round_trip(&mut direct, &msg, &mut back).await);
         p.push(round_trip(&mut via, &msg, &mut back).await);
+        r.push(round_trip(&mut plain, &msg, &mut back).await);
     }
     let (d50, d99) = (pct(&mut d, 0.5), pct(&mut d, 0.99));
     let (p50, p99) = (pct(&mut p, 0.5), pct(&mut p, 0.99));
+    let (r50, r99) = (pct(&mut r, 0.5), pct(&mut r, 0.99));
     println!("64-byte round trips, {ROUNDS} each, interleaved:");
-    println!("  direct   p50 {:>8.1?}  p99 {:>8.1?}", d50, d99);
-    println!("  proxied  p50 {:>8.1?}  p99 {:>8.1?}", p50, p99);
+    println!("  direct       p50 {:>8.1?}  p99 {:>8.1?}", d50, d99);
+    println!("  link proxy   p50 {:>8.1?}  p99 {:>8.1?}", p50, p99);
+    println!("  plain relay  p50 {:>8.1?}  p99 {:>8.1?}", r50, r99);
     println!(
-        "  added    p50 {:>8.1?}  p99 {:>8.1?}",
+        "  added by the link proxy   p50 {:>8.1?}  p99 {:>8.1?}",
         p50.saturating_sub(d50),
         p99.saturating_sub(d99)
+    );
+    println!(
+        "  added by a plain relay    p50 {:>8.1?}  p99 {:>8.1?}",
+        r50.saturating_sub(d50),
+        r99.saturating_sub(d99)
     );
     let bd = bulk(server).await;
     let bp = bulk(proxy.local_addr()).await;
