@@ -117,14 +117,19 @@ pub fn parse_experiment(
             }
         })?;
     }
+    // A cross-field error is located in the file, unless the field came from a `--set`.
+    let located = |key: &str, index: Option<usize>, message: String| match overrides
+        .iter()
+        .find(|o| o.path.first().map(String::as_str) == Some(key))
+    {
+        Some(o) => ExperimentError::Override {
+            set: o.raw.clone(),
+            message,
+        },
+        None => located(path, text, key, index, message),
+    };
     if experiment.name.trim().is_empty() {
-        return Err(located(
-            path,
-            text,
-            "name",
-            None,
-            "name: must not be empty".into(),
-        ));
+        return Err(located("name", None, "name: must not be empty".into()));
     }
     if experiment.network.mode == super::NetworkMode::Direct {
         if let Some((i, f)) = experiment
@@ -142,7 +147,7 @@ pub fn parse_experiment(
                     .map_or(f.action, |c| c.action)
                     .as_str()
             );
-            return Err(located(path, text, "faults", Some(i), message));
+            return Err(located("faults", Some(i), message));
         }
     }
     let seed = seed.or(experiment.seed).unwrap_or_else(rand::random::<u64>);
@@ -453,6 +458,13 @@ faults:
             Some((1, 8))
         );
         assert_eq!(locate("name: t\n", "faults", Some(0)), None);
+        // A value from `--set` is named by its flag, not placed on a line that holds another.
+        let o: Override = "name=' '".parse().unwrap();
+        let err = parse_experiment(Path::new("x.yaml"), GOOD, &[o], None).unwrap_err();
+        assert!(
+            matches!(&err, ExperimentError::Override { set, .. } if set == "name=' '"),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -147,20 +147,22 @@ async fn outbound<M: Serialize>(
             }
         }
         tracing::debug!(%peer, %addr, "peer connection up");
-        backoff = BACKOFF_MIN;
+        let up_at = tokio::time::Instant::now();
         loop {
             // The peer never writes on this connection, so the read side only wakes up when
             // the connection is gone (the peer process died, or a proxy closed it): then
             // reconnect at once rather than lose the next message to a dead socket.
             let first = tokio::select! {
-                m = rx.recv() => match m {
-                    Some(m) => m,
-                    None => return,
-                },
+                // A close first: a message taken now would go into a dead socket and be lost.
+                biased;
                 () = closed(&mut rd) => {
                     tracing::debug!(%peer, "peer closed the connection");
                     break;
                 }
+                m = rx.recv() => match m {
+                    Some(m) => m,
+                    None => return,
+                },
             };
             buf.clear();
             if let Err(e) = encode_frame(&first, &mut buf) {
@@ -182,6 +184,15 @@ async fn outbound<M: Serialize>(
                 pending = Some(std::mem::take(&mut buf));
                 break;
             }
+        }
+        // A connection that dies young (a link proxy accepts and then resets while the peer
+        // is down or a reset partition holds) must not turn into a reconnect loop: back off
+        // as for a refused dial. One that lived re-dials at once.
+        if up_at.elapsed() < BACKOFF_MAX {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        } else {
+            backoff = BACKOFF_MIN;
         }
     }
 }
@@ -326,6 +337,25 @@ mod tests {
             decode_frame::<Msg>(&raw_frame(&mut conn).await).unwrap(),
             Msg::Ping(2)
         );
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_accepts_and_resets_is_redialed_with_backoff() {
+        // What a link proxy does while the node behind it is down: accept, then close at once.
+        let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (tx, _rx) = mpsc::channel(8);
+        let peers = BTreeMap::from([("b".to_owned(), peer.local_addr().unwrap())]);
+        let _net = PeerNet::<Msg>::start("a", free_addr(), &peers, tx)
+            .await
+            .unwrap();
+        let mut accepted = 0;
+        let until = tokio::time::Instant::now() + Duration::from_millis(500);
+        while let Ok(Ok((c, _))) = tokio::time::timeout_at(until, peer.accept()).await {
+            drop(c);
+            accepted += 1;
+        }
+        // Backoff 10, 20, 40, then 50 ms: about a dozen dials in 500 ms, not a busy loop.
+        assert!((2..=20).contains(&accepted), "{accepted} dials in 500 ms");
     }
 
     #[tokio::test]
