@@ -118,7 +118,7 @@ pub fn parse_experiment(
         })?;
     }
     // A cross-field error is located in the file, unless the field came from a `--set`.
-    let located = |key: &str, index: Option<usize>, message: String| match overrides
+    let error_at = |key: &str, index: Option<usize>, message: String| match overrides
         .iter()
         .find(|o| o.path.first().map(String::as_str) == Some(key))
     {
@@ -129,7 +129,7 @@ pub fn parse_experiment(
         None => located(path, text, key, index, message),
     };
     if experiment.name.trim().is_empty() {
-        return Err(located("name", None, "name: must not be empty".into()));
+        return Err(error_at("name", None, "name: must not be empty".into()));
     }
     if experiment.network.mode == super::NetworkMode::Direct {
         if let Some((i, f)) = experiment
@@ -147,7 +147,7 @@ pub fn parse_experiment(
                     .map_or(f.action, |c| c.action)
                     .as_str()
             );
-            return Err(located("faults", Some(i), message));
+            return Err(error_at("faults", Some(i), message));
         }
     }
     let seed = seed.or(experiment.seed).unwrap_or_else(rand::random::<u64>);

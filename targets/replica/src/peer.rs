@@ -5,8 +5,9 @@
 //! never blocks the node: every peer has a bounded queue drained by its own task, and a
 //! message that does not fit (slow or unreachable peer) is dropped, as are messages queued
 //! while the connection is down. A connection the peer closed is noticed at once and
-//! re-dialed, and a batch whose write failed is sent once more on the new connection. Protocols on top must tolerate loss, duplication across
-//! reconnects, and delay; they get no delivery guarantee beyond per-connection ordering.
+//! re-dialed, and a batch whose write failed is sent once more on the new connection.
+//! Protocols on top must tolerate loss, duplication across reconnects, and delay; they get no
+//! delivery guarantee beyond per-connection ordering.
 
 use std::collections::{BTreeMap, HashMap};
 use std::marker::PhantomData;
@@ -126,8 +127,7 @@ async fn outbound<M: Serialize>(
                         Err(mpsc::error::TryRecvError::Disconnected) => return,
                     }
                 }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
+                back_off(&mut backoff).await;
                 continue;
             }
         };
@@ -137,8 +137,7 @@ async fn outbound<M: Serialize>(
         if encode_frame(&Hello { from: me.clone() }, &mut buf).is_err()
             || wr.write_all(&buf).await.is_err()
         {
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(BACKOFF_MAX);
+            back_off(&mut backoff).await;
             continue;
         }
         if let Some(p) = pending.take() {
@@ -189,12 +188,17 @@ async fn outbound<M: Serialize>(
         // is down or a reset partition holds) must not turn into a reconnect loop: back off
         // as for a refused dial. One that lived re-dials at once.
         if up_at.elapsed() < BACKOFF_MAX {
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(BACKOFF_MAX);
+            back_off(&mut backoff).await;
         } else {
             backoff = BACKOFF_MIN;
         }
     }
+}
+
+/// Wait `backoff`, then double it (up to [`BACKOFF_MAX`]) for the next failure.
+async fn back_off(backoff: &mut Duration) {
+    tokio::time::sleep(*backoff).await;
+    *backoff = (*backoff * 2).min(BACKOFF_MAX);
 }
 
 /// Resolves when the connection's read side reaches end of file or fails. Cancel-safe.

@@ -34,12 +34,7 @@ impl RaftCore {
             self.hard.term
         };
         tracing::debug!(node = %self.id, term, pre, "starting election");
-        let msg = Msg::Vote {
-            term,
-            pre,
-            last_index: self.last_index(),
-            last_term: self.last_term(),
-        };
+        let msg = self.vote_request(term, pre);
         for p in self.peers() {
             out.send(p, msg.clone());
         }
@@ -59,18 +54,23 @@ impl RaftCore {
         if now < self.votes_sent + self.t.heartbeat {
             return;
         }
-        let msg = Msg::Vote {
-            term,
-            pre,
-            last_index: self.last_index(),
-            last_term: self.last_term(),
-        };
+        let msg = self.vote_request(term, pre);
         for p in self.peers() {
             if !votes.contains(&p) {
                 out.send(p, msg.clone());
             }
         }
         self.votes_sent = now;
+    }
+
+    /// A (pre-)vote request for `term`, carrying this node's log position (§5.4.1).
+    fn vote_request(&self, term: u64, pre: bool) -> Msg {
+        Msg::Vote {
+            term,
+            pre,
+            last_index: self.last_index(),
+            last_term: self.last_term(),
+        }
     }
 
     fn check_votes(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
