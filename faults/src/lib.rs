@@ -6,4 +6,6 @@
 pub mod process;
 pub mod proxy;
 
-pub use process::{NodeProcess, PauseGuard, ProcessError, ProcessSpec};
+pub mod netns;
+
+pub use process::{NetnsChoice, NodeProcess, PauseGuard, ProcessError, ProcessSpec};

@@ -27,6 +27,21 @@ pub struct ProcessSpec {
     /// Appended to, never truncated, so a restarted node's log continues the old one.
     pub stdout: PathBuf,
     pub stderr: PathBuf,
+    /// Which network namespace the process lives in.
+    pub netns: NetnsChoice,
+}
+
+/// The network namespace of a spawned process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NetnsChoice {
+    /// The harness's own.
+    #[default]
+    Inherit,
+    /// A new, empty one that lives as long as the process (a namespace holder).
+    New,
+    /// Join the namespace this open file descriptor (`/proc/PID/ns/net`) refers to. The caller
+    /// keeps the descriptor open until `spawn` returns.
+    Join(std::os::fd::RawFd),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +84,23 @@ fn spawner() -> &'static Mutex<mpsc::Sender<SpawnRequest>> {
     })
 }
 
+/// Move the calling process (or, for a thread, the calling thread) into the chosen network
+/// namespace. Async-signal-safe: fit for `pre_exec`.
+pub fn enter_netns(choice: NetnsChoice) -> std::io::Result<()> {
+    use nix::sched::CloneFlags;
+    match choice {
+        NetnsChoice::Inherit => Ok(()),
+        NetnsChoice::New => {
+            nix::sched::unshare(CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
+        }
+        NetnsChoice::Join(fd) => {
+            // SAFETY: the caller keeps `fd` open for the duration of this call.
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            nix::sched::setns(fd, CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
+        }
+    }
+}
+
 /// A running (or exited) child process in its own process group.
 #[derive(Debug)]
 pub struct NodeProcess {
@@ -98,7 +130,9 @@ impl NodeProcess {
             .stderr(open(&spec.stderr)?)
             .process_group(0);
         let parent = std::process::id() as i32;
-        // SAFETY: the closure only makes async-signal-safe system calls (prctl, getppid, _exit).
+        let netns = spec.netns;
+        // SAFETY: the closure only makes async-signal-safe system calls (prctl, getppid,
+        // unshare, setns, _exit), and the descriptor it joins stays open in the parent.
         unsafe {
             cmd.pre_exec(move || {
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
@@ -106,7 +140,7 @@ impl NodeProcess {
                 if nix::unistd::getppid().as_raw() != parent {
                     nix::libc::_exit(1);
                 }
-                Ok(())
+                enter_netns(netns)
             });
         }
         let (reply_tx, reply_rx) = mpsc::channel();
@@ -263,6 +297,7 @@ mod tests {
             env: vec![],
             stdout: dir.join("out.log"),
             stderr: dir.join("err.log"),
+            netns: NetnsChoice::Inherit,
         }
     }
 
