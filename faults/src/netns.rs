@@ -84,7 +84,7 @@ struct Holder {
     role: String,
     process: NodeProcess,
     /// `/proc/PID/ns/net`, kept open to join the namespace and run commands in it.
-    ns: File,
+    ns: std::sync::Arc<File>,
 }
 
 impl Holder {
@@ -290,7 +290,7 @@ fn spawn_holder(role: &str, dir: &Path) -> Result<Holder, NetnsError> {
     Ok(Holder {
         role: role.into(),
         process,
-        ns,
+        ns: std::sync::Arc::new(ns),
     })
 }
 
@@ -310,7 +310,11 @@ impl Netns {
         let host_link = format!("{HOST_LINK_PREFIX}{run_id}");
         let registry_file = Path::new(REGISTRY).join(format!("{run_id}.journal"));
         let mut journal = Journal::create(&[dir.join("netns.journal"), registry_file.clone()])?;
-        journal.write(&format!("run {run_id} pid {}", std::process::id()))?;
+        let me = std::process::id();
+        journal.write(&format!(
+            "run {run_id} pid {me} start {}",
+            start_time(me).unwrap_or(0)
+        ))?;
         let subnet = pick_subnet(&run_id)?;
         let harness_ip = Ipv4Addr::new(subnet[0], subnet[1], subnet[2], 254);
 
@@ -441,6 +445,13 @@ impl Netns {
     /// stays open as long as `self`.
     pub fn node_netns(&self, id: &str) -> Option<NetnsChoice> {
         self.nodes.get(id).map(|(_, h)| NetnsChoice::Join(h.fd()))
+    }
+
+    /// `id`'s namespace, for sockets made there (the link proxies of `id`'s outgoing links).
+    pub fn namespace(&self, id: &str) -> Option<crate::proxy::Namespace> {
+        self.nodes
+            .get(id)
+            .map(|(_, h)| crate::proxy::Namespace(h.ns.clone()))
     }
 
     /// Run `f` on a thread that lives in `id`'s namespace (tests use it to open sockets there).
@@ -701,21 +712,19 @@ fn node_ruleset(rules: &[String]) -> String {
     )
 }
 
-/// Delete a host-side link this crate names, if it is there. Waits a little for the kernel's
-/// asynchronous namespace teardown, which removes it on its own.
+/// Delete a host-side link this crate names, if it is there (deleting one end of a veth
+/// deletes both). True when it was there and is now gone.
 fn remove_link(name: &str) -> bool {
     if !name.starts_with(HOST_LINK_PREFIX) {
         return false;
     }
-    let exists = || Path::new("/sys/class/net").join(name).exists();
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
+    let path = Path::new("/sys/class/net").join(name);
+    if !path.exists() {
+        return false;
     }
-    if exists() {
-        return run_in(None, "ip", &["link", "del", name], "").is_ok();
-    }
-    false
+    // The kernel may be removing it already (its namespace's last holder just died).
+    let _ = run_in(None, "ip", &["link", "del", name], "");
+    !path.exists()
 }
 
 /// A /24 in 10.200.0.0/13 that overlaps no route of this machine, picked from the run id so
@@ -772,6 +781,9 @@ pub struct Cleaned {
     pub holders_killed: Vec<String>,
     /// Host links that were still there and are now deleted.
     pub links_removed: Vec<String>,
+    /// The harness that wrote the journal is still running (another process): its run is
+    /// left alone.
+    pub live: Option<u32>,
 }
 
 /// Remove what a run's journal names and is still there: holders that are the very processes
@@ -790,6 +802,16 @@ pub fn cleanup(journal: &Path) -> Result<Cleaned, NetnsError> {
     for line in text.lines() {
         let w: Vec<&str> = line.split_whitespace().collect();
         match w.as_slice() {
+            ["run", id, "pid", pid, "start", start] => {
+                let pid: u32 = pid.parse().unwrap_or(0);
+                let alive = pid != std::process::id()
+                    && start.parse::<u64>().ok().filter(|s| *s != 0) == start_time(pid);
+                if alive {
+                    done.live = Some(pid);
+                    return Ok(done);
+                }
+                run_id = Some(id.to_string());
+            }
             ["run", id, ..] => run_id = Some(id.to_string()),
             ["holder", rest @ ..] if rest.len() >= 3 => {
                 let pid: u32 = rest[rest.len() - 2].parse().unwrap_or(0);
@@ -802,10 +824,8 @@ pub fn cleanup(journal: &Path) -> Result<Cleaned, NetnsError> {
                     done.holders_killed.push(rest[..rest.len() - 2].join(" "));
                 }
             }
-            ["link", name] => {
-                if remove_link(name) {
-                    done.links_removed.push(name.to_string());
-                }
+            ["link", name] if remove_link(name) => {
+                done.links_removed.push(name.to_string());
             }
             _ => {}
         }
@@ -866,6 +886,43 @@ mod tests {
         let me = std::process::id();
         assert!(start_time(me).is_some());
         assert_eq!(start_time(u32::MAX - 1), None);
+    }
+
+    #[test]
+    fn cleanup_leaves_a_run_whose_harness_still_runs_alone() {
+        let mut harness = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let mut holder = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let j = dir.path().join("netns.journal");
+        let (hp, np) = (harness.id(), holder.id());
+        std::fs::write(
+            &j,
+            format!(
+                "run liverun pid {hp} start {}\nholder node n1 {np} {}\n",
+                start_time(hp).unwrap(),
+                start_time(np).unwrap()
+            ),
+        )
+        .unwrap();
+        let done = cleanup(&j).unwrap();
+        assert_eq!(done.live, Some(hp));
+        assert!(
+            holder.try_wait().unwrap().is_none(),
+            "a live run's holder was killed"
+        );
+        // Once that harness is gone, the same journal is cleaned.
+        harness.kill().unwrap();
+        harness.wait().unwrap();
+        let done = cleanup(&j).unwrap();
+        assert_eq!(done.live, None);
+        assert_eq!(done.holders_killed, vec!["node n1".to_string()]);
+        holder.wait().unwrap();
     }
 
     #[test]

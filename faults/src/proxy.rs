@@ -151,6 +151,8 @@ struct Shared {
     name: String,
     local: SocketAddr,
     upstream: SocketAddr,
+    /// The network namespace the proxy's sockets live in (`None`: the harness's own).
+    ns: Option<Namespace>,
     state: watch::Sender<State>,
     stop: watch::Sender<bool>,
     counters: Counters,
@@ -169,7 +171,29 @@ impl LinkProxy {
         listen: SocketAddr,
         upstream: SocketAddr,
     ) -> std::io::Result<LinkProxy> {
-        let listener = TcpListener::bind(listen).await?;
+        Self::bind_in(name, listen, upstream, None).await
+    }
+
+    /// As [`LinkProxy::bind`], with the listener and every upstream socket created in the
+    /// network namespace `ns`: the proxy then sits inside a node's namespace, so its traffic to
+    /// `upstream` leaves from the node's own address, as the node's would.
+    pub async fn bind_in(
+        name: impl Into<String>,
+        listen: SocketAddr,
+        upstream: SocketAddr,
+        ns: Option<Namespace>,
+    ) -> std::io::Result<LinkProxy> {
+        let listener = match &ns {
+            None => TcpListener::bind(listen).await?,
+            Some(ns) => {
+                let l = ns.run(move || {
+                    let l = std::net::TcpListener::bind(listen)?;
+                    l.set_nonblocking(true)?;
+                    Ok(l)
+                })?;
+                TcpListener::from_std(l)?
+            }
+        };
         let now = Instant::now();
         let clear = DirState {
             fault: LinkFault::default(),
@@ -185,6 +209,7 @@ impl LinkProxy {
             name: name.into(),
             local: listener.local_addr()?,
             upstream,
+            ns,
             state,
             stop,
             counters: Counters::default(),
@@ -253,6 +278,51 @@ impl Drop for LinkProxy {
     }
 }
 
+/// A network namespace, by an open `/proc/PID/ns/net`, in which sockets can be made.
+#[derive(Debug, Clone)]
+pub struct Namespace(pub Arc<std::fs::File>);
+
+impl Namespace {
+    /// Run `f` on a short-lived thread that has joined the namespace (a thread's namespace
+    /// is its own; the caller's is untouched). Sockets `f` creates stay in the namespace.
+    pub fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+    ) -> std::io::Result<T> {
+        let file = self.0.clone();
+        std::thread::Builder::new()
+            .name("netns-socket".into())
+            .spawn(move || {
+                use std::os::fd::AsRawFd;
+                crate::process::enter_netns(crate::process::NetnsChoice::Join(file.as_raw_fd()))?;
+                f()
+            })?
+            .join()
+            .map_err(|_| std::io::Error::other("the namespace thread panicked"))?
+    }
+}
+
+/// Connect to the upstream, from the proxy's namespace.
+async fn dial(shared: &Shared) -> std::io::Result<TcpStream> {
+    let Some(ns) = &shared.ns else {
+        return TcpStream::connect(shared.upstream).await;
+    };
+    let domain = socket2::Domain::for_address(shared.upstream);
+    let ns = ns.clone();
+    let sock = tokio::task::spawn_blocking(move || {
+        ns.run(move || {
+            let s = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
+            s.set_nonblocking(true)?;
+            Ok(std::net::TcpStream::from(s))
+        })
+    })
+    .await
+    .map_err(std::io::Error::other)??;
+    tokio::net::TcpSocket::from_std_stream(sock)
+        .connect(shared.upstream)
+        .await
+}
+
 /// Set SO_LINGER to zero, so closing the socket sends an RST instead of a FIN.
 fn arm_rst(s: &TcpStream) {
     let _ = socket2::SockRef::from(s).set_linger(Some(Duration::ZERO));
@@ -285,7 +355,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 async fn connection(client: TcpStream, seq: u64, shared: Arc<Shared>) {
     let accepted_at = Instant::now();
     let mut stop = shared.stop.subscribe();
-    let dial = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(shared.upstream));
+    let dial = tokio::time::timeout(CONNECT_TIMEOUT, dial(&shared));
     let up = tokio::select! {
         biased;
         _ = stop.wait_for(|s| *s) => return,

@@ -11,6 +11,11 @@ use faultline_faults::netns::{self, Host, NetCut, NetRule, Netns};
 
 fn skip() -> bool {
     if let Err(e) = netns::supported() {
+        // CI (root) sets this so a broken setup fails instead of skipping.
+        assert!(
+            std::env::var_os("FAULTLINE_REQUIRE_NETNS").is_none(),
+            "FAULTLINE_REQUIRE_NETNS is set but netns mode cannot run: {e}"
+        );
         eprintln!("SKIPPED: {e}");
         return true;
     }

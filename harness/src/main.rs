@@ -78,6 +78,11 @@ enum Command {
     /// Re-render report.json and summary.md from a run directory's recorded files (also for a
     /// run that was interrupted or whose harness was killed).
     Report { run_dir: PathBuf },
+    /// Remove what killed runs left behind: the namespaces (and the bridge, veths, nftables
+    /// tables and qdiscs inside them) and host links their journals name, and only those.
+    /// Without arguments, every run registered in /run/faultline; or the given run directories
+    /// or journal files. Idempotent.
+    Cleanup { paths: Vec<PathBuf> },
     /// List what this build supports.
     List,
     /// Run one reference node (the harness starts its nodes this way).
@@ -170,10 +175,11 @@ fn main() -> ExitCode {
                 })
             }
         },
+        Command::Cleanup { paths } => cleanup(&paths),
         Command::List => {
             println!("targets:    primary-backup, raft");
             println!("backends:   process");
-            println!("network:    direct");
+            println!("network:    proxy (default), netns (root), direct");
             println!("faults:     kill, terminate, pause, restart, crash-loop, amnesia");
             println!("selectors:  leader (primary), follower (backup), random, minority, majority, all, nN");
             println!("balancers:  round-robin, leader-aware");
@@ -421,4 +427,59 @@ fn check_cmd(
         result.stale_reads
     );
     ExitCode::from(report::verdict_exit(verdict))
+}
+
+/// `faultline cleanup`: each journal named (a run directory means its `netns.journal`), or
+/// every registered one; prints what it removed. Exit 0 when every journal was read.
+fn cleanup(paths: &[PathBuf]) -> ExitCode {
+    use faultline_faults::netns;
+    let journals: Vec<PathBuf> = if paths.is_empty() {
+        netns::registered()
+    } else {
+        paths
+            .iter()
+            .map(|p| {
+                if p.is_dir() {
+                    p.join("netns.journal")
+                } else {
+                    p.clone()
+                }
+            })
+            .collect()
+    };
+    let mut failed = false;
+    let (mut holders, mut links) = (0, 0);
+    for j in &journals {
+        match netns::cleanup(j) {
+            Ok(done) => {
+                if let Some(pid) = done.live {
+                    println!(
+                        "{}: left alone, its harness (pid {pid}) is still running",
+                        j.display()
+                    );
+                }
+                for h in &done.holders_killed {
+                    println!("{}: killed namespace holder ({h})", j.display());
+                }
+                for l in &done.links_removed {
+                    println!("{}: deleted link {l}", j.display());
+                }
+                holders += done.holders_killed.len();
+                links += done.links_removed.len();
+            }
+            Err(e) => {
+                eprintln!("faultline cleanup: {e}");
+                failed = true;
+            }
+        }
+    }
+    println!(
+        "cleanup: {} journal(s), {holders} namespace(s) and {links} link(s) removed",
+        journals.len()
+    );
+    if failed {
+        ExitCode::from(EXIT_BAD_INPUT)
+    } else {
+        ExitCode::SUCCESS
+    }
 }

@@ -130,6 +130,7 @@ pub async fn run_experiment(
         run_dir: run_dir.clone(),
         pool: exp.balancer.connections_per_node as usize,
         network: exp.network.mode,
+        netns_proxies: exp.faults.iter().any(|f| f.needs_link_proxy()),
     };
     sink.event(EventKind::Phase {
         name: "launch".into(),

@@ -5,11 +5,15 @@
 mod common;
 
 fn cell(name: &str) -> serde_json::Value {
+    cell_with(name, &[])
+}
+
+fn cell_with(name: &str, extra: &[&str]) -> serde_json::Value {
     let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../experiments/primary-backup")
         .join(format!("{name}.yaml"));
     let dir = tempfile::tempdir().unwrap();
-    let out = common::run(dir.path(), &file, &[]);
+    let out = common::run(dir.path(), &file, extra);
     let r = common::report(&common::latest(dir.path(), &format!("pb-{name}")));
     assert_eq!(
         out.status.code(),
@@ -41,7 +45,19 @@ fn partitions_are_journaled(r: &serde_json::Value) {
 
 #[test]
 fn async_primary_isolated_loses_acknowledged_writes() {
-    let r = cell("async-isolate-primary");
+    async_primary_isolated(&[]);
+}
+
+/// The same cell with namespaces, a bridge and nftables instead of the link proxy (root).
+#[test]
+fn netns_async_primary_isolated_loses_acknowledged_writes() {
+    if common::netns_available() {
+        async_primary_isolated(&["--set", "network.mode=netns"]);
+    }
+}
+
+fn async_primary_isolated(extra: &[&str]) {
+    let r = cell_with("async-isolate-primary", extra);
     assert_eq!(r["verdict"], "invalid");
     assert!(
         r["consistency"]["lost_writes"].as_u64().unwrap() > 0,
@@ -59,7 +75,18 @@ fn async_primary_isolated_loses_acknowledged_writes() {
 
 #[test]
 fn sync_primary_isolated_without_lease_is_caught() {
-    let r = cell("sync-isolate-primary");
+    sync_primary_isolated(&[]);
+}
+
+#[test]
+fn netns_sync_primary_isolated_without_lease_is_caught() {
+    if common::netns_available() {
+        sync_primary_isolated(&["--set", "network.mode=netns"]);
+    }
+}
+
+fn sync_primary_isolated(extra: &[&str]) {
+    let r = cell_with("sync-isolate-primary", extra);
     assert_eq!(r["verdict"], "invalid");
     let c = &r["consistency"];
     assert!(

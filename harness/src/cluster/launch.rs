@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use faultline_faults::{NodeProcess, PauseGuard, ProcessError, ProcessSpec};
+use faultline_faults::netns::{Netns, NetnsError};
+use faultline_faults::{NetnsChoice, NodeProcess, PauseGuard, ProcessError, ProcessSpec};
 use faultline_protocol::{NodeConfig, Op};
 
 use super::client::NodeClient;
@@ -29,8 +30,12 @@ pub struct ClusterSpec {
     pub run_dir: PathBuf,
     /// Connections per node in the client pool.
     pub pool: usize,
-    /// `direct`, or `proxy`: every link through a relay of the harness ([`Mesh`]).
+    /// `direct`, or `proxy`: every link through a relay of the harness ([`Mesh`]), or `netns`.
     pub network: NetworkMode,
+    /// In `netns` mode, also put a link proxy on every link (for delays and the other TCP-level
+    /// faults, which the kernel cannot do here): the node-to-node proxies sit in the sending
+    /// node's namespace, so packets still cross the bridge from node to node.
+    pub netns_proxies: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +57,8 @@ pub enum ClusterError {
     },
     #[error("cannot start the link proxies: {0}")]
     Proxy(std::io::Error),
+    #[error("cannot build the netns network: {0}")]
+    Netns(#[from] NetnsError),
     #[error("cluster not ready after {waited:?}: {detail}")]
     NotReady { waited: Duration, detail: String },
 }
@@ -103,7 +110,14 @@ pub struct Cluster {
     pub nodes: Vec<Arc<NodeHandle>>,
     /// The link proxies, in `proxy` mode.
     pub mesh: Option<Arc<Mesh>>,
+    /// The namespaces, bridge and packet rules, in `netns` mode. Declared after `nodes`, so
+    /// it is taken down after them.
+    pub netns: Option<Arc<Netns>>,
 }
+
+/// Ports every node listens on in `netns` mode, where each has an address of its own.
+const NETNS_CLIENT_PORT: u16 = 7000;
+const NETNS_PEER_PORT: u16 = 7001;
 
 impl Cluster {
     /// Allocate addresses, write each node's config, and start every node. Nodes listen on a
@@ -111,6 +125,9 @@ impl Cluster {
     /// hands out, so runs side by side do not collide. In `proxy` mode every node dials its
     /// peers, and the harness dials every node, through the run's link proxies.
     pub async fn launch(spec: ClusterSpec) -> Result<Cluster, ClusterError> {
+        if spec.network == NetworkMode::Netns {
+            return Self::launch_netns(spec).await;
+        }
         let ip = run_ip();
         let mut addrs = Vec::new();
         // Hold every listener until all ports are chosen and the link proxies (which bind
@@ -133,7 +150,7 @@ impl Cluster {
             .map(|(i, id)| (id.clone(), addrs[i * 2 + 1]))
             .collect();
         let mesh = match spec.network {
-            NetworkMode::Direct => None,
+            NetworkMode::Direct | NetworkMode::Netns => None,
             NetworkMode::Proxy => {
                 let ends: Vec<(String, SocketAddr, SocketAddr)> = ids
                     .iter()
@@ -148,60 +165,160 @@ impl Cluster {
         drop(held);
         let mut nodes = Vec::new();
         for (i, id) in ids.iter().enumerate() {
-            let dir = spec.run_dir.join("nodes").join(id);
-            let data_dir = dir.join("data");
-            std::fs::create_dir_all(&data_dir).map_err(|source| ClusterError::Io {
-                path: data_dir.clone(),
-                source,
-            })?;
-            let config = NodeConfig {
-                id: id.clone(),
-                client_addr: addrs[i * 2],
-                peer_addr: addrs[i * 2 + 1],
-                peers: peer_addrs
-                    .iter()
-                    .filter(|(p, _)| *p != id)
-                    .map(|(p, a)| {
-                        let via = mesh.as_ref().and_then(|m| m.peer_addr(id, p));
-                        (p.clone(), via.unwrap_or(*a))
-                    })
-                    .collect(),
-                data_dir: data_dir.clone(),
-                settings: spec.settings.clone(),
-                bugs: spec.bugs.clone(),
-            };
-            let config_path = dir.join("config.json");
-            std::fs::write(
-                &config_path,
-                serde_json::to_vec_pretty(&config).expect("node config serializes"),
-            )
-            .map_err(|source| ClusterError::Io {
-                path: config_path.clone(),
-                source,
-            })?;
+            let peers = peer_addrs
+                .iter()
+                .filter(|(p, _)| *p != id)
+                .map(|(p, a)| {
+                    let via = mesh.as_ref().and_then(|m| m.peer_addr(id, p));
+                    (p.clone(), via.unwrap_or(*a))
+                })
+                .collect();
             let client_via = mesh
                 .as_ref()
                 .and_then(|m| m.client_addr(id))
-                .unwrap_or(config.client_addr);
-            nodes.push(Arc::new(NodeHandle {
-                id: id.clone(),
-                client_addr: config.client_addr,
+                .unwrap_or(addrs[i * 2]);
+            nodes.push(Arc::new(Self::prepare_node(
+                &spec,
+                id,
+                addrs[i * 2],
                 client_via,
-                peer_addr: config.peer_addr,
-                dir,
-                data_dir,
-                config_path,
-                client: NodeClient::new(client_via, spec.pool, Duration::from_millis(200)),
-                process: Mutex::new(None),
-                pause: Mutex::new(None),
-                expect_down: AtomicBool::new(false),
-            }));
+                addrs[i * 2 + 1],
+                peers,
+            )?));
         }
-        let cluster = Cluster { spec, nodes, mesh };
+        let cluster = Cluster {
+            spec,
+            nodes,
+            mesh,
+            netns: None,
+        };
         for n in &cluster.nodes {
             cluster.start(n)?;
         }
         Ok(cluster)
+    }
+
+    /// `netns` mode: build the run's namespaces and bridge, give every node an address of its
+    /// own there (same ports on each), and start each node inside its namespace. Peers dial each
+    /// other across the bridge; the harness reaches them through its veth.
+    async fn launch_netns(spec: ClusterSpec) -> Result<Cluster, ClusterError> {
+        let ids: Vec<String> = (1..=spec.nodes).map(|i| format!("n{i}")).collect();
+        let run_id = format!("{:08x}", rand::random::<u32>());
+        let dir = spec.run_dir.clone();
+        let net = {
+            let ids = ids.clone();
+            tokio::task::spawn_blocking(move || Netns::create(&run_id, &ids, &dir))
+                .await
+                .map_err(|e| ClusterError::Proxy(std::io::Error::other(e.to_string())))??
+        };
+        let addr = |id: &str, port: u16| {
+            SocketAddr::new(
+                IpAddr::V4(net.node_ip(id).expect("every node has an address")),
+                port,
+            )
+        };
+        let mesh = if spec.netns_proxies {
+            let ends: Vec<(String, SocketAddr, SocketAddr)> = ids
+                .iter()
+                .map(|id| {
+                    (
+                        id.clone(),
+                        addr(id, NETNS_CLIENT_PORT),
+                        addr(id, NETNS_PEER_PORT),
+                    )
+                })
+                .collect();
+            let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+            Some(Arc::new(
+                Mesh::start_in(&ends, |a| (loopback, net.namespace(a)), loopback)
+                    .await
+                    .map_err(ClusterError::Proxy)?,
+            ))
+        } else {
+            None
+        };
+        let mut nodes = Vec::new();
+        for id in &ids {
+            let client_addr = addr(id, NETNS_CLIENT_PORT);
+            let peers = ids
+                .iter()
+                .filter(|p| *p != id)
+                .map(|p| {
+                    let via = mesh.as_ref().and_then(|m| m.peer_addr(id, p));
+                    (p.clone(), via.unwrap_or_else(|| addr(p, NETNS_PEER_PORT)))
+                })
+                .collect();
+            let client_via = mesh
+                .as_ref()
+                .and_then(|m| m.client_addr(id))
+                .unwrap_or(client_addr);
+            nodes.push(Arc::new(Self::prepare_node(
+                &spec,
+                id,
+                client_addr,
+                client_via,
+                addr(id, NETNS_PEER_PORT),
+                peers,
+            )?));
+        }
+        let cluster = Cluster {
+            spec,
+            nodes,
+            mesh,
+            netns: Some(Arc::new(net)),
+        };
+        for n in &cluster.nodes {
+            cluster.start(n)?;
+        }
+        Ok(cluster)
+    }
+
+    /// Write a node's directories and config file; its handle, not yet started.
+    fn prepare_node(
+        spec: &ClusterSpec,
+        id: &str,
+        client_addr: SocketAddr,
+        client_via: SocketAddr,
+        peer_addr: SocketAddr,
+        peers: BTreeMap<String, SocketAddr>,
+    ) -> Result<NodeHandle, ClusterError> {
+        let dir = spec.run_dir.join("nodes").join(id);
+        let data_dir = dir.join("data");
+        std::fs::create_dir_all(&data_dir).map_err(|source| ClusterError::Io {
+            path: data_dir.clone(),
+            source,
+        })?;
+        let config = NodeConfig {
+            id: id.to_string(),
+            client_addr,
+            peer_addr,
+            peers,
+            data_dir: data_dir.clone(),
+            settings: spec.settings.clone(),
+            bugs: spec.bugs.clone(),
+        };
+        let config_path = dir.join("config.json");
+        std::fs::write(
+            &config_path,
+            serde_json::to_vec_pretty(&config).expect("node config serializes"),
+        )
+        .map_err(|source| ClusterError::Io {
+            path: config_path.clone(),
+            source,
+        })?;
+        Ok(NodeHandle {
+            id: id.to_string(),
+            client_addr,
+            client_via,
+            peer_addr,
+            dir,
+            data_dir,
+            config_path,
+            client: NodeClient::new(client_via, spec.pool, Duration::from_millis(200)),
+            process: Mutex::new(None),
+            pause: Mutex::new(None),
+            expect_down: AtomicBool::new(false),
+        })
     }
 
     pub fn ids(&self) -> Vec<String> {
@@ -235,6 +352,11 @@ impl Cluster {
             env: vec![],
             stdout: node.dir.join("stdout.log"),
             stderr: node.stderr_path(),
+            netns: self
+                .netns
+                .as_ref()
+                .and_then(|n| n.node_netns(&node.id))
+                .unwrap_or(NetnsChoice::Inherit),
         };
         let p = NodeProcess::spawn(&spec).map_err(|source| ClusterError::Process {
             node: node.id.clone(),

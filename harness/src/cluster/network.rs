@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Mutex;
 
-use faultline_faults::proxy::{Cut, Direction, LinkFault, LinkProxy};
+use faultline_faults::proxy::{Cut, Direction, LinkFault, LinkProxy, Namespace};
 
 /// One end of a flow of bytes.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -72,20 +72,36 @@ impl Mesh {
         ip: std::net::IpAddr,
         nodes: &[(String, SocketAddr, SocketAddr)],
     ) -> std::io::Result<Mesh> {
+        Self::start_in(nodes, |_| (ip, None), ip).await
+    }
+
+    /// As [`Mesh::start`], with each node's outgoing peer proxies listening where `peer_side`
+    /// says (an address, and the namespace their sockets live in), and the client proxies on
+    /// `client_ip` in the harness's namespace.
+    pub async fn start_in(
+        nodes: &[(String, SocketAddr, SocketAddr)],
+        peer_side: impl Fn(&str) -> (std::net::IpAddr, Option<Namespace>),
+        client_ip: std::net::IpAddr,
+    ) -> std::io::Result<Mesh> {
         let mut peer = BTreeMap::new();
         let mut client = BTreeMap::new();
         for (b, client_addr, peer_addr) in nodes {
             for (a, _, _) in nodes {
                 if a != b {
-                    let p =
-                        LinkProxy::bind(format!("{a}->{b}"), SocketAddr::new(ip, 0), *peer_addr)
-                            .await?;
+                    let (ip, ns) = peer_side(a);
+                    let p = LinkProxy::bind_in(
+                        format!("{a}->{b}"),
+                        SocketAddr::new(ip, 0),
+                        *peer_addr,
+                        ns,
+                    )
+                    .await?;
                     peer.insert((a.clone(), b.clone()), p);
                 }
             }
             let p = LinkProxy::bind(
                 format!("clients->{b}"),
-                SocketAddr::new(ip, 0),
+                SocketAddr::new(client_ip, 0),
                 *client_addr,
             )
             .await?;

@@ -150,6 +150,15 @@ pub fn parse_experiment(
             return Err(error_at("faults", Some(i), message));
         }
     }
+    for (i, f) in experiment.faults.iter().enumerate() {
+        let why = std::iter::once(f)
+            .chain(&f.choices)
+            .filter_map(|c| c.net.as_ref())
+            .find_map(|n| n.unsupported_in(experiment.network.mode));
+        if let Some(why) = why {
+            return Err(error_at("faults", Some(i), format!("faults[{i}]: {why}")));
+        }
+    }
     let seed = seed.or(experiment.seed).unwrap_or_else(rand::random::<u64>);
     experiment.seed = Some(seed);
     if let Value::Mapping(m) = &mut value {

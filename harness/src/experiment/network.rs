@@ -24,6 +24,28 @@ impl NetFault {
             NetFault::Link(_) => super::FaultAction::Link,
         }
     }
+
+    /// A delay or a TCP-level fault (slicer, limit-data, reset-after, slow-close): what only a
+    /// link proxy can do. In `netns` mode, such a fault puts proxies on the links.
+    pub fn needs_link_proxy(&self) -> bool {
+        matches!(self, NetFault::Link(l) if l.delay.is_some()
+            || l.slice.is_some()
+            || l.limit_data.is_some()
+            || l.reset_after.is_some()
+            || l.slow_close.is_some())
+    }
+
+    /// The part of this fault that `mode` cannot do, with the reason, if any.
+    pub fn unsupported_in(&self, mode: super::NetworkMode) -> Option<String> {
+        match (self, mode) {
+            (NetFault::Link(l), super::NetworkMode::Proxy) if l.loss.is_some() => Some(
+                "`loss` drops packets, which only `network: {mode: netns}` can do (the link \
+                 proxy relays a TCP byte stream)"
+                    .to_string(),
+            ),
+            _ => None,
+        }
+    }
 }
 
 /// How a cut link behaves.
@@ -405,6 +427,8 @@ pub struct LinkSpec {
     pub limit_data: Option<u64>,
     pub reset_after: Option<Dur>,
     pub slow_close: Option<Dur>,
+    /// Percent of packets dropped at random (`network: {mode: netns}` only).
+    pub loss: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -425,6 +449,37 @@ struct RawLink {
     reset_after: Option<Dur>,
     #[serde(alias = "slow_close")]
     slow_close: Option<Dur>,
+    loss: Option<Percent>,
+}
+
+/// A percentage: `10%`, or a bare number meaning percent.
+#[derive(Debug, Clone, Copy)]
+struct Percent(f64);
+
+impl<'de> Deserialize<'de> for Percent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(f64),
+            S(String),
+        }
+        let v = match Raw::deserialize(d)? {
+            Raw::N(n) => n,
+            Raw::S(s) => s
+                .trim()
+                .trim_end_matches('%')
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| serde::de::Error::custom(format!("`{s}` is not a percentage")))?,
+        };
+        if !(v > 0.0 && v <= 100.0) {
+            return Err(serde::de::Error::custom(format!(
+                "loss {v}% is outside (0, 100]"
+            )));
+        }
+        Ok(Percent(v))
+    }
 }
 
 impl TryFrom<RawLink> for LinkSpec {
@@ -457,6 +512,7 @@ impl TryFrom<RawLink> for LinkSpec {
             limit_data: r.limit_data,
             reset_after: r.reset_after,
             slow_close: r.slow_close,
+            loss: r.loss.map(|p| p.0),
         };
         if l.cut.is_none()
             && l.delay.is_none()
@@ -465,10 +521,11 @@ impl TryFrom<RawLink> for LinkSpec {
             && l.limit_data.is_none()
             && l.reset_after.is_none()
             && l.slow_close.is_none()
+            && l.loss.is_none()
         {
             return Err(
                 "a link fault needs one of cut, delay, bandwidth, slice, limit-data, \
-                        reset-after, slow-close"
+                        reset-after, slow-close, loss"
                     .into(),
             );
         }

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use faultline_faults::netns::NetRule;
+use faultline_faults::proxy::LinkFault;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -370,9 +372,11 @@ impl Nemesis {
                 reason,
             })
         };
-        let Some(mesh) = self.cluster.mesh.clone() else {
-            return skip("network faults need `network: {mode: proxy}`".into());
-        };
+        let mesh = self.cluster.mesh.clone();
+        let netns = self.cluster.netns.clone();
+        if mesh.is_none() && netns.is_none() {
+            return skip("network faults need `network: {mode: proxy}` or `{mode: netns}`".into());
+        }
         let resolved = {
             let view = self.view.read().expect("view lock");
             let mut rng = self.rng.lock().expect("rng");
@@ -387,24 +391,60 @@ impl Nemesis {
             Ok(r) => r,
             Err(reason) => return skip(reason),
         };
-        let fault = match net {
-            NetFault::Partition { cut, .. } => network::cut(*cut),
-            NetFault::Link(l) => network::link_fault(l),
-        };
         let id = self.begin(
             spec.action,
             describe_net(net),
             &r.hit,
             network::describe(&r.flows),
         );
-        mesh.apply(id, &r.flows, &fault);
+        let full = match net {
+            NetFault::Partition { cut, .. } => network::cut(*cut),
+            NetFault::Link(l) => network::link_fault(l),
+        };
+        if let Some(ns) = &netns {
+            // Packets (cuts, loss, bandwidth) at the bridge; what only a proxy does (delays,
+            // TCP-level faults) on the proxies, when the run has them.
+            let rule = network::net_rule(net);
+            if rule != NetRule::default() {
+                let flows = network::hosts(&r.flows);
+                let ns = ns.clone();
+                let applied = tokio::task::spawn_blocking(move || ns.apply(id, &flows, rule)).await;
+                if let Some(e) = match applied {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(e) => Some(e.to_string()),
+                } {
+                    tracing::warn!("network fault {id}: {e}");
+                    self.end(id);
+                    return skip(e);
+                }
+            }
+            let proxied = LinkFault {
+                cut: None,
+                bandwidth: None,
+                ..full
+            };
+            if let (Some(mesh), false) = (&mesh, proxied.is_clear()) {
+                mesh.apply(id, &r.flows, &proxied);
+            }
+        } else if let Some(mesh) = &mesh {
+            mesh.apply(id, &r.flows, &full);
+        }
         self.sink.event(EventKind::FaultApplied {
             id,
             late_us: late_us(due),
         });
         tokio::time::sleep(spec.duration.map_or(Duration::ZERO, |d| d.0)).await;
         if self.is_active(id) {
-            mesh.heal(id);
+            if let Some(mesh) = &mesh {
+                mesh.heal(id);
+            }
+            if let Some(ns) = netns {
+                let healed = tokio::task::spawn_blocking(move || ns.heal(id)).await;
+                if let Ok(Err(e)) = healed {
+                    tracing::warn!("heal network fault {id}: {e}");
+                }
+            }
             self.end(id);
         }
     }
@@ -428,6 +468,11 @@ impl Nemesis {
             .collect();
         if let Some(mesh) = &self.cluster.mesh {
             mesh.heal_all();
+        }
+        if let Some(ns) = self.cluster.netns.clone() {
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || ns.heal_all()).await {
+                tracing::warn!("heal the netns network: {e}");
+            }
         }
         let all = self.cluster.ids();
         let me = self.clone();

@@ -3,13 +3,14 @@
 
 use std::collections::BTreeSet;
 
+use faultline_faults::netns::{Host, NetCut, NetRule};
 use faultline_faults::proxy::{Cut, LinkFault, Slice};
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use super::resolve;
 use crate::cluster::{ClusterView, End, Flow};
-use crate::experiment::{CutMode, Direction, Endpoint, LinkSpec, Topology};
+use crate::experiment::{CutMode, Direction, Endpoint, LinkSpec, NetFault, Topology};
 
 /// A resolved network fault: the flows it cuts or degrades, and the nodes it is aimed at (the
 /// isolated side), which failover measures treat as the fault's target.
@@ -280,6 +281,35 @@ pub fn link_fault(spec: &LinkSpec) -> LinkFault {
         reset_after: spec.reset_after.map(|d| d.0),
         slow_close: spec.slow_close.map(|d| d.0),
     }
+}
+
+/// The packet rule a network fault asks for in `netns` mode (the schema refuses the proxy-only
+/// parts there).
+pub fn net_rule(net: &NetFault) -> NetRule {
+    let cut = |c: CutMode| match c {
+        CutMode::Blackhole => NetCut::Drop,
+        CutMode::Reset => NetCut::Reset,
+    };
+    match net {
+        NetFault::Partition { cut: c, .. } => NetRule {
+            cut: Some(cut(*c)),
+            ..NetRule::default()
+        },
+        NetFault::Link(l) => NetRule {
+            cut: l.cut.map(cut),
+            loss_percent: l.loss.unwrap_or(0.0),
+            bandwidth: l.bandwidth.map(|b| b.0),
+        },
+    }
+}
+
+/// Flows as packet ends: the harness's clients are the harness's own address.
+pub fn hosts(flows: &[Flow]) -> Vec<(Host, Host)> {
+    let host = |e: &End| match e {
+        End::Node(n) => Host::Node(n.clone()),
+        End::Clients => Host::Harness,
+    };
+    flows.iter().map(|(a, b)| (host(a), host(b))).collect()
 }
 
 /// `a->b` for the journal.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use faultline_protocol::{ErrorCode, Op, OpKind};
 use serde::{Deserialize, Serialize};
 
-use crate::balancer::Balancer;
+use crate::balancer::{BalancerSpec, Balancing, Reply};
 use crate::cluster::{NodeHandle, SharedView};
 use crate::history::{HistoryLine, LineType, Outcome, Recorder, RunClock};
 
@@ -65,7 +65,7 @@ impl LoadStats {
 pub struct Ctx {
     pub nodes: Vec<Arc<NodeHandle>>,
     pub view: SharedView,
-    pub balancer: Box<dyn Balancer>,
+    pub balancer: Balancing,
     pub recorder: Recorder,
     pub clock: RunClock,
     pub generator: Mutex<Generator>,
@@ -94,17 +94,18 @@ impl Ctx {
     pub fn new(
         nodes: Vec<Arc<NodeHandle>>,
         view: SharedView,
-        balancer: Box<dyn Balancer>,
+        balancer: impl Into<BalancerSpec>,
         recorder: Recorder,
         clock: RunClock,
         generator: Generator,
         timeout: Duration,
         max_tries: u32,
     ) -> Self {
+        let ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
         Ctx {
             nodes,
             view,
-            balancer,
+            balancer: balancer.into().resolve(&ids),
             recorder,
             clock,
             generator: Mutex::new(generator),
@@ -155,6 +156,7 @@ pub async fn execute(ctx: &Ctx, client: u32, op: Op, due: Option<Instant>) -> Do
     };
     let started = Instant::now();
     let deadline = started + ctx.timeout;
+    ctx.balancer.operation_started(started);
     let mut tried: Vec<usize> = Vec::new();
     let first = {
         let view = ctx.view.read().expect("view lock");
@@ -189,7 +191,18 @@ pub async fn execute(ctx: &Ctx, client: u32, op: Op, due: Option<Instant>) -> Do
             break;
         }
         done.node = Some(ctx.nodes[node].id.clone());
-        match ctx.nodes[node].client.call(op.clone(), left).await {
+        let flight = ctx.balancer.start(node, Instant::now());
+        let result = ctx.nodes[node].client.call(op.clone(), left).await;
+        let reply = match &result {
+            Ok(resp) if resp.ok => Reply::Served,
+            Ok(resp) => resp
+                .error
+                .as_ref()
+                .map_or(Reply::Indefinite, |e| Reply::from_error(e.code, e.definite)),
+            Err(e) => Reply::from_call_error(e),
+        };
+        flight.finish(reply, Instant::now());
+        match result {
             Ok(resp) if resp.ok => {
                 if kind != OpKind::Read {
                     ctx.balancer.learn_leader(node);
@@ -230,7 +243,6 @@ pub async fn execute(ctx: &Ctx, client: u32, op: Op, due: Option<Instant>) -> Do
                 }
             }
             Err(e) => {
-                ctx.balancer.node_failed(node);
                 done.error = Some(e.code().to_string());
                 if !e.definite() {
                     done.outcome = Outcome::Info;
@@ -241,8 +253,14 @@ pub async fn execute(ctx: &Ctx, client: u32, op: Op, due: Option<Instant>) -> Do
             }
         }
         if attempt + 1 < ctx.max_tries {
-            let view = ctx.view.read().expect("view lock");
-            pick = ctx.balancer.pick(&key, &view, &tried);
+            pick = {
+                let view = ctx.view.read().expect("view lock");
+                ctx.balancer.pick(&key, &view, &tried)
+            };
+            // Over the retry budget, the operation ends with this definite failure.
+            if pick.is_some() && !ctx.balancer.allow_retry(Instant::now()) {
+                break;
+            }
         }
     }
     let t = ctx.clock.ns();

@@ -92,3 +92,19 @@ pub fn wait_gone(needle: &str, within: Duration) -> Vec<(u32, String)> {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// False (after printing why) where this process cannot run `network: {mode: netns}`; CI sets
+/// `FAULTLINE_REQUIRE_NETNS` so that a broken setup fails there instead of skipping.
+pub fn netns_available() -> bool {
+    match faultline_faults::netns::supported() {
+        Ok(()) => true,
+        Err(e) => {
+            assert!(
+                std::env::var_os("FAULTLINE_REQUIRE_NETNS").is_none(),
+                "FAULTLINE_REQUIRE_NETNS is set but netns mode cannot run: {e}"
+            );
+            eprintln!("SKIPPED: {e}");
+            false
+        }
+    }
+}
