@@ -1,7 +1,8 @@
 //! The network of `network: {mode: netns}`: every node in a network namespace of its own, all on
 //! a bridge in one more namespace, reached from the harness through a veth; partitions and packet
-//! loss as nftables rules at the bridge, resets as `reject with tcp reset` in the receiving
-//! node's namespace, bandwidth as tc token buckets on the bridge ports. Needs CAP_NET_ADMIN.
+//! loss as nftables rules at the bridge, resets as `reject with tcp reset` at the sender's
+//! bridge port (netdev ingress), bandwidth as tc token buckets on the bridge ports. Needs
+//! CAP_NET_ADMIN.
 //!
 //! Nothing here can outlive the harness. Every namespace is held by a `sleep` process (no bind
 //! mount under `/run/netns`) that the kernel kills when the harness dies (`PR_SET_PDEATHSIG`);
@@ -152,9 +153,10 @@ pub struct Netns {
 struct Active {
     /// Fault id -> the flows it set and what they suffer.
     by_fault: BTreeMap<u64, Vec<(Host, Host, NetRule)>>,
-    /// Node tables and bridge ports that have rules or qdiscs now, to clear on change.
-    node_tables: std::collections::BTreeSet<String>,
+    /// Bridge ports that have qdiscs now, to clear on change.
     shaped_ports: std::collections::BTreeSet<String>,
+    /// The ruleset last written to each table ("bridge", or a node id), to skip rewrites.
+    written: BTreeMap<String, String>,
 }
 
 /// Can this process manage network namespaces? `Err` says why not.
@@ -518,9 +520,9 @@ impl Netns {
         self.render(&mut active)
     }
 
-    /// Write the whole rule set again from the active faults: the bridge table (drops and
-    /// loss), each node's table (resets), each bridge port's qdisc (bandwidth). Each nft call
-    /// replaces its table in one transaction.
+    /// Write the whole rule set again from the active faults: in the bridge's namespace, one
+    /// nft transaction replaces the bridge table (drops and loss) and the netdev table (resets),
+    /// and one tc batch the bridge ports' qdiscs (bandwidth).
     fn render(&self, active: &mut Active) -> Result<(), NetnsError> {
         // Merge per flow.
         let mut flows: BTreeMap<(Host, Host), NetRule> = BTreeMap::new();
@@ -547,24 +549,13 @@ impl Netns {
                     bridge_rules.push(format!("ip saddr {sa} ip daddr {sb} drop"))
                 }
                 Some(NetCut::Reset) => {
-                    // The bridge cannot reject on this kernel (no nft_reject_bridge): refuse at
-                    // the receiver, or at the sender when the receiver is the harness.
-                    let (ns, rule) = match b {
-                        Host::Node(n) => (
-                            n.clone(),
-                            format!("input ip saddr {sa} meta l4proto tcp reject with tcp reset"),
-                        ),
-                        Host::Harness => match a {
-                            Host::Node(n) => (
-                                n.clone(),
-                                format!(
-                                    "output ip daddr {sb} meta l4proto tcp reject with tcp reset"
-                                ),
-                            ),
-                            Host::Harness => continue,
-                        },
-                    };
-                    resets.entry(ns).or_default().push(rule);
+                    // The bridge family cannot reject on this kernel (no nft_reject_bridge);
+                    // the netdev family can, at the sender's bridge port, and the RST goes
+                    // back out of that port to the sender.
+                    let port = self.port_of(a);
+                    resets.entry(port).or_default().push(format!(
+                        "ip saddr {sa} ip daddr {sb} meta l4proto tcp reject with tcp reset"
+                    ));
                     bridge_rules.push(format!(
                         "ip saddr {sa} ip daddr {sb} meta l4proto != tcp drop"
                     ));
@@ -578,35 +569,17 @@ impl Netns {
                 ));
             }
             if let Some(bw) = r.bandwidth {
-                let port = match b {
-                    Host::Harness => "harness".to_string(),
-                    Host::Node(n) => port_name(self.index(n)),
-                };
-                shaping.entry(port).or_default().push((sa, bw));
+                shaping.entry(self.port_of(b)).or_default().push((sa, bw));
             }
         }
-        run_in(
-            Some(&self.bridge),
-            "nft",
-            &["-f", "-"],
-            &bridge_ruleset(&bridge_rules),
-        )?;
-        // Node tables: write those with rules, clear those that had some.
-        let had = std::mem::take(&mut active.node_tables);
-        for node in had
-            .iter()
-            .chain(resets.keys())
-            .collect::<std::collections::BTreeSet<_>>()
-        {
-            let rules = resets.get(node).cloned().unwrap_or_default();
-            let (_, h) = &self.nodes[node];
-            if !had.contains(node) {
-                self.journal(&format!("table node {node} inet faultline"))?;
-            }
-            run_in(Some(h), "nft", &["-f", "-"], &node_ruleset(&rules))?;
-            if !rules.is_empty() {
-                active.node_tables.insert(node.clone());
-            }
+        // Each command is a process (tens of ms on a busy machine): write only the tables that
+        // change, and all of them at once.
+        let mut jobs: Vec<(&Holder, &'static str, String)> = Vec::new();
+        let mut wrote = Vec::new();
+        let bridge_text = bridge_ruleset(&bridge_rules) + &reset_ruleset(&resets);
+        if active.written.get("bridge") != Some(&bridge_text) {
+            wrote.push(("bridge".to_string(), bridge_text.clone()));
+            jobs.push((&self.bridge, "nft", bridge_text));
         }
         // Bandwidth: one htb per shaped port, a class and a tbf per source.
         let had = std::mem::take(&mut active.shaped_ports);
@@ -639,9 +612,49 @@ impl Netns {
             active.shaped_ports.insert(port.clone());
         }
         if !batch.is_empty() {
-            run_in(Some(&self.bridge), "tc", &["-batch", "-"], &batch)?;
+            jobs.push((&self.bridge, "tc", batch));
         }
+        let results: Vec<Result<String, NetnsError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = jobs
+                .iter()
+                .map(|(h, program, text)| {
+                    let args: &[&str] = if *program == "tc" {
+                        &["-batch", "-"]
+                    } else {
+                        &["-f", "-"]
+                    };
+                    scope.spawn(move || run_in(Some(h), program, args, text))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|j| {
+                    j.join().unwrap_or_else(|_| {
+                        Err(NetnsError::Command {
+                            command: "nft/tc".into(),
+                            detail: "the command thread panicked".into(),
+                        })
+                    })
+                })
+                .collect()
+        });
+        for r in results {
+            if let Err(e) = r {
+                // Unknown state: write everything again next time.
+                active.written.clear();
+                return Err(e);
+            }
+        }
+        active.written.extend(wrote);
         Ok(())
+    }
+
+    /// The bridge port a host's packets enter by (and leave to it by).
+    fn port_of(&self, h: &Host) -> String {
+        match h {
+            Host::Harness => "harness".to_string(),
+            Host::Node(n) => port_name(self.index(n)),
+        }
     }
 
     fn index(&self, node: &str) -> usize {
@@ -697,19 +710,25 @@ fn bridge_ruleset(rules: &[String]) -> String {
     s
 }
 
-fn node_ruleset(rules: &[String]) -> String {
-    let mut input = String::new();
-    let mut output = String::new();
-    for r in rules {
-        if let Some(x) = r.strip_prefix("input ") {
-            input.push_str(&format!("    {x}\n"));
-        } else if let Some(x) = r.strip_prefix("output ") {
-            output.push_str(&format!("    {x}\n"));
-        }
+/// The reset rules, per bridge port, as a netdev table with one ingress chain per port that
+/// has any (an empty transaction body just removes the table).
+fn reset_ruleset(by_port: &BTreeMap<String, Vec<String>>) -> String {
+    let mut s = String::from("table netdev faultline {}\ndelete table netdev faultline\n");
+    if by_port.is_empty() {
+        return s;
     }
-    format!(
-        "table inet faultline {{}}\ndelete table inet faultline\ntable inet faultline {{\n  chain input {{\n    type filter hook input priority 0; policy accept;\n{input}  }}\n  chain output {{\n    type filter hook output priority 0; policy accept;\n{output}  }}\n}}\n"
-    )
+    s.push_str("table netdev faultline {\n");
+    for (port, rules) in by_port {
+        s.push_str(&format!(
+            "  chain in_{port} {{\n    type filter hook ingress device \"{port}\" priority 0; policy accept;\n"
+        ));
+        for r in rules {
+            s.push_str(&format!("    {r}\n"));
+        }
+        s.push_str("  }\n");
+    }
+    s.push_str("}\n");
+    s
 }
 
 /// Delete a host-side link this crate names, if it is there (deleting one end of a veth
@@ -870,15 +889,19 @@ mod tests {
         assert!(b.starts_with("table bridge faultline {}\ndelete table bridge faultline\n"));
         assert!(b.contains("hook forward"));
         assert!(b.contains("ip saddr 10.0.0.1 ip daddr 10.0.0.2 drop"));
-        let n = node_ruleset(&[
-            "input ip saddr 10.0.0.1 meta l4proto tcp reject with tcp reset".into(),
-            "output ip daddr 10.0.0.254 meta l4proto tcp reject with tcp reset".into(),
-        ]);
-        let input = n.find("chain input").unwrap();
-        let output = n.find("chain output").unwrap();
-        let r1 = n.find("ip saddr 10.0.0.1").unwrap();
-        let r2 = n.find("ip daddr 10.0.0.254").unwrap();
-        assert!(input < r1 && r1 < output && output < r2, "{n}");
+        let mut by_port = BTreeMap::new();
+        by_port.insert(
+            "p2".to_string(),
+            vec![
+                "ip saddr 10.0.0.2 ip daddr 10.0.0.1 meta l4proto tcp reject with tcp reset".into(),
+            ],
+        );
+        let n = reset_ruleset(&by_port);
+        assert!(n.starts_with("table netdev faultline {}\ndelete table netdev faultline\n"));
+        assert!(n.contains("hook ingress device \"p2\""), "{n}");
+        assert!(n.contains("reject with tcp reset"), "{n}");
+        // No resets: the transaction only removes the table.
+        assert!(!reset_ruleset(&BTreeMap::new()).contains("hook"));
     }
 
     #[test]
