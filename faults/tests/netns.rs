@@ -98,6 +98,15 @@ fn ping(net: &Netns, from: &str, to: &str, wait: Duration) -> Result<bool, Strin
     .unwrap()
 }
 
+/// Set fault `id`: packets from `from` to `to` cut as `how`.
+fn cut(net: &Netns, id: u64, from: Host, to: Host, how: NetCut) {
+    let rule = NetRule {
+        cut: Some(how),
+        ..NetRule::default()
+    };
+    net.apply(id, &[(from, to)], rule).unwrap();
+}
+
 fn host_link_exists(net_id: &str) -> bool {
     Path::new("/sys/class/net")
         .join(format!("{}{net_id}", netns::HOST_LINK_PREFIX))
@@ -119,15 +128,7 @@ fn one_way_partitions_are_one_way_and_heal() {
     // Cut n1 -> n2 only. TCP needs both directions, so a connection fails either way; what
     // one-way means is at the packet level: datagrams from n2 still reach n1, those from n1
     // do not reach n2.
-    net.apply(
-        1,
-        &[(n("n1"), n("n2"))],
-        NetRule {
-            cut: Some(NetCut::Drop),
-            ..NetRule::default()
-        },
-    )
-    .unwrap();
+    cut(&net, 1, n("n1"), n("n2"), NetCut::Drop);
     let rules = net.bridge_rules().unwrap();
     let (ip1, ip2) = (net.node_ip("n1").unwrap(), net.node_ip("n2").unwrap());
     assert!(
@@ -145,15 +146,7 @@ fn one_way_partitions_are_one_way_and_heal() {
     assert!(udp(&net, "n1", "n2"));
     assert_eq!(ping(&net, "n1", "n2", short), Ok(true));
     // The harness reaches nodes through its veth; cutting harness -> n2 stops that.
-    net.apply(
-        2,
-        &[(Host::Harness, n("n2"))],
-        NetRule {
-            cut: Some(NetCut::Drop),
-            ..NetRule::default()
-        },
-    )
-    .unwrap();
+    cut(&net, 2, Host::Harness, n("n2"), NetCut::Drop);
     let dst = SocketAddr::new(net.node_ip("n2").unwrap().into(), 7000);
     assert!(TcpStream::connect_timeout(&dst, short).is_err());
     net.heal_all().unwrap();
@@ -196,15 +189,7 @@ fn resets_break_connections_and_loss_drops_a_share() {
     let net = Netns::create("treset", &nodes(), dir.path()).unwrap();
     let _s2 = echo_server(&net, "n2", 8);
     let wait = Duration::from_millis(500);
-    net.apply(
-        1,
-        &[(n("n1"), n("n2"))],
-        NetRule {
-            cut: Some(NetCut::Reset),
-            ..NetRule::default()
-        },
-    )
-    .unwrap();
+    cut(&net, 1, n("n1"), n("n2"), NetCut::Reset);
     let r = ping(&net, "n1", "n2", wait);
     assert!(r.is_err(), "a reset cut must refuse at once, got {r:?}");
     net.heal(1).unwrap();

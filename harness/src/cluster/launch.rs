@@ -186,16 +186,12 @@ impl Cluster {
                 peers,
             )?));
         }
-        let cluster = Cluster {
+        Self::start_all(Cluster {
             spec,
             nodes,
             mesh,
             netns: None,
-        };
-        for n in &cluster.nodes {
-            cluster.start(n)?;
-        }
-        Ok(cluster)
+        })
     }
 
     /// `netns` mode: build the run's namespaces and bridge, give every node an address of its
@@ -261,12 +257,16 @@ impl Cluster {
                 peers,
             )?));
         }
-        let cluster = Cluster {
+        Self::start_all(Cluster {
             spec,
             nodes,
             mesh,
             netns: Some(Arc::new(net)),
-        };
+        })
+    }
+
+    /// Start every node of a cluster just assembled.
+    fn start_all(cluster: Cluster) -> Result<Cluster, ClusterError> {
         for n in &cluster.nodes {
             cluster.start(n)?;
         }
