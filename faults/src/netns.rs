@@ -757,7 +757,16 @@ fn pick_subnet(run_id: &str) -> Result<[u8; 3], NetnsError> {
     )?;
     let taken: Vec<(u32, u32)> = routes
         .lines()
-        .filter_map(|l| l.split_whitespace().next())
+        .filter_map(|l| {
+            // `local 10.1.2.3 dev ...`, `broadcast ...`: the route type comes first.
+            let mut w = l.split_whitespace();
+            let first = w.next()?;
+            if first.starts_with(|c: char| c.is_ascii_digit()) {
+                Some(first)
+            } else {
+                w.next()
+            }
+        })
         .filter_map(|dst| {
             let (addr, len) = dst.split_once('/').unwrap_or((dst, "32"));
             let a: Ipv4Addr = addr.parse().ok()?;
