@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use faultline::experiment::{self, Override};
-use faultline::report::{self, Report};
+use faultline::report;
 use faultline::run::{self, RunOptions};
 
 const EXIT_BAD_INPUT: u8 = 254;
@@ -180,9 +180,20 @@ fn main() -> ExitCode {
             println!("targets:    primary-backup, raft");
             println!("backends:   process");
             println!("network:    proxy (default), netns (root), direct");
-            println!("faults:     kill, terminate, pause, restart, crash-loop, amnesia");
+            println!(
+                "faults:     kill, terminate, pause, restart, crash-loop, amnesia, slow, \
+                 partition, link"
+            );
             println!("selectors:  leader (primary), follower (backup), random, minority, majority, all, nN");
-            println!("balancers:  round-robin, leader-aware");
+            let kinds: Vec<&str> = faultline::experiment::BalancerKind::ALL
+                .iter()
+                .map(|k| k.as_str())
+                .collect();
+            println!("balancers:  {}", kinds.join(", "));
+            println!(
+                "            with health checks, outlier ejection (`outlier:`) and a retry \
+                 budget (`retry_budget:`)"
+            );
             println!(
                 "workloads:  register, cas-register (open loop `rate`, closed loop `concurrency`)"
             );
@@ -293,7 +304,7 @@ fn run_cmd(
             }
         });
         let mut worst = 0u8;
-        let mut reports: Vec<(String, Report)> = Vec::new();
+        let mut reports: Vec<report::SuiteRun> = Vec::new();
         for l in &loaded {
             if *abort_rx.borrow() {
                 break;
@@ -318,18 +329,30 @@ fn run_cmd(
                     eprint!("{}", report::render_summary(&report));
                     eprintln!("results: {}", dir.display());
                     worst = worst_exit(worst, report.exit_code());
-                    reports.push((l.experiment.name.clone(), report));
+                    reports.push((l.experiment.name.clone(), Ok(report)));
                 }
                 Err(e) => {
                     eprintln!("faultline: {} failed: {e}", l.experiment.name);
-                    worst = worst_exit(worst, EXIT_INTERNAL);
+                    let code = if e.is_bad_input() {
+                        EXIT_BAD_INPUT
+                    } else {
+                        EXIT_INTERNAL
+                    };
+                    worst = worst_exit(worst, code);
+                    reports.push((l.experiment.name.clone(), Err(e.to_string())));
                 }
             }
         }
         if loaded.len() > 1 {
-            eprintln!("\nsuite {}:", path.display());
-            for (name, r) in &reports {
-                eprintln!("  {:<40} {:<8} exit {}", name, r.verdict.as_str(), r.exit_code());
+            let summary = report::render_suite_summary(&path.display().to_string(), &reports);
+            eprintln!("\n{summary}");
+            let file = out.join("suite-summary.md");
+            match std::fs::create_dir_all(&out).and_then(|()| std::fs::write(&file, &summary)) {
+                Ok(()) => eprintln!("suite summary: {}", file.display()),
+                Err(e) => {
+                    eprintln!("faultline: cannot write {}: {e}", file.display());
+                    worst = worst_exit(worst, EXIT_INTERNAL);
+                }
             }
         }
         ExitCode::from(worst)

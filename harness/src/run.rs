@@ -1,5 +1,6 @@
 //! `faultline run`: one experiment end to end. Launch the cluster, start the observer and
-//! health checks, drive the load while the nemesis fires its schedule, then heal, wait for
+//! health checks, drive the load through the experiment's balancer while the nemesis fires its
+//! schedule (journaling the balancer's ejections and counters as it goes), then heal, wait for
 //! recovery, read every key, stop the cluster, and analyse the recorded files into the report.
 //!
 //! Everything the run does is on disk as it happens (`history.jsonl`, `events.jsonl`), so the
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::balancer::{BalancerError, Balancing, Transition};
 use crate::cluster::{self, Cluster, ClusterSpec, ClusterView, EventSink};
 use crate::experiment::{Load, Loaded};
 use crate::history::{EventKind, Outcome, Recorder, RecorderHandle, RunClock};
@@ -24,6 +26,10 @@ use crate::workload::{self, Ctx, Generator, LoadSummary};
 const STOP_GRACE: Duration = Duration::from_secs(2);
 /// How long the cluster gets to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
+/// How often the balancer's ejections and re-admissions are journaled.
+const OUTLIER_TICK: Duration = Duration::from_millis(20);
+/// How often the balancer's counters are journaled during the load.
+const STATS_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -48,6 +54,16 @@ pub enum RunError {
     Cluster(#[from] cluster::ClusterError),
     #[error(transparent)]
     Report(#[from] report::ReportError),
+    #[error("balancer: {0}")]
+    Balancer(#[from] BalancerError),
+}
+
+impl RunError {
+    /// Errors caused by the experiment as written (exit 254), rather than by faultline or the
+    /// machine.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(self, RunError::Balancer(_))
+    }
 }
 
 /// Facts only the live run knows, kept beside the recorded files as `run.json`.
@@ -143,6 +159,17 @@ pub async fn run_experiment(
             return Err(e.into());
         }
     };
+    // The experiment was checked when it was loaded (weights name nodes of the cluster);
+    // this is the last line of defence.
+    let balancer = match Balancing::new(&exp.balancer, &cluster.ids(), seed) {
+        Ok(b) => b,
+        Err(e) => {
+            let c = cluster.clone();
+            let _ = tokio::task::spawn_blocking(move || c.stop(STOP_GRACE)).await;
+            files.finish(true, Some(format!("balancer: {e}")));
+            return Err(e.into());
+        }
+    };
     for n in &cluster.nodes {
         if let Some(p) = n.process() {
             sink.event(EventKind::NodeStart {
@@ -194,7 +221,7 @@ pub async fn run_experiment(
     let ctx = Arc::new(Ctx::new(
         cluster.nodes.clone(),
         view.clone(),
-        crate::balancer::build(exp.balancer.kind),
+        balancer,
         history.clone(),
         clock,
         generator,
@@ -209,6 +236,8 @@ pub async fn run_experiment(
     let load_start = Instant::now();
     meta.load_start_ns = clock.at(load_start);
     let until = load_start + exp.duration.0;
+    journal_balancer_stats(&ctx, sink.as_ref(), false);
+    let balancer_journal = spawn_balancer_journal(ctx.clone(), sink.clone(), clock, until);
     let fault_tasks = nemesis.spawn_schedule(
         nemesis::expand(&exp.faults, exp.duration.0, loaded.seed),
         load_start,
@@ -239,6 +268,8 @@ pub async fn run_experiment(
         }
     }
     meta.load_end_ns = clock.ns();
+    journal_outliers(&ctx, sink.as_ref(), clock);
+    journal_balancer_stats(&ctx, sink.as_ref(), true);
     for t in fault_tasks {
         t.abort();
     }
@@ -274,6 +305,9 @@ pub async fn run_experiment(
     for t in background {
         t.abort();
     }
+    balancer_journal.abort();
+    let _ = balancer_journal.await;
+    journal_outliers(&ctx, sink.as_ref(), clock);
     {
         let c = cluster.clone();
         let _ = tokio::task::spawn_blocking(move || c.stop(STOP_GRACE)).await;
@@ -349,6 +383,64 @@ async fn recover_and_read(ctx: &Arc<Ctx>, keys: &[String], deadline: Instant) ->
         all_read &= done;
     }
     all_read
+}
+
+/// Journal the balancer's ejections and re-admissions since the last call, dated when they
+/// happened.
+fn journal_outliers(ctx: &Ctx, sink: &dyn EventSink, clock: RunClock) {
+    let ids = ctx.balancer.node_ids();
+    for e in ctx.balancer.drain_events(Instant::now()) {
+        let node = ids
+            .get(e.node)
+            .cloned()
+            .unwrap_or_else(|| e.node.to_string());
+        let kind = match e.transition {
+            Transition::Ejected { duration, count } => EventKind::Ejected {
+                node,
+                duration_ms: duration.as_secs_f64() * 1000.0,
+                count,
+            },
+            Transition::Readmitted => EventKind::Readmitted { node },
+        };
+        sink.event_at(clock.at(e.at), kind);
+    }
+}
+
+/// Journal the balancer's counters now (`last`: the load has ended).
+fn journal_balancer_stats(ctx: &Ctx, sink: &dyn EventSink, last: bool) {
+    sink.event(EventKind::BalancerStats {
+        nodes: ctx.balancer.stats(),
+        ops: ctx.stats.invoked.load(Ordering::Relaxed),
+        retries: ctx.stats.retries.load(Ordering::Relaxed),
+        retries_denied: ctx.balancer.retries_denied(),
+        last,
+    });
+}
+
+/// Journal outlier transitions every [`OUTLIER_TICK`] (re-admitting nodes whose time is up)
+/// until aborted, and the balancer's counters every [`STATS_EVERY`] until `stats_until`.
+fn spawn_balancer_journal(
+    ctx: Arc<Ctx>,
+    sink: Arc<dyn EventSink>,
+    clock: RunClock,
+    stats_until: Instant,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut next_stats = Instant::now() + STATS_EVERY;
+        let mut tick = tokio::time::interval(OUTLIER_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            journal_outliers(&ctx, sink.as_ref(), clock);
+            let now = Instant::now();
+            if now >= next_stats && now < stats_until {
+                journal_balancer_stats(&ctx, sink.as_ref(), false);
+                while next_stats <= now {
+                    next_stats += STATS_EVERY;
+                }
+            }
+        }
+    })
 }
 
 /// Watch for node processes that exit without the harness asking; journal every exit.

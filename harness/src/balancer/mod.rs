@@ -393,36 +393,3 @@ fn strategy(
         }
     }
 }
-
-/// What [`crate::workload::Ctx::new`] accepts: a balancer built for the cluster, or a kind to
-/// build with its defaults once the node ids are known.
-///
-/// Transitional: `run.rs` still calls [`build`] with the kind alone, which leaves the YAML
-/// parameters, `outlier:` and `retry_budget:` unused; it should pass
-/// `Balancing::new(&exp.balancer, &cluster.ids(), seed)?` instead, after which this type and
-/// [`build`] can go.
-pub enum BalancerSpec {
-    Built(Box<Balancing>),
-    Defaults(BalancerKind),
-}
-
-impl From<Balancing> for BalancerSpec {
-    fn from(b: Balancing) -> Self {
-        BalancerSpec::Built(Box::new(b))
-    }
-}
-
-impl BalancerSpec {
-    pub fn resolve(self, ids: &[String]) -> Balancing {
-        match self {
-            BalancerSpec::Built(b) => *b,
-            BalancerSpec::Defaults(kind) => Balancing::with_defaults(kind, ids),
-        }
-    }
-}
-
-/// The strategy named in the experiment, with default parameters. Transitional: see
-/// [`BalancerSpec`].
-pub fn build(kind: BalancerKind) -> BalancerSpec {
-    BalancerSpec::Defaults(kind)
-}

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Reply;
 use crate::cluster::ClusterView;
@@ -122,11 +122,7 @@ impl Iterator for Members {
 /// node, since the client must still fail against something. Only the first `n` nodes of the
 /// view count.
 pub fn candidates(view: &ClusterView, n: usize, tried: &[usize], excluded: NodeSet) -> NodeSet {
-    let mut usable = 0u64;
-    for (i, node) in view.nodes.iter().take(n.min(MAX_NODES)).enumerate() {
-        usable |= u64::from(node.healthy & !node.down) << i;
-    }
-    let usable = NodeSet(usable).minus(excluded);
+    let usable = NodeSet(view.usable_bits() & NodeSet::first(n).0).minus(excluded);
     let mut fresh = usable;
     for &t in tried {
         fresh = fresh.without(t);
@@ -302,7 +298,8 @@ impl NodeTable {
 
 /// What one node got from this balancer, at the moment of the snapshot. Every count is of
 /// tries (a retried operation counts once per node it went to).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct NodeStats {
     pub node: String,
     /// Tries sent to the node.

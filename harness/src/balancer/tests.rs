@@ -409,10 +409,9 @@ fn bad_configurations_are_typed_errors() {
         Balancing::new(&BalancerCfg::default(), &ids(65), 0).err(),
         Some(BalancerError::TooManyNodes { nodes: 65 })
     );
-    // The transitional defaults never fail.
+    // The defaults never fail: they take the first 64 nodes.
     assert_eq!(
-        build(BalancerKind::Weighted)
-            .resolve(&ids(65))
+        Balancing::with_defaults(BalancerKind::Weighted, &ids(65))
             .node_ids()
             .len(),
         64

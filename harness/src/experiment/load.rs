@@ -159,6 +159,36 @@ pub fn parse_experiment(
             return Err(error_at("faults", Some(i), format!("faults[{i}]: {why}")));
         }
     }
+    // Balancer weights name nodes of this cluster: n1 ..= n<target.nodes>.
+    let nodes = experiment.target.nodes;
+    let unknown = experiment
+        .balancer
+        .params
+        .weights
+        .keys()
+        .find(|id| !(1..=nodes).any(|i| **id == format!("n{i}")));
+    if let Some(id) = unknown {
+        let message =
+            format!("balancer.weights: no node `{id}` in this cluster of {nodes} (n1..n{nodes})");
+        // At the weight itself, unless `balancer` came from a `--set`.
+        let from_set = overrides
+            .iter()
+            .any(|o| o.path.first().map(String::as_str) == Some("balancer"));
+        return Err(
+            match (!from_set)
+                .then(|| locate_in_block(text, "balancer", &format!("{id}:")))
+                .flatten()
+            {
+                Some((line, column)) => ExperimentError::Yaml {
+                    file: path.to_owned(),
+                    line,
+                    column,
+                    message,
+                },
+                None => error_at("balancer", None, message),
+            },
+        );
+    }
     let seed = seed.or(experiment.seed).unwrap_or_else(rand::random::<u64>);
     experiment.seed = Some(seed);
     if let Value::Mapping(m) = &mut value {
@@ -234,6 +264,30 @@ fn locate(text: &str, key: &str, index: Option<usize>) -> Option<(usize, usize)>
         }
     }
     Some(key_pos)
+}
+
+/// Where `needle` first appears, not right after a letter, digit or `_`, in the block of the
+/// top-level field `key`: its own line and the indented (or blank, or comment) lines after it.
+/// 1-based line and column.
+fn locate_in_block(text: &str, key: &str, needle: &str) -> Option<(usize, usize)> {
+    let prefix = format!("{key}:");
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines.iter().position(|l| l.starts_with(&prefix))?;
+    for (n, l) in lines.iter().enumerate().skip(at) {
+        if n > at && !l.is_empty() && !l.starts_with([' ', '\t', '#']) {
+            break;
+        }
+        let found = l.match_indices(needle).map(|(i, _)| i).find(|&i| {
+            !l[..i]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_alphanumeric() || c == '_')
+        });
+        if let Some(i) = found {
+            return Some((n + 1, l[..i].chars().count() + 1));
+        }
+    }
+    None
 }
 
 fn yaml_error(path: &Path, e: serde_yaml::Error) -> ExperimentError {
@@ -517,6 +571,68 @@ faults:
                 "one-of[1]: `pause` needs `duration`",
             ),
             ("{ every: 2s, one-of: [] }", "at least one alternative"),
+        ] {
+            let text = GOOD.replacen("{ at: 1s, kill: leader, restart_after: 500ms }", entry, 1);
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{entry}: {err}");
+            assert!(err.starts_with("x.yaml:12:"), "{entry}: {err}");
+        }
+    }
+
+    #[test]
+    fn balancer_weights_must_name_nodes_of_the_cluster() {
+        let weighted =
+            format!("{GOOD}balancer:\n  kind: weighted\n  weights:\n    n1: 3\n    n4: 1\n");
+        let err = parse(&weighted).unwrap_err();
+        match &err {
+            ExperimentError::Yaml { line, column, .. } => assert_eq!((*line, *column), (17, 5)),
+            other => panic!("expected a located error, got {other:?}"),
+        }
+        let msg = err.to_string();
+        assert!(
+            msg.contains("balancer.weights: no node `n4`") && msg.contains("n1..n3"),
+            "{msg}"
+        );
+        let flow = format!("{GOOD}balancer: {{ kind: weighted, weights: {{ n11: 1, n1: 2 }} }}\n");
+        match parse(&flow).unwrap_err() {
+            ExperimentError::Yaml { line, column, .. } => assert_eq!((line, column), (13, 40)),
+            other => panic!("expected a located error, got {other:?}"),
+        }
+        let ok = weighted.replace("n4: 1", "n3: 1");
+        assert_eq!(
+            parse(&ok).unwrap().experiment.balancer.params.weights.len(),
+            2
+        );
+        // Five nodes from the command line make n4 a member.
+        let five: Override = "target.nodes=5".parse().unwrap();
+        assert!(parse_experiment(Path::new("x.yaml"), &weighted, &[five], None).is_ok());
+    }
+
+    #[test]
+    fn slow_faults_parse_and_are_checked() {
+        let text = GOOD.replacen(
+            "{ at: 1s, kill: leader, restart_after: 500ms }",
+            "{ at: 1s, slow: follower, duration: 2s, burst: 20ms, period: 100ms }",
+            1,
+        );
+        let f = &parse(&text).unwrap().experiment.faults[0];
+        assert_eq!(f.action, crate::experiment::FaultAction::Slow);
+        assert_eq!(f.selector, crate::experiment::Selector::Follower);
+        assert_eq!(
+            f.burst.map(|b| b.0),
+            Some(std::time::Duration::from_millis(20))
+        );
+        for (entry, needle) in [
+            ("{ at: 1s, slow: random, burst: 20ms }", "needs `duration`"),
+            ("{ at: 1s, slow: random, duration: 1s }", "needs `burst`"),
+            (
+                "{ at: 1s, slow: random, duration: 1s, burst: 100ms }",
+                "must be shorter than `period` (100ms)",
+            ),
+            (
+                "{ at: 1s, pause: random, duration: 1s, burst: 10ms }",
+                "`burst` does not apply to `pause`",
+            ),
         ] {
             let text = GOOD.replacen("{ at: 1s, kill: leader, restart_after: 500ms }", entry, 1);
             let err = parse(&text).unwrap_err().to_string();

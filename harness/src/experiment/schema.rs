@@ -977,13 +977,16 @@ pub struct FaultSpec {
     pub selector: Selector,
     /// What a `partition` or `link` fault does to the network.
     pub net: Option<NetFault>,
-    /// pause: how long the process stays stopped. crash-loop: how long the loop lasts.
+    /// pause: how long the process stays stopped. crash-loop, slow: how long the loop lasts.
     pub duration: Option<Dur>,
     /// kill, terminate, amnesia: restart the node this long after (absent: it stays down until
     /// the end of the load).
     pub restart_after: Option<Dur>,
-    /// crash-loop: time between the restart and the next kill.
+    /// crash-loop: time between the restart and the next kill. slow: time from the start of
+    /// one stop to the start of the next.
     pub period: Option<Dur>,
+    /// slow: how long each stop lasts (SIGSTOP, then SIGCONT), once every `period`.
+    pub burst: Option<Dur>,
     /// A `one-of` entry's alternatives (the fields above are the first one's); each firing
     /// applies one, chosen from the run's seed when the schedule is expanded. Empty otherwise.
     pub choices: Vec<FaultSpec>,
@@ -1024,6 +1027,9 @@ pub enum FaultAction {
     Partition,
     /// Degrade (or cut) chosen links for `duration`: delay, jitter, bandwidth, ...
     Link,
+    /// Make a node slow without making it dead, for `duration`: SIGSTOP for `burst`, SIGCONT,
+    /// once every `period`.
+    Slow,
 }
 
 impl FaultAction {
@@ -1037,6 +1043,7 @@ impl FaultAction {
             FaultAction::Amnesia => "amnesia",
             FaultAction::Partition => "partition",
             FaultAction::Link => "link",
+            FaultAction::Slow => "slow",
         }
     }
 }
@@ -1065,6 +1072,7 @@ struct RawFault {
     restart: Option<Selector>,
     crash_loop: Option<Selector>,
     amnesia: Option<Selector>,
+    slow: Option<Selector>,
     partition: Option<Topology>,
     link: Option<LinkSpec>,
     /// partition: `blackhole` (hold bytes, the default) or `reset` (close with RST).
@@ -1073,6 +1081,8 @@ struct RawFault {
     #[serde(alias = "restart_after")]
     restart_after: Option<Dur>,
     period: Option<Dur>,
+    /// slow: how long each stop lasts.
+    burst: Option<Dur>,
     /// A seeded mix (Jepsen's combined nemesis): each firing applies one of these, chosen
     /// from the run's seed. They carry their verb and its fields; the timing is this entry's.
     #[serde(alias = "one_of")]
@@ -1093,6 +1103,7 @@ impl TryFrom<RawFault> for FaultSpec {
             (FaultAction::Restart, r.restart),
             (FaultAction::CrashLoop, r.crash_loop),
             (FaultAction::Amnesia, r.amnesia),
+            (FaultAction::Slow, r.slow),
         ];
         let net = match (r.partition, r.link) {
             (Some(_), Some(_)) => {
@@ -1132,7 +1143,7 @@ impl TryFrom<RawFault> for FaultSpec {
             (None, None) => {
                 return Err(
                     "a fault needs one of kill, terminate, pause, restart, crash-loop, \
-                            amnesia, partition, link"
+                            amnesia, slow, partition, link"
                         .into(),
                 )
             }
@@ -1158,7 +1169,28 @@ impl TryFrom<RawFault> for FaultSpec {
                 Ok(())
             }
         };
+        if action != FaultAction::Slow {
+            refuse("burst", r.burst.is_some())?;
+        }
         match action {
+            FaultAction::Slow => {
+                needs("duration", r.duration.is_some())?;
+                needs("burst", r.burst.is_some())?;
+                refuse("restart_after", r.restart_after.is_some())?;
+                let period = r.period.map_or(DEFAULT_SLOW_PERIOD, |p| p.0);
+                let burst = r.burst.map_or(Duration::ZERO, |b| b.0);
+                if burst.is_zero() {
+                    return Err("`slow` needs a `burst` longer than 0".into());
+                }
+                if burst >= period {
+                    return Err(format!(
+                        "`slow`: `burst` ({}) must be shorter than `period` ({}), or the node \
+                         is paused, not slow",
+                        Dur(burst),
+                        Dur(period)
+                    ));
+                }
+            }
             FaultAction::Pause => {
                 needs("duration", r.duration.is_some())?;
                 refuse("restart_after", r.restart_after.is_some())?;
@@ -1191,10 +1223,14 @@ impl TryFrom<RawFault> for FaultSpec {
             duration: r.duration,
             restart_after: r.restart_after,
             period: r.period,
+            burst: r.burst,
             choices: Vec::new(),
         })
     }
 }
+
+/// `slow` without `period`: one stop every 100 ms.
+pub const DEFAULT_SLOW_PERIOD: Duration = Duration::from_millis(100);
 
 /// When a schedule entry fires: `at`, or `every` with `from`/`until`.
 fn when_of(r: &RawFault) -> Result<When, String> {
@@ -1236,12 +1272,14 @@ fn one_of(r: RawFault, alternatives: Vec<RawFault>) -> Result<FaultSpec, String>
         ("restart", r.restart.is_some()),
         ("crash-loop", r.crash_loop.is_some()),
         ("amnesia", r.amnesia.is_some()),
+        ("slow", r.slow.is_some()),
         ("partition", r.partition.is_some()),
         ("link", r.link.is_some()),
         ("cut", r.cut.is_some()),
         ("duration", r.duration.is_some()),
         ("restart-after", r.restart_after.is_some()),
         ("period", r.period.is_some()),
+        ("burst", r.burst.is_some()),
     ];
     if let Some((field, _)) = own.iter().find(|(_, set)| *set) {
         return Err(format!(

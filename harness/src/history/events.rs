@@ -1,5 +1,6 @@
 //! The run's event journal (`events.jsonl`): faults applied and healed, role and term changes
-//! seen by the observer, node starts and exits, and the run's phases.
+//! seen by the observer, node starts and exits, the run's phases, and what the client's
+//! balancer did (ejections, re-admissions, its counters once a second).
 
 use faultline_protocol::Role;
 use serde::{Deserialize, Serialize};
@@ -68,6 +69,28 @@ pub enum EventKind {
         node: String,
         status: String,
         expected: bool,
+    },
+    /// The balancer's outlier detection took `node` out of every pick for `duration_ms`; this
+    /// is its `count`th ejection.
+    Ejected {
+        node: String,
+        duration_ms: f64,
+        count: u32,
+    },
+    /// An ejected node's time was up: the balancer picks it again.
+    Readmitted { node: String },
+    /// The balancer's counters since the load started, per node in view order: journaled when
+    /// the load starts, once a second during it, and when it ends (`last: true`).
+    BalancerStats {
+        nodes: Vec<crate::balancer::NodeStats>,
+        /// Operations started (first tries).
+        ops: u64,
+        /// Tries after the first.
+        retries: u64,
+        /// Retries the retry budget refused.
+        retries_denied: u64,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        last: bool,
     },
     /// A phase of the run begins: `load`, `heal`, `recover`, `final-reads`, `stop`.
     Phase { name: String },

@@ -5,6 +5,7 @@
 use faultline_protocol::Role;
 use serde::Serialize;
 
+use super::latency::{self, LatencySummary};
 use super::{ms, ok_write};
 use crate::history::{Event, EventKind, OpRecord};
 
@@ -37,6 +38,10 @@ pub struct FailoverEvent {
     /// it (finding it, retrying, the first commit). Negative when a write succeeded before the
     /// observer's dating of the election (a fault that caused no election, say).
     pub client_lag_ms: Option<f64>,
+    /// Latency of the `ok` operations invoked while the fault was active (from when it took
+    /// effect to when it healed, or to the load end), every kind together, in microseconds;
+    /// `null` when none succeeded.
+    pub latency_us: Option<LatencySummary>,
 }
 
 /// Nearest-rank percentiles in ms; `null` without samples.
@@ -122,6 +127,12 @@ pub(crate) fn compute(ops: &[&OpRecord], events: &[Event], start: u64, end: u64)
             .min();
         let election_ms = election(events, t, next_fault, nodes).map(|u| ms(u - t));
         let recovery_ms = recovered.map(|c| ms(c.saturating_sub(t)));
+        let active_until = healed.unwrap_or(end);
+        let latency_us = latency::all(
+            ops.iter()
+                .copied()
+                .filter(|o| o.invoke_ns >= t && o.invoke_ns < active_until),
+        );
         rows.push(FailoverEvent {
             id: *id,
             fault: fault.clone(),
@@ -132,6 +143,7 @@ pub(crate) fn compute(ops: &[&OpRecord], events: &[Event], start: u64, end: u64)
             recovery_ms,
             gap_ms: gap(&done, t, recovered.unwrap_or(end)).map(ms),
             client_lag_ms: election_ms.zip(recovery_ms).map(|(e, r)| r - e),
+            latency_us,
         });
     }
     let of =

@@ -99,6 +99,17 @@ pub(crate) fn by_kind<'a>(ops: impl IntoIterator<Item = &'a OpRecord>) -> Latenc
         .collect()
 }
 
+/// One summary of the `ok` ops among `ops`, every kind together; `None` without any.
+pub(crate) fn all<'a>(ops: impl IntoIterator<Item = &'a OpRecord>) -> Option<LatencySummary> {
+    let mut r = Recorder::new();
+    for o in ops.into_iter().filter(|o| o.outcome == Outcome::Ok) {
+        if let Some(ns) = o.latency_ns() {
+            r.record(ns);
+        }
+    }
+    r.summary()
+}
+
 impl LatencyByPhase {
     pub(crate) fn of(ops: &[&OpRecord], faults: &Faults) -> Self {
         let of = |p: Phase| {

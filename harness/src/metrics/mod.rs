@@ -91,6 +91,8 @@ pub struct Metrics {
     /// Latency of `ok` ops in microseconds, per op kind (`read`, `write`, `cas`; a kind
     /// without `ok` ops is absent).
     pub latency_us: LatencyByKind,
+    /// Latency of every `ok` op, all kinds together, in microseconds (`null` without any).
+    pub latency_all_us: Option<LatencySummary>,
     /// The same, per phase (by invocation time).
     pub latency_by_phase_us: LatencyByPhase,
     pub throughput: Throughput,
@@ -127,6 +129,7 @@ pub fn compute(history: &History, events: &[Event], opts: &MetricsOptions) -> Me
         availability: availability::compute(&ops, &faults, start, end, opts.window_ms.max(1) * MS),
         failover: failover::compute(&ops, events, start, end),
         latency_us: latency::by_kind(ops.iter().copied()),
+        latency_all_us: latency::all(ops.iter().copied()),
         latency_by_phase_us: LatencyByPhase::of(&ops, &faults),
         throughput: Throughput {
             ok_per_s: per_s(counts.ok),

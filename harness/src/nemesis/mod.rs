@@ -355,6 +355,30 @@ impl Nemesis {
                     self.restart(id, &nodes).await;
                 }
             }
+            FaultAction::Slow => {
+                let until = Instant::now() + spec.duration.map_or(Duration::ZERO, |d| d.0);
+                let period = spec
+                    .period
+                    .map_or(crate::experiment::DEFAULT_SLOW_PERIOD, |p| p.0);
+                let burst = spec.burst.map_or(Duration::ZERO, |b| b.0).min(period);
+                let mut first = true;
+                let mut next = Instant::now();
+                // Every stop is followed by its resume, also when the fault is healed in
+                // between (heal_all resumes every node anyway).
+                while next < until && self.is_active(id) {
+                    self.nodes_op(&nodes, |c, n| c.pause(n));
+                    if std::mem::take(&mut first) {
+                        applied();
+                    }
+                    tokio::time::sleep_until((next + burst).into()).await;
+                    self.nodes_op(&nodes, |c, n| c.resume(n));
+                    next += period;
+                    tokio::time::sleep_until(next.min(until).into()).await;
+                }
+                if self.is_active(id) {
+                    self.end(id);
+                }
+            }
             FaultAction::Partition | FaultAction::Link => {
                 // The schema gives every network fault its `net`; nothing to undo without it.
                 tracing::warn!("{} fault without a network part", spec.action.as_str());
@@ -527,6 +551,7 @@ mod tests {
             duration: None,
             restart_after: None,
             period: None,
+            burst: None,
             choices: Vec::new(),
         }
     }

@@ -1,12 +1,17 @@
 //! The run report: analysing a run directory's recorded files (`experiment.yaml`,
 //! `history.jsonl`, `events.jsonl`, `run.json`) into `report.json` (schema
-//! `faultline.report/v1`) and `summary.md`, and the exit code the verdict maps to.
+//! `faultline.report/v1`) and `summary.md`, and the exit code the verdict maps to; and the
+//! summary that lines up the runs of a suite.
 //!
 //! The same analysis serves `faultline run` at the end of a run and `faultline report
 //! <run-dir>` afterwards, also for a run that was interrupted or whose harness was killed.
 
+mod balancer;
+mod suite;
 mod summary;
 
+pub use balancer::{BalancerReport, Ejection, ShareWindow, Totals};
+pub use suite::{render_suite_summary, SuiteRun};
 pub use summary::render_summary;
 
 use std::path::{Path, PathBuf};
@@ -76,6 +81,9 @@ pub struct Report {
     pub fault_timing: FaultTiming,
     pub load: Option<LoadSummary>,
     pub unexpected_exits: Vec<UnexpectedExit>,
+    /// What the client's balancer did: strategy and parameters, per-node counters, shares
+    /// over time, ejections.
+    pub balancer: BalancerReport,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -314,6 +322,7 @@ pub fn analyze(run_dir: &Path) -> Result<Report, ReportError> {
         faults,
         load: meta.as_ref().and_then(|m| m.load.clone()),
         unexpected_exits: meta.map(|m| m.unexpected_exits).unwrap_or_default(),
+        balancer: balancer::analyze(&exp.balancer, &events),
     })
 }
 

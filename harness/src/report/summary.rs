@@ -143,6 +143,10 @@ pub fn render_summary(r: &Report) -> String {
         );
     }
 
+    if r.balancer.recorded {
+        balancer_section(&mut s, &r.balancer);
+    }
+
     let c = &r.consistency;
     let _ = writeln!(s, "\n## Consistency\n");
     let _ = writeln!(
@@ -232,6 +236,101 @@ pub fn render_summary(r: &Report) -> String {
         );
     }
     s
+}
+
+/// The most per-second share columns the summary shows.
+const SHARE_WINDOWS: usize = 60;
+
+/// What the balancer did, briefly: its settings, per-node counters, shares per second and
+/// ejections.
+fn balancer_section(s: &mut String, b: &super::BalancerReport) {
+    let _ = writeln!(s, "\n## Balancer\n");
+    let mut settings = b.config.clone();
+    if let Some(m) = settings.as_object_mut() {
+        for k in ["kind", "health", "connections_per_node"] {
+            m.remove(k);
+        }
+    }
+    let _ = writeln!(s, "{} {}", b.strategy, settings);
+    let _ = writeln!(
+        s,
+        "\n{} operations, {} retries ({} refused by the retry budget); {} of {} tries wasted on \
+         dead or non-leader nodes; {} ejection(s).",
+        b.ops, b.retries, b.retries_denied, b.totals.wasted, b.totals.sent, b.totals.ejections
+    );
+    let _ = writeln!(
+        s,
+        "\n| node | sent | share | served | not leader | refused | unavailable | timeout/lost | ejections | mean served |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
+    for n in &b.nodes {
+        let share = if b.totals.sent == 0 {
+            0.0
+        } else {
+            n.sent as f64 / b.totals.sent as f64
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.1}% | {} | {} | {} | {} | {} | {} | {:.2} ms |",
+            n.node,
+            n.sent,
+            share * 100.0,
+            n.served,
+            n.not_leader,
+            n.refused,
+            n.unavailable,
+            n.indefinite,
+            n.ejections,
+            n.mean_served_ms
+        );
+    }
+    if !b.share.is_empty() {
+        let shown = b.share.len().min(SHARE_WINDOWS);
+        let _ = writeln!(
+            s,
+            "\nShare of tries per second, % ({} window(s){}):\n",
+            b.share.len(),
+            if shown < b.share.len() {
+                format!(", first {shown} shown")
+            } else {
+                String::new()
+            }
+        );
+        let _ = writeln!(s, "```");
+        for (i, n) in b.nodes.iter().enumerate() {
+            let row: Vec<String> = b.share[..shown]
+                .iter()
+                .map(|w| format!("{:>3.0}", w.share.get(i).copied().unwrap_or(0.0) * 100.0))
+                .collect();
+            let _ = writeln!(s, "{:<4} {}", n.node, row.join(""));
+        }
+        let _ = writeln!(s, "```");
+    }
+    if !b.ejections.is_empty() {
+        let _ = writeln!(s, "\nEjections:\n");
+        for e in b.ejections.iter().take(20) {
+            let _ = writeln!(
+                s,
+                "- {} at {:.2}s for {:.0} ms (#{}), {}",
+                e.node,
+                e.at_ms / 1000.0,
+                e.duration_ms,
+                e.count,
+                e.readmitted_ms
+                    .map_or("not re-admitted before the end".into(), |t| format!(
+                        "back at {:.2}s",
+                        t / 1000.0
+                    ))
+            );
+        }
+        if b.ejections.len() > 20 {
+            let _ = writeln!(
+                s,
+                "- ... and {} more in report.json",
+                b.ejections.len() - 20
+            );
+        }
+    }
 }
 
 /// One operation as a timeline line: `+1234.5ms..+1236.0ms client 7 write k1 = 12 -> ok (n2)`.

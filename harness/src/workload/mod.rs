@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use faultline_protocol::{ErrorCode, Op, OpKind};
 use serde::{Deserialize, Serialize};
 
-use crate::balancer::{BalancerSpec, Balancing, Reply};
+use crate::balancer::{Balancing, Reply};
 use crate::cluster::{NodeHandle, SharedView};
 use crate::history::{HistoryLine, LineType, Outcome, Recorder, RunClock};
 
@@ -24,6 +24,8 @@ pub struct LoadStats {
     pub ok: AtomicU64,
     pub fail: AtomicU64,
     pub info: AtomicU64,
+    /// Tries after an operation's first (sent after a definite failure).
+    pub retries: AtomicU64,
     /// Open loop: operations that were due.
     pub scheduled: AtomicU64,
     /// Open loop: operations that started more than 1 ms after they were due.
@@ -94,18 +96,17 @@ impl Ctx {
     pub fn new(
         nodes: Vec<Arc<NodeHandle>>,
         view: SharedView,
-        balancer: impl Into<BalancerSpec>,
+        balancer: Balancing,
         recorder: Recorder,
         clock: RunClock,
         generator: Generator,
         timeout: Duration,
         max_tries: u32,
     ) -> Self {
-        let ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
         Ctx {
             nodes,
             view,
-            balancer: balancer.into().resolve(&ids),
+            balancer,
             recorder,
             clock,
             generator: Mutex::new(generator),
@@ -191,6 +192,9 @@ pub async fn execute(ctx: &Ctx, client: u32, op: Op, due: Option<Instant>) -> Do
             break;
         }
         done.node = Some(ctx.nodes[node].id.clone());
+        if attempt > 0 {
+            ctx.stats.retries.fetch_add(1, Ordering::Relaxed);
+        }
         let flight = ctx.balancer.start(node, Instant::now());
         let result = ctx.nodes[node].client.call(op.clone(), left).await;
         let reply = match &result {
