@@ -218,7 +218,7 @@ pub async fn run_experiment(
 
     let generator = Generator::new(seed, exp.workload.keys, exp.workload.mix, exp.workload.kind);
     let keys: Vec<String> = generator.keys().to_vec();
-    let ctx = Arc::new(Ctx::new(
+    let mut ctx = Ctx::new(
         cluster.nodes.clone(),
         view.clone(),
         balancer,
@@ -227,7 +227,9 @@ pub async fn run_experiment(
         generator,
         exp.workload.timeout.0,
         exp.balancer.max_tries,
-    ));
+    );
+    ctx.try_timeout = exp.balancer.try_timeout.map(|d| d.0);
+    let ctx = Arc::new(ctx);
     let nemesis = Nemesis::new(cluster.clone(), view.clone(), sink.clone(), seed);
 
     sink.event(EventKind::Phase {

@@ -188,15 +188,40 @@ cells! {
 }
 
 /// The forgotten vote shows as two nodes leading one term, found by the election-safety
-/// check from the nodes' own status, whatever the clients saw.
+/// check from the nodes' own status, whatever the clients saw. The exposing interleaving is a
+/// race (the voter must die between its grant and the winner's first append): on a quiet
+/// machine every run of seven rounds catches it, but with the whole matrix running beside it a
+/// run can miss. As Jepsen does for rare bugs, up to three runs (seeds 11, 12, 13): the bug
+/// must show in one of them, and no run may end in anything but `invalid` or `valid`.
 #[test]
 fn bug_forget_vote_on_restart() {
-    let r = cell("bug-forget-vote-on-restart");
-    let two = r["consistency"]["two_leaders"].as_array().unwrap();
-    assert!(!two.is_empty(), "{}", r["consistency"]);
-    for t in two {
-        assert!(t["leaders"].as_array().unwrap().len() >= 2, "{t}");
+    let name = "bug-forget-vote-on-restart";
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../experiments/raft")
+        .join(format!("{name}.yaml"));
+    let mut seen = Vec::new();
+    for seed in ["11", "12", "13"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = common::run(dir.path(), &file, &["--seed", seed]);
+        let r = common::report(&common::latest(dir.path(), &format!("raft-{name}")));
+        let two = r["consistency"]["two_leaders"].as_array().unwrap().clone();
+        if r["verdict"] == "invalid" {
+            assert!(!two.is_empty(), "seed {seed}: {}", r["consistency"]);
+            for t in &two {
+                assert!(t["leaders"].as_array().unwrap().len() >= 2, "{t}");
+            }
+            assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+            return;
+        }
+        assert_eq!(
+            r["verdict"],
+            "valid",
+            "seed {seed}: {}",
+            common::stderr(&out)
+        );
+        seen.push(format!("seed {seed}: valid"));
     }
+    panic!("{name}: no run caught it ({seen:?})");
 }
 
 /// The partition rows in `network: {mode: netns}` (root; skipped with a message elsewhere).

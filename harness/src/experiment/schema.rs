@@ -484,6 +484,10 @@ pub struct BalancerCfg {
     pub outlier: Option<OutlierCfg>,
     /// A cap on retries as a share of operations; unlimited (up to `max_tries`) when absent.
     pub retry_budget: Option<RetryBudgetCfg>,
+    /// Time for one try, within the operation's `timeout`. A read whose try runs out is
+    /// retried on another node (a read changes nothing); a write or cas ends indeterminate, as
+    /// it may still take effect. Absent: one try may use the whole operation timeout.
+    pub try_timeout: Option<Dur>,
 }
 
 fn default_tries() -> u32 {
@@ -503,6 +507,7 @@ impl Default for BalancerCfg {
             connections_per_node: default_pool(),
             outlier: None,
             retry_budget: None,
+            try_timeout: None,
         }
     }
 }
@@ -695,6 +700,8 @@ struct RawBalancerCfg {
     outlier: Option<OutlierCfg>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     retry_budget: Option<RetryBudgetCfg>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    try_timeout: Option<Dur>,
 }
 
 impl TryFrom<RawBalancerCfg> for BalancerCfg {
@@ -783,6 +790,9 @@ impl TryFrom<RawBalancerCfg> for BalancerCfg {
                 ));
             }
         }
+        if raw.try_timeout.is_some_and(|t| t.0.is_zero()) {
+            return Err("`try_timeout` must be more than 0".into());
+        }
         if let Some(b) = &raw.retry_budget {
             if !(b.ratio.is_finite() && b.ratio >= 0.0) {
                 return Err(format!(
@@ -805,6 +815,7 @@ impl TryFrom<RawBalancerCfg> for BalancerCfg {
             connections_per_node: raw.connections_per_node,
             outlier: raw.outlier,
             retry_budget: raw.retry_budget,
+            try_timeout: raw.try_timeout,
         })
     }
 }
@@ -828,6 +839,7 @@ impl From<BalancerCfg> for RawBalancerCfg {
             connections_per_node: cfg.connections_per_node,
             outlier: cfg.outlier,
             retry_budget: cfg.retry_budget,
+            try_timeout: cfg.try_timeout,
         }
     }
 }
@@ -1426,6 +1438,20 @@ mod balancer_cfg_tests {
     /// Unknown keys, parameters of another strategy and out-of-range values are errors that
     /// say what is wrong.
     #[test]
+    fn try_timeout_parses_and_round_trips() {
+        let cfg: BalancerCfg = serde_yaml::from_str("{try_timeout: 50ms}").unwrap();
+        assert_eq!(
+            cfg.try_timeout.map(|d| d.0),
+            Some(Duration::from_millis(50))
+        );
+        let back: BalancerCfg =
+            serde_yaml::from_str(&serde_yaml::to_string(&cfg).unwrap()).unwrap();
+        assert_eq!(back.try_timeout, cfg.try_timeout);
+        let none: BalancerCfg = serde_yaml::from_str("{kind: round-robin}").unwrap();
+        assert!(none.try_timeout.is_none());
+    }
+
+    #[test]
     fn bad_parameters_are_errors() {
         let cases = [
             ("{kind: round-robin, colour: red}", "unknown field `colour`"),
@@ -1457,6 +1483,7 @@ mod balancer_cfg_tests {
                 "{kind: hash, vnodes: 0}",
                 "vnodes must be between 1 and 4096",
             ),
+            ("{try_timeout: 0ms}", "`try_timeout` must be more than 0"),
             (
                 "{kind: hash, bounded_load: 0.5}",
                 "bounded_load must be a number of at least 1",

@@ -14,7 +14,7 @@ use faultline_protocol::{ErrorCode, Op, OpKind};
 use serde::{Deserialize, Serialize};
 
 use crate::balancer::{Balancing, Reply};
-use crate::cluster::{NodeHandle, SharedView};
+use crate::cluster::{CallError, NodeHandle, SharedView};
 use crate::history::{HistoryLine, LineType, Outcome, Recorder, RunClock};
 
 /// Counters the progress display and the report read while the load runs.
@@ -73,6 +73,8 @@ pub struct Ctx {
     pub generator: Mutex<Generator>,
     pub timeout: Duration,
     pub max_tries: u32,
+    /// Time for one try (reads that run out are retried elsewhere); `None`: the op's timeout.
+    pub try_timeout: Option<Duration>,
     pub stats: LoadStats,
     /// Set to stop the load early (Ctrl-C): no new operation starts.
     pub stop: std::sync::atomic::AtomicBool,
@@ -112,6 +114,7 @@ impl Ctx {
             generator: Mutex::new(generator),
             timeout,
             max_tries: max_tries.max(1),
+            try_timeout: None,
             stats: LoadStats::default(),
             stop: std::sync::atomic::AtomicBool::new(false),
             next_op: AtomicU64::new(1),
@@ -196,7 +199,8 @@ pub async fn execute(ctx: &Ctx, client: u32, op: Op, due: Option<Instant>) -> Do
             ctx.stats.retries.fetch_add(1, Ordering::Relaxed);
         }
         let flight = ctx.balancer.start(node, Instant::now());
-        let result = ctx.nodes[node].client.call(op.clone(), left).await;
+        let this_try = ctx.try_timeout.map_or(left, |t| t.min(left));
+        let result = ctx.nodes[node].client.call(op.clone(), this_try).await;
         let reply = match &result {
             Ok(resp) if resp.ok => Reply::Served,
             Ok(resp) => resp
@@ -248,7 +252,11 @@ pub async fn execute(ctx: &Ctx, client: u32, op: Op, due: Option<Instant>) -> Do
             }
             Err(e) => {
                 done.error = Some(e.code().to_string());
-                if !e.definite() {
+                // A read that ran out of its try (not of the op's time) goes to another node:
+                // it changed nothing wherever it got to.
+                let read_try_ran_out =
+                    kind == OpKind::Read && matches!(e, CallError::Timeout) && this_try < left;
+                if !e.definite() && !read_try_ran_out {
                     done.outcome = Outcome::Info;
                     break;
                 }
