@@ -258,3 +258,70 @@ fn list_names_every_balancer_and_the_slow_fault() {
     }
     assert!(text.contains("slow"), "{text}");
 }
+
+/// `try_timeout`: a read sent to a stopped follower gives up after 100 ms and is served by
+/// another node; a write keeps the whole operation timeout (it is never retried, as it may
+/// still take effect), so none ends as a timeout before that timeout.
+#[test]
+fn a_read_whose_try_runs_out_is_served_elsewhere_and_writes_keep_their_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "\
+name: bal-try-timeout
+seed: 9
+duration: 4s
+target:
+  kind: raft
+  nodes: 3
+  settings: { heartbeat: 50ms, election_timeout: [150ms, 300ms], forward: true }
+workload:
+  kind: register
+  keys: 8
+  mix: { read: 0.5, write: 0.5 }
+  rate: 200/s
+  timeout: 1s
+balancer:
+  kind: round-robin
+  health: { interval: 10s, timeout: 1s, unhealthy_after: 3 }
+  try_timeout: 100ms
+faults:
+  - { at: 1s, slow: follower, duration: 2s, burst: 400ms, period: 500ms }
+";
+    let file = common::write_experiment(dir.path(), "try-timeout", yaml);
+    let out = common::run(dir.path(), &file, &[]);
+    let run = common::latest(dir.path(), "bal-try-timeout");
+    assert!(
+        matches!(out.status.code(), Some(0..=1)),
+        "{}",
+        common::stderr(&out)
+    );
+    let history = std::fs::read_to_string(run.join("history.jsonl")).unwrap();
+    let mut invoked = std::collections::HashMap::new();
+    let (mut moved_reads, mut early_write_timeouts) = (0, 0);
+    for l in history.lines() {
+        let h: Value = serde_json::from_str(l).unwrap();
+        let id = u(&h["id"]);
+        match h["type"].as_str().unwrap() {
+            "invoke" => {
+                invoked.insert(id, (h["node"].clone(), u(&h["t"])));
+            }
+            "ok" if h["f"] == "read" && invoked.get(&id).is_some_and(|(n, _)| *n != h["node"]) => {
+                moved_reads += 1;
+            }
+            "info" if h["f"] != "read" && h["error"] == "timeout" => {
+                let (_, t0) = invoked[&id];
+                if u(&h["t"]) - t0 < 1_000_000_000 {
+                    early_write_timeouts += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        moved_reads > 0,
+        "no read was served by another node after its try ran out"
+    );
+    assert_eq!(
+        early_write_timeouts, 0,
+        "a write timed out before its 1 s timeout"
+    );
+}

@@ -484,9 +484,9 @@ pub struct BalancerCfg {
     pub outlier: Option<OutlierCfg>,
     /// A cap on retries as a share of operations; unlimited (up to `max_tries`) when absent.
     pub retry_budget: Option<RetryBudgetCfg>,
-    /// Time for one try, within the operation's `timeout`. A read whose try runs out is
-    /// retried on another node (a read changes nothing); a write or cas ends indeterminate, as
-    /// it may still take effect. Absent: one try may use the whole operation timeout.
+    /// Time for one try of a read, within the operation's `timeout`: a read whose try runs out
+    /// is retried on another node (a read changes nothing). A write or cas is never retried
+    /// after a try that may have taken effect, so its one try keeps the whole `timeout`.
     pub try_timeout: Option<Dur>,
 }
 

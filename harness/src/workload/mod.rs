@@ -73,7 +73,8 @@ pub struct Ctx {
     pub generator: Mutex<Generator>,
     pub timeout: Duration,
     pub max_tries: u32,
-    /// Time for one try (reads that run out are retried elsewhere); `None`: the op's timeout.
+    /// Time for one try of a read (one that runs out is retried elsewhere); `None`, and for
+    /// writes and cas: the op's timeout.
     pub try_timeout: Option<Duration>,
     pub stats: LoadStats,
     /// Set to stop the load early (Ctrl-C): no new operation starts.
@@ -199,7 +200,11 @@ pub async fn execute(ctx: &Ctx, client: u32, op: Op, due: Option<Instant>) -> Do
             ctx.stats.retries.fetch_add(1, Ordering::Relaxed);
         }
         let flight = ctx.balancer.start(node, Instant::now());
-        let this_try = ctx.try_timeout.map_or(left, |t| t.min(left));
+        // Only a read may be retried after a try that ran out, so only a read's try is cut short.
+        let this_try = match ctx.try_timeout {
+            Some(t) if kind == OpKind::Read => t.min(left),
+            _ => left,
+        };
         let result = ctx.nodes[node].client.call(op.clone(), this_try).await;
         let reply = match &result {
             Ok(resp) if resp.ok => Reply::Served,
