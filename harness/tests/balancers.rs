@@ -74,16 +74,23 @@ fn a_slow_node_is_ejected_and_readmitted_on_the_timeline_and_in_the_report() {
         .iter()
         .any(|e| e["event"] == "fault_end" && e["id"] == start["id"]));
 
-    // Ejections and re-admissions of the slow node, and of no other.
+    // Ejections and re-admissions of the slow node. (On a loaded machine another node can
+    // miss three 150 ms timeouts in a row too and be ejected: allowed, with the same rules.)
     let ejected: Vec<&Value> = ev.iter().filter(|e| e["event"] == "ejected").collect();
-    assert!(!ejected.is_empty(), "no ejection journaled: {err}");
     for e in &ejected {
-        assert_eq!(e["node"], slow.as_str(), "{e}");
         assert!(e["duration_ms"].as_f64().unwrap() >= 300.0, "{e}");
         assert!(u(&e["count"]) >= 1, "{e}");
     }
-    assert_eq!(ejected[0]["count"], 1);
-    assert_eq!(ejected[0]["duration_ms"], 300.0);
+    let of_slow: Vec<&&Value> = ejected
+        .iter()
+        .filter(|e| e["node"] == slow.as_str())
+        .collect();
+    assert!(
+        !of_slow.is_empty(),
+        "no ejection of {slow} journaled: {err}"
+    );
+    assert_eq!(of_slow[0]["count"], 1);
+    assert_eq!(of_slow[0]["duration_ms"], 300.0);
     assert!(
         ev.iter()
             .any(|e| e["event"] == "readmitted" && e["node"] == slow.as_str()),
@@ -98,13 +105,16 @@ fn a_slow_node_is_ejected_and_readmitted_on_the_timeline_and_in_the_report() {
     assert_eq!(b["recorded"], true);
     let ejections = b["ejections"].as_array().unwrap();
     assert_eq!(ejections.len(), ejected.len());
-    assert_eq!(ejections[0]["node"], slow.as_str());
-    assert!(ejections[0]["readmitted_ms"].as_f64().is_some());
+    let first_of_slow = ejections
+        .iter()
+        .find(|e| e["node"] == slow.as_str())
+        .unwrap();
+    assert!(first_of_slow["readmitted_ms"].as_f64().is_some());
     let nodes = b["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 3);
     let sum = |field: &str| nodes.iter().map(|n| u(&n[field])).sum::<u64>();
     let slow_stats = nodes.iter().find(|n| n["node"] == slow.as_str()).unwrap();
-    assert_eq!(u(&slow_stats["ejections"]), ejected.len() as u64);
+    assert_eq!(u(&slow_stats["ejections"]), of_slow.len() as u64);
     assert!(u(&slow_stats["indefinite"]) >= 3, "{slow_stats}");
     // Every operation of the load went through the balancer once, plus its retries.
     assert_eq!(u(&b["ops"]), u(&r["ops"]["invoked"]));
@@ -296,7 +306,7 @@ faults:
     );
     let history = std::fs::read_to_string(run.join("history.jsonl")).unwrap();
     let mut invoked = std::collections::HashMap::new();
-    let (mut moved_reads, mut early_write_timeouts) = (0, 0);
+    let (mut moved_reads, mut early_timeouts) = (0, 0);
     for l in history.lines() {
         let h: Value = serde_json::from_str(l).unwrap();
         let id = u(&h["id"]);
@@ -307,21 +317,30 @@ faults:
             "ok" if h["f"] == "read" && invoked.get(&id).is_some_and(|(n, _)| *n != h["node"]) => {
                 moved_reads += 1;
             }
-            "info" if h["f"] != "read" && h["error"] == "timeout" => {
+            // No operation, read or write, ends as a timeout before its own 1 s timeout: a
+            // write's one try keeps it, a read's try that ran out went on to another node.
+            "info" if h["error"] == "timeout" => {
                 let (_, t0) = invoked[&id];
                 if u(&h["t"]) - t0 < 1_000_000_000 {
-                    early_write_timeouts += 1;
+                    early_timeouts += 1;
                 }
             }
             _ => {}
         }
     }
-    assert!(
-        moved_reads > 0,
-        "no read was served by another node after its try ran out"
-    );
+    assert!(moved_reads > 0, "no read was served by another node");
     assert_eq!(
-        early_write_timeouts, 0,
-        "a write timed out before its 1 s timeout"
+        early_timeouts, 0,
+        "an operation timed out before its 1 s timeout"
     );
+    // Tries ran out on the stopped node: without `try_timeout` a try waits out the stop and
+    // none does.
+    let r = common::report(&run);
+    let timed_out: u64 = r["balancer"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| u(&n["indefinite"]))
+        .sum();
+    assert!(timed_out > 0, "{}", r["balancer"]);
 }
