@@ -144,54 +144,19 @@ impl Cluster {
             held.push(l);
         }
         let ids: Vec<String> = (1..=spec.nodes).map(|i| format!("n{i}")).collect();
-        let peer_addrs: BTreeMap<String, SocketAddr> = ids
+        let ends: Vec<(String, SocketAddr, SocketAddr)> = ids
             .iter()
             .enumerate()
-            .map(|(i, id)| (id.clone(), addrs[i * 2 + 1]))
+            .map(|(i, id)| (id.clone(), addrs[i * 2], addrs[i * 2 + 1]))
             .collect();
         let mesh = match spec.network {
             NetworkMode::Direct | NetworkMode::Netns => None,
-            NetworkMode::Proxy => {
-                let ends: Vec<(String, SocketAddr, SocketAddr)> = ids
-                    .iter()
-                    .enumerate()
-                    .map(|(i, id)| (id.clone(), addrs[i * 2], addrs[i * 2 + 1]))
-                    .collect();
-                Some(Arc::new(
-                    Mesh::start(ip, &ends).await.map_err(ClusterError::Proxy)?,
-                ))
-            }
+            NetworkMode::Proxy => Some(Arc::new(
+                Mesh::start(ip, &ends).await.map_err(ClusterError::Proxy)?,
+            )),
         };
         drop(held);
-        let mut nodes = Vec::new();
-        for (i, id) in ids.iter().enumerate() {
-            let peers = peer_addrs
-                .iter()
-                .filter(|(p, _)| *p != id)
-                .map(|(p, a)| {
-                    let via = mesh.as_ref().and_then(|m| m.peer_addr(id, p));
-                    (p.clone(), via.unwrap_or(*a))
-                })
-                .collect();
-            let client_via = mesh
-                .as_ref()
-                .and_then(|m| m.client_addr(id))
-                .unwrap_or(addrs[i * 2]);
-            nodes.push(Arc::new(Self::prepare_node(
-                &spec,
-                id,
-                addrs[i * 2],
-                client_via,
-                addrs[i * 2 + 1],
-                peers,
-            )?));
-        }
-        Self::start_all(Cluster {
-            spec,
-            nodes,
-            mesh,
-            netns: None,
-        })
+        Self::assemble(spec, &ends, mesh, None)
     }
 
     /// `netns` mode: build the run's namespaces and bridge, give every node an address of its
@@ -205,7 +170,12 @@ impl Cluster {
             let ids = ids.clone();
             tokio::task::spawn_blocking(move || Netns::create(&run_id, &ids, &dir))
                 .await
-                .map_err(|e| ClusterError::Proxy(std::io::Error::other(e.to_string())))??
+                .map_err(|e| {
+                    ClusterError::Netns(NetnsError::Command {
+                        command: "build the namespaces".into(),
+                        detail: e.to_string(),
+                    })
+                })??
         };
         let addr = |id: &str, port: u16| {
             SocketAddr::new(
@@ -213,17 +183,17 @@ impl Cluster {
                 port,
             )
         };
+        let ends: Vec<(String, SocketAddr, SocketAddr)> = ids
+            .iter()
+            .map(|id| {
+                (
+                    id.clone(),
+                    addr(id, NETNS_CLIENT_PORT),
+                    addr(id, NETNS_PEER_PORT),
+                )
+            })
+            .collect();
         let mesh = if spec.netns_proxies {
-            let ends: Vec<(String, SocketAddr, SocketAddr)> = ids
-                .iter()
-                .map(|id| {
-                    (
-                        id.clone(),
-                        addr(id, NETNS_CLIENT_PORT),
-                        addr(id, NETNS_PEER_PORT),
-                    )
-                })
-                .collect();
             let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
             Some(Arc::new(
                 Mesh::start_in(&ends, |a| (loopback, net.namespace(a)), loopback)
@@ -233,27 +203,38 @@ impl Cluster {
         } else {
             None
         };
+        Self::assemble(spec, &ends, mesh, Some(Arc::new(net)))
+    }
+
+    /// Write every node's files and start the nodes. `ends` holds each node's (id, client
+    /// address, peer address); with a mesh, nodes dial their peers and the harness dials the
+    /// nodes through its proxies.
+    fn assemble(
+        spec: ClusterSpec,
+        ends: &[(String, SocketAddr, SocketAddr)],
+        mesh: Option<Arc<Mesh>>,
+        netns: Option<Arc<Netns>>,
+    ) -> Result<Cluster, ClusterError> {
         let mut nodes = Vec::new();
-        for id in &ids {
-            let client_addr = addr(id, NETNS_CLIENT_PORT);
-            let peers = ids
+        for (id, client_addr, peer_addr) in ends {
+            let peers = ends
                 .iter()
-                .filter(|p| *p != id)
-                .map(|p| {
+                .filter(|(p, _, _)| p != id)
+                .map(|(p, _, a)| {
                     let via = mesh.as_ref().and_then(|m| m.peer_addr(id, p));
-                    (p.clone(), via.unwrap_or_else(|| addr(p, NETNS_PEER_PORT)))
+                    (p.clone(), via.unwrap_or(*a))
                 })
                 .collect();
             let client_via = mesh
                 .as_ref()
                 .and_then(|m| m.client_addr(id))
-                .unwrap_or(client_addr);
+                .unwrap_or(*client_addr);
             nodes.push(Arc::new(Self::prepare_node(
                 &spec,
                 id,
-                client_addr,
+                *client_addr,
                 client_via,
-                addr(id, NETNS_PEER_PORT),
+                *peer_addr,
                 peers,
             )?));
         }
@@ -261,7 +242,7 @@ impl Cluster {
             spec,
             nodes,
             mesh,
-            netns: Some(Arc::new(net)),
+            netns,
         })
     }
 
