@@ -87,7 +87,7 @@ enum Command {
     List,
     /// Run one reference node (the harness starts its nodes this way).
     Node {
-        /// Node kind: primary-backup or raft.
+        /// Node kind: primary-backup, raft or paxos.
         kind: String,
         #[arg(long)]
         config: PathBuf,
@@ -177,7 +177,7 @@ fn main() -> ExitCode {
         },
         Command::Cleanup { paths } => cleanup(&paths),
         Command::List => {
-            println!("targets:    primary-backup, raft");
+            println!("targets:    primary-backup, raft, paxos");
             println!("backends:   process");
             println!("network:    proxy (default), netns (root), direct");
             println!(
@@ -226,8 +226,11 @@ fn node(kind: &str, config: &std::path::Path) -> ExitCode {
     let result = match kind {
         "primary-backup" => faultline_primary_backup::run(cfg).map_err(|e| e.to_string()),
         "raft" => faultline_raft::run(cfg).map_err(|e| e.to_string()),
+        "paxos" => faultline_paxos::run(cfg).map_err(|e| e.to_string()),
         other => {
-            eprintln!("faultline node: unknown node kind `{other}` (known: primary-backup, raft)");
+            eprintln!(
+                "faultline node: unknown node kind `{other}` (known: primary-backup, raft, paxos)"
+            );
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };

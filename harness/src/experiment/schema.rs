@@ -198,13 +198,14 @@ fn known_list(known: &[&str]) -> String {
     }
 }
 
-/// Target kinds that this build can run. More (paxos, etcd, redis-sentinel, command) arrive
+/// Target kinds that this build can run. More (etcd, redis-sentinel, command) arrive
 /// with their issues; naming one of them is an error until then.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TargetKind {
     PrimaryBackup,
     Raft,
+    Paxos,
 }
 
 /// Checks a node kind's `settings:` map; the error names the field.
@@ -215,6 +216,7 @@ impl TargetKind {
         match self {
             TargetKind::PrimaryBackup => "primary-backup",
             TargetKind::Raft => "raft",
+            TargetKind::Paxos => "paxos",
         }
     }
 
@@ -228,6 +230,10 @@ impl TargetKind {
             TargetKind::Raft => (
                 faultline_raft::validate_settings,
                 faultline_raft::KNOWN_BUGS,
+            ),
+            TargetKind::Paxos => (
+                faultline_paxos::validate_settings,
+                faultline_paxos::KNOWN_BUGS,
             ),
         }
     }

@@ -1,0 +1,272 @@
+//! The acceptor and learner side: phase 1b (promise), phase 2b (accept), learning chosen
+//! values from a leader's announcements, catch-up and snapshots, and the amnesia guard.
+
+use super::*;
+
+impl PaxosCore {
+    /// Phase 1b: promise `ballot` unless a higher one was promised (then say so), and report
+    /// every slot from `from` on.
+    pub(super) fn on_prepare(
+        &mut self,
+        now: Millis,
+        from: String,
+        ballot: Ballot,
+        slot: u64,
+        out: &mut Outbox<Msg, Persist>,
+    ) {
+        if !self.meta.acceptor {
+            // Amnesia guard: this disk may have forgotten promises and acceptances.
+            return;
+        }
+        if ballot < self.meta.promised {
+            out.send(
+                from,
+                Msg::Nack {
+                    ballot,
+                    promised: self.meta.promised,
+                },
+            );
+            return;
+        }
+        let from_leader = self.leader.as_deref() == Some(from.as_str());
+        if ballot > self.meta.promised && now < self.promise_blocked_until && !from_leader {
+            // A leader was heard within the minimum timeout (its lease may hold on that), or
+            // this process just started: no promise to a challenger yet. It will retry.
+            return;
+        }
+        self.see_ballot(ballot, out);
+        if ballot > self.meta.promised {
+            self.meta.promised = ballot;
+            self.persist_meta(out);
+            // The old leader's ballot is superseded; who leads is known once the new one
+            // sends its first accept.
+            self.leader = None;
+            self.reset_takeover_timer(now);
+        }
+        let (reported, snapshot) = self.report(slot);
+        out.send(
+            from,
+            Msg::Promise {
+                ballot,
+                from: slot,
+                reported,
+                snapshot,
+            },
+        );
+    }
+
+    /// Phase 2b, and learning from the chosen prefix the leader announces.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_accept(
+        &mut self,
+        now: Millis,
+        from: String,
+        ballot: Ballot,
+        first: u64,
+        values: Vec<Value>,
+        chosen: u64,
+        last: u64,
+        round: u64,
+        out: &mut Outbox<Msg, Persist>,
+    ) {
+        let lower = ballot < self.meta.promised;
+        if lower && !self.bugs.accept_lower_ballot {
+            out.send(
+                from,
+                Msg::Nack {
+                    ballot,
+                    promised: self.meta.promised,
+                },
+            );
+            return;
+        }
+        if !lower {
+            self.see_ballot(ballot, out);
+            if ballot > self.meta.promised {
+                self.meta.promised = ballot;
+                if self.meta.acceptor {
+                    self.persist_meta(out);
+                }
+            }
+            if self.is_leader() {
+                // Its own ballot echoed back (cannot happen: leaders do not send to
+                // themselves), or a higher one that `see_ballot` already stepped down for.
+                return;
+            }
+            if matches!(self.state, State::Preparing(_)) {
+                self.step_down(out);
+            }
+            self.leader = Some(from.clone());
+            self.leader_ballot = ballot;
+            self.promise_blocked_until = now + self.t.eto_min;
+            self.reset_takeover_timer(now);
+        }
+        self.leader_chosen = self.leader_chosen.max(chosen);
+        let count = if self.meta.acceptor {
+            for (i, value) in values.iter().enumerate() {
+                let slot = first + i as u64;
+                if slot <= self.commit || self.chosen.contains_key(&slot) {
+                    // Known chosen: the value proposed again is the chosen one.
+                    continue;
+                }
+                out.persist(Persist::Accept {
+                    slot,
+                    ballot,
+                    value: value.clone(),
+                });
+                self.accepted.insert(slot, (ballot, value.clone()));
+            }
+            values.len() as u64
+        } else {
+            if self.catch_up_target.is_none() && !lower {
+                self.catch_up_target = Some((ballot, last));
+            }
+            0
+        };
+        let gap = self.learn_through(ballot, chosen, out);
+        self.execute(out);
+        self.maybe_become_acceptor(out);
+        out.send(
+            from,
+            Msg::Accepted {
+                ballot,
+                first,
+                count,
+                chosen: self.commit,
+                gap: gap && self.may_ask_gap(now),
+                round,
+            },
+        );
+    }
+
+    /// Ask for missing chosen values at most once per heartbeat (the answer may be in flight).
+    fn may_ask_gap(&mut self, now: Millis) -> bool {
+        if self.gap_asked.is_some_and(|t| now < t + self.t.heartbeat) {
+            return false;
+        }
+        self.gap_asked = Some(now);
+        true
+    }
+
+    /// Chosen values from the leader (catch-up after a gap).
+    pub(super) fn on_learn(
+        &mut self,
+        now: Millis,
+        from: String,
+        ballot: Ballot,
+        first: u64,
+        values: Vec<Value>,
+        out: &mut Outbox<Msg, Persist>,
+    ) {
+        for (i, value) in values.into_iter().enumerate() {
+            let slot = first + i as u64;
+            if self.mark_chosen(slot, value.clone()) {
+                out.persist(Persist::Learn { slot, value });
+            }
+        }
+        self.advance_commit();
+        // Slots after the learned ones may be accepted in the announcing ballot.
+        let gap = self.learn_through(self.leader_ballot, self.leader_chosen, out);
+        self.execute(out);
+        self.maybe_become_acceptor(out);
+        self.gap_asked = None;
+        out.send(
+            from,
+            Msg::Accepted {
+                ballot,
+                first: 0,
+                count: 0,
+                chosen: self.commit,
+                gap: gap && self.may_ask_gap(now),
+                round: 0,
+            },
+        );
+    }
+
+    pub(super) fn on_snapshot(
+        &mut self,
+        now: Millis,
+        from: String,
+        ballot: Ballot,
+        slot: u64,
+        state: KvState,
+        out: &mut Outbox<Msg, Persist>,
+    ) {
+        self.install_snapshot(slot, state, out);
+        let gap = self.learn_through(self.leader_ballot, self.leader_chosen, out);
+        self.execute(out);
+        self.maybe_become_acceptor(out);
+        self.gap_asked = None;
+        out.send(
+            from,
+            Msg::Accepted {
+                ballot,
+                first: 0,
+                count: 0,
+                chosen: self.commit,
+                gap: gap && self.may_ask_gap(now),
+                round: 0,
+            },
+        );
+    }
+
+    // ---- amnesia guard --------------------------------------------------------------------
+
+    /// A data directory that has never been an acceptor asks its peers whether the cluster
+    /// is fresh (every one of them empty).
+    pub(super) fn probe(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
+        if self.commit != 0 || !self.accepted.is_empty() || !self.chosen.is_empty() {
+            return;
+        }
+        if self.last_probe.is_some_and(|t| now < t + self.t.heartbeat) {
+            return;
+        }
+        self.last_probe = Some(now);
+        for p in self.peers() {
+            out.send(p, Msg::Probe);
+        }
+    }
+
+    pub(super) fn on_probe_reply(
+        &mut self,
+        from: String,
+        promised: Ballot,
+        empty: bool,
+        out: &mut Outbox<Msg, Persist>,
+    ) {
+        if self.meta.acceptor || self.commit != 0 || !self.accepted.is_empty() {
+            return;
+        }
+        if !empty {
+            self.probe_empty.remove(&from);
+            return;
+        }
+        self.probe_empty.insert(from, promised);
+        if self.probe_empty.len() + 1 < self.nodes.len() {
+            return;
+        }
+        let max = self.probe_empty.values().copied().max().unwrap_or_default();
+        self.meta.promised = self.meta.promised.max(max);
+        self.max_round = self.max_round.max(max.round);
+        self.meta.acceptor = true;
+        tracing::info!(node = %self.id, "every peer holds nothing; accepting from now on");
+        self.persist_meta(out);
+    }
+
+    /// Amnesia guard, catch-up path: once this node knows every slot chosen through what the
+    /// leader had proposed when it was first heard, it holds everything it could have accepted
+    /// before it lost its disk, and acts as an acceptor again (promised to that leader).
+    fn maybe_become_acceptor(&mut self, out: &mut Outbox<Msg, Persist>) {
+        let Some((ballot, target)) = self.catch_up_target else {
+            return;
+        };
+        if self.meta.acceptor || self.commit < target {
+            return;
+        }
+        self.meta.acceptor = true;
+        self.meta.promised = self.meta.promised.max(ballot);
+        self.catch_up_target = None;
+        tracing::info!(node = %self.id, ballot = %ballot, chosen = self.commit, "caught up with the leader; accepting from now on");
+        self.persist_meta(out);
+    }
+}

@@ -1,0 +1,467 @@
+//! The node's data directory: the acceptor's promise, the last snapshot, and the slots after it.
+//!
+//! Files: `meta` (atomic: [`Meta`]), `snapshot` (atomic: slot and state), `log` (checksummed
+//! records, one [`Record`] each, replayed in order: an acceptance replaces the one before it
+//! in its slot, a `Chosen` marker fixes the values accepted so far as chosen). A snapshot is
+//! written before the log is rewritten with what it keeps of later slots: a crash in between
+//! leaves the new snapshot plus the old log, whose records up to the snapshot's slot recovery
+//! skips.
+//!
+//! With the planted bug `ack-before-persist` ([`FileStorage::open`] with `lazy: true`) log
+//! records are buffered in this process's memory and written out (never fsynced) at most once
+//! per [`LAZY_FLUSH_MS`]: the node acknowledges acceptances that a `kill -9` then loses.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use faultline_replica::{KvState, Log, Millis, Snapshot, Storage, StorageError};
+use serde::{Deserialize, Serialize};
+
+use crate::msg::{Ballot, Meta, Persist, Value};
+
+/// How long `ack-before-persist` keeps log records in user space before writing them out.
+pub const LAZY_FLUSH_MS: Millis = 1_000;
+
+/// One log record on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Record {
+    Accept {
+        slot: u64,
+        ballot: Ballot,
+        value: Value,
+    },
+    Learn {
+        slot: u64,
+        value: Value,
+    },
+    Chosen {
+        through: u64,
+    },
+}
+
+/// What a node recovered from its data directory.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Recovered {
+    pub meta: Meta,
+    /// Every slot through `snap_slot` is folded into `state` (0: no snapshot).
+    pub snap_slot: u64,
+    pub state: KvState,
+    /// Accepted and not known chosen, after `snap_slot`.
+    pub accepted: BTreeMap<u64, (Ballot, Value)>,
+    /// Known chosen, after `snap_slot` (not necessarily contiguous).
+    pub chosen: BTreeMap<u64, Value>,
+}
+
+impl Recovered {
+    /// The highest slot such that it and every slot before it are known chosen.
+    pub fn chosen_prefix(&self) -> u64 {
+        let mut c = self.snap_slot;
+        while self.chosen.contains_key(&(c + 1)) {
+            c += 1;
+        }
+        c
+    }
+
+    fn replay(&mut self, r: Record) {
+        match r {
+            Record::Accept {
+                slot,
+                ballot,
+                value,
+            } => {
+                if slot > self.snap_slot && !self.chosen.contains_key(&slot) {
+                    self.accepted.insert(slot, (ballot, value));
+                }
+            }
+            Record::Learn { slot, value } => {
+                if slot > self.snap_slot {
+                    self.accepted.remove(&slot);
+                    self.chosen.insert(slot, value);
+                }
+            }
+            Record::Chosen { through } => {
+                for slot in self.snap_slot + 1..=through {
+                    if self.chosen.contains_key(&slot) {
+                        continue;
+                    }
+                    match self.accepted.remove(&slot) {
+                        Some((_, v)) => {
+                            self.chosen.insert(slot, v);
+                        }
+                        None => break,
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, action: &Persist) {
+        match action {
+            Persist::Meta(m) => self.meta = *m,
+            Persist::Snapshot { slot, state, tail } => {
+                self.snap_slot = *slot;
+                self.state = state.clone();
+                self.accepted.clear();
+                self.chosen.clear();
+                for p in tail {
+                    if let Some(r) = record(p) {
+                        self.replay(r);
+                    }
+                }
+            }
+            other => {
+                if let Some(r) = record(other) {
+                    self.replay(r);
+                }
+            }
+        }
+    }
+}
+
+/// The log record of a persist action (none for meta and snapshots).
+fn record(p: &Persist) -> Option<Record> {
+    Some(match p {
+        Persist::Accept {
+            slot,
+            ballot,
+            value,
+        } => Record::Accept {
+            slot: *slot,
+            ballot: *ballot,
+            value: value.clone(),
+        },
+        Persist::Learn { slot, value } => Record::Learn {
+            slot: *slot,
+            value: value.clone(),
+        },
+        Persist::Chosen { through } => Record::Chosen { through: *through },
+        Persist::Meta(_) | Persist::Snapshot { .. } => return None,
+    })
+}
+
+struct Lazy {
+    file: File,
+    buf: Vec<u8>,
+    last_flush: Instant,
+}
+
+/// File-backed storage with group commit: the log records of one batch share one fsync.
+pub struct FileStorage {
+    meta: Snapshot,
+    snapshot: Snapshot,
+    log: Log,
+    lazy: Option<Lazy>,
+}
+
+fn corrupt(what: &'static str, path: &Path, e: impl std::fmt::Display) -> StorageError {
+    StorageError::Corrupt {
+        what,
+        path: path.to_owned(),
+        detail: e.to_string(),
+    }
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    bincode::serialize(v).expect("paxos storage types always serialize")
+}
+
+impl FileStorage {
+    /// Open (creating) the data directory and recover what it holds. `lazy`: the planted bug
+    /// `ack-before-persist`.
+    pub fn open(dir: &Path, lazy: bool) -> Result<(FileStorage, Recovered), StorageError> {
+        std::fs::create_dir_all(dir).map_err(|source| StorageError::Io {
+            op: "create",
+            path: dir.to_owned(),
+            source,
+        })?;
+        let meta = Snapshot::new(dir.join("meta"));
+        let snapshot = Snapshot::new(dir.join("snapshot"));
+        let mut rec = Recovered::default();
+        if let Some(b) = meta.read()? {
+            rec.meta = bincode::deserialize(&b).map_err(|e| corrupt("meta", meta.path(), e))?;
+        }
+        if let Some(b) = snapshot.read()? {
+            let (slot, state): (u64, KvState) =
+                bincode::deserialize(&b).map_err(|e| corrupt("snapshot", snapshot.path(), e))?;
+            rec.snap_slot = slot;
+            rec.state = state;
+        }
+        let log_path = dir.join("log");
+        let (log, records) = Log::open(&log_path)?;
+        for r in records {
+            let Ok(r) = bincode::deserialize::<Record>(&r) else {
+                tracing::warn!(path = %log_path.display(), "undecodable log record; ignoring the rest of the log");
+                break;
+            };
+            rec.replay(r);
+        }
+        let lazy = if lazy {
+            let file = OpenOptions::new()
+                .append(true)
+                .open(&log_path)
+                .map_err(|source| StorageError::Io {
+                    op: "open",
+                    path: log_path.clone(),
+                    source,
+                })?;
+            Some(Lazy {
+                file,
+                buf: Vec::new(),
+                last_flush: Instant::now(),
+            })
+        } else {
+            None
+        };
+        Ok((
+            FileStorage {
+                meta,
+                snapshot,
+                log,
+                lazy,
+            },
+            rec,
+        ))
+    }
+
+    fn write_log(&mut self, batch: &mut Vec<Vec<u8>>) -> Result<(), StorageError> {
+        let records = std::mem::take(batch);
+        match &mut self.lazy {
+            None => self.log.append_batch(&records),
+            Some(lazy) => {
+                for r in records {
+                    lazy.buf.extend_from_slice(&(r.len() as u32).to_le_bytes());
+                    lazy.buf
+                        .extend_from_slice(&crc32fast::hash(&r).to_le_bytes());
+                    lazy.buf.extend_from_slice(&r);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn flush_lazy(&mut self, force: bool) -> Result<(), StorageError> {
+        let Some(lazy) = &mut self.lazy else {
+            return Ok(());
+        };
+        if force || lazy.last_flush.elapsed().as_millis() as Millis >= LAZY_FLUSH_MS {
+            lazy.last_flush = Instant::now();
+            let buf = std::mem::take(&mut lazy.buf);
+            lazy.file
+                .write_all(&buf)
+                .map_err(|source| StorageError::Io {
+                    op: "append to",
+                    path: self.log.path().to_owned(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for FileStorage {
+    fn drop(&mut self) {
+        // A clean shutdown keeps what the bug buffered; only a crash loses it.
+        let _ = self.flush_lazy(true);
+    }
+}
+
+impl Storage for FileStorage {
+    type Persist = Persist;
+
+    fn persist(&mut self, actions: Vec<Persist>) -> Result<(), StorageError> {
+        let mut batch: Vec<Vec<u8>> = Vec::new();
+        for action in actions {
+            match action {
+                Persist::Meta(m) => {
+                    // Acceptances before a promise in the same batch reach the disk first: the
+                    // order of the batch is the order of the core's decisions.
+                    self.write_log(&mut batch)?;
+                    self.meta.write(&encode(&m))?;
+                }
+                Persist::Snapshot { slot, state, tail } => {
+                    batch.clear();
+                    self.snapshot.write(&encode(&(slot, &state)))?;
+                    if let Some(lazy) = &mut self.lazy {
+                        lazy.buf.clear();
+                    }
+                    self.log.reset()?;
+                    batch.extend(tail.iter().filter_map(record).map(|r| encode(&r)));
+                }
+                other => {
+                    if let Some(r) = record(&other) {
+                        batch.push(encode(&r));
+                    }
+                }
+            }
+        }
+        self.write_log(&mut batch)?;
+        self.flush_lazy(false)
+    }
+}
+
+/// An in-memory image of the data directory with the same semantics, for simulations. With
+/// `lazy` (the bug `ack-before-persist`) log records wait in `buffer` until a later persist
+/// after [`LAZY_FLUSH_MS`] writes them out, and [`MemDisk::crash`] loses them.
+#[derive(Debug, Clone, Default)]
+pub struct MemDisk {
+    pub recovered: Recovered,
+    pub lazy: bool,
+    buffer: Vec<Persist>,
+    last_flush: Millis,
+}
+
+impl MemDisk {
+    pub fn new(lazy: bool) -> Self {
+        MemDisk {
+            lazy,
+            ..MemDisk::default()
+        }
+    }
+
+    pub fn persist(&mut self, now: Millis, actions: &[Persist]) {
+        for a in actions {
+            match a {
+                Persist::Meta(_) => {
+                    for b in std::mem::take(&mut self.buffer) {
+                        self.recovered.apply(&b);
+                    }
+                    self.recovered.apply(a);
+                }
+                Persist::Snapshot { .. } => {
+                    self.buffer.clear();
+                    self.recovered.apply(a);
+                }
+                _ if self.lazy => self.buffer.push(a.clone()),
+                _ => self.recovered.apply(a),
+            }
+        }
+        if now >= self.last_flush + LAZY_FLUSH_MS {
+            self.last_flush = now;
+            for b in std::mem::take(&mut self.buffer) {
+                self.recovered.apply(&b);
+            }
+        }
+    }
+
+    /// The process died: what only lived in its memory is gone.
+    pub fn crash(&mut self) {
+        self.buffer.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faultline_replica::Command;
+
+    fn v(i: i64) -> Value {
+        Value::Cmd {
+            cmd: Command::Write {
+                key: format!("k{i}"),
+                value: i,
+            },
+            tag: i as u64,
+        }
+    }
+
+    fn b(round: u64, node: u32) -> Ballot {
+        Ballot { round, node }
+    }
+
+    fn acc(slot: u64, ballot: Ballot, value: Value) -> Persist {
+        Persist::Accept {
+            slot,
+            ballot,
+            value,
+        }
+    }
+
+    #[test]
+    fn file_storage_recovers_what_the_mem_disk_models() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut st, rec) = FileStorage::open(dir.path(), false).unwrap();
+        assert_eq!(rec, Recovered::default());
+        let mut mem = MemDisk::new(false);
+        let mut state = KvState::new();
+        state.apply(&Command::Write {
+            key: "s".into(),
+            value: 1,
+        });
+        let batches = vec![
+            vec![
+                Persist::Meta(Meta {
+                    promised: b(1, 1),
+                    acceptor: true,
+                }),
+                acc(1, b(1, 1), v(1)),
+                acc(2, b(1, 1), v(2)),
+                acc(3, b(1, 1), v(3)),
+            ],
+            // A higher ballot re-proposes slot 3 with another value, then 1..2 are chosen.
+            vec![acc(3, b(2, 2), v(30)), Persist::Chosen { through: 2 }],
+            // Slot 4 learned out of order; 3 chosen as accepted in ballot 2.2.
+            vec![
+                Persist::Learn {
+                    slot: 5,
+                    value: v(50),
+                },
+                Persist::Chosen { through: 3 },
+            ],
+            vec![
+                Persist::Snapshot {
+                    slot: 2,
+                    state: state.clone(),
+                    tail: vec![
+                        Persist::Learn {
+                            slot: 3,
+                            value: v(30),
+                        },
+                        Persist::Learn {
+                            slot: 5,
+                            value: v(50),
+                        },
+                    ],
+                },
+                acc(4, b(2, 2), v(40)),
+                // An acceptance for a slot known chosen changes nothing.
+                acc(3, b(3, 1), v(31)),
+            ],
+        ];
+        for batch in batches {
+            mem.persist(0, &batch);
+            st.persist(batch).unwrap();
+        }
+        drop(st);
+        let (_, rec) = FileStorage::open(dir.path(), false).unwrap();
+        assert_eq!(rec, mem.recovered);
+        assert_eq!(rec.snap_slot, 2);
+        assert_eq!(rec.meta.promised, b(1, 1));
+        assert_eq!(
+            rec.chosen.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            vec![3, 5]
+        );
+        assert_eq!(rec.chosen[&3], v(30));
+        assert_eq!(rec.accepted[&4], (b(2, 2), v(40)));
+        assert_eq!(rec.chosen_prefix(), 3);
+    }
+
+    #[test]
+    fn lazy_storage_loses_its_buffer_unless_dropped_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut st, _) = FileStorage::open(dir.path(), true).unwrap();
+        st.persist(vec![acc(1, b(1, 1), v(1)), acc(2, b(1, 1), v(2))])
+            .unwrap();
+        // Simulate kill -9: the process's memory vanishes without Drop.
+        std::mem::forget(st);
+        let (_, rec) = FileStorage::open(dir.path(), true).unwrap();
+        assert!(rec.accepted.is_empty(), "buffered acceptances survived a crash");
+        let (mut st, _) = FileStorage::open(dir.path(), true).unwrap();
+        st.persist(vec![acc(1, b(1, 1), v(1))]).unwrap();
+        drop(st);
+        let (_, rec) = FileStorage::open(dir.path(), true).unwrap();
+        assert_eq!(rec.accepted[&1], (b(1, 1), v(1)));
+    }
+}
