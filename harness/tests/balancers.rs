@@ -220,17 +220,23 @@ fn a_suite_ends_with_a_summary_lining_up_its_experiments() {
     assert!(err.contains(&summary), "the summary is printed too: {err}");
     let header = summary
         .lines()
-        .find(|l| l.starts_with("| experiment | balancer |"))
+        .find(|l| l.starts_with("| experiment | target | balancer |"))
         .unwrap_or_else(|| panic!("{summary}"));
-    for col in ["availability", "recovery_ms", "p99 ms", "p99.9 ms"] {
+    for col in [
+        "availability",
+        "recovery_ms p50 / p99",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+    ] {
         assert!(header.contains(col), "{header}");
     }
     let rr = summary
         .lines()
-        .position(|l| l.starts_with("| tiny-rr | round-robin |"));
+        .position(|l| l.starts_with("| tiny-rr | raft x3 | round-robin |"));
     let p2c = summary
         .lines()
-        .position(|l| l.starts_with("| tiny-p2c | p2c |"));
+        .position(|l| l.starts_with("| tiny-p2c | raft x3 | p2c |"));
     assert!(
         matches!((rr, p2c), (Some(a), Some(b)) if a < b),
         "one line per experiment, in order: {summary}"

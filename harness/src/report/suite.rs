@@ -1,5 +1,5 @@
 //! The summary of a suite run: one line per experiment lining up verdict, availability,
-//! recovery and tail latency (with the balancer each used), then recovery and latency per
+//! recovery and latency (with the target and balancer each used), then recovery and latency per
 //! fault, so that experiments differing in one setting (a balancer strategy, say) compare at
 //! a glance. `faultline run <suite-dir>` prints it and writes it to `<out>/suite-summary.md`.
 //! The last column, the share of open-loop operations that started late, says how much the
@@ -30,16 +30,19 @@ pub fn render_suite_summary(suite: &str, runs: &[SuiteRun]) -> String {
     let _ = writeln!(s, "# Suite {suite}\n");
     let _ = writeln!(
         s,
-        "| experiment | balancer | verdict | exit | availability | while faulted | recovery_ms p50 / max | p99 ms | p99.9 ms | wasted tries | ejections | retries denied | ops late > 1 ms |"
+        "| experiment | target | balancer | verdict | exit | availability | while faulted | recovery_ms p50 / p99 / max | p50 ms | p99 ms | p99.9 ms | wasted tries | ejections | retries denied | ops late > 1 ms |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        s,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
     for (name, run) in runs {
         let r = match run {
             Ok(r) => r,
             Err(_) => {
                 let _ = writeln!(
                     s,
-                    "| {name} | - | error | 255 | - | - | - | - | - | - | - | - | - |"
+                    "| {name} | - | - | error | 255 | - | - | - | - | - | - | - | - | - | - |"
                 );
                 continue;
             }
@@ -49,15 +52,19 @@ pub fn render_suite_summary(suite: &str, runs: &[SuiteRun]) -> String {
         let b = &r.balancer;
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} x{} | {} | {} | {} | {} | {} | {} / {} / {} | {} | {} | {} | {} | {} | {} | {} |",
             name,
+            r.experiment.target,
+            r.experiment.nodes,
             b.strategy,
             r.verdict.as_str(),
             r.exit_code(),
             pct(m.availability.overall),
             pct(m.availability.faulted),
             ms0(m.failover.recovery_ms.p50),
+            ms0(m.failover.recovery_ms.p99),
             ms0(m.failover.recovery_ms.max),
+            ms(all.map(|l| l.p50)),
             ms(all.map(|l| l.p99)),
             ms(all.map(|l| l.p999)),
             if b.recorded {

@@ -87,7 +87,10 @@ pub struct Reported {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Msg {
     /// Phase 1a: promise `ballot` and report what you accepted from slot `from` on.
-    Prepare { ballot: Ballot, from: u64 },
+    Prepare {
+        ballot: Ballot,
+        from: u64,
+    },
     /// Phase 1b. `snapshot`: the acceptor's state folded through a slot at or past `from`
     /// (those slots' values are gone, but they are chosen and executed).
     Promise {
@@ -97,7 +100,10 @@ pub enum Msg {
         snapshot: Option<(u64, KvState)>,
     },
     /// The receiver promised (or accepted in) a higher ballot: the sender is not leading.
-    Nack { ballot: Ballot, promised: Ballot },
+    Nack {
+        ballot: Ballot,
+        promised: Ballot,
+    },
     /// Phase 2a for slots `first..first + values.len()`; with no values, a heartbeat.
     /// `chosen`: the leader's chosen prefix (every slot through it is chosen and the leader
     /// knows its value); `last`: the highest slot the leader has proposed; `round`: its
@@ -134,11 +140,20 @@ pub enum Msg {
         state: KvState,
     },
     /// Follower to leader: run this client operation for me (`forward: true`).
-    Forward { fid: u64, op: FwdOp },
-    ForwardReply { fid: u64, result: OpResult },
+    Forward {
+        fid: u64,
+        op: FwdOp,
+    },
+    ForwardReply {
+        fid: u64,
+        result: OpResult,
+    },
     /// A node that has never been an acceptor asks what its peers hold (amnesia guard).
     Probe,
-    ProbeReply { promised: Ballot, empty: bool },
+    ProbeReply {
+        promised: Ballot,
+        empty: bool,
+    },
 }
 
 /// The acceptor's promise and whether this data directory may act as an acceptor (see

@@ -439,10 +439,7 @@ mod tests {
         assert_eq!(rec, mem.recovered);
         assert_eq!(rec.snap_slot, 2);
         assert_eq!(rec.meta.promised, b(1, 1));
-        assert_eq!(
-            rec.chosen.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
-            vec![3, 5]
-        );
+        assert_eq!(rec.chosen.keys().copied().collect::<Vec<_>>(), vec![3, 5]);
         assert_eq!(rec.chosen[&3], v(30));
         assert_eq!(rec.accepted[&4], (b(2, 2), v(40)));
         assert_eq!(rec.chosen_prefix(), 3);
@@ -457,7 +454,10 @@ mod tests {
         // Simulate kill -9: the process's memory vanishes without Drop.
         std::mem::forget(st);
         let (_, rec) = FileStorage::open(dir.path(), true).unwrap();
-        assert!(rec.accepted.is_empty(), "buffered acceptances survived a crash");
+        assert!(
+            rec.accepted.is_empty(),
+            "buffered acceptances survived a crash"
+        );
         let (mut st, _) = FileStorage::open(dir.path(), true).unwrap();
         st.persist(vec![acc(1, b(1, 1), v(1))]).unwrap();
         drop(st);

@@ -98,11 +98,19 @@ impl PaxosCore {
             return;
         }
         tracing::info!(node = %self.id, ballot = %ballot, higher = %promised, "preempted by a higher ballot");
+        let leading = self.is_leader();
         self.see_ballot(promised, out);
         if !matches!(self.state, State::Follower) {
             self.step_down(out);
         }
-        self.reset_takeover_timer(now);
+        if leading {
+            // A node that was cut off raised its promise with failed takeovers; this leader
+            // still hears a quorum, so it prepares a ballot above it at once (one round trip)
+            // instead of leaving the cluster without a leader for a timeout.
+            self.start_takeover(now, out);
+        } else {
+            self.reset_takeover_timer(now);
+        }
     }
 
     /// With a quorum of promises, lead: recover every slot from `from` to the highest one
@@ -131,7 +139,12 @@ impl PaxosCore {
             // after this node's own chosen prefix.
             self.commit
         } else {
-            let end = merged.keys().next_back().copied().unwrap_or(0).max(self.commit);
+            let end = merged
+                .keys()
+                .next_back()
+                .copied()
+                .unwrap_or(0)
+                .max(self.commit);
             for slot in start..=end {
                 if let Some(v) = self.chosen.get(&slot) {
                     recover.push((slot, v.clone()));
@@ -188,7 +201,12 @@ impl PaxosCore {
     }
 
     /// Propose `value` in this leader's ballot at a new slot; returns the slot.
-    pub(super) fn propose(&mut self, value: Value, now: Millis, out: &mut Outbox<Msg, Persist>) -> u64 {
+    pub(super) fn propose(
+        &mut self,
+        value: Value,
+        now: Millis,
+        out: &mut Outbox<Msg, Persist>,
+    ) -> u64 {
         let State::Leader(l) = &mut self.state else {
             unreachable!("only a leader proposes");
         };
@@ -294,7 +312,8 @@ impl PaxosCore {
         };
         peer.last_ack = now;
         peer.acked_round = peer.acked_round.max(round);
-        peer.chosen = peer.chosen.max(chosen);
+        // As reported, even if lower than before: a node that lost its disk starts over.
+        peer.chosen = chosen;
         for slot in first..first + count {
             if let Some(p) = l.proposals.get_mut(&slot) {
                 p.acks |= bit;
@@ -406,9 +425,7 @@ impl PaxosCore {
         };
         let acked = quorum_round(l, q);
         if let Some(&(_, start)) = l.round_starts.iter().rev().find(|(r, _)| *r <= acked) {
-            l.lease_until = l
-                .lease_until
-                .max((start + eto_min).saturating_sub(drift));
+            l.lease_until = l.lease_until.max((start + eto_min).saturating_sub(drift));
         }
     }
 

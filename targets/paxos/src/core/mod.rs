@@ -234,7 +234,10 @@ impl PaxosCore {
         let next_fid = (rng.gen::<u64>() >> 16) << 16;
         let next_tag = (rng.gen::<u64>() >> 20) << 20;
         let quorum = nodes.len() / 2 + 1;
-        let me = nodes.iter().position(|n| n == id).map_or(0, |i| i as u32 + 1);
+        let me = nodes
+            .iter()
+            .position(|n| n == id)
+            .map_or(0, |i| i as u32 + 1);
         let commit = recovered.chosen_prefix();
         PaxosCore {
             id: id.to_owned(),
