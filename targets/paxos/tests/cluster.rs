@@ -1,0 +1,385 @@
+//! Three real Multi-Paxos nodes on loopback, each on its own thread and runtime, talking
+//! through real sockets and fsyncing into temporary directories.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use faultline_protocol::{decode_response, encode, NodeConfig, Op, Request, Response, Role};
+use tokio::sync::oneshot;
+
+fn free_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+struct Node {
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<Result<(), faultline_paxos::Error>>>,
+}
+
+impl Node {
+    fn start(config: NodeConfig) -> Node {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(faultline_paxos::serve(config, async {
+                let _ = stopped.await;
+            }))
+        });
+        Node {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct Client {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    next_id: u64,
+}
+
+impl Client {
+    fn connect(addr: SocketAddr) -> Client {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let stream = loop {
+            match TcpStream::connect(addr) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("cannot connect to {addr}: {e}"),
+            }
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        Client {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+            next_id: 0,
+        }
+    }
+
+    fn call(&mut self, op: Op) -> Response {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.writer.write_all(&encode(&Request { id, op })).unwrap();
+        let mut line = String::new();
+        self.reader.read_line(&mut line).unwrap();
+        let r = decode_response(line.trim_end().as_bytes()).unwrap();
+        assert_eq!(r.id, id);
+        r
+    }
+
+    /// Pipeline `ops` and collect responses by id.
+    fn pipeline(&mut self, ops: Vec<Op>) -> BTreeMap<u64, Response> {
+        let mut buf = Vec::new();
+        let first = self.next_id + 1;
+        for op in ops {
+            self.next_id += 1;
+            buf.extend_from_slice(&encode(&Request {
+                id: self.next_id,
+                op,
+            }));
+        }
+        self.writer.write_all(&buf).unwrap();
+        let mut out = BTreeMap::new();
+        while out.len() < (self.next_id + 1 - first) as usize {
+            let mut line = String::new();
+            self.reader.read_line(&mut line).unwrap();
+            let r = decode_response(line.trim_end().as_bytes()).unwrap();
+            out.insert(r.id, r);
+        }
+        out
+    }
+}
+
+fn configs(dirs: &[tempfile::TempDir], settings: serde_json::Value) -> Vec<NodeConfig> {
+    let ids = ["n1", "n2", "n3"];
+    let client: Vec<SocketAddr> = ids.iter().map(|_| free_port()).collect();
+    let peer: Vec<SocketAddr> = ids.iter().map(|_| free_port()).collect();
+    ids.iter()
+        .enumerate()
+        .map(|(i, id)| NodeConfig {
+            id: (*id).to_owned(),
+            client_addr: client[i],
+            peer_addr: peer[i],
+            peers: ids
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(j, p)| ((*p).to_owned(), peer[j]))
+                .collect(),
+            data_dir: dirs[i].path().to_owned(),
+            settings: settings.as_object().unwrap().clone(),
+            bugs: vec![],
+        })
+        .collect()
+}
+
+/// Poll every node's status until `pred` holds for the set, or fail after 10 s.
+fn wait_for(
+    configs: &[NodeConfig],
+    skip: &[&str],
+    what: &str,
+    pred: impl Fn(&[(String, faultline_protocol::Status)]) -> bool,
+) -> Vec<(String, faultline_protocol::Status)> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let statuses: Vec<_> = configs
+            .iter()
+            .filter(|c| !skip.contains(&c.id.as_str()))
+            .map(|c| {
+                let s = Client::connect(c.client_addr)
+                    .call(Op::Status)
+                    .status
+                    .unwrap();
+                (c.id.clone(), s)
+            })
+            .collect();
+        if pred(&statuses) {
+            return statuses;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {statuses:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn leader_of(statuses: &[(String, faultline_protocol::Status)]) -> Option<String> {
+    let leaders: Vec<_> = statuses
+        .iter()
+        .filter(|(_, s)| s.role == Role::Leader)
+        .collect();
+    let agreed = statuses.iter().all(|(_, s)| {
+        leaders.len() == 1
+            && s.term == leaders[0].1.term
+            && s.leader.as_deref() == Some(&leaders[0].0)
+    });
+    agreed.then(|| leaders[0].0.clone())
+}
+
+fn index_of(configs: &[NodeConfig], id: &str) -> usize {
+    configs.iter().position(|c| c.id == id).unwrap()
+}
+
+#[test]
+fn three_nodes_replicate_take_over_and_recover() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let settings = serde_json::json!({"heartbeat": "20ms", "election_timeout": ["100ms", "200ms"]});
+    let configs = configs(&dirs, settings);
+    let mut nodes: Vec<Node> = configs.iter().cloned().map(Node::start).collect();
+
+    let statuses = wait_for(&configs, &[], "a leader", |s| leader_of(s).is_some());
+    let first = leader_of(&statuses).unwrap();
+    let li = index_of(&configs, &first);
+
+    // Writes and reads through the leader, pipelined on one connection.
+    let mut c = Client::connect(configs[li].client_addr);
+    let ops = (0..300)
+        .map(|i| Op::Write {
+            key: format!("k{}", i % 5),
+            value: i,
+        })
+        .collect();
+    let replies = c.pipeline(ops);
+    assert!(replies.values().all(|r| r.ok), "{replies:?}");
+    assert_eq!(c.call(Op::Read { key: "k4".into() }).value, Some(Some(299)));
+    let r = c.call(Op::Cas {
+        key: "k4".into(),
+        from: Some(1),
+        to: 2,
+    });
+    assert_eq!(
+        r.error.unwrap().code,
+        faultline_protocol::ErrorCode::CasMismatch
+    );
+    assert!(
+        c.call(Op::Cas {
+            key: "k4".into(),
+            from: Some(299),
+            to: 300,
+        })
+        .ok
+    );
+    assert_eq!(
+        c.call(Op::Read {
+            key: "never".into()
+        })
+        .value,
+        Some(None)
+    );
+
+    // Followers redirect to the leader.
+    let fi = (li + 1) % 3;
+    let r = Client::connect(configs[fi].client_addr).call(Op::Read { key: "k4".into() });
+    let err = r.error.unwrap();
+    assert_eq!(err.code, faultline_protocol::ErrorCode::NotLeader);
+    assert!(err.definite);
+    assert_eq!(err.leader.as_deref(), Some(first.as_str()));
+
+    // Status reports commit and applied.
+    let s = c.call(Op::Status).status.unwrap();
+    assert!(s.commit >= 302 && s.applied == Some(s.commit), "{s:?}");
+    drop(c);
+
+    // Stop the leader: the others take over with a higher ballot and hold every acknowledged
+    // write.
+    nodes[li].stop();
+    let statuses = wait_for(&configs, &[first.as_str()], "a new leader", |s| {
+        leader_of(s).is_some()
+    });
+    let second = leader_of(&statuses).unwrap();
+    assert_ne!(second, first);
+    let mut c2 = Client::connect(configs[index_of(&configs, &second)].client_addr);
+    for k in 0..4 {
+        let r = c2.call(Op::Read {
+            key: format!("k{k}"),
+        });
+        assert_eq!(r.value, Some(Some(295 + k)), "k{k}");
+    }
+    assert_eq!(
+        c2.call(Op::Read { key: "k4".into() }).value,
+        Some(Some(300))
+    );
+    assert!(
+        c2.call(Op::Write {
+            key: "after".into(),
+            value: 1
+        })
+        .ok
+    );
+
+    // Restart the old leader from its data directory: it rejoins as a follower.
+    nodes[li] = Node::start(configs[li].clone());
+    let statuses = wait_for(&configs, &[], "the old leader to rejoin", |s| {
+        leader_of(s).is_some()
+    });
+    assert_eq!(leader_of(&statuses).as_deref(), Some(second.as_str()));
+    assert!(
+        c2.call(Op::Write {
+            key: "after".into(),
+            value: 2
+        })
+        .ok
+    );
+    let want = c2.call(Op::Status).status.unwrap().commit;
+    wait_for(&configs, &[], "the old leader to catch up", |s| {
+        s.iter().all(|(_, st)| st.applied.unwrap_or(0) >= want)
+    });
+    for n in nodes.iter_mut() {
+        n.stop();
+    }
+}
+
+#[test]
+fn followers_forward_and_lease_reads_work() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let settings = serde_json::json!({
+        "heartbeat": "20ms", "election_timeout": ["100ms", "200ms"],
+        "forward": true, "read": "lease", "snapshot_threshold": 50
+    });
+    let configs = configs(&dirs, settings);
+    let mut nodes: Vec<Node> = configs.iter().cloned().map(Node::start).collect();
+    let statuses = wait_for(&configs, &[], "a leader", |s| leader_of(s).is_some());
+    let leader = leader_of(&statuses).unwrap();
+    let fi = (index_of(&configs, &leader) + 1) % 3;
+    let mut c = Client::connect(configs[fi].client_addr);
+    // Enough writes through a follower to compact the logs a few times.
+    let ops = (0..200)
+        .map(|i| Op::Write {
+            key: format!("k{}", i % 3),
+            value: i,
+        })
+        .collect();
+    let replies = c.pipeline(ops);
+    assert!(replies.values().all(|r| r.ok), "{replies:?}");
+    assert_eq!(c.call(Op::Read { key: "k2".into() }).value, Some(Some(197)));
+    for n in nodes.iter_mut() {
+        n.stop();
+    }
+    // Restart everything: state comes back from snapshots and logs.
+    let mut nodes: Vec<Node> = configs.iter().cloned().map(Node::start).collect();
+    wait_for(&configs, &[], "a leader after a full restart", |s| {
+        leader_of(s).is_some()
+    });
+    let mut c = Client::connect(configs[fi].client_addr);
+    assert_eq!(c.call(Op::Read { key: "k1".into() }).value, Some(Some(199)));
+    for n in nodes.iter_mut() {
+        n.stop();
+    }
+}
+
+/// Closed-loop write load against a 3-node cluster; prints throughput. Not a pass/fail test of
+/// speed (tests do not assert wall-clock figures): run it with
+/// `cargo test -p faultline-paxos --release --test cluster -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn throughput_report() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let configs = configs(&dirs, serde_json::json!({}));
+    let _nodes: Vec<Node> = configs.iter().cloned().map(Node::start).collect();
+    let statuses = wait_for(&configs, &[], "a leader", |s| leader_of(s).is_some());
+    let leader = leader_of(&statuses).unwrap();
+    let addr = configs[index_of(&configs, &leader)].client_addr;
+    let secs = 3;
+    let clients: usize = std::env::var("PAXOS_CLIENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64);
+    let start = Instant::now();
+    let threads: Vec<_> = (0..clients)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let mut client = Client::connect(addr);
+                let (mut n, mut ok) = (0u64, 0u64);
+                while start.elapsed() < Duration::from_secs(secs) {
+                    n += 1;
+                    let op = Op::Write {
+                        key: format!("k{}", n % 8),
+                        value: (c as i64) << 32 | n as i64,
+                    };
+                    ok += u64::from(client.call(op).ok);
+                }
+                (n, ok)
+            })
+        })
+        .collect();
+    let (mut total, mut ok) = (0, 0);
+    for t in threads {
+        let (n, o) = t.join().unwrap();
+        total += n;
+        ok += o;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    eprintln!(
+        "{clients} clients: {total} writes ({ok} ok) in {elapsed:.2}s = {:.0} acked writes/s",
+        ok as f64 / elapsed
+    );
+}
