@@ -26,7 +26,7 @@ pub struct Settings {
     /// `[min, max]`: a node that hears no leader for a random time in this range starts phase 1
     /// with a higher ballot (takes over). The same name and meaning as the Raft node's, so one
     /// suite can give both the same timing. YAML: a two-element list of humantime strings.
-    #[serde(with = "duration_pair")]
+    #[serde(with = "faultline_replica::duration_pair")]
     pub election_timeout: [Duration; 2],
     /// Most values in one Accept (or catch-up) message.
     pub max_batch: usize,
@@ -59,51 +59,10 @@ impl Default for Settings {
     }
 }
 
-mod duration_pair {
-    use std::time::Duration;
-
-    use serde::de::Error;
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &[Duration; 2], s: S) -> Result<S::Ok, S::Error> {
-        let texts: Vec<String> = v
-            .iter()
-            .map(|d| humantime::format_duration(*d).to_string())
-            .collect();
-        texts.serialize(s)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[Duration; 2], D::Error> {
-        let texts = Vec::<String>::deserialize(d)?;
-        if texts.len() != 2 {
-            return Err(D::Error::custom(format!(
-                "expected a list of two durations [min, max], got {} element(s)",
-                texts.len()
-            )));
-        }
-        let parse = |t: &str| {
-            humantime::parse_duration(t).map_err(|e| D::Error::custom(format!("{t:?}: {e}")))
-        };
-        Ok([parse(&texts[0])?, parse(&texts[1])?])
-    }
-}
-
 impl Settings {
     /// Parse and validate; the error names the offending field.
     pub fn from_map(map: &serde_json::Map<String, serde_json::Value>) -> Result<Self, String> {
-        let settings: Settings = serde_json::from_value(serde_json::Value::Object(map.clone()))
-            .map_err(|e| {
-                // Name the field: re-parse each field alone (the others take their defaults).
-                let field = map.iter().find(|(k, v)| {
-                    let mut one = serde_json::Map::new();
-                    one.insert((*k).clone(), (*v).clone());
-                    serde_json::from_value::<Settings>(serde_json::Value::Object(one)).is_err()
-                });
-                match field {
-                    Some((k, _)) => format!("settings.{k}: {e}"),
-                    None => format!("invalid paxos settings: {e}"),
-                }
-            })?;
+        let settings: Settings = faultline_replica::parse_settings(map, "paxos")?;
         settings.validate()?;
         Ok(settings)
     }

@@ -19,8 +19,6 @@ use std::future::Future;
 use std::time::Duration;
 
 use faultline_protocol::NodeConfig;
-use faultline_replica::{drive, DriverIo, PeerNet};
-use tokio::sync::mpsc;
 
 pub use crate::core::{PbCore, Recovered, BUG_ACK_BEFORE_REPLICATE, BUG_STALE_BACKUP_READS};
 pub use crate::settings::{Replication, Settings};
@@ -36,27 +34,7 @@ pub use crate::settings::{Replication, Settings};
 pub const KNOWN_BUGS: &[&str] = &[BUG_ACK_BEFORE_REPLICATE, BUG_STALE_BACKUP_READS];
 
 /// Why a node could not start or had to stop.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("{0}")]
-    Settings(String),
-    #[error("unknown bug {bug:?} for primary-backup (known: {known})")]
-    UnknownBug { bug: String, known: String },
-    #[error("node id {0:?} is not among the cluster members")]
-    NotAMember(String),
-    #[error("cannot listen on {what} address {addr}: {source}")]
-    Bind {
-        what: &'static str,
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("cannot start the async runtime: {0}")]
-    Runtime(std::io::Error),
-    #[error("storage: {0}")]
-    Storage(#[from] faultline_replica::StorageError),
-    #[error(transparent)]
-    Driver(#[from] faultline_replica::DriverError),
-}
+pub use faultline_replica::NodeError as Error;
 
 /// Check `settings:` of an experiment; the message names the offending field.
 pub fn validate_settings(
@@ -76,25 +54,10 @@ pub fn run(config: NodeConfig) -> Result<(), Error> {
 /// Run a node inside the current tokio runtime until `shutdown` completes.
 pub async fn serve(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
     let settings = Settings::from_map(&config.settings).map_err(Error::Settings)?;
-    if let Some(bug) = config
-        .bugs
-        .iter()
-        .find(|b| !KNOWN_BUGS.contains(&b.as_str()))
-    {
-        return Err(Error::UnknownBug {
-            bug: bug.clone(),
-            known: KNOWN_BUGS.join(", "),
-        });
-    }
-    let nodes = config.members();
-    if !nodes.contains(&config.id) {
-        return Err(Error::NotAMember(config.id.clone()));
-    }
+    let nodes = faultline_replica::check_node(&config, "primary-backup", KNOWN_BUGS)?;
     let data_dir = config.data_dir.clone();
     let (storage, recovered) =
-        tokio::task::spawn_blocking(move || storage::FileStorage::open(&data_dir))
-            .await
-            .map_err(|e| faultline_replica::DriverError::Join(e.to_string()))??;
+        faultline_replica::open_storage(move || storage::FileStorage::open(&data_dir)).await?;
     tracing::info!(
         node = %config.id,
         view = recovered.seen_view,
@@ -107,42 +70,5 @@ pub async fn serve(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Re
     let tick = (settings.heartbeat / 5).clamp(Duration::from_millis(1), Duration::from_millis(10));
     let core = PbCore::new(&config.id, nodes, settings, &config.bugs, recovered);
 
-    let client_listener = faultline_replica::server::bind(config.client_addr)
-        .await
-        .map_err(|source| Error::Bind {
-            what: "client",
-            addr: config.client_addr,
-            source,
-        })?;
-    let (inbound_tx, inbound) = mpsc::channel(8192);
-    let net = PeerNet::start(&config.id, config.peer_addr, &config.peers, inbound_tx)
-        .await
-        .map_err(|source| Error::Bind {
-            what: "peer",
-            addr: config.peer_addr,
-            source,
-        })?;
-    let (clients_tx, clients) = mpsc::channel(8192);
-    let server = tokio::spawn(faultline_replica::server::serve_clients(
-        client_listener,
-        clients_tx,
-    ));
-    tracing::info!(node = %config.id, client = %config.client_addr, peer = %config.peer_addr, "serving");
-    let result = drive(
-        core,
-        storage,
-        DriverIo {
-            net,
-            inbound,
-            clients,
-            tick,
-        },
-        shutdown,
-    )
-    .await;
-    server.abort();
-    if let Err(e) = &result {
-        tracing::error!(error = %e, "node stopped on a fatal error");
-    }
-    Ok(result?)
+    faultline_replica::serve_core(&config, core, storage, tick, shutdown).await
 }

@@ -56,19 +56,7 @@ impl Default for Settings {
 impl Settings {
     /// Parse and validate; the error names the offending field.
     pub fn from_map(map: &serde_json::Map<String, serde_json::Value>) -> Result<Self, String> {
-        let settings: Settings = serde_json::from_value(serde_json::Value::Object(map.clone()))
-            .map_err(|e| {
-                // Name the field: re-parse each field alone (the others take their defaults).
-                let field = map.iter().find(|(k, v)| {
-                    let mut one = serde_json::Map::new();
-                    one.insert((*k).clone(), (*v).clone());
-                    serde_json::from_value::<Settings>(serde_json::Value::Object(one)).is_err()
-                });
-                match field {
-                    Some((k, _)) => format!("settings.{k}: {e}"),
-                    None => format!("invalid primary-backup settings: {e}"),
-                }
-            })?;
+        let settings: Settings = faultline_replica::parse_settings(map, "primary-backup")?;
         settings.validate()?;
         Ok(settings)
     }

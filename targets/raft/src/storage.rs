@@ -11,12 +11,9 @@
 //! records are buffered in this process's memory and written out (never fsynced) at most once
 //! per [`LAZY_FLUSH_MS`]: the node acknowledges entries that a `kill -9` then loses.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::Path;
-use std::time::Instant;
 
-use faultline_replica::{KvState, Log, Millis, Snapshot, Storage, StorageError};
+use faultline_replica::{KvState, LazyLog, Log, Millis, Snapshot, Storage, StorageError};
 use serde::{Deserialize, Serialize};
 
 use crate::msg::{Entry, HardState, Persist};
@@ -80,18 +77,11 @@ impl Recovered {
     }
 }
 
-struct Lazy {
-    file: File,
-    buf: Vec<u8>,
-    last_flush: Instant,
-}
-
 /// File-backed storage with group commit: the log records of one batch share one fsync.
 pub struct FileStorage {
     meta: Snapshot,
     snapshot: Snapshot,
-    log: Log,
-    lazy: Option<Lazy>,
+    log: LazyLog,
 }
 
 fn corrupt(what: &'static str, path: &Path, e: impl std::fmt::Display) -> StorageError {
@@ -143,73 +133,16 @@ impl FileStorage {
                 break;
             }
         }
-        let lazy = if lazy {
-            let file = OpenOptions::new()
-                .append(true)
-                .open(&log_path)
-                .map_err(|source| StorageError::Io {
-                    op: "open",
-                    path: log_path.clone(),
-                    source,
-                })?;
-            Some(Lazy {
-                file,
-                buf: Vec::new(),
-                last_flush: Instant::now(),
-            })
-        } else {
-            None
-        };
+        let lazy = lazy.then(|| std::time::Duration::from_millis(LAZY_FLUSH_MS));
+        let log = LazyLog::new(log, lazy)?;
         Ok((
             FileStorage {
                 meta,
                 snapshot,
                 log,
-                lazy,
             },
             rec,
         ))
-    }
-
-    fn write_log(&mut self, batch: &mut Vec<Vec<u8>>) -> Result<(), StorageError> {
-        let records = std::mem::take(batch);
-        match &mut self.lazy {
-            None => self.log.append_batch(&records),
-            Some(lazy) => {
-                for r in records {
-                    lazy.buf.extend_from_slice(&(r.len() as u32).to_le_bytes());
-                    lazy.buf
-                        .extend_from_slice(&crc32fast::hash(&r).to_le_bytes());
-                    lazy.buf.extend_from_slice(&r);
-                }
-                Ok(())
-            }
-        }
-    }
-
-    fn flush_lazy(&mut self, force: bool) -> Result<(), StorageError> {
-        let Some(lazy) = &mut self.lazy else {
-            return Ok(());
-        };
-        if force || lazy.last_flush.elapsed().as_millis() as Millis >= LAZY_FLUSH_MS {
-            lazy.last_flush = Instant::now();
-            let buf = std::mem::take(&mut lazy.buf);
-            lazy.file
-                .write_all(&buf)
-                .map_err(|source| StorageError::Io {
-                    op: "append to",
-                    path: self.log.path().to_owned(),
-                    source,
-                })?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for FileStorage {
-    fn drop(&mut self) {
-        // A clean shutdown keeps what the bug buffered; only a crash loses it.
-        let _ = self.flush_lazy(true);
     }
 }
 
@@ -224,7 +157,7 @@ impl Storage for FileStorage {
                 Persist::Hard(h) => {
                     // Entries before a vote in the same batch reach the disk first: the order
                     // of the batch is the order of the core's decisions.
-                    self.write_log(&mut batch)?;
+                    self.log.append_batch(&std::mem::take(&mut batch))?;
                     self.meta.write(&encode(&h))?;
                 }
                 Persist::Snapshot {
@@ -235,9 +168,6 @@ impl Storage for FileStorage {
                 } => {
                     batch.clear();
                     self.snapshot.write(&encode(&(index, term, &state)))?;
-                    if let Some(lazy) = &mut self.lazy {
-                        lazy.buf.clear();
-                    }
                     self.log.reset()?;
                     batch.extend(tail.into_iter().enumerate().map(|(i, entry)| {
                         encode(&DiskEntry {
@@ -248,8 +178,8 @@ impl Storage for FileStorage {
                 }
             }
         }
-        self.write_log(&mut batch)?;
-        self.flush_lazy(false)
+        self.log.append_batch(&std::mem::take(&mut batch))?;
+        self.log.flush_lazy(false)
     }
 }
 

@@ -150,6 +150,93 @@ impl Log {
     }
 }
 
+/// A [`Log`] that can carry the planted bug `ack-before-persist`: made with a flush interval,
+/// it buffers appended records in this process's memory and writes them out (never fsynced)
+/// at most once per interval, so a node acknowledges what a `kill -9` then loses. Without one
+/// it is the plain log (every batch fsynced). A clean drop writes the buffer out: only a crash
+/// loses it.
+#[derive(Debug)]
+pub struct LazyLog {
+    log: Log,
+    lazy: Option<Lazy>,
+}
+
+#[derive(Debug)]
+struct Lazy {
+    file: File,
+    buf: Vec<u8>,
+    every: std::time::Duration,
+    last_flush: std::time::Instant,
+}
+
+impl LazyLog {
+    /// Wrap `log`; `lazy_flush`: the bug's write-out interval (`None`: no bug).
+    pub fn new(log: Log, lazy_flush: Option<std::time::Duration>) -> Result<Self, StorageError> {
+        let lazy = match lazy_flush {
+            None => None,
+            Some(every) => Some(Lazy {
+                file: OpenOptions::new()
+                    .append(true)
+                    .open(&log.path)
+                    .map_err(io_err("open", &log.path))?,
+                buf: Vec::new(),
+                every,
+                last_flush: std::time::Instant::now(),
+            }),
+        };
+        Ok(LazyLog { log, lazy })
+    }
+
+    /// Append `records`: durable on return, or (with the bug) buffered.
+    pub fn append_batch(&mut self, records: &[Vec<u8>]) -> Result<(), StorageError> {
+        match &mut self.lazy {
+            None => self.log.append_batch(records),
+            Some(lazy) => {
+                for r in records {
+                    lazy.buf.extend_from_slice(&(r.len() as u32).to_le_bytes());
+                    lazy.buf
+                        .extend_from_slice(&crc32fast::hash(r).to_le_bytes());
+                    lazy.buf.extend_from_slice(r);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Drop every record, buffered ones included, and fsync.
+    pub fn reset(&mut self) -> Result<(), StorageError> {
+        if let Some(lazy) = &mut self.lazy {
+            lazy.buf.clear();
+        }
+        self.log.reset()
+    }
+
+    /// With the bug: write the buffer out if the interval passed (or `force`).
+    pub fn flush_lazy(&mut self, force: bool) -> Result<(), StorageError> {
+        let Some(lazy) = &mut self.lazy else {
+            return Ok(());
+        };
+        if force || lazy.last_flush.elapsed() >= lazy.every {
+            lazy.last_flush = std::time::Instant::now();
+            let buf = std::mem::take(&mut lazy.buf);
+            lazy.file
+                .write_all(&buf)
+                .map_err(io_err("append to", &self.log.path))?;
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        self.log.path()
+    }
+}
+
+impl Drop for LazyLog {
+    fn drop(&mut self) {
+        let _ = self.flush_lazy(true);
+    }
+}
+
 /// Split `bytes` into good records; returns them and the byte length they span.
 fn parse_records(bytes: &[u8]) -> (Vec<Vec<u8>>, usize) {
     let mut records = Vec::new();

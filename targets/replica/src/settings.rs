@@ -1,0 +1,55 @@
+//! What every node's `settings:` parsing shares: errors that name the offending field, and the
+//! `[min, max]` duration pair of timeout ranges.
+
+use serde::de::DeserializeOwned;
+
+/// Parse a node's `settings:` map into `T` (its defaults fill what is missing). On an error,
+/// the message names the field: each field is re-parsed alone to find the one that fails.
+/// `kind` names the node kind when no single field is to blame.
+pub fn parse_settings<T: DeserializeOwned>(
+    map: &serde_json::Map<String, serde_json::Value>,
+    kind: &str,
+) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::Object(map.clone())).map_err(|e| {
+        let field = map.iter().find(|(k, v)| {
+            let mut one = serde_json::Map::new();
+            one.insert((*k).clone(), (*v).clone());
+            serde_json::from_value::<T>(serde_json::Value::Object(one)).is_err()
+        });
+        match field {
+            Some((k, _)) => format!("settings.{k}: {e}"),
+            None => format!("invalid {kind} settings: {e}"),
+        }
+    })
+}
+
+/// `#[serde(with = "duration_pair")]` for `[Duration; 2]`: YAML/JSON a two-element list of
+/// humantime strings (`[150ms, 300ms]`).
+pub mod duration_pair {
+    use std::time::Duration;
+
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[Duration; 2], s: S) -> Result<S::Ok, S::Error> {
+        let texts: Vec<String> = v
+            .iter()
+            .map(|d| humantime::format_duration(*d).to_string())
+            .collect();
+        texts.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[Duration; 2], D::Error> {
+        let texts = Vec::<String>::deserialize(d)?;
+        if texts.len() != 2 {
+            return Err(D::Error::custom(format!(
+                "expected a list of two durations [min, max], got {} element(s)",
+                texts.len()
+            )));
+        }
+        let parse = |t: &str| {
+            humantime::parse_duration(t).map_err(|e| D::Error::custom(format!("{t:?}: {e}")))
+        };
+        Ok([parse(&texts[0])?, parse(&texts[1])?])
+    }
+}
