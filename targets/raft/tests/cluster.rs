@@ -1,220 +1,26 @@
 //! Three real Raft nodes on loopback, each on its own thread and runtime, talking
-//! through real sockets and fsyncing into temporary directories.
+//! through real sockets and fsyncing into temporary directories: the consensus contract of
+//! `faultline_replica::testkit::consensus`.
 
-use std::time::{Duration, Instant};
+use faultline_replica::testkit::consensus;
+use faultline_replica::testkit::ServeFn;
 
-use faultline_protocol::{NodeConfig, Op, Role};
-use faultline_replica::testkit::{self, configs, index_of, wait_for, Client};
-
-type Node = testkit::Node<faultline_raft::Error>;
-
-fn start(config: NodeConfig) -> Node {
-    Node::start(config, |c, stop| Box::pin(faultline_raft::serve(c, stop)))
-}
-
-fn leader_of(statuses: &[(String, faultline_protocol::Status)]) -> Option<String> {
-    let leaders: Vec<_> = statuses
-        .iter()
-        .filter(|(_, s)| s.role == Role::Leader)
-        .collect();
-    let agreed = statuses.iter().all(|(_, s)| {
-        leaders.len() == 1
-            && s.term == leaders[0].1.term
-            && s.leader.as_deref() == Some(&leaders[0].0)
-    });
-    agreed.then(|| leaders[0].0.clone())
-}
+const SERVE: ServeFn<faultline_raft::Error> = |c, stop| Box::pin(faultline_raft::serve(c, stop));
 
 #[test]
-fn three_nodes_replicate_elect_and_recover() {
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let settings = serde_json::json!({"heartbeat": "20ms", "election_timeout": ["100ms", "200ms"]});
-    let configs = configs(&dirs, settings);
-    let mut nodes: Vec<Node> = configs.iter().cloned().map(start).collect();
-
-    let statuses = wait_for(&configs, &[], "a leader", |s| leader_of(s).is_some());
-    let first = leader_of(&statuses).unwrap();
-    let li = index_of(&configs, &first);
-
-    // Writes and reads through the leader, pipelined on one connection.
-    let mut c = Client::connect(configs[li].client_addr);
-    let ops = (0..300)
-        .map(|i| Op::Write {
-            key: format!("k{}", i % 5),
-            value: i,
-        })
-        .collect();
-    let replies = c.pipeline(ops);
-    assert!(replies.values().all(|r| r.ok), "{replies:?}");
-    assert_eq!(c.call(Op::Read { key: "k4".into() }).value, Some(Some(299)));
-    let r = c.call(Op::Cas {
-        key: "k4".into(),
-        from: Some(1),
-        to: 2,
-    });
-    assert_eq!(
-        r.error.unwrap().code,
-        faultline_protocol::ErrorCode::CasMismatch
-    );
-    assert!(
-        c.call(Op::Cas {
-            key: "k4".into(),
-            from: Some(299),
-            to: 300,
-        })
-        .ok
-    );
-    assert_eq!(
-        c.call(Op::Read {
-            key: "never".into()
-        })
-        .value,
-        Some(None)
-    );
-
-    // Followers redirect to the leader.
-    let fi = (li + 1) % 3;
-    let r = Client::connect(configs[fi].client_addr).call(Op::Read { key: "k4".into() });
-    let err = r.error.unwrap();
-    assert_eq!(err.code, faultline_protocol::ErrorCode::NotLeader);
-    assert!(err.definite);
-    assert_eq!(err.leader.as_deref(), Some(first.as_str()));
-
-    // Status reports commit and applied.
-    let s = c.call(Op::Status).status.unwrap();
-    assert!(s.commit >= 302 && s.applied == Some(s.commit), "{s:?}");
-    drop(c);
-
-    // Stop the leader: the others elect a new one that has every acknowledged write.
-    nodes[li].stop();
-    let statuses = wait_for(&configs, &[first.as_str()], "a new leader", |s| {
-        leader_of(s).is_some()
-    });
-    let second = leader_of(&statuses).unwrap();
-    assert_ne!(second, first);
-    let mut c2 = Client::connect(configs[index_of(&configs, &second)].client_addr);
-    for k in 0..4 {
-        let r = c2.call(Op::Read {
-            key: format!("k{k}"),
-        });
-        assert_eq!(r.value, Some(Some(295 + k)), "k{k}");
-    }
-    assert_eq!(
-        c2.call(Op::Read { key: "k4".into() }).value,
-        Some(Some(300))
-    );
-    assert!(
-        c2.call(Op::Write {
-            key: "after".into(),
-            value: 1
-        })
-        .ok
-    );
-
-    // Restart the old leader from its data directory: it rejoins as a follower.
-    nodes[li] = start(configs[li].clone());
-    let statuses = wait_for(&configs, &[], "the old leader to rejoin", |s| {
-        leader_of(s).is_some()
-    });
-    assert_eq!(leader_of(&statuses).as_deref(), Some(second.as_str()));
-    assert!(
-        c2.call(Op::Write {
-            key: "after".into(),
-            value: 2
-        })
-        .ok
-    );
-    let want = c2.call(Op::Status).status.unwrap().commit;
-    wait_for(&configs, &[], "the old leader to catch up", |s| {
-        s.iter().all(|(_, st)| st.applied.unwrap_or(0) >= want)
-    });
-    for n in nodes.iter_mut() {
-        n.stop();
-    }
+fn three_nodes_replicate_fail_over_and_recover() {
+    consensus::replicate_fail_over_and_recover(SERVE);
 }
 
 #[test]
 fn followers_forward_and_lease_reads_work() {
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let settings = serde_json::json!({
-        "heartbeat": "20ms", "election_timeout": ["100ms", "200ms"],
-        "forward": true, "read": "lease", "snapshot_threshold": 50
-    });
-    let configs = configs(&dirs, settings);
-    let mut nodes: Vec<Node> = configs.iter().cloned().map(start).collect();
-    let statuses = wait_for(&configs, &[], "a leader", |s| leader_of(s).is_some());
-    let leader = leader_of(&statuses).unwrap();
-    let fi = (index_of(&configs, &leader) + 1) % 3;
-    let mut c = Client::connect(configs[fi].client_addr);
-    // Enough writes through a follower to compact the logs a few times.
-    let ops = (0..200)
-        .map(|i| Op::Write {
-            key: format!("k{}", i % 3),
-            value: i,
-        })
-        .collect();
-    let replies = c.pipeline(ops);
-    assert!(replies.values().all(|r| r.ok), "{replies:?}");
-    assert_eq!(c.call(Op::Read { key: "k2".into() }).value, Some(Some(197)));
-    for n in nodes.iter_mut() {
-        n.stop();
-    }
-    // Restart everything: state comes back from snapshots and logs.
-    let mut nodes: Vec<Node> = configs.iter().cloned().map(start).collect();
-    wait_for(&configs, &[], "a leader after a full restart", |s| {
-        leader_of(s).is_some()
-    });
-    let mut c = Client::connect(configs[fi].client_addr);
-    assert_eq!(c.call(Op::Read { key: "k1".into() }).value, Some(Some(199)));
-    for n in nodes.iter_mut() {
-        n.stop();
-    }
+    consensus::forward_lease_reads_and_restart(SERVE);
 }
 
-/// Closed-loop write load against a 3-node cluster; prints throughput. Not a pass/fail test of
-/// speed (tests do not assert wall-clock figures): run it with
+/// Prints closed-loop write throughput: run it with
 /// `cargo test -p faultline-raft --release --test cluster -- --ignored --nocapture`.
 #[test]
 #[ignore]
 fn throughput_report() {
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let configs = configs(&dirs, serde_json::json!({}));
-    let _nodes: Vec<Node> = configs.iter().cloned().map(start).collect();
-    let statuses = wait_for(&configs, &[], "a leader", |s| leader_of(s).is_some());
-    let leader = leader_of(&statuses).unwrap();
-    let addr = configs[index_of(&configs, &leader)].client_addr;
-    let secs = 3;
-    let clients: usize = std::env::var("RAFT_CLIENTS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(64);
-    let start = Instant::now();
-    let threads: Vec<_> = (0..clients)
-        .map(|c| {
-            std::thread::spawn(move || {
-                let mut client = Client::connect(addr);
-                let (mut n, mut ok) = (0u64, 0u64);
-                while start.elapsed() < Duration::from_secs(secs) {
-                    n += 1;
-                    let op = Op::Write {
-                        key: format!("k{}", n % 8),
-                        value: (c as i64) << 32 | n as i64,
-                    };
-                    ok += u64::from(client.call(op).ok);
-                }
-                (n, ok)
-            })
-        })
-        .collect();
-    let (mut total, mut ok) = (0, 0);
-    for t in threads {
-        let (n, o) = t.join().unwrap();
-        total += n;
-        ok += o;
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    eprintln!(
-        "{clients} clients: {total} writes ({ok} ok) in {elapsed:.2}s = {:.0} acked writes/s",
-        ok as f64 / elapsed
-    );
+    consensus::throughput_report(SERVE, "RAFT_CLIENTS");
 }

@@ -15,6 +15,7 @@ pub mod peer;
 pub mod process;
 pub mod server;
 pub mod settings;
+#[cfg(feature = "testkit")]
 pub mod testkit;
 
 pub use driver::{drive, ClientToken, Core, DriverError, DriverIo, Input, Millis, Outbox, Storage};

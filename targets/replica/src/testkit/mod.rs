@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use faultline_protocol::{decode_response, encode, NodeConfig, Op, Request, Response};
 use tokio::sync::oneshot;
 
+pub mod consensus;
+
 pub fn free_port() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
