@@ -50,12 +50,15 @@ pub struct Recovered {
     pub accepted: BTreeMap<u64, (Ballot, Value)>,
     /// Known chosen, after `snap_slot` (not necessarily contiguous).
     pub chosen: BTreeMap<u64, Value>,
+    /// Replay's running chosen prefix (so each marker walks only the slots it adds: replay
+    /// stays linear in the log's length).
+    prefix: u64,
 }
 
 impl Recovered {
     /// The highest slot such that it and every slot before it are known chosen.
     pub fn chosen_prefix(&self) -> u64 {
-        let mut c = self.snap_slot;
+        let mut c = self.prefix.max(self.snap_slot);
         while self.chosen.contains_key(&(c + 1)) {
             c += 1;
         }
@@ -80,7 +83,7 @@ impl Recovered {
                 }
             }
             Record::Chosen { through } => {
-                for slot in self.snap_slot + 1..=through {
+                for slot in self.chosen_prefix() + 1..=through {
                     if self.chosen.contains_key(&slot) {
                         continue;
                     }
@@ -91,6 +94,7 @@ impl Recovered {
                         None => break,
                     }
                 }
+                self.prefix = self.chosen_prefix();
             }
         }
     }
@@ -100,6 +104,7 @@ impl Recovered {
             Persist::Meta(m) => self.meta = *m,
             Persist::Snapshot { slot, state, tail } => {
                 self.snap_slot = *slot;
+                self.prefix = *slot;
                 self.state = state.clone();
                 self.accepted.clear();
                 self.chosen.clear();
@@ -177,6 +182,7 @@ impl FileStorage {
             let (slot, state): (u64, KvState) =
                 bincode::deserialize(&b).map_err(|e| corrupt("snapshot", snapshot.path(), e))?;
             rec.snap_slot = slot;
+            rec.prefix = slot;
             rec.state = state;
         }
         let log_path = dir.join("log");
