@@ -139,8 +139,10 @@ pub enum Msg {
         slot: u64,
         state: KvState,
     },
-    /// Follower to leader: run this client operation for me (`forward: true`).
+    /// Follower to leader: run this client operation for me (`forward: true`). `inc`: the
+    /// sending process's incarnation (random per start); `fid`: its sequence number there.
     Forward {
+        inc: u64,
         fid: u64,
         op: FwdOp,
     },

@@ -1,11 +1,11 @@
 //! The node's data directory: the acceptor's promise, the last snapshot, and the slots after it.
 //!
-//! Files: `meta` (atomic: [`Meta`]), `snapshot` (atomic: slot and state), `log` (checksummed
-//! records, one [`Record`] each, replayed in order: an acceptance replaces the one before it
-//! in its slot, a `Chosen` marker fixes the values accepted so far as chosen). A snapshot is
-//! written before the log is rewritten with what it keeps of later slots: a crash in between
-//! leaves the new snapshot plus the old log, whose records up to the snapshot's slot recovery
-//! skips.
+//! Files: `meta` (atomic: [`Meta`]), `snapshot` (atomic: slot, state, and the records kept of
+//! later slots), `log` (checksummed records, one [`Record`] each, replayed in order after the
+//! snapshot's: an acceptance replaces the one before it in its slot, a `Chosen` marker fixes
+//! the values accepted so far as chosen). The snapshot file is replaced before the log is
+//! emptied: a crash in between leaves the new snapshot plus the old log, whose records replay
+//! to the same state (those up to the snapshot's slot are skipped).
 //!
 //! With the planted bug `ack-before-persist` ([`FileStorage::open`] with `lazy: true`) log
 //! records are buffered in this process's memory and written out (never fsynced) at most once
@@ -179,11 +179,14 @@ impl FileStorage {
             rec.meta = bincode::deserialize(&b).map_err(|e| corrupt("meta", meta.path(), e))?;
         }
         if let Some(b) = snapshot.read()? {
-            let (slot, state): (u64, KvState) =
+            let (slot, state, tail): (u64, KvState, Vec<Record>) =
                 bincode::deserialize(&b).map_err(|e| corrupt("snapshot", snapshot.path(), e))?;
             rec.snap_slot = slot;
             rec.prefix = slot;
             rec.state = state;
+            for r in tail {
+                rec.replay(r);
+            }
         }
         let log_path = dir.join("log");
         let (log, records) = Log::open(&log_path)?;
@@ -221,10 +224,12 @@ impl Storage for FileStorage {
                     self.meta.write(&encode(&m))?;
                 }
                 Persist::Snapshot { slot, state, tail } => {
+                    // What is kept of later slots goes into the snapshot file itself, so no
+                    // crash can leave the new snapshot without it (the log is emptied after).
                     batch.clear();
-                    self.snapshot.write(&encode(&(slot, &state)))?;
+                    let tail: Vec<Record> = tail.iter().filter_map(record).collect();
+                    self.snapshot.write(&encode(&(slot, &state, &tail)))?;
                     self.log.reset()?;
-                    batch.extend(tail.iter().filter_map(record).map(|r| encode(&r)));
                 }
                 other => {
                     if let Some(r) = record(&other) {
@@ -375,6 +380,30 @@ mod tests {
         assert_eq!(rec.chosen[&3], v(30));
         assert_eq!(rec.accepted[&4], (b(2, 2), v(40)));
         assert_eq!(rec.chosen_prefix(), 3);
+    }
+
+    /// The slots kept after a snapshot are in the snapshot file: whatever happens to the log
+    /// after it was replaced (here: it is lost entirely), they come back with it.
+    #[test]
+    fn kept_slots_survive_with_the_snapshot_file_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut st, _) = FileStorage::open(dir.path(), false).unwrap();
+        st.persist(vec![
+            acc(1, b(1, 1), v(1)),
+            acc(2, b(1, 1), v(2)),
+            Persist::Chosen { through: 1 },
+            Persist::Snapshot {
+                slot: 1,
+                state: KvState::new(),
+                tail: vec![acc(2, b(1, 1), v(2))],
+            },
+        ])
+        .unwrap();
+        drop(st);
+        std::fs::write(dir.path().join("log"), b"").unwrap();
+        let (_, rec) = FileStorage::open(dir.path(), false).unwrap();
+        assert_eq!(rec.snap_slot, 1);
+        assert_eq!(rec.accepted.get(&2), Some(&(b(1, 1), v(2))));
     }
 
     #[test]

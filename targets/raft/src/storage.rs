@@ -1,11 +1,12 @@
 //! The node's data directory: term/vote, the last snapshot, and the log after it.
 //!
-//! Files: `meta` (atomic: [`HardState`]), `snapshot` (atomic: index, term, state), `log`
-//! (checksummed records, one [`DiskEntry`] each). A log record for index `i` replaces entry
-//! `i` and everything after it, so a follower truncating a conflicting suffix only appends
-//! (recovery replays the records in order). A snapshot is written before the log is rewritten
-//! with the entries after it: a crash in between leaves the new snapshot plus the old log,
-//! whose records up to the snapshot index recovery skips.
+//! Files: `meta` (atomic: [`HardState`]), `snapshot` (atomic: index, term, state, and the
+//! entries after the index that were kept), `log` (checksummed records, one [`DiskEntry`]
+//! each, replayed after the snapshot's entries). A log record for index `i` replaces entry `i`
+//! and everything after it, so a follower truncating a conflicting suffix only appends. The
+//! snapshot file is replaced before the log is emptied: a crash in between leaves the new
+//! snapshot plus the old log, whose records replay to the same entries (those up to the
+//! snapshot index are skipped).
 //!
 //! With the planted bug `ack-before-persist` ([`FileStorage::open`] with `lazy: true`) log
 //! records are buffered in this process's memory and written out (never fsynced) at most once
@@ -112,11 +113,12 @@ impl FileStorage {
             rec.hard = bincode::deserialize(&b).map_err(|e| corrupt("meta", meta.path(), e))?;
         }
         if let Some(b) = snapshot.read()? {
-            let (index, term, state): (u64, u64, KvState) =
+            let (index, term, state, tail): (u64, u64, KvState, Vec<Entry>) =
                 bincode::deserialize(&b).map_err(|e| corrupt("snapshot", snapshot.path(), e))?;
             rec.snap_index = index;
             rec.snap_term = term;
             rec.state = state;
+            rec.entries = tail;
         }
         let log_path = dir.join("log");
         let (log, records) = Log::open(&log_path)?;
@@ -166,15 +168,12 @@ impl Storage for FileStorage {
                     state,
                     tail,
                 } => {
+                    // The entries kept after the snapshot go into the snapshot file itself, so no
+                    // crash can leave the new snapshot without them (the log is emptied after).
                     batch.clear();
-                    self.snapshot.write(&encode(&(index, term, &state)))?;
+                    self.snapshot
+                        .write(&encode(&(index, term, &state, &tail)))?;
                     self.log.reset()?;
-                    batch.extend(tail.into_iter().enumerate().map(|(i, entry)| {
-                        encode(&DiskEntry {
-                            index: index + 1 + i as u64,
-                            entry,
-                        })
-                    }));
                 }
             }
         }
@@ -297,6 +296,30 @@ mod tests {
         assert_eq!((rec.snap_index, rec.snap_term), (3, 2));
         assert_eq!(rec.entries, vec![e(2, 40), e(3, 51)]);
         assert_eq!(rec.hard.vote.as_deref(), Some("n1"));
+    }
+
+    /// The entries kept after a snapshot are in the snapshot file: whatever happens to the log
+    /// after it was replaced (here: it is lost entirely), they come back with it.
+    #[test]
+    fn kept_entries_survive_with_the_snapshot_file_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut st, _) = FileStorage::open(dir.path(), false).unwrap();
+        st.persist(vec![
+            app(1, e(1, 1)),
+            app(2, e(1, 2)),
+            Persist::Snapshot {
+                index: 1,
+                term: 1,
+                state: KvState::new(),
+                tail: vec![e(1, 2)],
+            },
+        ])
+        .unwrap();
+        drop(st);
+        std::fs::write(dir.path().join("log"), b"").unwrap();
+        let (_, rec) = FileStorage::open(dir.path(), false).unwrap();
+        assert_eq!((rec.snap_index, rec.snap_term), (1, 1));
+        assert_eq!(rec.entries, vec![e(1, 2)]);
     }
 
     #[test]

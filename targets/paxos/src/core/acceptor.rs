@@ -29,9 +29,11 @@ impl PaxosCore {
             return;
         }
         let from_leader = self.leader.as_deref() == Some(from.as_str());
-        if ballot > self.meta.promised && now < self.promise_blocked_until && !from_leader {
-            // A leader was heard within the minimum timeout (its lease may hold on that), or
-            // this process just started: no promise to a challenger yet. It will retry.
+        let challenger = ballot > self.meta.promised && !from_leader;
+        if challenger && (now < self.promise_blocked_until || self.is_leader()) {
+            // A leader was heard within the minimum timeout (its lease may hold on that), this
+            // process just started, or it leads itself (it steps down once no quorum answers
+            // for election_timeout[1]): no promise to a challenger yet. It will retry.
             return;
         }
         self.see_ballot(ballot, out);
@@ -118,8 +120,14 @@ impl PaxosCore {
             }
             values.len() as u64
         } else {
-            if self.catch_up_target.is_none() && !lower {
-                self.catch_up_target = Some((ballot, last));
+            // Catch up through what the highest ballot heard had proposed (a deposed leader
+            // heard first may know less than the one that replaced it).
+            if !lower {
+                self.catch_up_target = match self.catch_up_target {
+                    Some((b, t)) if b >= ballot => Some((b, t)),
+                    Some((_, t)) => Some((ballot, t.max(last))),
+                    None => Some((ballot, last)),
+                };
             }
             0
         };

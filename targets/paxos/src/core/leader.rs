@@ -195,7 +195,6 @@ impl PaxosCore {
         if let State::Leader(l) = &mut self.state {
             l.unsent = start;
         }
-        self.choose(out);
         self.send_new_proposals(now, out);
         self.heartbeat(now, out);
     }
@@ -244,7 +243,13 @@ impl PaxosCore {
     /// Send the proposals made since the last flush, batched, to every follower.
     pub(super) fn send_new_proposals(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
         // A single-node cluster chooses on its own acceptance.
-        self.choose(out);
+        if self.quorum <= 1 {
+            let slots: Vec<u64> = match &self.state {
+                State::Leader(l) => l.proposals.keys().copied().collect(),
+                _ => Vec::new(),
+            };
+            self.choose(slots, out);
+        }
         let max_batch = self.settings.max_batch;
         let commit = self.commit;
         let peers = self.peers();
@@ -320,32 +325,35 @@ impl PaxosCore {
             }
         }
         self.update_lease();
-        self.choose(out);
+        self.choose(first..first + count, out);
         if gap {
             self.catch_up(now, &from, out);
         }
     }
 
-    /// Mark chosen every proposal a quorum accepted, advance the prefix, execute.
-    pub(super) fn choose(&mut self, out: &mut Outbox<Msg, Persist>) {
+    /// Mark chosen those of `slots` that a quorum accepted, advance the prefix, execute.
+    pub(super) fn choose(
+        &mut self,
+        slots: impl IntoIterator<Item = u64>,
+        out: &mut Outbox<Msg, Persist>,
+    ) {
         let quorum = self.quorum as u32;
         let State::Leader(l) = &mut self.state else {
             return;
         };
-        let done: Vec<u64> = l
-            .proposals
-            .iter()
-            .filter(|(_, p)| p.acks.count_ones() >= quorum)
-            .map(|(s, _)| *s)
-            .collect();
-        if done.is_empty() {
-            return;
-        }
         let mut newly = Vec::new();
-        for s in done {
-            if let Some(p) = l.proposals.remove(&s) {
-                newly.push((s, p.value));
+        for s in slots {
+            if l.proposals
+                .get(&s)
+                .is_some_and(|p| p.acks.count_ones() >= quorum)
+            {
+                if let Some(p) = l.proposals.remove(&s) {
+                    newly.push((s, p.value));
+                }
             }
+        }
+        if newly.is_empty() {
+            return;
         }
         let before = self.commit;
         for (slot, value) in newly {
@@ -480,15 +488,16 @@ impl PaxosCore {
                 return;
             }
         }
+        // Pending requests are keyed by slot, given out in arrival order: the expired ones
+        // come first.
         let mut expired = Vec::new();
-        l.pending.retain(|_, p| {
-            if now >= p.at + req {
-                expired.push((p.waiter.clone(), p.read));
-                false
-            } else {
-                true
+        while let Some(entry) = l.pending.first_entry() {
+            if now < entry.get().at + req {
+                break;
             }
-        });
+            let p = entry.remove();
+            expired.push((p.waiter, p.read));
+        }
         let beat = now >= l.last_heartbeat + hb;
         for (w, read) in expired {
             let message = if read {

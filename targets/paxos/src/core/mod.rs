@@ -114,8 +114,8 @@ pub(crate) struct Leader {
     pub last_heartbeat: Millis,
     pub since: Millis,
     pub lease_until: Millis,
-    /// Highest forward id seen per follower incarnation (duplicate suppression).
-    pub forwards_seen: BTreeMap<String, u64>,
+    /// Per follower: its incarnation and the highest forward id seen from it.
+    pub forwards_seen: BTreeMap<String, (u64, u64)>,
 }
 
 /// Phase 1 in progress.
@@ -198,6 +198,8 @@ pub struct PaxosCore {
     /// Forwarded requests waiting for the leader: fid -> (token, request id, sent at).
     pub(crate) forwarded: BTreeMap<u64, (ClientToken, u64, Millis)>,
     pub(crate) next_fid: u64,
+    /// Random per process start: tells a restarted follower's forwards from its old ones.
+    pub(crate) incarnation: u64,
     pub(crate) next_tag: u64,
 }
 
@@ -231,7 +233,7 @@ impl PaxosCore {
             request: ms(settings.request_timeout).max(1),
         };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let next_fid = (rng.gen::<u64>() >> 16) << 16;
+        let incarnation = rng.gen::<u64>();
         let next_tag = (rng.gen::<u64>() >> 20) << 20;
         let quorum = nodes.len() / 2 + 1;
         let me = nodes
@@ -268,7 +270,8 @@ impl PaxosCore {
             last_probe: None,
             gap_asked: None,
             forwarded: BTreeMap::new(),
-            next_fid,
+            next_fid: 0,
+            incarnation,
             next_tag,
         }
     }
@@ -674,7 +677,7 @@ impl PaxosCore {
                 slot,
                 state,
             } => self.on_snapshot(now, from, ballot, slot, state, out),
-            Msg::Forward { fid, op } => self.on_forward(now, from, fid, op, out),
+            Msg::Forward { inc, fid, op } => self.on_forward(now, from, inc, fid, op, out),
             Msg::ForwardReply { fid, result } => self.on_forward_reply(fid, result, out),
             Msg::Probe => {
                 let empty = self.commit == 0

@@ -33,7 +33,14 @@ impl RaftCore {
                 self.next_fid += 1;
                 let fid = self.next_fid;
                 self.forwarded.insert(fid, (token, req.id, now));
-                out.send(leader, Msg::Forward { fid, op });
+                out.send(
+                    leader,
+                    Msg::Forward {
+                        inc: self.incarnation,
+                        fid,
+                        op,
+                    },
+                );
                 return;
             }
         }
@@ -44,19 +51,20 @@ impl RaftCore {
         &mut self,
         now: Millis,
         from: String,
+        inc: u64,
         fid: u64,
         op: FwdOp,
         out: &mut Outbox<Msg, Persist>,
     ) {
         if let State::Leader(l) = &mut self.state {
-            // Forward ids grow per follower process (random high bits per incarnation): a
+            // Forward ids grow within one follower process (`inc`, random per start): a
             // duplicate or late copy must not run a write twice.
-            let seen = l.forwards_seen.entry(from.clone()).or_insert(0);
-            let same_incarnation = *seen >> 16 == fid >> 16;
-            if same_incarnation && fid <= *seen {
-                return;
+            if let Some((i, seen)) = l.forwards_seen.get(&from) {
+                if *i == inc && fid <= *seen {
+                    return;
+                }
             }
-            *seen = fid;
+            l.forwards_seen.insert(from.clone(), (inc, fid));
         }
         self.handle_op(now, Waiter::Remote { from, fid }, op, out);
     }

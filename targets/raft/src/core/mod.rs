@@ -119,8 +119,8 @@ pub(crate) struct Leader {
     pub last_heartbeat: Millis,
     pub since: Millis,
     pub lease_until: Millis,
-    /// Highest forward id seen per follower incarnation (duplicate suppression).
-    pub forwards_seen: BTreeMap<String, u64>,
+    /// Per follower: its incarnation and the highest forward id seen from it.
+    pub forwards_seen: BTreeMap<String, (u64, u64)>,
 }
 
 #[derive(Debug)]
@@ -181,6 +181,8 @@ pub struct RaftCore {
     /// Forwarded requests waiting for the leader: fid -> (token, request id, sent at).
     pub(crate) forwarded: BTreeMap<u64, (ClientToken, u64, Millis)>,
     pub(crate) next_fid: u64,
+    /// Random per process start: tells a restarted follower's forwards from its old ones.
+    pub(crate) incarnation: u64,
 }
 
 pub(crate) fn ms(d: std::time::Duration) -> Millis {
@@ -217,7 +219,7 @@ impl RaftCore {
             request: ms(settings.request_timeout).max(1),
         };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let next_fid = (rng.gen::<u64>() >> 16) << 16;
+        let incarnation = rng.gen::<u64>();
         let quorum = nodes.len() / 2 + 1;
         RaftCore {
             id: id.to_owned(),
@@ -243,7 +245,8 @@ impl RaftCore {
             probe_empty: BTreeMap::new(),
             last_probe: None,
             forwarded: BTreeMap::new(),
-            next_fid,
+            next_fid: 0,
+            incarnation,
         }
     }
 
@@ -557,7 +560,7 @@ impl RaftCore {
                 last,
                 round,
             } => self.on_snapshot(now, from, term, index, snap_term, state, last, round, out),
-            Msg::Forward { fid, op } => self.on_forward(now, from, fid, op, out),
+            Msg::Forward { inc, fid, op } => self.on_forward(now, from, inc, fid, op, out),
             Msg::ForwardReply { fid, result } => self.on_forward_reply(fid, result, out),
             Msg::Probe => out.send(
                 from,
