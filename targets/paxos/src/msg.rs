@@ -6,6 +6,8 @@
 use faultline_replica::{Command, KvState};
 use serde::{Deserialize, Serialize};
 
+pub use faultline_replica::{FailKind, FwdOp, OpResult};
+
 /// A ballot: `(round, node)`, ordered by round, then by the proposing node's position in the
 /// member list (1-based; 0 only in [`Ballot::ZERO`]). Each node owns the ballots with its own
 /// `node`, so no two nodes ever propose in the same ballot.
@@ -44,34 +46,6 @@ pub enum Value {
     Cmd { cmd: Command, tag: u64 },
     /// A client read through the log (`read: log`); no effect on the state.
     Read { key: String, tag: u64 },
-}
-
-/// A client operation forwarded from a follower to the leader (`forward: true`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum FwdOp {
-    Read { key: String },
-    Cmd(Command),
-}
-
-/// Why a client operation failed, in a form that survives bincode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum FailKind {
-    NotLeader,
-    CasMismatch,
-    Unavailable,
-    Timeout,
-}
-
-/// The outcome of a client operation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum OpResult {
-    Done,
-    Value(Option<i64>),
-    Fail {
-        kind: FailKind,
-        leader: Option<String>,
-        message: String,
-    },
 }
 
 /// What an acceptor reports for one slot in its promise.

@@ -6,6 +6,8 @@
 use faultline_replica::{Command, KvState};
 use serde::{Deserialize, Serialize};
 
+pub use faultline_replica::{FailKind, FwdOp, OpResult};
+
 /// What a log entry does when it is applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EntryOp {
@@ -23,37 +25,6 @@ pub enum EntryOp {
 pub struct Entry {
     pub term: u64,
     pub op: EntryOp,
-}
-
-/// A client operation forwarded from a follower to the leader (`forward: true`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum FwdOp {
-    Read { key: String },
-    Cmd(Command),
-}
-
-/// Why a client operation failed, in a form that survives bincode (the wire `Response` does
-/// not: it skips fields).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum FailKind {
-    NotLeader,
-    CasMismatch,
-    Unavailable,
-    Timeout,
-}
-
-/// The outcome of a client operation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum OpResult {
-    /// A write or cas took effect.
-    Done,
-    /// A read's value.
-    Value(Option<i64>),
-    Fail {
-        kind: FailKind,
-        leader: Option<String>,
-        message: String,
-    },
 }
 
 /// Messages between nodes. Every message but the forwarding ones carries the sender's term.

@@ -75,42 +75,16 @@ impl Settings {
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        let f = |d: Duration| humantime::format_duration(d).to_string();
-        let [min, max] = self.election_timeout;
-        if self.heartbeat.is_zero() {
-            return Err("settings.heartbeat must be greater than 0".into());
+        faultline_replica::settings::ConsensusSettings {
+            heartbeat: self.heartbeat,
+            election_timeout: self.election_timeout,
+            max_batch: self.max_batch,
+            snapshot_threshold: self.snapshot_threshold,
+            request_timeout: self.request_timeout,
+            lease: self.read == ReadMode::Lease,
+            clock_drift: self.clock_drift,
         }
-        if min <= self.heartbeat {
-            return Err(format!(
-                "settings.election_timeout: the minimum ({}) must be longer than settings.heartbeat ({})",
-                f(min),
-                f(self.heartbeat)
-            ));
-        }
-        if max < min {
-            return Err(format!(
-                "settings.election_timeout: the maximum ({}) must not be below the minimum ({})",
-                f(max),
-                f(min)
-            ));
-        }
-        if self.max_batch == 0 {
-            return Err("settings.max_batch must be at least 1".into());
-        }
-        if self.snapshot_threshold == 0 {
-            return Err("settings.snapshot_threshold must be at least 1".into());
-        }
-        if self.request_timeout.is_zero() {
-            return Err("settings.request_timeout must be greater than 0".into());
-        }
-        if self.read == ReadMode::Lease && self.clock_drift >= min {
-            return Err(format!(
-                "settings.clock_drift ({}) must be shorter than the minimum settings.election_timeout ({}) with read: lease",
-                f(self.clock_drift),
-                f(min)
-            ));
-        }
-        Ok(())
+        .validate()
     }
 }
 

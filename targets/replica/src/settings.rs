@@ -1,6 +1,8 @@
 //! What every node's `settings:` parsing shares: errors that name the offending field, and the
 //! `[min, max]` duration pair of timeout ranges.
 
+use std::time::Duration;
+
 use serde::de::DeserializeOwned;
 
 /// Parse a node's `settings:` map into `T` (its defaults fill what is missing). On an error,
@@ -21,6 +23,61 @@ pub fn parse_settings<T: DeserializeOwned>(
             None => format!("invalid {kind} settings: {e}"),
         }
     })
+}
+
+/// The settings a consensus node (Raft, Multi-Paxos) shares, as its `validate` sees them.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsensusSettings {
+    pub heartbeat: Duration,
+    pub election_timeout: [Duration; 2],
+    pub max_batch: usize,
+    pub snapshot_threshold: u64,
+    pub request_timeout: Duration,
+    /// `read: lease` is set (then `clock_drift` must fit in the minimum timeout).
+    pub lease: bool,
+    pub clock_drift: Duration,
+}
+
+impl ConsensusSettings {
+    /// Check what the node kinds share; the error names the offending field.
+    pub fn validate(&self) -> Result<(), String> {
+        let f = |d: Duration| humantime::format_duration(d).to_string();
+        let [min, max] = self.election_timeout;
+        if self.heartbeat.is_zero() {
+            return Err("settings.heartbeat must be greater than 0".into());
+        }
+        if min <= self.heartbeat {
+            return Err(format!(
+                "settings.election_timeout: the minimum ({}) must be longer than settings.heartbeat ({})",
+                f(min),
+                f(self.heartbeat)
+            ));
+        }
+        if max < min {
+            return Err(format!(
+                "settings.election_timeout: the maximum ({}) must not be below the minimum ({})",
+                f(max),
+                f(min)
+            ));
+        }
+        if self.max_batch == 0 {
+            return Err("settings.max_batch must be at least 1".into());
+        }
+        if self.snapshot_threshold == 0 {
+            return Err("settings.snapshot_threshold must be at least 1".into());
+        }
+        if self.request_timeout.is_zero() {
+            return Err("settings.request_timeout must be greater than 0".into());
+        }
+        if self.lease && self.clock_drift >= min {
+            return Err(format!(
+                "settings.clock_drift ({}) must be shorter than the minimum settings.election_timeout ({}) with read: lease",
+                f(self.clock_drift),
+                f(min)
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `#[serde(with = "duration_pair")]` for `[Duration; 2]`: YAML/JSON a two-element list of

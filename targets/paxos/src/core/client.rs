@@ -2,8 +2,8 @@
 //! leader's state, followers forward to the leader (`forward: true`), and outcomes become
 //! responses.
 
-use faultline_protocol::{ErrorCode, Op, Request, Response};
-use faultline_replica::Command;
+use faultline_protocol::{Op, Request, Response};
+use faultline_replica::{to_response, Command};
 
 use super::*;
 use crate::msg::FwdOp;
@@ -180,27 +180,6 @@ impl PaxosCore {
         match waiter {
             Waiter::Remote { from, fid } => out.send(from, Msg::ForwardReply { fid, result }),
             Waiter::Local { token, id } => out.reply(token, to_response(id, result)),
-        }
-    }
-}
-
-/// The wire response for an outcome.
-pub fn to_response(id: u64, result: OpResult) -> Response {
-    match result {
-        OpResult::Done => Response::done(id),
-        OpResult::Value(v) => Response::value(id, v),
-        OpResult::Fail {
-            kind: FailKind::NotLeader,
-            leader,
-            message,
-        } => Response::not_leader(id, leader).with_message(message),
-        OpResult::Fail { kind, message, .. } => {
-            let code = match kind {
-                FailKind::CasMismatch => ErrorCode::CasMismatch,
-                FailKind::Unavailable => ErrorCode::Unavailable,
-                FailKind::Timeout | FailKind::NotLeader => ErrorCode::Timeout,
-            };
-            Response::error(id, code).with_message(message)
         }
     }
 }

@@ -25,8 +25,6 @@ mod acceptor;
 mod client;
 mod leader;
 
-pub use client::to_response;
-
 /// Planted bug: a new leader runs phase 1 but ignores what the acceptors report: it proposes
 /// fresh values from its own chosen prefix on, over slots where a value may already be chosen
 /// ("Paxos Made Simple" §2.2: a proposer must propose the value of the highest-numbered

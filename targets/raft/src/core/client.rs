@@ -1,8 +1,8 @@
 //! Client requests: writes through the log, the three read paths (§8, thesis §6.4),
 //! forwarding to the leader, and turning outcomes into responses.
 
-use faultline_protocol::{ErrorCode, Op, Request, Response};
-use faultline_replica::Command;
+use faultline_protocol::{Op, Request, Response};
+use faultline_replica::{to_response, Command};
 
 use super::replication::quorum_round;
 use super::*;
@@ -221,27 +221,6 @@ impl RaftCore {
         match waiter {
             Waiter::Remote { from, fid } => out.send(from, Msg::ForwardReply { fid, result }),
             Waiter::Local { token, id } => out.reply(token, to_response(id, result)),
-        }
-    }
-}
-
-/// The wire response for an outcome.
-pub fn to_response(id: u64, result: OpResult) -> Response {
-    match result {
-        OpResult::Done => Response::done(id),
-        OpResult::Value(v) => Response::value(id, v),
-        OpResult::Fail {
-            kind: FailKind::NotLeader,
-            leader,
-            message,
-        } => Response::not_leader(id, leader).with_message(message),
-        OpResult::Fail { kind, message, .. } => {
-            let code = match kind {
-                FailKind::CasMismatch => ErrorCode::CasMismatch,
-                FailKind::Unavailable => ErrorCode::Unavailable,
-                FailKind::Timeout | FailKind::NotLeader => ErrorCode::Timeout,
-            };
-            Response::error(id, code).with_message(message)
         }
     }
 }
