@@ -37,52 +37,12 @@ const MATRIX: &[(&str, &str)] = &[
 /// Run a cell's experiment and check its verdict (and that `expect:` agrees with the matrix,
 /// so the run exits 0); the report.
 fn cell(name: &str) -> serde_json::Value {
-    let expected = MATRIX.iter().find(|(n, _)| *n == name).unwrap().1;
-    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../experiments/paxos")
-        .join(format!("{name}.yaml"));
-    let text = std::fs::read_to_string(&file).unwrap();
-    assert!(
-        text.contains(&format!("expect: {expected}")),
-        "{name}.yaml's `expect:` disagrees with the matrix"
-    );
-    assert!(
-        text.contains(&format!("name: paxos-{name}\n")),
-        "{name}.yaml's `name:` is not paxos-{name}"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let out = common::run(dir.path(), &file, &[]);
-    let run = common::latest(dir.path(), &format!("paxos-{name}"));
-    let r = common::report(&run);
-    assert_eq!(
-        r["verdict"],
-        expected,
-        "{name}: {}\n{}",
-        common::stderr(&out),
-        serde_json::to_string_pretty(&r["consistency"]).unwrap()
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{name}: {}",
-        common::stderr(&out)
-    );
-    r
+    common::matrix_cell("paxos", MATRIX, name, &[]).0
 }
 
 #[test]
 fn every_cell_has_a_test_and_every_experiment_a_cell() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments/paxos");
-    let mut files: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
-        .collect();
-    files.sort();
-    let mut cells: Vec<String> = MATRIX.iter().map(|(n, _)| n.to_string()).collect();
-    cells.sort();
-    assert_eq!(files, cells);
+    common::assert_matrix_matches_files("paxos", MATRIX);
 }
 
 /// One `#[test]` per cell, so cells run in parallel and fail by name.
@@ -110,25 +70,7 @@ macro_rules! cells {
 /// one run, every one followed by a new leader, and no acknowledged write lost.
 #[test]
 fn kill_leader() {
-    let r = cell("kill-leader");
-    let kills: Vec<&serde_json::Value> = r["faults"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["fault"] == "kill")
-        .collect();
-    assert!(kills.len() >= 20, "only {} leader kills", kills.len());
-    assert_eq!(r["consistency"]["lost_writes"], 0);
-    let events = r["failover"]["events"].as_array().unwrap();
-    let elected = events
-        .iter()
-        .filter(|e| e["election_ms"].is_number())
-        .count();
-    assert!(
-        elected >= 20,
-        "{elected} of {} kills saw a new leader",
-        events.len()
-    );
+    common::assert_leader_kills(&cell("kill-leader"), 20);
 }
 
 cells! {

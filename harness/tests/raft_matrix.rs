@@ -66,53 +66,12 @@ fn netns_cell(name: &str) {
 /// Run a cell's experiment and check its verdict; the report, and the directory holding the
 /// run (deleted when dropped).
 fn cell_with(name: &str, extra: &[&str]) -> (serde_json::Value, tempfile::TempDir) {
-    let expected = MATRIX.iter().find(|(n, _)| *n == name).unwrap().1;
-    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../experiments/raft")
-        .join(format!("{name}.yaml"));
-    let text = std::fs::read_to_string(&file).unwrap();
-    assert!(
-        text.contains(&format!("expect: {expected}")),
-        "{name}.yaml's `expect:` disagrees with the matrix"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let out = common::run(dir.path(), &file, extra);
-    let run = common::latest(dir.path(), &format!("raft-{name}"));
-    let r = common::report(&run);
-    assert_eq!(
-        r["verdict"],
-        expected,
-        "{name}: {}\n{}",
-        common::stderr(&out),
-        serde_json::to_string_pretty(&r["consistency"]).unwrap()
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{name}: {}",
-        common::stderr(&out)
-    );
-    (r, dir)
+    common::matrix_cell("raft", MATRIX, name, extra)
 }
 
 #[test]
 fn every_cell_has_a_test_and_every_experiment_a_cell() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments/raft");
-    let mut files: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            e.unwrap()
-                .path()
-                .file_stem()
-                .unwrap()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
-    files.sort();
-    let mut cells: Vec<String> = MATRIX.iter().map(|(n, _)| n.to_string()).collect();
-    cells.sort();
-    assert_eq!(files, cells);
+    common::assert_matrix_matches_files("raft", MATRIX);
 }
 
 /// One `#[test]` per cell, so cells run in parallel and fail by name.
@@ -131,25 +90,7 @@ macro_rules! cells {
 /// load in one run, every one followed by a new leader, and no acknowledged write lost.
 #[test]
 fn kill_leader() {
-    let r = cell("kill-leader");
-    let kills: Vec<&serde_json::Value> = r["faults"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["fault"] == "kill")
-        .collect();
-    assert!(kills.len() >= 20, "only {} leader kills", kills.len());
-    assert_eq!(r["consistency"]["lost_writes"], 0);
-    let events = r["failover"]["events"].as_array().unwrap();
-    let elected = events
-        .iter()
-        .filter(|e| e["election_ms"].is_number())
-        .count();
-    assert!(
-        elected >= 20,
-        "{elected} of {} kills saw a new leader",
-        events.len()
-    );
+    common::assert_leader_kills(&cell("kill-leader"), 20);
 }
 
 cells! {

@@ -108,3 +108,81 @@ pub fn netns_available() -> bool {
         }
     }
 }
+
+/// A reference node's verdict-matrix cell: run `experiments/<target>/<name>.yaml` (whose
+/// `expect:` must agree with the matrix and whose `name:` is `<target>-<name>`), check the
+/// verdict the matrix gives it and exit 0. Returns the report, and the directory holding the
+/// run (deleted when dropped).
+pub fn matrix_cell(
+    target: &str,
+    matrix: &[(&str, &str)],
+    name: &str,
+    extra: &[&str],
+) -> (serde_json::Value, tempfile::TempDir) {
+    let expected = matrix.iter().find(|(n, _)| *n == name).unwrap().1;
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../experiments")
+        .join(target)
+        .join(format!("{name}.yaml"));
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains(&format!("expect: {expected}")),
+        "{name}.yaml's `expect:` disagrees with the matrix"
+    );
+    assert!(
+        text.contains(&format!("name: {target}-{name}\n")),
+        "{name}.yaml's `name:` is not {target}-{name}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &file, extra);
+    let r = report(&latest(dir.path(), &format!("{target}-{name}")));
+    assert_eq!(
+        r["verdict"],
+        expected,
+        "{name}: {}\n{}",
+        stderr(&out),
+        serde_json::to_string_pretty(&r["consistency"]).unwrap()
+    );
+    assert_eq!(out.status.code(), Some(0), "{name}: {}", stderr(&out));
+    (r, dir)
+}
+
+/// Every experiment in `experiments/<target>/` has a cell in `matrix`, and every cell a file.
+pub fn assert_matrix_matches_files(target: &str, matrix: &[(&str, &str)]) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../experiments")
+        .join(target);
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let mut cells: Vec<String> = matrix.iter().map(|(n, _)| n.to_string()).collect();
+    cells.sort();
+    assert_eq!(files, cells);
+}
+
+/// The bar for a leader-kill cell: at least `n` kill -9 events of the leader under load in
+/// one run, each followed by a new leader, and no acknowledged write lost.
+pub fn assert_leader_kills(r: &serde_json::Value, n: usize) {
+    let kills = r["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["fault"] == "kill")
+        .count();
+    assert!(kills >= n, "only {kills} leader kills");
+    assert_eq!(r["consistency"]["lost_writes"], 0);
+    let events = r["failover"]["events"].as_array().unwrap();
+    let elected = events
+        .iter()
+        .filter(|e| e["election_ms"].is_number())
+        .count();
+    assert!(
+        elected >= n,
+        "{elected} of {} kills saw a new leader",
+        events.len()
+    );
+}
