@@ -24,7 +24,7 @@ pub use kv::{Command, KvState, Outcome};
 pub use log::{LazyLog, Log, Snapshot, StorageError};
 pub use logging::init_node_logging;
 pub use node::{check_node, open_storage, serve_core, NodeError};
-pub use outcome::{to_response, FailKind, FwdOp, OpResult};
+pub use outcome::{to_response, FailKind, Forwarded, ForwardsSeen, FwdOp, OpResult};
 pub use peer::PeerNet;
 pub use process::{run_until_signal, Shutdown};
 pub use server::{ClientRequest, Reply};

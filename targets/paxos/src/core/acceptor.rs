@@ -173,22 +173,7 @@ impl PaxosCore {
             }
         }
         self.advance_commit();
-        // Slots after the learned ones may be accepted in the announcing ballot.
-        let gap = self.learn_through(self.leader_ballot, self.leader_chosen, out);
-        self.execute(out);
-        self.maybe_become_acceptor(out);
-        self.gap_asked = None;
-        out.send(
-            from,
-            Msg::Accepted {
-                ballot,
-                first: 0,
-                count: 0,
-                chosen: self.commit,
-                gap: gap && self.may_ask_gap(now),
-                round: 0,
-            },
-        );
+        self.caught_up_some(now, from, ballot, out);
     }
 
     pub(super) fn on_snapshot(
@@ -201,6 +186,19 @@ impl PaxosCore {
         out: &mut Outbox<Msg, Persist>,
     ) {
         self.install_snapshot(slot, state, out);
+        self.caught_up_some(now, from, ballot, out);
+    }
+
+    /// After catch-up values or a snapshot: fill what follows from acceptances in the
+    /// announcing ballot, execute, and tell the leader how far this node got (asking for the
+    /// next part if a gap remains).
+    fn caught_up_some(
+        &mut self,
+        now: Millis,
+        from: String,
+        ballot: Ballot,
+        out: &mut Outbox<Msg, Persist>,
+    ) {
         let gap = self.learn_through(self.leader_ballot, self.leader_chosen, out);
         self.execute(out);
         self.maybe_become_acceptor(out);

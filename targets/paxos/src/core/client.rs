@@ -31,17 +31,8 @@ impl PaxosCore {
         if !self.is_leader() && !local_read {
             if let (true, Some(leader)) = (self.settings.forward, self.leader.clone()) {
                 if leader != self.id {
-                    self.next_fid += 1;
-                    let fid = self.next_fid;
-                    self.forwarded.insert(fid, (token, req.id, now));
-                    out.send(
-                        leader,
-                        Msg::Forward {
-                            inc: self.incarnation,
-                            fid,
-                            op,
-                        },
-                    );
+                    let (inc, fid) = self.forwarded.add(token, req.id, now);
+                    out.send(leader, Msg::Forward { inc, fid, op });
                     return;
                 }
             }
@@ -59,14 +50,9 @@ impl PaxosCore {
         out: &mut Outbox<Msg, Persist>,
     ) {
         if let State::Leader(l) = &mut self.state {
-            // Forward ids grow within one follower process (`inc`, random per start): a
-            // duplicate or late copy must not run a write twice.
-            if let Some((i, seen)) = l.forwards_seen.get(&from) {
-                if *i == inc && fid <= *seen {
-                    return;
-                }
+            if !l.forwards_seen.first_time(&from, inc, fid) {
+                return;
             }
-            l.forwards_seen.insert(from.clone(), (inc, fid));
         }
         self.handle_op(now, Waiter::Remote { from, fid }, op, out);
     }
@@ -77,31 +63,22 @@ impl PaxosCore {
         result: OpResult,
         out: &mut Outbox<Msg, Persist>,
     ) {
-        if let Some((token, id, _)) = self.forwarded.remove(&fid) {
+        if let Some((token, id)) = self.forwarded.answered(fid) {
             self.answer(Waiter::Local { token, id }, result, out);
         }
     }
 
     pub(super) fn expire_forwards(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        let req = self.t.request;
-        let expired: Vec<u64> = self
-            .forwarded
-            .iter()
-            .filter(|(_, (_, _, at))| now >= at + req)
-            .map(|(fid, _)| *fid)
-            .collect();
-        for fid in expired {
-            if let Some((token, id, _)) = self.forwarded.remove(&fid) {
-                self.answer(
-                    Waiter::Local { token, id },
-                    OpResult::Fail {
-                        kind: FailKind::Timeout,
-                        leader: None,
-                        message: "forwarded request not answered in time".into(),
-                    },
-                    out,
-                );
-            }
+        for (token, id) in self.forwarded.expire(now, self.t.request) {
+            self.answer(
+                Waiter::Local { token, id },
+                OpResult::Fail {
+                    kind: FailKind::Timeout,
+                    leader: None,
+                    message: "forwarded request not answered in time".into(),
+                },
+                out,
+            );
         }
     }
 

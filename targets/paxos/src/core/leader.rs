@@ -185,15 +185,12 @@ impl PaxosCore {
             last_heartbeat: 0,
             since: now,
             lease_until: 0,
-            forwards_seen: BTreeMap::new(),
+            forwards_seen: ForwardsSeen::default(),
         }));
         self.leader = Some(self.id.clone());
         self.leader_ballot = ballot;
         for (slot, value) in recover {
             self.accept_own(slot, value, now, out);
-        }
-        if let State::Leader(l) = &mut self.state {
-            l.unsent = start;
         }
         self.send_new_proposals(now, out);
         self.heartbeat(now, out);
@@ -217,7 +214,7 @@ impl PaxosCore {
 
     /// The leader accepts its own proposal (durably, before it is sent anywhere).
     fn accept_own(&mut self, slot: u64, value: Value, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        let me = self.bit(&self.id.clone());
+        let me = self.my_bit();
         let State::Leader(l) = &mut self.state else {
             return;
         };
@@ -316,6 +313,7 @@ impl PaxosCore {
             return;
         };
         peer.last_ack = now;
+        let new_round = round > peer.acked_round;
         peer.acked_round = peer.acked_round.max(round);
         // As reported, even if lower than before: a node that lost its disk starts over.
         peer.chosen = chosen;
@@ -324,7 +322,10 @@ impl PaxosCore {
                 p.acks |= bit;
             }
         }
-        self.update_lease();
+        if new_round {
+            // Only a newly acknowledged round can extend the lease.
+            self.update_lease();
+        }
         self.choose(first..first + count, out);
         if gap {
             self.catch_up(now, &from, out);

@@ -13,7 +13,9 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use faultline_protocol::{Role, Status};
-use faultline_replica::{ClientToken, Core, Input, KvState, Millis, Outbox, Outcome};
+use faultline_replica::{
+    ClientToken, Core, Forwarded, ForwardsSeen, Input, KvState, Millis, Outbox, Outcome,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -112,8 +114,7 @@ pub(crate) struct Leader {
     pub last_heartbeat: Millis,
     pub since: Millis,
     pub lease_until: Millis,
-    /// Per follower: its incarnation and the highest forward id seen from it.
-    pub forwards_seen: BTreeMap<String, (u64, u64)>,
+    pub forwards_seen: ForwardsSeen,
 }
 
 /// Phase 1 in progress.
@@ -193,11 +194,8 @@ pub struct PaxosCore {
     pub(crate) last_probe: Option<Millis>,
     /// When this node last asked the leader for chosen values it lacks.
     pub(crate) gap_asked: Option<Millis>,
-    /// Forwarded requests waiting for the leader: fid -> (token, request id, sent at).
-    pub(crate) forwarded: BTreeMap<u64, (ClientToken, u64, Millis)>,
-    pub(crate) next_fid: u64,
-    /// Random per process start: tells a restarted follower's forwards from its old ones.
-    pub(crate) incarnation: u64,
+    /// Forwarded requests waiting for the leader.
+    pub(crate) forwarded: Forwarded,
     pub(crate) next_tag: u64,
 }
 
@@ -267,9 +265,7 @@ impl PaxosCore {
             probe_empty: BTreeMap::new(),
             last_probe: None,
             gap_asked: None,
-            forwarded: BTreeMap::new(),
-            next_fid: 0,
-            incarnation,
+            forwarded: Forwarded::new(incarnation),
             next_tag,
         }
     }
@@ -337,6 +333,12 @@ impl PaxosCore {
             .collect()
     }
 
+    /// This node's bit in a proposal's acknowledgements.
+    pub(crate) fn my_bit(&self) -> u64 {
+        1u64 << ((self.me as usize).saturating_sub(1) % 64)
+    }
+
+    /// `node`'s bit in a proposal's acknowledgements (its position in the member list).
     pub(crate) fn bit(&self, node: &str) -> u64 {
         self.nodes
             .iter()
@@ -398,7 +400,7 @@ impl PaxosCore {
 
     /// Record `value` as chosen at `slot` (from any source). Returns whether it was new.
     pub(crate) fn mark_chosen(&mut self, slot: u64, value: Value) -> bool {
-        if slot <= self.commit.max(self.snap_slot) || self.chosen.contains_key(&slot) {
+        if slot <= self.commit || self.chosen.contains_key(&slot) {
             return false;
         }
         self.accepted.remove(&slot);

@@ -12,7 +12,9 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use faultline_protocol::{Role, Status};
-use faultline_replica::{ClientToken, Core, Input, KvState, Millis, Outbox, Outcome};
+use faultline_replica::{
+    ClientToken, Core, Forwarded, ForwardsSeen, Input, KvState, Millis, Outbox, Outcome,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -119,8 +121,7 @@ pub(crate) struct Leader {
     pub last_heartbeat: Millis,
     pub since: Millis,
     pub lease_until: Millis,
-    /// Per follower: its incarnation and the highest forward id seen from it.
-    pub forwards_seen: BTreeMap<String, (u64, u64)>,
+    pub forwards_seen: ForwardsSeen,
 }
 
 #[derive(Debug)]
@@ -178,11 +179,8 @@ pub struct RaftCore {
     /// Peers that answered a [`Msg::Probe`] with an empty log, and the highest term among them.
     pub(crate) probe_empty: BTreeMap<String, u64>,
     pub(crate) last_probe: Option<Millis>,
-    /// Forwarded requests waiting for the leader: fid -> (token, request id, sent at).
-    pub(crate) forwarded: BTreeMap<u64, (ClientToken, u64, Millis)>,
-    pub(crate) next_fid: u64,
-    /// Random per process start: tells a restarted follower's forwards from its old ones.
-    pub(crate) incarnation: u64,
+    /// Forwarded requests waiting for the leader.
+    pub(crate) forwarded: Forwarded,
 }
 
 pub(crate) fn ms(d: std::time::Duration) -> Millis {
@@ -244,9 +242,7 @@ impl RaftCore {
             vote_blocked_until: 0,
             probe_empty: BTreeMap::new(),
             last_probe: None,
-            forwarded: BTreeMap::new(),
-            next_fid: 0,
-            incarnation,
+            forwarded: Forwarded::new(incarnation),
         }
     }
 
