@@ -66,6 +66,89 @@ async fn plain_relay(upstream: std::net::SocketAddr) -> std::net::SocketAddr {
     addr
 }
 
+/// A relay of blocking threads, one per direction: no runtime between the two sockets.
+fn thread_relay(upstream: std::net::SocketAddr) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(c) = c else { return };
+            let Ok(u) = std::net::TcpStream::connect(upstream) else {
+                return;
+            };
+            c.set_nodelay(true).unwrap();
+            u.set_nodelay(true).unwrap();
+            for (mut a, mut b) in [(c.try_clone().unwrap(), u.try_clone().unwrap()), (u, c)] {
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 1 << 16];
+                    while let Ok(n) = a.read(&mut buf) {
+                        if n == 0 || b.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = b.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+    addr
+}
+
+/// An echo server of blocking threads (a node in its own process, as far as the proxy's
+/// runtime can tell).
+fn blocking_echo() -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            s.set_nodelay(true).unwrap();
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 1 << 16];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// 64-byte round trips from a blocking client thread, interleaved over the given addresses.
+fn blocking_round_trips(addrs: Vec<std::net::SocketAddr>) -> Vec<Vec<Duration>> {
+    use std::io::{Read, Write};
+    std::thread::spawn(move || {
+        let mut socks: Vec<std::net::TcpStream> = addrs
+            .iter()
+            .map(|a| {
+                let s = std::net::TcpStream::connect(a).unwrap();
+                s.set_nodelay(true).unwrap();
+                s
+            })
+            .collect();
+        let msg = [7u8; 64];
+        let mut back = [0u8; 64];
+        let mut out = vec![Vec::with_capacity(ROUNDS); socks.len()];
+        for round in 0..ROUNDS + 1000 {
+            for (i, s) in socks.iter_mut().enumerate() {
+                let t = Instant::now();
+                s.write_all(&msg).unwrap();
+                s.read_exact(&mut back).unwrap();
+                if round >= 1000 {
+                    out[i].push(t.elapsed());
+                }
+            }
+        }
+        out
+    })
+    .join()
+    .unwrap()
+}
+
 fn pct(v: &mut [Duration], q: f64) -> Duration {
     v.sort();
     v[((v.len() as f64 * q) as usize).min(v.len() - 1)]
@@ -101,6 +184,9 @@ async fn main() {
         .await
         .unwrap();
     let relay = plain_relay(server).await;
+    let threads = thread_relay(server);
+    let mut thr = TcpStream::connect(threads).await.unwrap();
+    thr.set_nodelay(true).unwrap();
     let mut direct = TcpStream::connect(server).await.unwrap();
     let mut via = TcpStream::connect(proxy.local_addr()).await.unwrap();
     let mut plain = TcpStream::connect(relay).await.unwrap();
@@ -113,8 +199,10 @@ async fn main() {
         round_trip(&mut direct, &msg, &mut back).await;
         round_trip(&mut via, &msg, &mut back).await;
         round_trip(&mut plain, &msg, &mut back).await;
+        round_trip(&mut thr, &msg, &mut back).await;
     }
-    let (mut d, mut p, mut r) = (
+    let (mut d, mut p, mut r, mut t) = (
+        Vec::with_capacity(ROUNDS),
         Vec::with_capacity(ROUNDS),
         Vec::with_capacity(ROUNDS),
         Vec::with_capacity(ROUNDS),
@@ -124,11 +212,49 @@ async fn main() {
         d.push(round_trip(&mut direct, &msg, &mut back).await);
         p.push(round_trip(&mut via, &msg, &mut back).await);
         r.push(round_trip(&mut plain, &msg, &mut back).await);
+        t.push(round_trip(&mut thr, &msg, &mut back).await);
     }
     let (d50, d99) = (pct(&mut d, 0.5), pct(&mut d, 0.99));
     let (p50, p99) = (pct(&mut p, 0.5), pct(&mut p, 0.99));
     let (r50, r99) = (pct(&mut r, 0.5), pct(&mut r, 0.99));
+    let (t50, t99) = (pct(&mut t, 0.5), pct(&mut t, 0.99));
     println!("64-byte round trips, {ROUNDS} each, interleaved:");
+    println!("  direct       p50 {:>8.1?}  p99 {:>8.1?}", d50, d99);
+    println!("  link proxy   p50 {:>8.1?}  p99 {:>8.1?}", p50, p99);
+    println!("  plain relay  p50 {:>8.1?}  p99 {:>8.1?}", r50, r99);
+    println!("  thread relay p50 {:>8.1?}  p99 {:>8.1?}", t50, t99);
+    println!(
+        "  added by a thread relay   p50 {:>8.1?}  p99 {:>8.1?}",
+        t50.saturating_sub(d50),
+        t99.saturating_sub(d99)
+    );
+    println!(
+        "  added by the link proxy   p50 {:>8.1?}  p99 {:>8.1?}",
+        p50.saturating_sub(d50),
+        p99.saturating_sub(d99)
+    );
+    println!(
+        "  added by a plain relay    p50 {:>8.1?}  p99 {:>8.1?}",
+        r50.saturating_sub(d50),
+        r99.saturating_sub(d99)
+    );
+    // The same with blocking ends: the echo server and the client are threads of their own,
+    // as nodes and a client in other processes would be, and only the relays run on the
+    // runtime.
+    let bserver = blocking_echo();
+    let bproxy = LinkProxy::bind("bench-blocking", "127.0.0.1:0".parse().unwrap(), bserver)
+        .await
+        .unwrap();
+    let brelay = plain_relay(bserver).await;
+    let mut all = tokio::task::spawn_blocking(move || {
+        blocking_round_trips(vec![bserver, bproxy.local_addr(), brelay])
+    })
+    .await
+    .unwrap();
+    let (d50, d99) = (pct(&mut all[0], 0.5), pct(&mut all[0], 0.99));
+    let (p50, p99) = (pct(&mut all[1], 0.5), pct(&mut all[1], 0.99));
+    let (r50, r99) = (pct(&mut all[2], 0.5), pct(&mut all[2], 0.99));
+    println!("64-byte round trips, blocking client and echo server, {ROUNDS} each, interleaved:");
     println!("  direct       p50 {:>8.1?}  p99 {:>8.1?}", d50, d99);
     println!("  link proxy   p50 {:>8.1?}  p99 {:>8.1?}", p50, p99);
     println!("  plain relay  p50 {:>8.1?}  p99 {:>8.1?}", r50, r99);

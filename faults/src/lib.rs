@@ -7,5 +7,6 @@ pub mod process;
 pub mod proxy;
 
 pub mod netns;
+pub mod nft;
 
 pub use process::{NetnsChoice, NodeProcess, PauseGuard, ProcessError, ProcessSpec};

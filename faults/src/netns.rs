@@ -143,6 +143,9 @@ pub struct Netns {
     host_link: String,
     harness_ip: Ipv4Addr,
     bridge: Holder,
+    /// libnftables in the bridge's namespace; `None`: the library did not load and every
+    /// change runs `nft`.
+    nft: Option<crate::nft::Nft>,
     nodes: BTreeMap<String, (Ipv4Addr, Holder)>,
     journal: Mutex<Journal>,
     registry_file: PathBuf,
@@ -339,11 +342,19 @@ impl Netns {
                 (ip, holder(&format!("node {id}"), &mut journal)?),
             );
         }
+        let nft = match crate::nft::Nft::open(Some(bridge.ns.clone())) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                tracing::warn!("{e}: every rule change runs `nft` instead (tens of ms each)");
+                None
+            }
+        };
         let net = Netns {
             run_id,
             host_link: host_link.clone(),
             harness_ip,
             bridge,
+            nft,
             nodes: node_ns,
             journal: Mutex::new(journal),
             registry_file,
@@ -407,8 +418,21 @@ impl Netns {
             ),
         )?;
         self.journal("table bridge bridge faultline")?;
-        run_in(b, "nft", &["-f", "-"], &bridge_ruleset(&[]))?;
+        self.journal("table bridge netdev faultline")?;
+        self.nft(&base_ruleset(&self.ports()))?;
         Ok(())
+    }
+
+    /// Run nftables text in the bridge's namespace: through libnftables in this process, or
+    /// `nft -f -` when the library is missing.
+    fn nft(&self, text: &str) -> Result<String, NetnsError> {
+        match &self.nft {
+            Some(n) => n.run(text).map_err(|e| NetnsError::Command {
+                command: "[bridge] nft (libnftables)".into(),
+                detail: e.to_string(),
+            }),
+            None => run_in(Some(&self.bridge), "nft", &["-f", "-"], text),
+        }
     }
 
     /// Every node address must route out through this run's veth (and nowhere else) before the
@@ -521,8 +545,8 @@ impl Netns {
     }
 
     /// Write the whole rule set again from the active faults: in the bridge's namespace, one
-    /// nft transaction replaces the bridge table (drops and loss) and the netdev table (resets),
-    /// and one tc batch the bridge ports' qdiscs (bandwidth).
+    /// nft transaction refills the bridge chain (drops and loss) and the ports' ingress chains
+    /// (resets), and one tc batch the bridge ports' qdiscs (bandwidth).
     fn render(&self, active: &mut Active) -> Result<(), NetnsError> {
         // Merge per flow.
         let mut flows: BTreeMap<(Host, Host), NetRule> = BTreeMap::new();
@@ -538,33 +562,23 @@ impl Netns {
                 (x, y) => x.or(y),
             };
         }
-        // Bridge: drops and loss.
-        let mut bridge_rules = Vec::new();
-        let mut resets: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        // Bridge: drops (set `cut`), non-TCP drops of reset flows (`cut_other`) and loss
+        // (rules); resets at the sender's port (set `rst`).
+        let mut sets = Sets::default();
         let mut shaping: BTreeMap<String, Vec<(Ipv4Addr, u64)>> = BTreeMap::new();
         for ((a, b), r) in &flows {
             let (sa, sb) = (self.ip_of(a)?, self.ip_of(b)?);
             match r.cut {
-                Some(NetCut::Drop) => {
-                    bridge_rules.push(format!("ip saddr {sa} ip daddr {sb} drop"))
-                }
+                Some(NetCut::Drop) => sets.cut.push((sa, sb)),
                 Some(NetCut::Reset) => {
-                    // The bridge family cannot reject on this kernel (no nft_reject_bridge);
-                    // the netdev family can, at the sender's bridge port, and the RST goes
-                    // back out of that port to the sender.
-                    let port = self.port_of(a);
-                    resets.entry(port).or_default().push(format!(
-                        "ip saddr {sa} ip daddr {sb} meta l4proto tcp reject with tcp reset"
-                    ));
-                    bridge_rules.push(format!(
-                        "ip saddr {sa} ip daddr {sb} meta l4proto != tcp drop"
-                    ));
+                    sets.reset.push((sa, sb));
+                    sets.cut_other.push((sa, sb));
                 }
                 None => {}
             }
             if r.loss_percent > 0.0 && r.cut.is_none() {
                 let per_10k = (r.loss_percent * 100.0).round().clamp(1.0, 10_000.0) as u32;
-                bridge_rules.push(format!(
+                sets.loss.push(format!(
                     "ip saddr {sa} ip daddr {sb} numgen random mod 10000 < {per_10k} drop"
                 ));
             }
@@ -572,15 +586,15 @@ impl Netns {
                 shaping.entry(self.port_of(b)).or_default().push((sa, bw));
             }
         }
-        // Each command is a process (tens of ms on a busy machine): write only the tables that
-        // change, and all of them at once.
-        let mut jobs: Vec<(&Holder, &'static str, String)> = Vec::new();
+        // Write only the tables that change. nftables goes through libnftables (a fraction of
+        // a millisecond); bandwidth needs `tc`, a process (tens of ms on a busy machine), run
+        // beside it.
         let mut wrote = Vec::new();
-        let bridge_text = bridge_ruleset(&bridge_rules) + &reset_ruleset(&resets);
-        if active.written.get("bridge") != Some(&bridge_text) {
+        let bridge_text = rules_update(&sets);
+        let nft_job = (active.written.get("bridge") != Some(&bridge_text)).then(|| {
             wrote.push(("bridge".to_string(), bridge_text.clone()));
-            jobs.push((&self.bridge, "nft", bridge_text));
-        }
+            bridge_text
+        });
         // Bandwidth: one htb per shaped port, a class and a tbf per source.
         let had = std::mem::take(&mut active.shaped_ports);
         let mut batch = String::new();
@@ -611,34 +625,22 @@ impl Netns {
             }
             active.shaped_ports.insert(port.clone());
         }
-        if !batch.is_empty() {
-            jobs.push((&self.bridge, "tc", batch));
-        }
-        let results: Vec<Result<String, NetnsError>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = jobs
-                .iter()
-                .map(|(h, program, text)| {
-                    let args: &[&str] = if *program == "tc" {
-                        &["-batch", "-"]
-                    } else {
-                        &["-f", "-"]
-                    };
-                    scope.spawn(move || run_in(Some(h), program, args, text))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|j| {
-                    j.join().unwrap_or_else(|_| {
-                        Err(NetnsError::Command {
-                            command: "nft/tc".into(),
-                            detail: "the command thread panicked".into(),
-                        })
+        let (tc, nft) = std::thread::scope(|scope| {
+            let tc = (!batch.is_empty()).then(|| {
+                scope.spawn(|| run_in(Some(&self.bridge), "tc", &["-batch", "-"], &batch))
+            });
+            let nft = nft_job.map(|text| self.nft(&text));
+            let tc = tc.map(|j| {
+                j.join().unwrap_or_else(|_| {
+                    Err(NetnsError::Command {
+                        command: "tc".into(),
+                        detail: "the command thread panicked".into(),
                     })
                 })
-                .collect()
+            });
+            (tc, nft)
         });
-        for r in results {
+        for r in [tc, nft].into_iter().flatten() {
             if let Err(e) = r {
                 // Unknown state: write everything again next time.
                 active.written.clear();
@@ -647,6 +649,13 @@ impl Netns {
         }
         active.written.extend(wrote);
         Ok(())
+    }
+
+    /// Every bridge port: the harness's, then the nodes'.
+    fn ports(&self) -> Vec<String> {
+        std::iter::once("harness".to_string())
+            .chain((0..self.nodes.len()).map(port_name))
+            .collect()
     }
 
     /// The bridge port a host's packets enter by (and leave to it by).
@@ -664,14 +673,11 @@ impl Netns {
         ip.octets()[3] as usize - 1
     }
 
-    /// The bridge's nftables rules now (for tests and the run files).
+    /// The bridge's nftables tables now, with their sets' elements (for tests and the run
+    /// files).
     pub fn bridge_rules(&self) -> Result<String, NetnsError> {
-        run_in(
-            Some(&self.bridge),
-            "nft",
-            &["list", "table", "bridge", "faultline"],
-            "",
-        )
+        // One listing per call: libnftables 1.0.6 fails a second `list` in the same buffer.
+        Ok(self.nft("list table bridge faultline")? + &self.nft("list table netdev faultline")?)
     }
 
     /// Take everything down: kill the holders (their namespaces, and all inside, go with
@@ -697,37 +703,72 @@ fn port_name(i: usize) -> String {
     format!("p{}", i + 1)
 }
 
-fn bridge_ruleset(rules: &[String]) -> String {
-    // Declare, delete, and declare again: one transaction that replaces the table whether or not
-    // it existed.
+/// What the bridge's rules hold, flow by flow (source, destination).
+#[derive(Default)]
+struct Sets {
+    /// Every packet dropped.
+    cut: Vec<(Ipv4Addr, Ipv4Addr)>,
+    /// TCP answered with RST at the sender's port.
+    reset: Vec<(Ipv4Addr, Ipv4Addr)>,
+    /// Everything but TCP dropped (the other half of a reset cut).
+    cut_other: Vec<(Ipv4Addr, Ipv4Addr)>,
+    /// Random loss, one rule per flow (each has its own rate).
+    loss: Vec<String>,
+}
+
+/// The tables, sets and chains, made once when the bridge is wired. The bridge family's
+/// forward chain drops flows in `cut`, non-TCP packets of flows in `cut_other`, and jumps to
+/// `loss`. Resets need the netdev family (the bridge family cannot reject on this kernel, as
+/// it lacks nft_reject_bridge): an ingress chain on every bridge port answers TCP of the flows
+/// in `rst` with an RST, which goes back out of the sender's own port. A fault changes set
+/// elements and the loss rules, never a hooked chain (which costs the kernel a grace period),
+/// and the rule count stays the same however many flows are cut.
+fn base_ruleset(ports: &[String]) -> String {
     let mut s = String::from(
-        "table bridge faultline {}\ndelete table bridge faultline\ntable bridge faultline {\n  chain forward {\n    type filter hook forward priority 0; policy accept;\n",
+        "table bridge faultline {\n\
+         \x20 set cut { type ipv4_addr . ipv4_addr; }\n\
+         \x20 set cut_other { type ipv4_addr . ipv4_addr; }\n\
+         \x20 chain loss {\n  }\n\
+         \x20 chain forward {\n\
+         \x20   type filter hook forward priority 0; policy accept;\n\
+         \x20   ip saddr . ip daddr @cut drop\n\
+         \x20   ip saddr . ip daddr @cut_other meta l4proto != tcp drop\n\
+         \x20   jump loss\n\
+         \x20 }\n\
+         }\n\
+         table netdev faultline {\n\
+         \x20 set rst { type ipv4_addr . ipv4_addr; }\n",
     );
-    for r in rules {
-        s.push_str(&format!("    {r}\n"));
+    for port in ports {
+        s.push_str(&format!(
+            "  chain in_{port} {{\n    type filter hook ingress device \"{port}\" priority 0; policy accept;\n    ip saddr . ip daddr @rst meta l4proto tcp reject with tcp reset\n  }}\n"
+        ));
     }
-    s.push_str("  }\n}\n");
+    s.push_str("}\n");
     s
 }
 
-/// The reset rules, per bridge port, as a netdev table with one ingress chain per port that
-/// has any (an empty transaction body just removes the table).
-fn reset_ruleset(by_port: &BTreeMap<String, Vec<String>>) -> String {
-    let mut s = String::from("table netdev faultline {}\ndelete table netdev faultline\n");
-    if by_port.is_empty() {
-        return s;
-    }
-    s.push_str("table netdev faultline {\n");
-    for (port, rules) in by_port {
-        s.push_str(&format!(
-            "  chain in_{port} {{\n    type filter hook ingress device \"{port}\" priority 0; policy accept;\n"
-        ));
-        for r in rules {
-            s.push_str(&format!("    {r}\n"));
+/// One transaction that replaces what every set and the loss chain hold.
+fn rules_update(sets: &Sets) -> String {
+    let mut s = String::new();
+    for (family, set, flows) in [
+        ("bridge", "cut", &sets.cut),
+        ("bridge", "cut_other", &sets.cut_other),
+        ("netdev", "rst", &sets.reset),
+    ] {
+        s.push_str(&format!("flush set {family} faultline {set}\n"));
+        if !flows.is_empty() {
+            let elements: Vec<String> = flows.iter().map(|(a, b)| format!("{a} . {b}")).collect();
+            s.push_str(&format!(
+                "add element {family} faultline {set} {{ {} }}\n",
+                elements.join(", ")
+            ));
         }
-        s.push_str("  }\n");
     }
-    s.push_str("}\n");
+    s.push_str("flush chain bridge faultline loss\n");
+    for r in &sets.loss {
+        s.push_str(&format!("add rule bridge faultline loss {r}\n"));
+    }
     s
 }
 
@@ -893,24 +934,57 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rulesets_replace_their_table_in_one_transaction() {
-        let b = bridge_ruleset(&["ip saddr 10.0.0.1 ip daddr 10.0.0.2 drop".into()]);
-        assert!(b.starts_with("table bridge faultline {}\ndelete table bridge faultline\n"));
-        assert!(b.contains("hook forward"));
-        assert!(b.contains("ip saddr 10.0.0.1 ip daddr 10.0.0.2 drop"));
-        let mut by_port = BTreeMap::new();
-        by_port.insert(
-            "p2".to_string(),
-            vec![
-                "ip saddr 10.0.0.2 ip daddr 10.0.0.1 meta l4proto tcp reject with tcp reset".into(),
-            ],
+    fn faults_change_set_elements_and_loss_rules_only() {
+        let ports = vec!["harness".to_string(), "p1".into(), "p2".into()];
+        let base = base_ruleset(&ports);
+        assert!(base.contains("hook forward"), "{base}");
+        for p in &ports {
+            assert!(
+                base.contains(&format!("hook ingress device \"{p}\"")),
+                "{base}"
+            );
+        }
+        assert!(
+            base.contains("@rst meta l4proto tcp reject with tcp reset"),
+            "{base}"
         );
-        let n = reset_ruleset(&by_port);
-        assert!(n.starts_with("table netdev faultline {}\ndelete table netdev faultline\n"));
-        assert!(n.contains("hook ingress device \"p2\""), "{n}");
-        assert!(n.contains("reject with tcp reset"), "{n}");
-        // No resets: the transaction only removes the table.
-        assert!(!reset_ruleset(&BTreeMap::new()).contains("hook"));
+        let ip = |d| Ipv4Addr::new(10, 0, 0, d);
+        let sets = Sets {
+            cut: vec![(ip(1), ip(2))],
+            reset: vec![(ip(2), ip(1)), (ip(3), ip(1))],
+            cut_other: vec![(ip(2), ip(1)), (ip(3), ip(1))],
+            loss: vec![
+                "ip saddr 10.0.0.1 ip daddr 10.0.0.3 numgen random mod 10000 < 500 drop".into(),
+            ],
+        };
+        let u = rules_update(&sets);
+        assert!(
+            u.contains("add element bridge faultline cut { 10.0.0.1 . 10.0.0.2 }\n"),
+            "{u}"
+        );
+        assert!(
+            u.contains(
+                "add element netdev faultline rst { 10.0.0.2 . 10.0.0.1, 10.0.0.3 . 10.0.0.1 }\n"
+            ),
+            "{u}"
+        );
+        assert!(
+            u.contains("add rule bridge faultline loss ip saddr 10.0.0.1"),
+            "{u}"
+        );
+        // Every set and the loss chain are emptied first, so a healed fault goes away; no
+        // chain is made or deleted.
+        for set in [
+            "bridge faultline cut",
+            "bridge faultline cut_other",
+            "netdev faultline rst",
+        ] {
+            assert!(u.contains(&format!("flush set {set}\n")), "{u}");
+        }
+        assert!(!u.contains("hook") && !u.contains("delete"), "{u}");
+        // Healed: only flushes.
+        let healed = rules_update(&Sets::default());
+        assert!(healed.lines().all(|l| l.starts_with("flush ")), "{healed}");
     }
 
     #[test]

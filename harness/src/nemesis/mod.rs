@@ -167,7 +167,7 @@ impl Nemesis {
                 let me = self.clone();
                 tokio::spawn(async move {
                     let due = start + f.at;
-                    tokio::time::sleep_until(due.into()).await;
+                    sleep_until_sharp(due).await;
                     me.fire_due(&f.spec, Some(due)).await;
                 })
             })
@@ -528,6 +528,20 @@ fn describe_net(net: &NetFault) -> String {
             crate::experiment::CutMode::Reset => format!("{topology} (reset)"),
         },
         NetFault::Link(l) => l.to_string(),
+    }
+}
+
+/// Sleep until `due` to within tens of microseconds: tokio's timer wheel has millisecond
+/// ticks and wakes up to a tick late, so the last 2 ms are slept on a blocking thread (a
+/// high-resolution `nanosleep`), not on a runtime worker.
+async fn sleep_until_sharp(due: Instant) {
+    const TICKS: Duration = Duration::from_millis(2);
+    if let Some(early) = due.checked_sub(TICKS) {
+        tokio::time::sleep_until(early.into()).await;
+    }
+    let rest = due.saturating_duration_since(Instant::now());
+    if !rest.is_zero() {
+        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
     }
 }
 
