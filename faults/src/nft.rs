@@ -16,6 +16,9 @@ use std::thread::JoinHandle;
 
 use crate::process::{enter_netns, NetnsChoice};
 
+mod setelem;
+pub use setelem::{Family, SetContent};
+
 /// Sonames tried in order (Debian's libnftables1 ships `.so.1`).
 const LIBRARY: &[&str] = &["libnftables.so.1", "libnftables.so"];
 
@@ -35,9 +38,18 @@ pub enum NftError {
 
 type Reply = mpsc::Sender<Result<String, NftError>>;
 
-/// A libnftables context on its own thread, in one network namespace.
+/// Work for the nftables thread.
+enum Job {
+    /// nft text, through libnftables.
+    Text(String),
+    /// Set contents, straight over netlink.
+    Sets(Vec<SetContent>),
+}
+
+/// A libnftables context, and a netfilter netlink socket for set changes, on their own
+/// thread in one network namespace.
 pub struct Nft {
-    tx: Option<mpsc::Sender<(String, Reply)>>,
+    tx: Option<mpsc::Sender<(Job, Reply)>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -145,7 +157,7 @@ impl Nft {
     /// A context in the namespace of `ns` (an open `/proc/PID/ns/net`), or in the harness's own
     /// with `None`. Fails if the library cannot be loaded or the namespace entered.
     pub fn open(ns: Option<Arc<File>>) -> Result<Nft, NftError> {
-        let (tx, rx) = mpsc::channel::<(String, Reply)>();
+        let (tx, rx) = mpsc::channel::<(Job, Reply)>();
         let (ready_tx, ready_rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("nftables".into())
@@ -172,8 +184,26 @@ impl Nft {
                     }
                 };
                 let _ = ready_tx.send(Ok(()));
-                for (text, reply) in rx {
-                    let _ = reply.send(ctx.run(&text));
+                let mut sets: Option<setelem::SetSocket> = None;
+                for (job, reply) in rx {
+                    let result = match job {
+                        Job::Text(text) => ctx.run(&text),
+                        Job::Sets(contents) => {
+                            let sock = match sets.take() {
+                                Some(s) => Ok(s),
+                                None => setelem::SetSocket::open(),
+                            };
+                            match sock {
+                                Ok(mut sock) => {
+                                    let r = sock.replace(&contents).map(|()| String::new());
+                                    sets = Some(sock);
+                                    r.map_err(NftError::Rejected)
+                                }
+                                Err(e) => Err(NftError::Rejected(format!("netlink socket: {e}"))),
+                            }
+                        }
+                    };
+                    let _ = reply.send(result);
                 }
             })
             .map_err(|e| NftError::Load(format!("cannot start its thread: {e}")))?;
@@ -195,11 +225,21 @@ impl Nft {
 
     /// Run a ruleset or command, as `nft -f -` would; returns what it printed.
     pub fn run(&self, text: &str) -> Result<String, NftError> {
+        self.ask(Job::Text(text.to_string()))
+    }
+
+    /// Make each set hold exactly the keys given, in one netlink transaction (all or
+    /// nothing), without libnftables's cache refresh.
+    pub fn replace_sets(&self, contents: Vec<SetContent>) -> Result<(), NftError> {
+        self.ask(Job::Sets(contents)).map(|_| ())
+    }
+
+    fn ask(&self, job: Job) -> Result<String, NftError> {
         let (reply, answer) = mpsc::channel();
         self.tx
             .as_ref()
             .ok_or(NftError::Gone)?
-            .send((text.to_string(), reply))
+            .send((job, reply))
             .map_err(|_| NftError::Gone)?;
         answer.recv().map_err(|_| NftError::Gone)?
     }
@@ -265,6 +305,48 @@ mod tests {
         assert!(listed.contains("ip saddr 10.1.2.3 drop"), "{listed}");
         let err = nft.run("this is not nft").unwrap_err().to_string();
         assert!(err.contains("syntax error"), "{err}");
+        // Set contents over netlink: replaced, replaced again, emptied; a missing set fails
+        // the whole transaction and is named.
+        nft.run("add set inet fltest pairs { type ipv4_addr . ipv4_addr; }\n")
+            .unwrap();
+        let pairs = |keys: &[[u8; 8]]| {
+            vec![SetContent {
+                family: Family::Inet,
+                table: "fltest".into(),
+                set: "pairs".into(),
+                keys: keys.iter().map(|k| k.to_vec()).collect(),
+            }]
+        };
+        let list = || nft.run("list set inet fltest pairs").unwrap();
+        nft.replace_sets(pairs(&[
+            [10, 0, 0, 1, 10, 0, 0, 2],
+            [10, 0, 0, 2, 10, 0, 0, 1],
+        ]))
+        .unwrap();
+        let l = list();
+        assert!(
+            l.contains("10.0.0.1 . 10.0.0.2") && l.contains("10.0.0.2 . 10.0.0.1"),
+            "{l}"
+        );
+        nft.replace_sets(pairs(&[[10, 0, 0, 3, 10, 0, 0, 1]]))
+            .unwrap();
+        let l = list();
+        assert!(
+            l.contains("10.0.0.3 . 10.0.0.1") && !l.contains("10.0.0.1 . 10.0.0.2"),
+            "{l}"
+        );
+        nft.replace_sets(pairs(&[])).unwrap();
+        assert!(!list().contains("10.0.0."), "{}", list());
+        let mut bad = pairs(&[[10, 0, 0, 9, 10, 0, 0, 8]]);
+        bad.push(SetContent {
+            family: Family::Inet,
+            table: "fltest".into(),
+            set: "missing".into(),
+            keys: vec![],
+        });
+        let err = nft.replace_sets(bad).unwrap_err().to_string();
+        assert!(err.contains("flush set inet fltest missing"), "{err}");
+        assert!(!list().contains("10.0.0.9"), "all or nothing: {}", list());
         // The table is in the holder's namespace, not the harness's.
         let here = std::process::Command::new("nft")
             .args(["list", "tables"])

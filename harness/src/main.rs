@@ -78,6 +78,36 @@ enum Command {
     /// Re-render report.json and summary.md from a run directory's recorded files (also for a
     /// run that was interrupted or whose harness was killed).
     Report { run_dir: PathBuf },
+    /// Check a run against rules (rules file: `rules: [..]`, e.g. `recovery_p99 <= 1s`,
+    /// `throughput >= baseline * 0.9`). Exit 0 when every rule holds, 1 naming each broken
+    /// rule, 254 for a bad rules file or a missing report or baseline.
+    Gate {
+        /// A run directory, its report.json, or a suite's results directory (each
+        /// experiment's `latest` run is gated).
+        run: PathBuf,
+        /// The rules file (YAML).
+        #[arg(long)]
+        rules: PathBuf,
+        /// The baseline for relative rules: a report.json or run directory, or a directory of
+        /// `<experiment>.json` reports (`results/baselines/`) or of suite results.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// Also write the outcome as JUnit XML (one test case per rule).
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+    },
+    /// Line up reports metric by metric, with absolute and relative deltas against the first:
+    /// two or more runs (run directories or report.json files), two or more suite results
+    /// directories (experiments matched by name), or one suite results directory (its
+    /// experiments against the first that ran). Exit 0, or 254 for a missing or bad input.
+    Compare {
+        /// Run directories, report.json files, or suite results directories.
+        #[arg(required = true, value_name = "REPORT|RUN-DIR|SUITE-DIR")]
+        inputs: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: report::compare::Format,
+    },
     /// Remove what killed runs left behind: the namespaces (and the bridge, veths, nftables
     /// tables and qdiscs inside them) and host links their journals name, and only those.
     /// Without arguments, every run registered in /run/faultline; or the given run directories
@@ -128,6 +158,72 @@ impl From<FormatArg> for faultline::history::import::Format {
     }
 }
 
+/// `faultline gate`: every rule against every report under `run`.
+fn gate_cmd(
+    run: &std::path::Path,
+    rules_path: &std::path::Path,
+    baseline: Option<&std::path::Path>,
+    junit: Option<&std::path::Path>,
+) -> ExitCode {
+    use faultline::report::gate;
+    let result = (|| -> Result<Vec<gate::Outcome>, gate::GateError> {
+        let text = std::fs::read_to_string(rules_path).map_err(|source| gate::GateError::Read {
+            path: rules_path.to_owned(),
+            source,
+        })?;
+        let rules = gate::parse_rules(rules_path, &text)?;
+        let needs_baseline = rules.iter().find(|r| r.needs_baseline());
+        if let (Some(r), None) = (needs_baseline, baseline) {
+            return Err(gate::GateError::NoBaseline {
+                rule: r.text.clone(),
+            });
+        }
+        let mut outcomes = Vec::new();
+        for g in gate::collect(run)? {
+            let base = match (baseline, needs_baseline) {
+                (Some(b), Some(_)) => Some(gate::baseline_for(b, &g.experiment)?),
+                _ => None,
+            };
+            outcomes.extend(gate::check(
+                &g.experiment,
+                &rules,
+                &g.report,
+                base.as_ref(),
+            )?);
+        }
+        Ok(outcomes)
+    })();
+    let outcomes = match result {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("faultline gate: {e}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    print!("{}", gate::render_text(&outcomes));
+    if let Some(path) = junit {
+        let tmp = path.with_extension("tmp");
+        if let Err(e) = std::fs::write(&tmp, gate::render_junit(&outcomes))
+            .and_then(|_| std::fs::rename(&tmp, path))
+        {
+            eprintln!("faultline gate: cannot write {}: {e}", path.display());
+            return ExitCode::from(EXIT_INTERNAL);
+        }
+    }
+    let broken: Vec<&gate::Outcome> = outcomes.iter().filter(|o| !o.ok).collect();
+    if broken.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        for o in broken {
+            eprintln!(
+                "faultline gate: broken rule `{}` ({}): actual {}, limit {}",
+                o.rule, o.experiment, o.actual, o.limit
+            );
+        }
+        ExitCode::from(1)
+    }
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -173,6 +269,29 @@ fn main() -> ExitCode {
                 } else {
                     EXIT_INTERNAL
                 })
+            }
+        },
+        Command::Gate {
+            run,
+            rules,
+            baseline,
+            junit,
+        } => gate_cmd(&run, &rules, baseline.as_deref(), junit.as_deref()),
+        Command::Compare { inputs, format } => match report::compare::load(&inputs) {
+            Ok(c) => {
+                use std::io::Write;
+                let out = report::compare::render(&c, format);
+                match std::io::stdout().write_all(&out) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("faultline compare: cannot write the output: {e}");
+                        ExitCode::from(EXIT_INTERNAL)
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("faultline compare: {e}");
+                ExitCode::from(EXIT_BAD_INPUT)
             }
         },
         Command::Cleanup { paths } => cleanup(&paths),

@@ -88,6 +88,16 @@ fn sigkill_of_the_harness_leaves_no_node_process() {
     assert_eq!(r["aborted"], true, "{}", common::stderr(&out));
     assert_eq!(r["run"]["complete"], false);
     assert!(r["ops"]["invoked"].as_u64().unwrap() > 0);
+    // The page says so too.
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(
+        html.contains("id=\"aborted\""),
+        "no aborted banner in report.html"
+    );
+    assert!(
+        html.contains("Incomplete"),
+        "no aborted banner in report.html"
+    );
 }
 
 #[test]

@@ -369,7 +369,8 @@ fn truncate(s: &str, max: usize) -> String {
     t
 }
 
-fn esc(s: &str) -> String {
+/// Escape text for HTML content and attribute values.
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

@@ -7,10 +7,14 @@
 //! <run-dir>` afterwards, also for a run that was interrupted or whose harness was killed.
 
 mod balancer;
+pub mod compare;
+pub mod gate;
+mod html;
 mod suite;
 mod summary;
 
 pub use balancer::{BalancerReport, Ejection, ShareWindow, Totals};
+pub use html::render_html;
 pub use suite::{render_suite_summary, SuiteRun};
 pub use summary::render_summary;
 
@@ -183,10 +187,10 @@ pub fn verdict_exit(v: Verdict) -> u8 {
     }
 }
 
-/// Analyse a run directory and (re)write its `report.json` and `summary.md`. Files are
-/// written to a temporary name and renamed, so a reader never sees half a report.
+/// Analyse a run directory and (re)write its `report.json`, `summary.md` and `report.html`.
+/// Files are written to a temporary name and renamed, so a reader never sees half a report.
 pub fn analyze_and_write(run_dir: &Path) -> Result<Report, ReportError> {
-    let report = analyze(run_dir)?;
+    let (report, history, events) = analyze_inputs(run_dir)?;
     let views = run_dir.join(COUNTEREXAMPLE_DIR);
     let _ = std::fs::remove_dir_all(&views);
     let pages = check::counterexample_pages(&report.consistency);
@@ -205,6 +209,10 @@ pub fn analyze_and_write(run_dir: &Path) -> Result<Report, ReportError> {
         &run_dir.join("summary.md"),
         render_summary(&report).as_bytes(),
     )?;
+    write_atomic(
+        &run_dir.join("report.html"),
+        render_html(&report, &history, &events).as_bytes(),
+    )?;
     Ok(report)
 }
 
@@ -220,6 +228,11 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
 
 /// Analyse a run directory without writing anything.
 pub fn analyze(run_dir: &Path) -> Result<Report, ReportError> {
+    analyze_inputs(run_dir).map(|(report, _, _)| report)
+}
+
+/// [`analyze`], also handing back the history and event journal it loaded.
+fn analyze_inputs(run_dir: &Path) -> Result<(Report, History, Vec<Event>), ReportError> {
     let exp_path = run_dir.join("experiment.yaml");
     if !exp_path.is_file() {
         return Err(ReportError::NotARun(run_dir.to_owned()));
@@ -286,7 +299,7 @@ pub fn analyze(run_dir: &Path) -> Result<Report, ReportError> {
         Some(Expect::Invalid) => verdict == Verdict::Invalid,
     };
     let passed = verdict_ok && slo.iter().all(|s| s.ok);
-    Ok(Report {
+    let report = Report {
         schema: SCHEMA,
         experiment: ExperimentInfo {
             name: exp.name.clone(),
@@ -323,7 +336,8 @@ pub fn analyze(run_dir: &Path) -> Result<Report, ReportError> {
         load: meta.as_ref().and_then(|m| m.load.clone()),
         unexpected_exits: meta.map(|m| m.unexpected_exits).unwrap_or_default(),
         balancer: balancer::analyze(&exp.balancer, &events),
-    })
+    };
+    Ok((report, history, events))
 }
 
 fn describe_workload(exp: &Experiment) -> String {
