@@ -167,7 +167,15 @@ impl Nemesis {
                 let me = self.clone();
                 tokio::spawn(async move {
                     let due = start + f.at;
-                    sleep_until_sharp(due).await;
+                    if f.spec.net.is_some() {
+                        // A network fault waits out its last 2 ms on the blocking thread that
+                        // applies it (`fire_net`): no hop back to the runtime in between.
+                        if let Some(early) = due.checked_sub(SHARP) {
+                            tokio::time::sleep_until(early.into()).await;
+                        }
+                    } else {
+                        sleep_until_sharp(due).await;
+                    }
                     me.fire_due(&f.spec, Some(due)).await;
                 })
             })
@@ -425,38 +433,56 @@ impl Nemesis {
             NetFault::Partition { cut, .. } => network::cut(*cut),
             NetFault::Link(l) => network::link_fault(l),
         };
-        if let Some(ns) = &netns {
-            // Packets (cuts, loss, bandwidth) at the bridge; what only a proxy does (delays,
-            // TCP-level faults) on the proxies, when the run has them.
-            let rule = network::net_rule(net);
-            if rule != NetRule::default() {
-                let flows = network::hosts(&r.flows);
-                let ns = ns.clone();
-                let applied = tokio::task::spawn_blocking(move || ns.apply(id, &flows, rule)).await;
-                if let Some(e) = match applied {
-                    Ok(Ok(())) => None,
-                    Ok(Err(e)) => Some(e.to_string()),
-                    Err(e) => Some(e.to_string()),
-                } {
-                    tracing::warn!("network fault {id}: {e}");
-                    self.end(id);
-                    return skip(e);
-                }
-            }
-            let proxied = LinkFault {
+        let fail = |e: String| {
+            tracing::warn!("network fault {id}: {e}");
+            self.end(id);
+            skip(e)
+        };
+        // netns: packets (cuts, loss, bandwidth) at the bridge, and what only a proxy does
+        // (delays, TCP-level faults) on the proxies, when the run has them. proxy: all of it
+        // on the proxies.
+        let bridge = netns
+            .clone()
+            .map(|ns| (ns, network::net_rule(net)))
+            .filter(|(_, rule)| *rule != NetRule::default());
+        let proxied = if netns.is_some() {
+            LinkFault {
                 cut: None,
                 bandwidth: None,
                 ..full
-            };
-            if let (Some(mesh), false) = (&mesh, proxied.is_clear()) {
-                mesh.apply(id, &r.flows, &proxied);
             }
-        } else if let Some(mesh) = &mesh {
-            mesh.apply(id, &r.flows, &full);
-        }
+        } else {
+            full
+        };
+        let proxies = mesh
+            .clone()
+            .filter(|_| !proxied.is_clear())
+            .map(|m| (m, r.flows.clone(), proxied));
+        let hosts = network::hosts(&r.flows);
+        // A blocking thread waits out the last moment before `due` (the schedule woke this
+        // task up to 2 ms early), applies, and notes when the rules were in place: that is
+        // when the fault took effect, with no hop back to the runtime in between.
+        let applied = tokio::task::spawn_blocking(move || {
+            if let Some(d) = due {
+                std::thread::sleep(d.saturating_duration_since(Instant::now()));
+            }
+            if let Some((ns, rule)) = bridge {
+                ns.apply(id, &hosts, rule)?;
+            }
+            if let Some((m, flows, fault)) = proxies {
+                m.apply(id, &flows, &fault);
+            }
+            Ok::<_, faultline_faults::netns::NetnsError>(Instant::now())
+        })
+        .await;
+        let applied_at = match applied {
+            Ok(Ok(at)) => at,
+            Ok(Err(e)) => return fail(e.to_string()),
+            Err(e) => return fail(e.to_string()),
+        };
         self.sink.event(EventKind::FaultApplied {
             id,
-            late_us: late_us(due),
+            late_us: due.map(|d| applied_at.saturating_duration_since(d).as_micros() as u64),
         });
         tokio::time::sleep(spec.duration.map_or(Duration::ZERO, |d| d.0)).await;
         if self.is_active(id) {
@@ -531,12 +557,14 @@ fn describe_net(net: &NetFault) -> String {
     }
 }
 
+/// How long before a fault's time the runtime hands it to a blocking thread.
+const SHARP: Duration = Duration::from_millis(2);
+
 /// Sleep until `due` to within tens of microseconds: tokio's timer wheel has millisecond
 /// ticks and wakes up to a tick late, so the last 2 ms are slept on a blocking thread (a
 /// high-resolution `nanosleep`), not on a runtime worker.
 async fn sleep_until_sharp(due: Instant) {
-    const TICKS: Duration = Duration::from_millis(2);
-    if let Some(early) = due.checked_sub(TICKS) {
+    if let Some(early) = due.checked_sub(SHARP) {
         tokio::time::sleep_until(early.into()).await;
     }
     let rest = due.saturating_duration_since(Instant::now());
