@@ -143,50 +143,22 @@ fn two_quickstart_runs_compare_in_markdown_and_json_with_deltas() {
     assert!(lat["values"][0].as_f64().unwrap() > 0.0);
 }
 
-const SUITE_KILL: &str = "\
-name: cmp-kill
-seed: 3
-duration: 2s
-target:
-  kind: primary-backup
-  nodes: 3
-  settings: { heartbeat: 50ms, takeover_timeout: 250ms, replication: sync }
-workload:
-  kind: cas-register
-  keys: 4
-  mix: { read: 0.5, write: 0.4, cas: 0.1 }
-  rate: 200/s
-  timeout: 500ms
-balancer:
-  kind: leader-aware
-faults:
-  - { at: 700ms, kill: primary, restart_after: 800ms }
-";
-
-const SUITE_STEADY: &str = "\
-name: cmp-steady
-seed: 4
-duration: 2s
-target:
-  kind: primary-backup
-  nodes: 3
-  settings: { heartbeat: 50ms, takeover_timeout: 250ms, replication: sync }
-workload:
-  kind: cas-register
-  keys: 4
-  mix: { read: 0.5, write: 0.4, cas: 0.1 }
-  rate: 200/s
-  timeout: 500ms
-";
-
 #[test]
 fn suite_results_compare_per_experiment() {
     let dir = tempfile::tempdir().unwrap();
     let suite = dir.path().join("suite");
     std::fs::create_dir(&suite).unwrap();
     // File names give the run order: cmp-steady runs first though it sorts last by name.
-    std::fs::write(suite.join("1-steady.yaml"), SUITE_STEADY).unwrap();
-    std::fs::write(suite.join("2-kill.yaml"), SUITE_KILL).unwrap();
+    let steady = common::primary_backup_yaml("cmp-steady", 4, "2s", 200, "");
+    let kill = common::primary_backup_yaml(
+        "cmp-kill",
+        3,
+        "2s",
+        200,
+        "  - { at: 700ms, kill: primary, restart_after: 800ms }\n",
+    );
+    std::fs::write(suite.join("1-steady.yaml"), steady).unwrap();
+    std::fs::write(suite.join("2-kill.yaml"), kill).unwrap();
     let outs: Vec<PathBuf> = ["old", "new"].iter().map(|n| dir.path().join(n)).collect();
     std::thread::scope(|s| {
         for out in &outs {

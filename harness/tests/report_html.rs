@@ -17,32 +17,20 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
-const ONE_KILL: &str = "\
-name: report-html
-seed: 8
-duration: 4s
-target:
-  kind: primary-backup
-  nodes: 3
-  settings: { heartbeat: 50ms, takeover_timeout: 250ms, replication: sync }
-workload:
-  kind: cas-register
-  keys: 4
-  mix: { read: 0.5, write: 0.4, cas: 0.1 }
-  rate: 300/s
-  timeout: 500ms
-faults:
-  - { at: 1500ms, kill: primary, restart_after: 1s }
-expect: valid
-";
-
 /// How long Chromium may take to load and dump the page before it is killed.
 const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[test]
 fn run_writes_report_html_that_headless_chromium_renders() {
     let dir = tempfile::tempdir().unwrap();
-    let file = common::write_experiment(dir.path(), "report-html", ONE_KILL);
+    let yaml = common::primary_backup_yaml(
+        "report-html",
+        8,
+        "4s",
+        300,
+        "  - { at: 1500ms, kill: primary, restart_after: 1s }\n",
+    ) + "expect: valid\n";
+    let file = common::write_experiment(dir.path(), "report-html", &yaml);
     let out = common::run(dir.path(), &file, &[]);
     let err = common::stderr(&out);
     let run = common::latest(dir.path(), "report-html");

@@ -569,20 +569,14 @@ pub fn render_text(outcomes: &[Outcome]) -> String {
     s
 }
 
+/// Escaped for XML text and attributes: as for HTML, less the control characters XML 1.0
+/// forbids.
 fn xml_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => {}
-            c => out.push(c),
-        }
-    }
-    out
+    let allowed: String = s
+        .chars()
+        .filter(|c| (*c as u32) >= 0x20 || matches!(c, '\t' | '\n' | '\r'))
+        .collect();
+    crate::check::html_escape(&allowed)
 }
 
 /// JUnit XML: one test suite per experiment, one test case per rule, a `<failure>` for each

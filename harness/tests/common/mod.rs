@@ -10,6 +10,28 @@ pub fn exe() -> &'static str {
     env!("CARGO_BIN_EXE_faultline")
 }
 
+/// A short experiment on a 3-node primary-backup cluster (sync replication) under open-loop
+/// cas-register load: `rate` ops/s, and `faults` as a YAML block list (or "").
+pub fn primary_backup_yaml(
+    name: &str,
+    seed: u64,
+    duration: &str,
+    rate: u32,
+    faults: &str,
+) -> String {
+    let faults = if faults.is_empty() {
+        String::new()
+    } else {
+        format!("faults:\n{faults}")
+    };
+    format!(
+        "name: {name}\nseed: {seed}\nduration: {duration}\ntarget:\n  kind: primary-backup\n  nodes: 3\n  \
+         settings: {{ heartbeat: 50ms, takeover_timeout: 250ms, replication: sync }}\n\
+         workload:\n  kind: cas-register\n  keys: 4\n  mix: {{ read: 0.5, write: 0.4, cas: 0.1 }}\n  \
+         rate: {rate}/s\n  timeout: 500ms\nbalancer:\n  kind: leader-aware\n{faults}"
+    )
+}
+
 /// Write `yaml` as `<dir>/<name>.yaml`.
 pub fn write_experiment(dir: &Path, name: &str, yaml: &str) -> PathBuf {
     let p = dir.join(format!("{name}.yaml"));
