@@ -54,10 +54,11 @@ macro_rules! cells {
                 cell($file);
             }
         )*
-        /// Every cell of the matrix has its `#[test]` here (`kill_leader` has its own).
+        /// Every cell of the matrix has its `#[test]` here (`kill_leader` and
+        /// `bug_skip_phase1_recovery` have their own).
         #[test]
         fn every_cell_is_run() {
-            let mut run: Vec<&str> = vec!["kill-leader", $($file,)*];
+            let mut run: Vec<&str> = vec!["kill-leader", "bug-skip-phase1-recovery", $($file,)*];
             run.sort_unstable();
             let mut cells: Vec<&str> = MATRIX.iter().map(|(n, _)| *n).collect();
             cells.sort_unstable();
@@ -71,6 +72,39 @@ macro_rules! cells {
 #[test]
 fn kill_leader() {
     common::assert_leader_kills(&cell("kill-leader"), 20);
+}
+
+/// skip-phase1-recovery shows only when a kill lands after an acknowledged write is chosen and
+/// before the leader has told anyone: on a quiet machine about 6 runs in 7 of this cell catch
+/// it (debug build; 21-kill runs miss as often, so the misses are not independent per kill).
+/// As for Raft's forgotten vote, up to three runs (seeds 17, 18, 19): the bug must show in one
+/// of them, and no run may end in anything but `invalid` or `valid`.
+#[test]
+fn bug_skip_phase1_recovery() {
+    let name = "bug-skip-phase1-recovery";
+    let mut seen = Vec::new();
+    for seed in ["17", "18", "19"] {
+        let (out, r) = common::matrix_run("paxos", MATRIX, name, &["--seed", seed]);
+        if r["verdict"] == "invalid" {
+            assert!(
+                r["consistency"]["lost_writes"].as_u64().unwrap()
+                    + r["consistency"]["stale_reads"].as_u64().unwrap()
+                    > 0,
+                "seed {seed}: {}",
+                r["consistency"]
+            );
+            assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+            return;
+        }
+        assert_eq!(
+            r["verdict"],
+            "valid",
+            "seed {seed}: {}",
+            common::stderr(&out)
+        );
+        seen.push(format!("seed {seed}: valid"));
+    }
+    panic!("{name}: no run caught it ({seen:?})");
 }
 
 cells! {
@@ -90,7 +124,6 @@ cells! {
     partition_leader_one_follower => "partition-leader-one-follower",
     partition_lagging_follower_kill_leader => "partition-lagging-follower-kill-leader",
     lower_ballot_control => "lower-ballot-control",
-    bug_skip_phase1_recovery => "bug-skip-phase1-recovery",
     bug_skip_phase1_recovery_lagging_follower => "bug-skip-phase1-recovery-lagging-follower",
     bug_stale_local_reads => "bug-stale-local-reads",
     bug_ack_before_persist => "bug-ack-before-persist",

@@ -142,6 +142,37 @@ pub fn matrix_cell(
     extra: &[&str],
 ) -> (serde_json::Value, tempfile::TempDir) {
     let expected = matrix.iter().find(|(n, _)| *n == name).unwrap().1;
+    let (dir, out, r) = matrix_run_in(target, matrix, name, extra);
+    assert_eq!(
+        r["verdict"],
+        expected,
+        "{name}: {}\n{}",
+        stderr(&out),
+        serde_json::to_string_pretty(&r["consistency"]).unwrap()
+    );
+    assert_eq!(out.status.code(), Some(0), "{name}: {}", stderr(&out));
+    (r, dir)
+}
+
+/// Run a cell once (checking its file against the matrix) and return the harness's output
+/// and the report, whatever the verdict: for cells whose bug is a race that a run can miss.
+pub fn matrix_run(
+    target: &str,
+    matrix: &[(&str, &str)],
+    name: &str,
+    extra: &[&str],
+) -> (Output, serde_json::Value) {
+    let (_dir, out, r) = matrix_run_in(target, matrix, name, extra);
+    (out, r)
+}
+
+fn matrix_run_in(
+    target: &str,
+    matrix: &[(&str, &str)],
+    name: &str,
+    extra: &[&str],
+) -> (tempfile::TempDir, Output, serde_json::Value) {
+    let expected = matrix.iter().find(|(n, _)| *n == name).unwrap().1;
     let file = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../experiments")
         .join(target)
@@ -158,15 +189,7 @@ pub fn matrix_cell(
     let dir = tempfile::tempdir().unwrap();
     let out = run(dir.path(), &file, extra);
     let r = report(&latest(dir.path(), &format!("{target}-{name}")));
-    assert_eq!(
-        r["verdict"],
-        expected,
-        "{name}: {}\n{}",
-        stderr(&out),
-        serde_json::to_string_pretty(&r["consistency"]).unwrap()
-    );
-    assert_eq!(out.status.code(), Some(0), "{name}: {}", stderr(&out));
-    (r, dir)
+    (dir, out, r)
 }
 
 /// Every experiment in `experiments/<target>/` has a cell in `matrix`, and every cell a file.
