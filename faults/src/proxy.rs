@@ -5,11 +5,16 @@
 //! from one socket and writes to the other with a reused buffer. With no fault a pump is a
 //! plain read/write loop; with a delay, jitter, bandwidth or slicer it keeps a small local
 //! queue of (due time, bytes) in the same task, so order is kept and nothing goes through a
-//! per-chunk channel. Fault changes arrive through a `watch` channel that every pump selects
-//! on, so a cut takes effect at once on idle and busy connections alike.
+//! per-chunk channel. Fault changes arrive through a `watch` channel. A pump with no fault
+//! waits in a bare `read` (no select, nothing registered per chunk: the hot path costs what a
+//! plain relay costs) and looks at the fault after each read; a pump with a fault selects on
+//! the channel. What must interrupt an idle pump (a reset cut, `reset_after`, shutdown, the
+//! other direction tearing down) is watched by one task per connection, which shuts the read
+//! side of both sockets so the pumps wake and tear down at once.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -372,13 +377,63 @@ async fn connection(client: TcpStream, seq: u64, shared: Arc<Shared>) {
     let (cr, cw) = client.into_split();
     let (ur, uw) = up.into_split();
     let teardown = Arc::new(watch::channel(None).0);
+    let fds = [cr.as_ref().as_raw_fd(), ur.as_ref().as_raw_fd()];
+    let watcher = tokio::spawn(watch_connection(
+        shared.clone(),
+        teardown.subscribe(),
+        fds,
+        accepted_at,
+    ));
     let fwd = tokio::spawn(
         Pump::new(Direction::Forward, seq, accepted_at, &shared, &teardown).run(cr, uw),
     );
     let bwd = Pump::new(Direction::Backward, seq, accepted_at, &shared, &teardown).run(ur, cw);
-    bwd.await;
-    let _ = fwd.await;
+    // The pumps hand their read halves back, so both sockets (and the descriptors the
+    // watcher acts on) stay open until the watcher is gone.
+    let bwd_rd = bwd.await;
+    let fwd_rd = fwd.await;
+    watcher.abort();
+    let _ = watcher.await;
+    drop((bwd_rd, fwd_rd));
     shared.counters.active.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Wakes a connection's idle pumps when it must go: a reset cut, a `reset_after` deadline,
+/// shutdown, or one pump tearing down. It shuts the read side of both sockets (the pumps'
+/// reads return at once) and ends; the pumps see why and tear down as before. `fds` stay open
+/// while this task runs: `connection` keeps the sockets until it has ended.
+async fn watch_connection(
+    shared: Arc<Shared>,
+    mut peer: watch::Receiver<Option<Teardown>>,
+    fds: [std::os::fd::RawFd; 2],
+    accepted_at: Instant,
+) {
+    let mut state = shared.state.subscribe();
+    let mut stop = shared.stop.subscribe();
+    loop {
+        let deadline = {
+            let st = state.borrow_and_update();
+            if st.resets() || *stop.borrow_and_update() || peer.borrow_and_update().is_some() {
+                break;
+            }
+            [Direction::Forward, Direction::Backward]
+                .iter()
+                .filter_map(|d| reset_deadline(st.dir(*d), accepted_at))
+                .min()
+        };
+        tokio::select! {
+            biased;
+            _ = state.changed() => {}
+            _ = stop.changed() => {}
+            _ = peer.changed() => {}
+            _ = sleep_opt(deadline) => break,
+        }
+    }
+    for fd in fds {
+        // SAFETY: `connection` keeps the sockets open until this task has ended.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let _ = socket2::SockRef::from(&fd).shutdown(std::net::Shutdown::Read);
+    }
 }
 
 /// Why a connection is torn down (both directions at once).
@@ -440,10 +495,13 @@ impl Pump {
         }
     }
 
-    async fn run(mut self, mut rd: OwnedReadHalf, wr: OwnedWriteHalf) {
+    /// Pump until the direction ends; hands the read half back (see `connection`).
+    async fn run(mut self, mut rd: OwnedReadHalf, wr: OwnedWriteHalf) -> OwnedReadHalf {
         let mut wr = Some(wr);
         let ended = self.pump(&mut rd, wr.as_mut().expect("write half")).await;
-        let Ended::Torn(mut why) = ended else { return };
+        let Ended::Torn(mut why) = ended else {
+            return rd;
+        };
         if *self.peer.borrow() == Some(Teardown::Reset) {
             why = Teardown::Reset;
         }
@@ -463,6 +521,7 @@ impl Pump {
             // No FIN on drop: the socket closes (with RST) once both halves are gone.
             wr.forget();
         }
+        rd
     }
 
     /// Something to stop for regardless of the fault: shutdown, or the other pump gave up.
@@ -537,6 +596,47 @@ impl Pump {
         Ok(())
     }
 
+    /// Queue a chunk read under `fault`: due after its delay and jitter (never before the
+    /// chunk before it, so order is kept), split by the slicer.
+    fn enqueue(
+        &mut self,
+        fault: &LinkFault,
+        queue: &mut VecDeque<(Instant, Vec<u8>)>,
+        chunk: Vec<u8>,
+        last_due: &mut Instant,
+        queued: &mut usize,
+    ) {
+        let n = chunk.len();
+        let extra = if fault.jitter.is_zero() {
+            Duration::ZERO
+        } else {
+            fault.jitter.mul_f64(self.rng.gen::<f64>())
+        };
+        let mut due = (Instant::now() + fault.delay + extra).max(*last_due);
+        match fault.slice {
+            Some(s) => {
+                let var = s.size_variation.min(s.avg_size.saturating_sub(1));
+                let mut off = 0;
+                while off < n {
+                    let size = if var == 0 {
+                        s.avg_size
+                    } else {
+                        self.rng.gen_range(s.avg_size - var..=s.avg_size + var)
+                    }
+                    .clamp(1, n - off);
+                    if off > 0 {
+                        due += s.delay;
+                    }
+                    queue.push_back((due, chunk[off..off + size].to_vec()));
+                    off += size;
+                }
+            }
+            None => queue.push_back((due, chunk)),
+        }
+        *last_due = due;
+        *queued += n;
+    }
+
     async fn pump(&mut self, rd: &mut OwnedReadHalf, wr: &mut OwnedWriteHalf) -> Ended {
         // A handle of our own on the shared counters, so the loop can borrow `self` mutably.
         let shared = self.shared.clone();
@@ -553,6 +653,8 @@ impl Pump {
         let mut eof = false;
         // (generation, bytes passed since it was set) for limit_data.
         let mut limit_count = (u64::MAX, 0u64);
+        // A chunk the fast path read just as the fault changed.
+        let mut carried: Option<Vec<u8>> = None;
 
         loop {
             if let Some(t) = self.doomed() {
@@ -609,18 +711,25 @@ impl Pump {
                 let _ = wr.shutdown().await;
                 return Ended::Torn(Teardown::Close);
             }
-            if !fault.shapes() && queue.is_empty() {
-                // Fast path: read, write, repeat.
-                let n = tokio::select! {
-                    biased;
-                    _ = Self::event(&mut self.state, &mut self.stop, &mut self.peer) => continue,
-                    _ = sleep_opt(reset_at) => return Ended::Torn(Teardown::Reset),
-                    r = rd.read(&mut buf) => match r {
-                        Ok(0) => { eof = true; continue; }
-                        Ok(n) => n,
-                        Err(_) => return Ended::Torn(Teardown::Close),
-                    },
+            if let Some(chunk) = carried.take() {
+                // Read under the previous fault, forwarded under this one.
+                self.enqueue(&fault, &mut queue, chunk, &mut last_due, &mut queued);
+            }
+            if !fault.shapes() && queue.is_empty() && fault.cut.is_none() && reset_at.is_none() {
+                // Fast path: a bare read (the connection's watcher wakes it if it must tear
+                // down), then a look at the fault, then the write.
+                let n = match rd.read(&mut buf).await {
+                    Ok(0) => {
+                        eof = true;
+                        continue;
+                    }
+                    Ok(n) => n,
+                    Err(_) => return Ended::Torn(Teardown::Close),
                 };
+                if self.state.has_changed().unwrap_or(true) || self.doomed().is_some() {
+                    carried = Some(buf[..n].to_vec());
+                    continue;
+                }
                 let n = budget.map_or(n, |b| n.min(b));
                 if let Err(t) = self.send(wr, &buf[..n]).await {
                     return Ended::Torn(t);
@@ -665,35 +774,8 @@ impl Pump {
                 r = rd.read(&mut buf), if can_read => match r {
                     Ok(0) => eof = true,
                     Ok(n) => {
-                        let extra = if fault.jitter.is_zero() {
-                            Duration::ZERO
-                        } else {
-                            fault.jitter.mul_f64(self.rng.gen::<f64>())
-                        };
-                        // Never before the previous chunk: order is kept.
-                        let mut due = (Instant::now() + fault.delay + extra).max(last_due);
-                        match fault.slice {
-                            Some(s) => {
-                                let var = s.size_variation.min(s.avg_size.saturating_sub(1));
-                                let mut off = 0;
-                                while off < n {
-                                    let size = if var == 0 {
-                                        s.avg_size
-                                    } else {
-                                        self.rng.gen_range(s.avg_size - var..=s.avg_size + var)
-                                    }
-                                    .clamp(1, n - off);
-                                    if off > 0 {
-                                        due += s.delay;
-                                    }
-                                    queue.push_back((due, buf[off..off + size].to_vec()));
-                                    off += size;
-                                }
-                            }
-                            None => queue.push_back((due, buf[..n].to_vec())),
-                        }
-                        last_due = due;
-                        queued += n;
+                        let chunk = buf[..n].to_vec();
+                        self.enqueue(&fault, &mut queue, chunk, &mut last_due, &mut queued);
                     }
                     Err(_) => return Ended::Torn(Teardown::Close),
                 },
@@ -788,6 +870,44 @@ mod tests {
         assert!(p.stats().resets >= 2);
         p.heal();
         assert!(p.get(Direction::Backward).is_clear());
+    }
+
+    /// Idle connections (both pumps waiting in a bare read) follow fault changes: a delay set
+    /// on an idle connection delays its next chunk, and a `reset_after` deadline tears it down
+    /// with nothing sent (the connection's watcher wakes the pumps).
+    #[tokio::test]
+    async fn idle_connections_follow_fault_changes() {
+        let (p, mut a, mut b) = pair().await;
+        a.write_all(b"x").await.unwrap();
+        assert_eq!(read_n(&mut b, 1).await, b"x");
+        p.set(
+            Direction::Forward,
+            LinkFault {
+                delay: Duration::from_millis(150),
+                ..LinkFault::default()
+            },
+        );
+        let sent = Instant::now();
+        a.write_all(b"y").await.unwrap();
+        assert_eq!(read_n(&mut b, 1).await, b"y");
+        assert!(
+            sent.elapsed() >= Duration::from_millis(150),
+            "{:?}",
+            sent.elapsed()
+        );
+        p.set(
+            Direction::Forward,
+            LinkFault {
+                reset_after: Some(Duration::from_millis(100)),
+                ..LinkFault::default()
+            },
+        );
+        let mut buf = [0u8; 8];
+        let ra = tokio::time::timeout(T, a.read(&mut buf)).await.unwrap();
+        assert!(matches!(ra, Ok(0) | Err(_)), "dialer side reset: {ra:?}");
+        let rb = tokio::time::timeout(T, b.read(&mut buf)).await.unwrap();
+        assert!(matches!(rb, Ok(0) | Err(_)), "upstream side reset: {rb:?}");
+        assert!(p.stats().resets >= 1, "{:?}", p.stats());
     }
 
     #[tokio::test]
