@@ -166,6 +166,28 @@ pub fn matrix_run(
     (out, r)
 }
 
+/// A cell whose bug is a race a run can miss: run it with each seed in turn until one comes
+/// out `invalid` (exit 0, as its `expect:` asks) and return that run's report. Every other
+/// run must be `valid`; none catching it fails the test.
+pub fn first_catch(
+    target: &str,
+    matrix: &[(&str, &str)],
+    name: &str,
+    seeds: &[&str],
+) -> serde_json::Value {
+    let mut seen = Vec::new();
+    for seed in seeds {
+        let (out, r) = matrix_run(target, matrix, name, &["--seed", seed]);
+        if r["verdict"] == "invalid" {
+            assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+            return r;
+        }
+        assert_eq!(r["verdict"], "valid", "seed {seed}: {}", stderr(&out));
+        seen.push(format!("seed {seed}: valid"));
+    }
+    panic!("{name}: no run caught it ({seen:?})");
+}
+
 fn matrix_run_in(
     target: &str,
     matrix: &[(&str, &str)],
