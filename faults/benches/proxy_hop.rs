@@ -149,6 +149,27 @@ fn blocking_round_trips(addrs: Vec<std::net::SocketAddr>) -> Vec<Vec<Duration>> 
     .unwrap()
 }
 
+/// p50 and p99 of each series, then what each adds over the first (direct) at p50 and p99.
+fn print_series(title: &str, mut series: Vec<(&str, Vec<Duration>)>) {
+    let q: Vec<(&str, Duration, Duration)> = series
+        .iter_mut()
+        .map(|(name, v)| (*name, pct(v, 0.5), pct(v, 0.99)))
+        .collect();
+    println!("{title}");
+    for (name, p50, p99) in &q {
+        println!("  {name:<12} p50 {p50:>8.1?}  p99 {p99:>8.1?}");
+    }
+    let (_, d50, d99) = q[0];
+    for (name, p50, p99) in &q[1..] {
+        println!(
+            "  added by {:<16} p50 {:>8.1?}  p99 {:>8.1?}",
+            name,
+            p50.saturating_sub(d50),
+            p99.saturating_sub(d99)
+        );
+    }
+}
+
 fn pct(v: &mut [Duration], q: f64) -> Duration {
     v.sort();
     v[((v.len() as f64 * q) as usize).min(v.len() - 1)]
@@ -214,29 +235,14 @@ async fn main() {
         r.push(round_trip(&mut plain, &msg, &mut back).await);
         t.push(round_trip(&mut thr, &msg, &mut back).await);
     }
-    let (d50, d99) = (pct(&mut d, 0.5), pct(&mut d, 0.99));
-    let (p50, p99) = (pct(&mut p, 0.5), pct(&mut p, 0.99));
-    let (r50, r99) = (pct(&mut r, 0.5), pct(&mut r, 0.99));
-    let (t50, t99) = (pct(&mut t, 0.5), pct(&mut t, 0.99));
-    println!("64-byte round trips, {ROUNDS} each, interleaved:");
-    println!("  direct       p50 {:>8.1?}  p99 {:>8.1?}", d50, d99);
-    println!("  link proxy   p50 {:>8.1?}  p99 {:>8.1?}", p50, p99);
-    println!("  plain relay  p50 {:>8.1?}  p99 {:>8.1?}", r50, r99);
-    println!("  thread relay p50 {:>8.1?}  p99 {:>8.1?}", t50, t99);
-    println!(
-        "  added by a thread relay   p50 {:>8.1?}  p99 {:>8.1?}",
-        t50.saturating_sub(d50),
-        t99.saturating_sub(d99)
-    );
-    println!(
-        "  added by the link proxy   p50 {:>8.1?}  p99 {:>8.1?}",
-        p50.saturating_sub(d50),
-        p99.saturating_sub(d99)
-    );
-    println!(
-        "  added by a plain relay    p50 {:>8.1?}  p99 {:>8.1?}",
-        r50.saturating_sub(d50),
-        r99.saturating_sub(d99)
+    print_series(
+        &format!("64-byte round trips, {ROUNDS} each, interleaved:"),
+        vec![
+            ("direct", d),
+            ("link proxy", p),
+            ("plain relay", r),
+            ("thread relay", t),
+        ],
     );
     // The same with blocking ends: the echo server and the client are threads of their own,
     // as nodes and a client in other processes would be, and only the relays run on the
@@ -246,27 +252,22 @@ async fn main() {
         .await
         .unwrap();
     let brelay = plain_relay(bserver).await;
-    let mut all = tokio::task::spawn_blocking(move || {
+    let all = tokio::task::spawn_blocking(move || {
         blocking_round_trips(vec![bserver, bproxy.local_addr(), brelay])
     })
     .await
     .unwrap();
-    let (d50, d99) = (pct(&mut all[0], 0.5), pct(&mut all[0], 0.99));
-    let (p50, p99) = (pct(&mut all[1], 0.5), pct(&mut all[1], 0.99));
-    let (r50, r99) = (pct(&mut all[2], 0.5), pct(&mut all[2], 0.99));
-    println!("64-byte round trips, blocking client and echo server, {ROUNDS} each, interleaved:");
-    println!("  direct       p50 {:>8.1?}  p99 {:>8.1?}", d50, d99);
-    println!("  link proxy   p50 {:>8.1?}  p99 {:>8.1?}", p50, p99);
-    println!("  plain relay  p50 {:>8.1?}  p99 {:>8.1?}", r50, r99);
-    println!(
-        "  added by the link proxy   p50 {:>8.1?}  p99 {:>8.1?}",
-        p50.saturating_sub(d50),
-        p99.saturating_sub(d99)
-    );
-    println!(
-        "  added by a plain relay    p50 {:>8.1?}  p99 {:>8.1?}",
-        r50.saturating_sub(d50),
-        r99.saturating_sub(d99)
+    let mut all = all.into_iter();
+    let mut next = || all.next().expect("three series");
+    print_series(
+        &format!(
+            "64-byte round trips, blocking client and echo server, {ROUNDS} each, interleaved:"
+        ),
+        vec![
+            ("direct", next()),
+            ("link proxy", next()),
+            ("plain relay", next()),
+        ],
     );
     let bd = bulk(server).await;
     let bp = bulk(proxy.local_addr()).await;

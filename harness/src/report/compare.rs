@@ -557,6 +557,21 @@ pub fn load(paths: &[PathBuf]) -> Result<Comparison, CompareError> {
     }
 }
 
+/// The columns for (proposed label, fallback label, path) each, labels made unique.
+fn columns<'a>(entries: impl Iterator<Item = (String, String, &'a PathBuf)>) -> Vec<Column> {
+    let (labels, paths): (Vec<(String, String)>, Vec<&PathBuf>) = entries
+        .map(|(label, fallback, path)| ((label, fallback), path))
+        .unzip();
+    unique(labels)
+        .into_iter()
+        .zip(paths)
+        .map(|(label, path)| Column {
+            label,
+            path: path.display().to_string(),
+        })
+        .collect()
+}
+
 /// Unique labels: each as proposed, or where two collide, the fallback (the argument as
 /// given), numbered if that collides too.
 fn unique(labels: Vec<(String, String)>) -> Vec<String> {
@@ -627,19 +642,10 @@ fn row(metric: &Metric, experiment: Option<String>, reports: &[Option<&Value>]) 
 
 /// Runs side by side: `(argument, report)` each.
 pub fn compare_runs(runs: &[(PathBuf, LoadedReport)]) -> Comparison {
-    let labels = unique(
+    let columns = columns(
         runs.iter()
-            .map(|(arg, r)| (run_label(r), arg.display().to_string()))
-            .collect(),
+            .map(|(arg, r)| (run_label(r), arg.display().to_string(), &r.path)),
     );
-    let columns = runs
-        .iter()
-        .zip(labels)
-        .map(|((_, r), label)| Column {
-            label,
-            path: r.path.display().to_string(),
-        })
-        .collect();
     let reports: Vec<Option<&Value>> = runs.iter().map(|(_, r)| Some(&r.report)).collect();
     Comparison {
         schema: COMPARE_SCHEMA,
@@ -652,20 +658,10 @@ pub fn compare_runs(runs: &[(PathBuf, LoadedReport)]) -> Comparison {
 /// Suites side by side, experiments matched by name (in the first suite's order, then those
 /// only later suites have).
 pub fn compare_suites(suites: &[LoadedSuite]) -> Comparison {
-    let labels = unique(
-        suites
-            .iter()
-            .map(|s| (s.dir.display().to_string(), s.dir.display().to_string()))
-            .collect(),
-    );
-    let columns = suites
-        .iter()
-        .zip(labels)
-        .map(|(s, label)| Column {
-            label,
-            path: s.dir.display().to_string(),
-        })
-        .collect();
+    let columns = columns(suites.iter().map(|s| {
+        let dir = s.dir.display().to_string();
+        (dir.clone(), dir, &s.dir)
+    }));
     let mut experiments: Vec<&str> = Vec::new();
     for r in suites.iter().flat_map(|s| &s.runs) {
         if !experiments.contains(&r.experiment.as_str()) {
@@ -697,22 +693,12 @@ pub fn compare_suites(suites: &[LoadedSuite]) -> Comparison {
 
 /// The experiments of one suite against its first.
 pub fn compare_experiments(suite: &LoadedSuite) -> Comparison {
-    let labels = unique(
+    let columns = columns(
         suite
             .runs
             .iter()
-            .map(|r| (r.experiment.clone(), r.path.display().to_string()))
-            .collect(),
+            .map(|r| (r.experiment.clone(), r.path.display().to_string(), &r.path)),
     );
-    let columns = suite
-        .runs
-        .iter()
-        .zip(labels)
-        .map(|(r, label)| Column {
-            label,
-            path: r.path.display().to_string(),
-        })
-        .collect();
     let reports: Vec<Option<&Value>> = suite.runs.iter().map(|r| Some(&r.report)).collect();
     Comparison {
         schema: COMPARE_SCHEMA,

@@ -61,43 +61,58 @@ enum Unit {
     Verdict,
 }
 
-/// Every metric a rule can name: name, unit, what it is (for the docs and errors).
-const METRICS: &[(&str, Unit, &str)] = &[
-    (
-        "violations",
-        Unit::Count,
-        "consistency violations: non-linearizable keys, lost writes, stale reads, values never written, terms with two leaders",
-    ),
-    ("lost_writes", Unit::Count, "acknowledged writes lost"),
-    ("stale_reads", Unit::Count, "stale reads"),
-    ("never_written", Unit::Count, "reads of values nobody wrote"),
-    ("two_leaders", Unit::Count, "terms with two leaders"),
-    ("verdict", Unit::Verdict, "linearizability verdict"),
-    ("passed", Unit::Bool, "the run passed (verdict as expected, SLOs held)"),
-    ("aborted", Unit::Bool, "the run was aborted"),
-    ("availability", Unit::Ratio, "ok / invoked over the run"),
-    ("availability_steady", Unit::Ratio, "availability with no fault active"),
-    ("availability_faulted", Unit::Ratio, "availability while a fault is active"),
-    ("availability_after_heal", Unit::Ratio, "availability just after a heal"),
-    ("throughput", Unit::PerSecond, "ok ops per second"),
-    ("ops_ok", Unit::Count, "ops that completed ok"),
-    ("ops_fail", Unit::Count, "ops that failed"),
-    ("ops_info", Unit::Count, "ops with unknown outcome"),
-    ("recovery_p50", Unit::Ms, "fault to first ok op, p50"),
-    ("recovery_p99", Unit::Ms, "fault to first ok op, p99"),
-    ("recovery_max", Unit::Ms, "fault to first ok op, max"),
-    ("election_p50", Unit::Ms, "fault to a new leader, p50"),
-    ("election_p99", Unit::Ms, "fault to a new leader, p99"),
-    ("election_max", Unit::Ms, "fault to a new leader, max"),
-    ("client_lag_p99", Unit::Ms, "new leader to the clients' first ok op, p99"),
-    ("latency_p50", Unit::Us, "latency of ok ops, p50"),
-    ("latency_p90", Unit::Us, "latency of ok ops, p90"),
-    ("latency_p99", Unit::Us, "latency of ok ops, p99"),
-    ("latency_p999", Unit::Us, "latency of ok ops, p99.9"),
-    ("latency_max", Unit::Us, "latency of ok ops, max"),
-    ("fault_late_p99", Unit::Us, "scheduled to applied time of faults, p99"),
-    ("unexpected_exits", Unit::Count, "node exits no fault caused"),
-];
+/// Where a metric's value comes from in `report.json`.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    /// A number, boolean or string at this JSON pointer.
+    At(&'static str),
+    /// The length of the array at this pointer.
+    Len(&'static str),
+    /// Every consistency violation: listed, omitted from the list, and terms with two leaders.
+    Violations,
+}
+
+/// Every metric a rule can name: name, unit, where it is.
+const METRICS: &[(&str, Unit, Source)] = {
+    use Source::{At, Len};
+    use Unit::*;
+    &[
+        ("violations", Count, Source::Violations),
+        ("lost_writes", Count, At("/consistency/lost_writes")),
+        ("stale_reads", Count, At("/consistency/stale_reads")),
+        ("never_written", Count, At("/consistency/never_written")),
+        ("two_leaders", Count, Len("/consistency/two_leaders")),
+        ("verdict", Verdict, At("/verdict")),
+        ("passed", Bool, At("/passed")),
+        ("aborted", Bool, At("/aborted")),
+        ("availability", Ratio, At("/availability/overall")),
+        ("availability_steady", Ratio, At("/availability/steady")),
+        ("availability_faulted", Ratio, At("/availability/faulted")),
+        (
+            "availability_after_heal",
+            Ratio,
+            At("/availability/after_heal"),
+        ),
+        ("throughput", PerSecond, At("/throughput/ok_per_s")),
+        ("ops_ok", Count, At("/ops/ok")),
+        ("ops_fail", Count, At("/ops/fail")),
+        ("ops_info", Count, At("/ops/info")),
+        ("recovery_p50", Ms, At("/failover/recovery_ms/p50")),
+        ("recovery_p99", Ms, At("/failover/recovery_ms/p99")),
+        ("recovery_max", Ms, At("/failover/recovery_ms/max")),
+        ("election_p50", Ms, At("/failover/election_ms/p50")),
+        ("election_p99", Ms, At("/failover/election_ms/p99")),
+        ("election_max", Ms, At("/failover/election_ms/max")),
+        ("client_lag_p99", Ms, At("/failover/client_lag_ms/p99")),
+        ("latency_p50", Us, At("/latency_all_us/p50")),
+        ("latency_p90", Us, At("/latency_all_us/p90")),
+        ("latency_p99", Us, At("/latency_all_us/p99")),
+        ("latency_p999", Us, At("/latency_all_us/p999")),
+        ("latency_max", Us, At("/latency_all_us/max")),
+        ("fault_late_p99", Us, At("/fault_timing/late_us/p99")),
+        ("unexpected_exits", Count, Len("/unexpected_exits")),
+    ]
+};
 
 fn unit_of(metric: &str) -> Option<Unit> {
     METRICS.iter().find(|m| m.0 == metric).map(|m| m.1)
@@ -116,64 +131,30 @@ pub enum Val {
     Text(String),
 }
 
-fn number(v: &Value, path: &[&str]) -> Option<f64> {
-    let mut cur = v;
-    for p in path {
-        cur = cur.get(p)?;
-    }
-    cur.as_f64()
-}
-
-fn count(v: &Value, path: &[&str]) -> Option<f64> {
-    let mut cur = v;
-    for p in path {
-        cur = cur.get(p)?;
-    }
-    cur.as_array().map(|a| a.len() as f64)
+fn len(report: &Value, pointer: &str) -> Option<f64> {
+    report.pointer(pointer)?.as_array().map(|a| a.len() as f64)
 }
 
 /// Read one metric from a `report.json` value.
 pub fn metric(report: &Value, name: &str) -> Option<Val> {
-    let n = |path: &[&str]| number(report, path).map(Val::Num);
-    match name {
-        "violations" => {
-            let listed = count(report, &["consistency", "violations"])?;
-            let omitted = number(report, &["consistency", "violations_omitted"]).unwrap_or(0.0);
-            let two = count(report, &["consistency", "two_leaders"]).unwrap_or(0.0);
+    let (_, _, source) = METRICS.iter().find(|m| m.0 == name)?;
+    match *source {
+        Source::At(p) => match report.pointer(p)? {
+            Value::Number(n) => n.as_f64().map(Val::Num),
+            Value::Bool(b) => Some(Val::Bool(*b)),
+            Value::String(t) => Some(Val::Text(t.clone())),
+            _ => None,
+        },
+        Source::Len(p) => len(report, p).map(Val::Num),
+        Source::Violations => {
+            let listed = len(report, "/consistency/violations")?;
+            let omitted = report
+                .pointer("/consistency/violations_omitted")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0);
+            let two = len(report, "/consistency/two_leaders").unwrap_or(0.0);
             Some(Val::Num(listed + omitted + two))
         }
-        "lost_writes" => n(&["consistency", "lost_writes"]),
-        "stale_reads" => n(&["consistency", "stale_reads"]),
-        "never_written" => n(&["consistency", "never_written"]),
-        "two_leaders" => count(report, &["consistency", "two_leaders"]).map(Val::Num),
-        "verdict" => report
-            .get("verdict")?
-            .as_str()
-            .map(|s| Val::Text(s.to_string())),
-        "passed" | "aborted" => report.get(name)?.as_bool().map(Val::Bool),
-        "availability" => n(&["availability", "overall"]),
-        "availability_steady" => n(&["availability", "steady"]),
-        "availability_faulted" => n(&["availability", "faulted"]),
-        "availability_after_heal" => n(&["availability", "after_heal"]),
-        "throughput" => n(&["throughput", "ok_per_s"]),
-        "ops_ok" => n(&["ops", "ok"]),
-        "ops_fail" => n(&["ops", "fail"]),
-        "ops_info" => n(&["ops", "info"]),
-        "recovery_p50" => n(&["failover", "recovery_ms", "p50"]),
-        "recovery_p99" => n(&["failover", "recovery_ms", "p99"]),
-        "recovery_max" => n(&["failover", "recovery_ms", "max"]),
-        "election_p50" => n(&["failover", "election_ms", "p50"]),
-        "election_p99" => n(&["failover", "election_ms", "p99"]),
-        "election_max" => n(&["failover", "election_ms", "max"]),
-        "client_lag_p99" => n(&["failover", "client_lag_ms", "p99"]),
-        "latency_p50" => n(&["latency_all_us", "p50"]),
-        "latency_p90" => n(&["latency_all_us", "p90"]),
-        "latency_p99" => n(&["latency_all_us", "p99"]),
-        "latency_p999" => n(&["latency_all_us", "p999"]),
-        "latency_max" => n(&["latency_all_us", "max"]),
-        "fault_late_p99" => n(&["fault_timing", "late_us", "p99"]),
-        "unexpected_exits" => count(report, &["unexpected_exits"]).map(Val::Num),
-        _ => None,
     }
 }
 

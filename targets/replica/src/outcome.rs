@@ -41,6 +41,34 @@ pub enum OpResult {
     },
 }
 
+impl OpResult {
+    /// An op reached a node that cannot serve it: redirect to `leader` when one is known and
+    /// it is not `me`; otherwise unavailable, saying `why` (an election in progress, say).
+    pub fn not_leader(leader: Option<&String>, me: &str, why: &str) -> OpResult {
+        match leader {
+            Some(l) if l != me => OpResult::Fail {
+                kind: FailKind::NotLeader,
+                leader: Some(l.clone()),
+                message: "not the leader".into(),
+            },
+            _ => OpResult::Fail {
+                kind: FailKind::Unavailable,
+                leader: None,
+                message: format!("no leader known ({why})"),
+            },
+        }
+    }
+
+    /// A forwarded op the leader did not answer within the request timeout.
+    pub fn forward_timeout() -> OpResult {
+        OpResult::Fail {
+            kind: FailKind::Timeout,
+            leader: None,
+            message: "forwarded request not answered in time".into(),
+        }
+    }
+}
+
 /// The wire response for an outcome.
 pub fn to_response(id: u64, result: OpResult) -> Response {
     match result {

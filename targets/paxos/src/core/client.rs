@@ -72,29 +72,14 @@ impl PaxosCore {
         for (token, id) in self.forwarded.expire(now, self.t.request) {
             self.answer(
                 Waiter::Local { token, id },
-                OpResult::Fail {
-                    kind: FailKind::Timeout,
-                    leader: None,
-                    message: "forwarded request not answered in time".into(),
-                },
+                OpResult::forward_timeout(),
                 out,
             );
         }
     }
 
     fn not_leader(&self) -> OpResult {
-        match &self.leader {
-            Some(l) if *l != self.id => OpResult::Fail {
-                kind: FailKind::NotLeader,
-                leader: Some(l.clone()),
-                message: "not the leader".into(),
-            },
-            _ => OpResult::Fail {
-                kind: FailKind::Unavailable,
-                leader: None,
-                message: "no leader known (takeover in progress)".into(),
-            },
-        }
+        OpResult::not_leader(self.leader.as_ref(), &self.id, "takeover in progress")
     }
 
     fn handle_op(
