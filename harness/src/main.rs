@@ -115,12 +115,33 @@ enum Command {
     Cleanup { paths: Vec<PathBuf> },
     /// List what this build supports.
     List,
-    /// Run one reference node (the harness starts its nodes this way).
+    /// Run one reference node (the harness starts its nodes this way). Either `--config FILE`,
+    /// or the same on the command line (`--id`, `--client`, `--peer`, `--peers`,
+    /// `--data-dir`), as a `kind: command` template would pass it.
     Node {
         /// Node kind: primary-backup, raft or paxos.
         kind: String,
+        /// The node's configuration file (JSON, as the harness writes it).
+        #[arg(long, conflicts_with_all = ["id", "client", "peer", "peers", "data_dir", "settings"])]
+        config: Option<PathBuf>,
+        /// Node id.
+        #[arg(long, requires_all = ["client", "peer", "data_dir"])]
+        id: Option<String>,
+        /// Address to serve clients on.
         #[arg(long)]
-        config: PathBuf,
+        client: Option<std::net::SocketAddr>,
+        /// Address to accept peers on.
+        #[arg(long)]
+        peer: Option<std::net::SocketAddr>,
+        /// The other nodes, as `n2=HOST:PORT,n3=HOST:PORT`.
+        #[arg(long, default_value = "")]
+        peers: String,
+        /// Directory for durable state.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Protocol settings as a JSON object, as in '{"heartbeat": "50ms"}'.
+        #[arg(long)]
+        settings: Option<String>,
     },
 }
 
@@ -238,7 +259,31 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Node { kind, config } => node(&kind, &config),
+        Command::Node {
+            kind,
+            config,
+            id,
+            client,
+            peer,
+            peers,
+            data_dir,
+            settings,
+        } => {
+            let cfg = match (config, id, client, peer, data_dir) {
+                (Some(path), ..) => faultline_protocol::NodeConfig::load(&path).map_err(|e| e.to_string()),
+                (None, Some(id), Some(client_addr), Some(peer_addr), Some(data_dir)) => {
+                    node_config_from_flags(id, client_addr, peer_addr, &peers, data_dir, settings)
+                }
+                _ => Err("give --config FILE, or --id, --client, --peer and --data-dir".into()),
+            };
+            match cfg {
+                Ok(cfg) => node(&kind, cfg),
+                Err(e) => {
+                    eprintln!("faultline node: {e}");
+                    ExitCode::from(EXIT_BAD_INPUT)
+                }
+            }
+        }
         Command::Run {
             path,
             out,
@@ -296,7 +341,7 @@ fn main() -> ExitCode {
         },
         Command::Cleanup { paths } => cleanup(&paths),
         Command::List => {
-            println!("targets:    primary-backup, raft, paxos");
+            println!("targets:    primary-backup, raft, paxos, etcd, redis-sentinel, command");
             println!("backends:   process");
             println!("network:    proxy (default), netns (root), direct");
             println!(
@@ -334,14 +379,46 @@ fn init_logging() {
         .try_init();
 }
 
-fn node(kind: &str, config: &std::path::Path) -> ExitCode {
-    let cfg = match faultline_protocol::NodeConfig::load(config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("faultline node: {e}");
-            return ExitCode::from(EXIT_BAD_INPUT);
-        }
+/// A node's configuration from `faultline node` flags.
+fn node_config_from_flags(
+    id: String,
+    client_addr: std::net::SocketAddr,
+    peer_addr: std::net::SocketAddr,
+    peers: &str,
+    data_dir: PathBuf,
+    settings: Option<String>,
+) -> Result<faultline_protocol::NodeConfig, String> {
+    let mut map = std::collections::BTreeMap::new();
+    for item in peers.split(',').filter(|p| !p.trim().is_empty()) {
+        let (peer, addr) = item
+            .split_once('=')
+            .ok_or_else(|| format!("--peers: `{item}` is not ID=HOST:PORT"))?;
+        let addr = addr
+            .trim()
+            .parse()
+            .map_err(|e| format!("--peers: `{item}`: {e}"))?;
+        map.insert(peer.trim().to_string(), addr);
+    }
+    let settings = match settings {
+        None => serde_json::Map::new(),
+        Some(text) => match serde_json::from_str(&text) {
+            Ok(serde_json::Value::Object(m)) => m,
+            Ok(_) => return Err("--settings: give a JSON object".into()),
+            Err(e) => return Err(format!("--settings: {e}")),
+        },
     };
+    Ok(faultline_protocol::NodeConfig {
+        id,
+        client_addr,
+        peer_addr,
+        peers: map,
+        data_dir,
+        settings,
+        bugs: Vec::new(),
+    })
+}
+
+fn node(kind: &str, cfg: faultline_protocol::NodeConfig) -> ExitCode {
     let result = match kind {
         "primary-backup" => faultline_primary_backup::run(cfg).map_err(|e| e.to_string()),
         "raft" => faultline_raft::run(cfg).map_err(|e| e.to_string()),

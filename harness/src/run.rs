@@ -62,7 +62,10 @@ impl RunError {
     /// Errors caused by the experiment as written (exit 254), rather than by faultline or the
     /// machine.
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, RunError::Balancer(_))
+        matches!(
+            self,
+            RunError::Balancer(_) | RunError::Cluster(cluster::ClusterError::MissingProgram { .. })
+        )
     }
 }
 
@@ -95,6 +98,38 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
         path: path.to_owned(),
         source,
     }
+}
+
+/// How the target's nodes start: the binary of a real system is looked up now, so a missing
+/// package is named before anything runs.
+fn flavor(target: &crate::experiment::Target) -> Result<cluster::Flavor, cluster::ClusterError> {
+    use crate::experiment::TargetKind;
+    let binary = |default: &str, hint: &str| match &target.binary {
+        Some(p) => cluster::find_program(&p.display().to_string(), hint),
+        None => cluster::find_program(default, hint),
+    };
+    let settings_ok = "settings were checked when the experiment was loaded";
+    Ok(match target.kind {
+        TargetKind::Etcd => cluster::Flavor::Etcd {
+            binary: binary(
+                "etcd",
+                "install Debian's etcd-server package, or set target.binary",
+            )?,
+            settings: cluster::etcd::EtcdSettings::from_map(&target.settings).expect(settings_ok),
+        },
+        TargetKind::RedisSentinel => cluster::Flavor::Redis {
+            binary: binary(
+                "redis-server",
+                "install Debian's redis-server and redis-sentinel packages, or set target.binary",
+            )?,
+            settings: cluster::redis::RedisSettings::from_map(&target.settings)
+                .expect(settings_ok),
+        },
+        TargetKind::Command => cluster::Flavor::Command(target.command.clone()),
+        TargetKind::PrimaryBackup | TargetKind::Raft | TargetKind::Paxos => {
+            cluster::Flavor::Reference
+        }
+    })
 }
 
 /// Run one loaded experiment. `abort` flips to true on Ctrl-C/SIGTERM: the load stops, faults
@@ -137,8 +172,16 @@ pub async fn run_experiment(
         reproduce: opts.reproduce.clone(),
         ..RunMeta::default()
     };
+    let flavor = match flavor(&exp.target) {
+        Ok(f) => f,
+        Err(e) => {
+            files.finish(true, Some(e.to_string()));
+            return Err(e.into());
+        }
+    };
     let spec = ClusterSpec {
         kind: exp.target.kind.as_str().to_string(),
+        flavor,
         nodes: exp.target.nodes,
         settings: exp.target.settings.clone(),
         bugs: exp.target.bugs.clone(),

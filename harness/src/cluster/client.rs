@@ -1,5 +1,7 @@
-//! The native client: a small pool of pipelined connections per node, speaking the
-//! newline-delimited JSON protocol. Every call says whether a failure was definite (the
+//! Clients of the nodes: [`NodeClient`] speaks to any target through the driver its kind
+//! needs (the native protocol, etcd's JSON gateway, or Redis with Sentinel), and
+//! [`NativeClient`] is the native one: a small pool of pipelined connections per node, speaking
+//! the newline-delimited JSON protocol. Every call says whether a failure was definite (the
 //! request never left) or indeterminate (it may have reached the node).
 
 use std::collections::HashMap;
@@ -54,8 +56,68 @@ impl Conn {
     }
 }
 
+/// How the harness talks to the nodes of one kind of target.
+#[derive(Clone)]
+pub enum Driver {
+    /// The native newline-delimited JSON protocol (reference nodes, `kind: command`).
+    Native,
+    /// etcd's v3 JSON gateway.
+    Etcd(Arc<super::etcd::EtcdShared>),
+    /// Redis (RESP), with the primary named by the Sentinels.
+    Redis(Arc<super::redis::RedisShared>),
+}
+
+impl Driver {
+    /// A client of node `id` at `addr` (its client address, or a proxy in front of it).
+    pub fn client(&self, id: &str, addr: SocketAddr, pool: usize, timeout: Duration) -> NodeClient {
+        match self {
+            Driver::Native => NodeClient::Native(NativeClient::new(addr, pool, timeout)),
+            Driver::Etcd(shared) => NodeClient::Etcd(super::etcd::EtcdClient::new(
+                shared.clone(),
+                id,
+                addr,
+                timeout,
+            )),
+            Driver::Redis(shared) => NodeClient::Redis(super::redis::RedisClient::new(
+                shared.clone(),
+                id,
+                addr,
+                pool,
+                timeout,
+            )),
+        }
+    }
+}
+
+/// A client of one node, whatever protocol the target speaks: every operation and `status`
+/// come back as native [`Response`]s, with failures sorted into definite and indeterminate.
+pub enum NodeClient {
+    Native(NativeClient),
+    Etcd(super::etcd::EtcdClient),
+    Redis(super::redis::RedisClient),
+}
+
+impl NodeClient {
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            NodeClient::Native(c) => c.addr(),
+            NodeClient::Etcd(c) => c.addr(),
+            NodeClient::Redis(c) => c.addr(),
+        }
+    }
+
+    /// Send one operation and wait up to `timeout` for its response.
+    pub async fn call(&self, op: Op, timeout: Duration) -> Result<Response, CallError> {
+        match self {
+            NodeClient::Native(c) => c.call(op, timeout).await,
+            NodeClient::Etcd(c) => c.call(op, timeout).await,
+            NodeClient::Redis(c) => c.call(op, timeout).await,
+        }
+    }
+}
+
 /// Connections to one node, opened lazily and replaced when they break.
-pub struct NodeClient {
+pub struct NativeClient {
     addr: SocketAddr,
     slots: Vec<tokio::sync::Mutex<Option<Arc<Conn>>>>,
     next_slot: AtomicUsize,
@@ -63,9 +125,9 @@ pub struct NodeClient {
     connect_timeout: Duration,
 }
 
-impl NodeClient {
+impl NativeClient {
     pub fn new(addr: SocketAddr, pool: usize, connect_timeout: Duration) -> Self {
-        NodeClient {
+        NativeClient {
             addr,
             slots: (0..pool.max(1))
                 .map(|_| tokio::sync::Mutex::new(None))

@@ -12,15 +12,38 @@ use faultline_faults::netns::{Netns, NetnsError};
 use faultline_faults::{NetnsChoice, NodeProcess, PauseGuard, ProcessError, ProcessSpec};
 use faultline_protocol::{NodeConfig, Op};
 
-use super::client::NodeClient;
+use super::client::{Driver, NodeClient};
+use super::etcd::{EtcdSettings, EtcdShared};
 use super::network::Mesh;
+use super::redis::{RedisSettings, RedisShared};
 use crate::experiment::NetworkMode;
+
+/// What the nodes are, and how each one starts.
+#[derive(Debug, Clone)]
+pub enum Flavor {
+    /// A reference node: `faultline node <kind> --config <file>`.
+    Reference,
+    /// `kind: command`: an argv template (see [`super::command`]) speaking the native protocol.
+    Command(Vec<String>),
+    /// `kind: etcd`: the `etcd` binary at this path.
+    Etcd {
+        binary: PathBuf,
+        settings: EtcdSettings,
+    },
+    /// `kind: redis-sentinel`: `redis-server` at this path, for servers and Sentinels.
+    Redis {
+        binary: PathBuf,
+        settings: RedisSettings,
+    },
+}
 
 /// What to launch.
 #[derive(Debug, Clone)]
 pub struct ClusterSpec {
-    /// Node kind as `faultline node <kind>` takes it (`primary-backup`).
+    /// Target kind (`primary-backup`, `etcd`, ...); for reference nodes, as `faultline node
+    /// <kind>` takes it.
     pub kind: String,
+    pub flavor: Flavor,
     pub nodes: u32,
     pub settings: serde_json::Map<String, serde_json::Value>,
     pub bugs: Vec<String>,
@@ -59,6 +82,8 @@ pub enum ClusterError {
     Proxy(std::io::Error),
     #[error("cannot build the netns network: {0}")]
     Netns(#[from] NetnsError),
+    #[error("cannot find `{program}` ({hint})")]
+    MissingProgram { program: String, hint: String },
     #[error("cluster not ready after {waited:?}: {detail}")]
     NotReady { waited: Duration, detail: String },
 }
@@ -74,6 +99,11 @@ pub struct NodeHandle {
     pub dir: PathBuf,
     pub data_dir: PathBuf,
     pub config_path: PathBuf,
+    /// The program and arguments that start the node.
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    /// How to speak to this node (a new client for the observer or health checks).
+    pub driver: Driver,
     pub client: NodeClient,
     process: Mutex<Option<Arc<NodeProcess>>>,
     pause: Mutex<Option<PauseGuard>>,
@@ -104,6 +134,14 @@ impl NodeHandle {
     }
 }
 
+/// A process that serves the cluster beside a node but is no target of faults (a Redis
+/// Sentinel): started after the nodes, in the node's namespace, stopped with the cluster.
+pub struct Sidecar {
+    pub node: String,
+    pub spec: ProcessSpec,
+    pub process: Mutex<Option<NodeProcess>>,
+}
+
 /// A launched cluster. Dropping it kills every node.
 pub struct Cluster {
     pub spec: ClusterSpec,
@@ -113,6 +151,9 @@ pub struct Cluster {
     /// The namespaces, bridge and packet rules, in `netns` mode. Declared after `nodes`, so
     /// it is taken down after them.
     pub netns: Option<Arc<Netns>>,
+    /// How the harness talks to this kind of node.
+    pub driver: Driver,
+    pub sidecars: Vec<Sidecar>,
 }
 
 /// Ports every node listens on in `netns` mode, where each has an address of its own.
@@ -215,7 +256,16 @@ impl Cluster {
         mesh: Option<Arc<Mesh>>,
         netns: Option<Arc<Netns>>,
     ) -> Result<Cluster, ClusterError> {
+        let driver = match &spec.flavor {
+            Flavor::Reference | Flavor::Command(_) => Driver::Native,
+            Flavor::Etcd { settings, .. } => Driver::Etcd(Arc::new(EtcdShared::new(settings))),
+            Flavor::Redis { .. } => Driver::Redis(Arc::new(RedisShared {
+                servers: ends.iter().map(|(id, c, _)| (id.clone(), *c)).collect(),
+                sentinels: ends.iter().map(|(id, _, p)| (id.clone(), *p)).collect(),
+            })),
+        };
         let mut nodes = Vec::new();
+        let mut sidecars = Vec::new();
         for (id, client_addr, peer_addr) in ends {
             let peers = ends
                 .iter()
@@ -229,34 +279,173 @@ impl Cluster {
                 .as_ref()
                 .and_then(|m| m.client_addr(id))
                 .unwrap_or(*client_addr);
-            nodes.push(Arc::new(Self::prepare_node(
+            let node = Self::prepare_node(
                 &spec,
+                &driver,
                 id,
                 *client_addr,
                 client_via,
                 *peer_addr,
                 peers,
-            )?));
+            )?;
+            if let Flavor::Redis { binary, settings } = &spec.flavor {
+                sidecars.push(Self::prepare_sentinel(
+                    &node,
+                    ends,
+                    binary,
+                    settings,
+                    netns.as_deref(),
+                )?);
+            }
+            let (program, args) = Self::command_line(&spec, &node, ends)?;
+            nodes.push(Arc::new(NodeHandle {
+                program,
+                args,
+                ..node
+            }));
         }
         Self::start_all(Cluster {
             spec,
             nodes,
             mesh,
             netns,
+            driver,
+            sidecars,
         })
     }
 
-    /// Start every node of a cluster just assembled.
+    /// Start every node of a cluster just assembled, then its sidecars.
     fn start_all(cluster: Cluster) -> Result<Cluster, ClusterError> {
         for n in &cluster.nodes {
             cluster.start(n)?;
         }
+        for s in &cluster.sidecars {
+            let p = NodeProcess::spawn(&s.spec).map_err(|source| ClusterError::Process {
+                node: format!("{} (sentinel)", s.node),
+                source,
+            })?;
+            *s.process.lock().expect("sidecar slot") = Some(p);
+        }
         Ok(cluster)
     }
 
+    /// The program and arguments that start `node`; writes the configuration files the
+    /// target needs.
+    fn command_line(
+        spec: &ClusterSpec,
+        node: &NodeHandle,
+        ends: &[(String, SocketAddr, SocketAddr)],
+    ) -> Result<(PathBuf, Vec<String>), ClusterError> {
+        match &spec.flavor {
+            Flavor::Reference => Ok((
+                spec.exe.clone(),
+                vec![
+                    "node".into(),
+                    spec.kind.clone(),
+                    "--config".into(),
+                    node.config_path.display().to_string(),
+                ],
+            )),
+            Flavor::Command(template) => {
+                let config = NodeConfig::load(&node.config_path).map_err(|e| ClusterError::Io {
+                    path: node.config_path.clone(),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+                let peers: Vec<(String, SocketAddr)> = config.peers.into_iter().collect();
+                let argv = super::command::expand(
+                    template,
+                    &super::command::Vars {
+                        id: &node.id,
+                        client_addr: node.client_addr,
+                        peer_addr: node.peer_addr,
+                        peers: &peers,
+                        data_dir: &node.data_dir,
+                        config: &node.config_path,
+                        faultline: &spec.exe,
+                    },
+                );
+                let program = find_program(&argv[0], "name it by its path, or put it on PATH")?;
+                Ok((program, argv[1..].to_vec()))
+            }
+            Flavor::Etcd { binary, settings } => {
+                let token = format!(
+                    "faultline-{}",
+                    spec.run_dir
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                );
+                Ok((
+                    binary.clone(),
+                    super::etcd::args(&node.id, ends, &node.data_dir, settings, &token),
+                ))
+            }
+            Flavor::Redis { binary, settings } => {
+                let primary = ends[0].1;
+                let conf = node.dir.join("redis.conf");
+                let text = super::redis::server_config(
+                    node.client_addr,
+                    primary,
+                    node.id == ends[0].0,
+                    &node.data_dir,
+                    settings,
+                );
+                std::fs::write(&conf, text).map_err(|source| ClusterError::Io {
+                    path: conf.clone(),
+                    source,
+                })?;
+                Ok((binary.clone(), vec![conf.display().to_string()]))
+            }
+        }
+    }
+
+    /// The Sentinel beside a Redis node: its own directory and configuration file, listening on
+    /// the node's peer port.
+    fn prepare_sentinel(
+        node: &NodeHandle,
+        ends: &[(String, SocketAddr, SocketAddr)],
+        binary: &Path,
+        settings: &RedisSettings,
+        netns: Option<&Netns>,
+    ) -> Result<Sidecar, ClusterError> {
+        let dir = node.dir.join("sentinel");
+        std::fs::create_dir_all(&dir).map_err(|source| ClusterError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let conf = dir.join("sentinel.conf");
+        let text = super::redis::sentinel_config(
+            node.peer_addr,
+            ends[0].1,
+            ends.len() as u32,
+            &dir,
+            settings,
+        );
+        std::fs::write(&conf, text).map_err(|source| ClusterError::Io {
+            path: conf.clone(),
+            source,
+        })?;
+        Ok(Sidecar {
+            node: node.id.clone(),
+            spec: ProcessSpec {
+                program: binary.to_owned(),
+                args: vec![conf.display().to_string(), "--sentinel".into()],
+                env: vec![],
+                stdout: dir.join("stdout.log"),
+                stderr: dir.join("stderr.log"),
+                netns: netns
+                    .and_then(|n| n.node_netns(&node.id))
+                    .unwrap_or(NetnsChoice::Inherit),
+            },
+            process: Mutex::new(None),
+        })
+    }
+
     /// Write a node's directories and config file; its handle, not yet started.
+    #[allow(clippy::too_many_arguments)]
     fn prepare_node(
         spec: &ClusterSpec,
+        driver: &Driver,
         id: &str,
         client_addr: SocketAddr,
         client_via: SocketAddr,
@@ -295,7 +484,10 @@ impl Cluster {
             dir,
             data_dir,
             config_path,
-            client: NodeClient::new(client_via, spec.pool, Duration::from_millis(200)),
+            program: PathBuf::new(),
+            args: Vec::new(),
+            driver: driver.clone(),
+            client: driver.client(id, client_via, spec.pool, Duration::from_millis(500)),
             process: Mutex::new(None),
             pause: Mutex::new(None),
             expect_down: AtomicBool::new(false),
@@ -323,13 +515,8 @@ impl Cluster {
             source,
         })?;
         let spec = ProcessSpec {
-            program: self.spec.exe.clone(),
-            args: vec![
-                "node".into(),
-                self.spec.kind.clone(),
-                "--config".into(),
-                node.config_path.display().to_string(),
-            ],
+            program: node.program.clone(),
+            args: node.args.clone(),
             env: vec![],
             stdout: node.dir.join("stdout.log"),
             stderr: node.stderr_path(),
@@ -415,6 +602,21 @@ impl Cluster {
         let started = Instant::now();
         let mut detail = String::from("no node answered yet");
         while started.elapsed() < timeout {
+            for s in &self.sidecars {
+                if let Some(status) = s
+                    .process
+                    .lock()
+                    .expect("sidecar slot")
+                    .as_ref()
+                    .and_then(|p| p.exit_status())
+                {
+                    return Err(ClusterError::DiedAtStart {
+                        node: format!("{} (sentinel)", s.node),
+                        status: status.to_string(),
+                        log: tail(&s.spec.stdout, 20),
+                    });
+                }
+            }
             for n in &self.nodes {
                 if let Some(p) = n.process() {
                     if let Some(status) = p.exit_status() {
@@ -439,13 +641,20 @@ impl Cluster {
                 }
             }
             if answered == self.nodes.len() && leader.is_some() {
-                return Ok(started.elapsed());
+                match &self.driver {
+                    Driver::Redis(shared) => match shared.settled(Duration::from_millis(200)).await {
+                        Ok(()) => return Ok(started.elapsed()),
+                        Err(why) => detail = why,
+                    },
+                    _ => return Ok(started.elapsed()),
+                }
+            } else {
+                detail = format!(
+                    "{answered} of {} nodes answer status, leader: {}",
+                    self.nodes.len(),
+                    leader.as_deref().unwrap_or("none")
+                );
             }
-            detail = format!(
-                "{answered} of {} nodes answer status, leader: {}",
-                self.nodes.len(),
-                leader.as_deref().unwrap_or("none")
-            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         Err(ClusterError::NotReady {
@@ -454,8 +663,14 @@ impl Cluster {
         })
     }
 
-    /// Stop every node: SIGTERM, then SIGKILL after `grace`.
+    /// Stop every node: SIGTERM, then SIGKILL after `grace`. Sidecars go first, so no
+    /// Sentinel starts a failover while the servers shut down.
     pub fn stop(&self, grace: Duration) {
+        for s in &self.sidecars {
+            if let Some(p) = s.process.lock().expect("sidecar slot").take() {
+                let _ = p.kill();
+            }
+        }
         for n in &self.nodes {
             n.expect_down.store(true, Ordering::SeqCst);
             n.pause.lock().expect("pause slot").take();
@@ -476,6 +691,11 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        for s in &self.sidecars {
+            if let Some(p) = s.process.lock().ok().and_then(|mut p| p.take()) {
+                let _ = p.kill();
+            }
+        }
         for n in &self.nodes {
             n.expect_down.store(true, Ordering::SeqCst);
             n.pause.lock().map(|mut g| g.take()).ok();
@@ -513,4 +733,22 @@ pub fn tail(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The executable `name` names: a path as given, or the first match on `PATH`.
+pub fn find_program(name: &str, hint: &str) -> Result<PathBuf, ClusterError> {
+    let missing = || ClusterError::MissingProgram {
+        program: name.to_string(),
+        hint: hint.to_string(),
+    };
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        return if p.is_file() { Ok(p) } else { Err(missing()) };
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(missing)
 }

@@ -7,7 +7,6 @@ use std::time::Duration;
 use faultline_protocol::Op;
 use tokio::task::JoinHandle;
 
-use super::client::NodeClient;
 use super::launch::NodeHandle;
 use super::view::SharedView;
 use crate::history::{EventKind, RunClock};
@@ -62,8 +61,12 @@ pub fn spawn_observer(
         .iter()
         .enumerate()
         .map(|(idx, node)| {
-            let client =
-                NodeClient::new(node.client_addr, 1, interval.max(Duration::from_millis(50)));
+            let client = node.driver.client(
+                &node.id,
+                node.client_addr,
+                1,
+                interval.max(Duration::from_millis(50)),
+            );
             let view = view.clone();
             let sink = sink.clone();
             let id = node.id.clone();
@@ -152,7 +155,7 @@ pub fn spawn_health_checks(
         .iter()
         .enumerate()
         .map(|(idx, node)| {
-            let client = NodeClient::new(node.client_via, 1, timeout);
+            let client = node.driver.client(&node.id, node.client_via, 1, timeout);
             let view = view.clone();
             tokio::spawn(async move {
                 let (mut fails, mut oks) = (0u32, 0u32);

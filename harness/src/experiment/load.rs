@@ -150,6 +150,28 @@ pub fn parse_experiment(
             return Err(error_at("faults", Some(i), message));
         }
     }
+    // etcd members and Redis servers dial each other at addresses they announce themselves,
+    // so the harness cannot put its proxies between them: only netns cuts node links there.
+    if !experiment.target.kind.peer_links_proxied() {
+        let mode = experiment.network.mode;
+        for (i, f) in experiment.faults.iter().enumerate() {
+            let blocked = std::iter::once(f)
+                .chain(&f.choices)
+                .filter_map(|c| c.net.as_ref())
+                .find(|n| n.node_links_need_proxy(mode));
+            if let Some(n) = blocked {
+                let message = format!(
+                    "faults[{i}]: `{}` acts on links between {} nodes, which the link proxy \
+                     cannot reach (they dial each other at addresses they announce); use \
+                     `network: {{mode: netns}}` for partitions, loss and bandwidth, or a \
+                     `link:` with `from: clients` or `to: clients`",
+                    n.action().as_str(),
+                    experiment.target.kind.as_str()
+                );
+                return Err(error_at("faults", Some(i), message));
+            }
+        }
+    }
     for (i, f) in experiment.faults.iter().enumerate() {
         let why = std::iter::once(f)
             .chain(&f.choices)

@@ -35,6 +35,22 @@ impl NetFault {
             || l.slow_close.is_some())
     }
 
+    /// Whether this fault, in `mode`, needs link proxies between two nodes (not only between
+    /// the clients and the nodes): a partition or node-to-node link fault in `proxy` mode, a
+    /// delay or TCP-level fault on node links in `netns` mode.
+    pub fn node_links_need_proxy(&self, mode: super::NetworkMode) -> bool {
+        let node_link =
+            |l: &LinkSpec| l.from != Endpoint::Clients && l.to != Endpoint::Clients;
+        match (self, mode) {
+            (NetFault::Partition { .. }, super::NetworkMode::Proxy) => true,
+            (NetFault::Link(l), super::NetworkMode::Proxy) => node_link(l),
+            (NetFault::Link(l), super::NetworkMode::Netns) => {
+                node_link(l) && self.needs_link_proxy()
+            }
+            _ => false,
+        }
+    }
+
     /// The part of this fault that `mode` cannot do, with the reason, if any.
     pub fn unsupported_in(&self, mode: super::NetworkMode) -> Option<String> {
         match (self, mode) {

@@ -127,6 +127,11 @@ pub struct Target {
     pub nodes: u32,
     pub settings: serde_json::Map<String, serde_json::Value>,
     pub bugs: Vec<String>,
+    /// `etcd` and `redis-sentinel`: the server binary (`etcd`, `redis-server`), when not the
+    /// one on `PATH`.
+    pub binary: Option<std::path::PathBuf>,
+    /// `command`: the argv template that starts a node.
+    pub command: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -139,6 +144,10 @@ struct RawTarget {
     settings: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
     bugs: Vec<String>,
+    #[serde(default)]
+    binary: Option<std::path::PathBuf>,
+    #[serde(default)]
+    command: Option<Vec<String>>,
 }
 
 /// Parsed inside the scalar's own visitor, so the error carries the scalar's location.
@@ -170,6 +179,33 @@ fn node_count<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
 impl TryFrom<RawTarget> for Target {
     type Error = String;
     fn try_from(raw: RawTarget) -> Result<Self, String> {
+        match (raw.kind, &raw.command, &raw.binary) {
+            (TargetKind::Command, None, _) => {
+                return Err("kind: command needs `command:`, the argv that starts a node, as in \
+                     [my-node, --id, \"{id}\", --port, \"{client_port}\"]"
+                    .into())
+            }
+            (TargetKind::Command, Some(argv), binary) => {
+                crate::cluster::command::check(argv)?;
+                if binary.is_some() {
+                    return Err("binary: not used by kind: command (the program is command[0])".into());
+                }
+            }
+            (kind, Some(_), _) => {
+                return Err(format!(
+                    "command: only kind: command takes a command (this target is {})",
+                    kind.as_str()
+                ))
+            }
+            (TargetKind::Etcd | TargetKind::RedisSentinel, None, _) => {}
+            (kind, None, Some(_)) => {
+                return Err(format!(
+                    "binary: {} nodes are faultline itself; `binary` is for etcd and redis-sentinel",
+                    kind.as_str()
+                ))
+            }
+            (_, None, None) => {}
+        }
         let (validate, known_bugs) = raw.kind.node_checks();
         validate(&raw.settings).map_err(|e| format!("settings for {}: {e}", raw.kind.as_str()))?;
         for bug in &raw.bugs {
@@ -186,6 +222,8 @@ impl TryFrom<RawTarget> for Target {
             nodes: raw.nodes,
             settings: raw.settings,
             bugs: raw.bugs,
+            binary: raw.binary,
+            command: raw.command.unwrap_or_default(),
         })
     }
 }
@@ -198,14 +236,17 @@ fn known_list(known: &[&str]) -> String {
     }
 }
 
-/// Target kinds that this build can run. More (etcd, redis-sentinel, command) arrive
-/// with their issues; naming one of them is an error until then.
+/// Target kinds: the three reference nodes, two real systems, and any command that speaks the
+/// native protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TargetKind {
     PrimaryBackup,
     Raft,
     Paxos,
+    Etcd,
+    RedisSentinel,
+    Command,
 }
 
 /// Checks a node kind's `settings:` map; the error names the field.
@@ -217,7 +258,17 @@ impl TargetKind {
             TargetKind::PrimaryBackup => "primary-backup",
             TargetKind::Raft => "raft",
             TargetKind::Paxos => "paxos",
+            TargetKind::Etcd => "etcd",
+            TargetKind::RedisSentinel => "redis-sentinel",
+            TargetKind::Command => "command",
         }
+    }
+
+    /// Whether the harness can put its link proxies between two nodes of this kind: it can
+    /// when it hands each node its peers' addresses. etcd members and Redis servers find
+    /// each other by addresses they announce themselves, so between them only `netns` cuts.
+    pub fn peer_links_proxied(self) -> bool {
+        !matches!(self, TargetKind::Etcd | TargetKind::RedisSentinel)
     }
 
     /// The reference node's settings check and its planted bugs.
@@ -235,6 +286,10 @@ impl TargetKind {
                 faultline_paxos::validate_settings,
                 faultline_paxos::KNOWN_BUGS,
             ),
+            TargetKind::Etcd => (crate::cluster::etcd::validate_settings, &[]),
+            TargetKind::RedisSentinel => (crate::cluster::redis::validate_settings, &[]),
+            // Passed through to the node's `{config}` file, unchecked.
+            TargetKind::Command => (|_| Ok(()), &[]),
         }
     }
 }

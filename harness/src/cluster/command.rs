@@ -1,0 +1,163 @@
+//! `kind: command`: nodes of any system started from an argv template (`{id}`,
+//! `{client_port}`, `{peer_port}`, `{data_dir}`, `{peers}`, ...) that speak the native client
+//! protocol. The placeholders, their expansion, and the template's checks.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// Every placeholder a template may use, with what it becomes.
+pub const PLACEHOLDERS: &[(&str, &str)] = &[
+    ("{id}", "the node's id: n1, n2, ..."),
+    ("{host}", "the IP address the node listens on"),
+    ("{client_port}", "the port to serve clients on"),
+    ("{client_addr}", "{host}:{client_port}"),
+    ("{peer_port}", "the port to accept peers on"),
+    ("{peer_addr}", "{host}:{peer_port}"),
+    (
+        "{peers}",
+        "every other node as id=host:port, comma-separated: the addresses to dial peers at \
+         (link proxies in proxy mode)",
+    ),
+    ("{data_dir}", "a directory for durable state, kept across restarts"),
+    (
+        "{config}",
+        "a JSON file with all of the above (the reference nodes' config format)",
+    ),
+    ("{faultline}", "the path of the faultline executable"),
+];
+
+/// What one node's placeholders stand for.
+pub struct Vars<'a> {
+    pub id: &'a str,
+    pub client_addr: SocketAddr,
+    pub peer_addr: SocketAddr,
+    pub peers: &'a [(String, SocketAddr)],
+    pub data_dir: &'a Path,
+    pub config: &'a Path,
+    pub faultline: &'a Path,
+}
+
+/// Expand every placeholder in every argument.
+pub fn expand(template: &[String], v: &Vars<'_>) -> Vec<String> {
+    let peers: Vec<String> = v.peers.iter().map(|(p, a)| format!("{p}={a}")).collect();
+    let values = [
+        ("{id}", v.id.to_string()),
+        ("{host}", v.client_addr.ip().to_string()),
+        ("{client_port}", v.client_addr.port().to_string()),
+        ("{client_addr}", v.client_addr.to_string()),
+        ("{peer_port}", v.peer_addr.port().to_string()),
+        ("{peer_addr}", v.peer_addr.to_string()),
+        ("{peers}", peers.join(",")),
+        ("{data_dir}", v.data_dir.display().to_string()),
+        ("{config}", v.config.display().to_string()),
+        ("{faultline}", v.faultline.display().to_string()),
+    ];
+    template
+        .iter()
+        .map(|arg| {
+            let mut out = arg.clone();
+            for (name, value) in &values {
+                out = out.replace(name, value);
+            }
+            out
+        })
+        .collect()
+}
+
+/// Check a template: not empty, and every `{word}` in it is a known placeholder (other
+/// braces, as in a JSON argument, are left alone).
+pub fn check(template: &[String]) -> Result<(), String> {
+    if template.first().is_none_or(|p| p.trim().is_empty()) {
+        return Err("command: give the program and its arguments, as in \
+                    [my-node, --id, \"{id}\", --port, \"{client_port}\"]"
+            .into());
+    }
+    for (i, arg) in template.iter().enumerate() {
+        let mut rest = arg.as_str();
+        while let Some(open) = rest.find('{') {
+            let after = &rest[open..];
+            let Some(close) = after.find('}') else { break };
+            let name = &after[..=close];
+            let word = name[1..name.len() - 1]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if word && !PLACEHOLDERS.iter().any(|(p, _)| *p == name) {
+                let known: Vec<&str> = PLACEHOLDERS.iter().map(|(p, _)| *p).collect();
+                return Err(format!(
+                    "command[{i}]: unknown placeholder `{name}` (known: {})",
+                    known.join(", ")
+                ));
+            }
+            rest = &after[close + 1..];
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_expand_every_placeholder() {
+        let t: Vec<String> = [
+            "{faultline}",
+            "node",
+            "raft",
+            "--id={id}",
+            "--client",
+            "{client_addr}",
+            "--port={client_port}/{peer_port}",
+            "--peers",
+            "{peers}",
+            "{data_dir}",
+            "{host}",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        check(&t).unwrap();
+        let peers = vec![
+            ("n2".to_string(), "127.0.0.1:9002".parse().unwrap()),
+            ("n3".to_string(), "127.0.0.1:9003".parse().unwrap()),
+        ];
+        let out = expand(
+            &t,
+            &Vars {
+                id: "n1",
+                client_addr: "127.0.0.5:7000".parse().unwrap(),
+                peer_addr: "127.0.0.5:7001".parse().unwrap(),
+                peers: &peers,
+                data_dir: Path::new("/d/n1"),
+                config: Path::new("/d/n1.json"),
+                faultline: Path::new("/bin/faultline"),
+            },
+        );
+        assert_eq!(
+            out,
+            [
+                "/bin/faultline",
+                "node",
+                "raft",
+                "--id=n1",
+                "--client",
+                "127.0.0.5:7000",
+                "--port=7000/7001",
+                "--peers",
+                "n2=127.0.0.1:9002,n3=127.0.0.1:9003",
+                "/d/n1",
+                "127.0.0.5"
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_placeholders_and_empty_commands_are_errors() {
+        let e = check(&["x".into(), "--p={port}".into()]).unwrap_err();
+        assert!(e.starts_with("command[1]: unknown placeholder `{port}`"), "{e}");
+        assert!(check(&[]).is_err());
+        // Braces that are not placeholders, like a JSON argument, are left alone.
+        check(&["x".into(), "{\"a\": 1}".into()]).unwrap();
+        check(&["x".into(), "{".into()]).unwrap();
+    }
+}

@@ -1,0 +1,575 @@
+//! `kind: etcd`: members launched from the `etcd` binary, and the driver that speaks to them
+//! through etcd's v3 JSON gateway (HTTP/1.1 on each member's client port): reads (linearizable
+//! or serializable), writes, cas as a transaction comparing the value, and status from the
+//! maintenance API.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use faultline_protocol::{ErrorBody, ErrorCode, Op, Response, Role, Status, Value};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::net::TcpStream;
+
+use super::client::CallError;
+
+/// `target.settings` of `kind: etcd`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdSettings {
+    /// `--heartbeat-interval`.
+    #[serde(default = "default_heartbeat", with = "humantime_serde")]
+    pub heartbeat: Duration,
+    /// `--election-timeout` (etcd draws each timeout from [this, twice this)).
+    #[serde(default = "default_election", with = "humantime_serde")]
+    pub election_timeout: Duration,
+    /// `linearizable` (etcd's default: a read goes through ReadIndex) or `serializable` (a
+    /// member answers from its own store, possibly stale).
+    #[serde(default)]
+    pub read: ReadMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReadMode {
+    #[default]
+    Linearizable,
+    Serializable,
+}
+
+fn default_heartbeat() -> Duration {
+    Duration::from_millis(100)
+}
+fn default_election() -> Duration {
+    Duration::from_millis(1000)
+}
+
+impl EtcdSettings {
+    pub fn from_map(map: &serde_json::Map<String, serde_json::Value>) -> Result<Self, String> {
+        let s: EtcdSettings = faultline_replica::parse_settings(map, "etcd")?;
+        if s.heartbeat.as_millis() == 0 {
+            return Err("settings.heartbeat must be at least 1ms (etcd counts milliseconds)".into());
+        }
+        // etcd itself refuses an election timeout under five heartbeats.
+        if s.election_timeout < s.heartbeat * 5 {
+            return Err(format!(
+                "settings.election_timeout ({}) must be at least 5 x settings.heartbeat ({}), as etcd requires",
+                humantime::format_duration(s.election_timeout),
+                humantime::format_duration(s.heartbeat)
+            ));
+        }
+        if s.election_timeout > Duration::from_secs(50) {
+            return Err("settings.election_timeout must be at most 50s (etcd's limit)".into());
+        }
+        Ok(s)
+    }
+}
+
+/// The settings check `kind: etcd` registers with the experiment schema.
+pub fn validate_settings(map: &serde_json::Map<String, serde_json::Value>) -> Result<(), String> {
+    EtcdSettings::from_map(map).map(|_| ())
+}
+
+/// One member's command line. `members` holds every member's (id, client address, peer
+/// address); the cluster token makes two runs' members refuse each other.
+pub fn args(
+    id: &str,
+    members: &[(String, SocketAddr, SocketAddr)],
+    data_dir: &Path,
+    settings: &EtcdSettings,
+    token: &str,
+) -> Vec<String> {
+    let me = members
+        .iter()
+        .find(|(m, _, _)| m == id)
+        .expect("the member is one of the cluster");
+    let initial: Vec<String> = members
+        .iter()
+        .map(|(m, _, peer)| format!("{m}=http://{peer}"))
+        .collect();
+    vec![
+        "--name".into(),
+        id.into(),
+        "--data-dir".into(),
+        data_dir.display().to_string(),
+        "--listen-client-urls".into(),
+        format!("http://{}", me.1),
+        "--advertise-client-urls".into(),
+        format!("http://{}", me.1),
+        "--listen-peer-urls".into(),
+        format!("http://{}", me.2),
+        "--initial-advertise-peer-urls".into(),
+        format!("http://{}", me.2),
+        "--initial-cluster".into(),
+        initial.join(","),
+        "--initial-cluster-state".into(),
+        "new".into(),
+        "--initial-cluster-token".into(),
+        token.into(),
+        "--heartbeat-interval".into(),
+        settings.heartbeat.as_millis().to_string(),
+        "--election-timeout".into(),
+        settings.election_timeout.as_millis().to_string(),
+        // etcd's defaults fsync every write; keep them. Quieter logs, no metrics endpoint.
+        "--logger".into(),
+        "zap".into(),
+        "--log-outputs".into(),
+        "stderr".into(),
+    ]
+}
+
+/// What the clients of one etcd cluster share: the read mode, and member ids learned so far
+/// (etcd names members by 64-bit ids; the harness by their `--name`).
+pub struct EtcdShared {
+    serializable: bool,
+    names: Mutex<HashMap<u64, String>>,
+}
+
+impl EtcdShared {
+    pub fn new(settings: &EtcdSettings) -> Self {
+        EtcdShared {
+            serializable: settings.read == ReadMode::Serializable,
+            names: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn name(&self, member: u64) -> Option<String> {
+        self.names.lock().expect("names").get(&member).cloned()
+    }
+}
+
+/// Errors after which etcd certainly did not apply a write: it refused the proposal before
+/// handing it to Raft. Any other failure of a write or cas is indeterminate.
+const DEFINITE_WRITE_ERRORS: &[&str] = &[
+    "etcdserver: no leader",
+    "raft proposal dropped",
+    "etcdserver: too many requests",
+    "etcdserver: not capable",
+    "etcdserver: request is too large",
+];
+
+/// A client of one member, over HTTP/1.1 connections kept alive between calls (one request in
+/// flight per connection; a new connection is opened when none is idle).
+pub struct EtcdClient {
+    shared: Arc<EtcdShared>,
+    id: String,
+    addr: SocketAddr,
+    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+    connect_timeout: Duration,
+}
+
+/// The gateway's answer to a failed call.
+#[derive(Deserialize, Default)]
+struct GatewayError {
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    error: String,
+}
+
+#[derive(Deserialize, Default)]
+struct Header {
+    #[serde(default, deserialize_with = "u64_str")]
+    member_id: u64,
+}
+
+fn u64_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map_err(serde::de::Error::custom)
+}
+
+impl EtcdClient {
+    pub fn new(shared: Arc<EtcdShared>, id: &str, addr: SocketAddr, timeout: Duration) -> Self {
+        EtcdClient {
+            shared,
+            id: id.to_string(),
+            addr,
+            idle: Mutex::new(Vec::new()),
+            connect_timeout: timeout.min(Duration::from_millis(200)),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, CallError> {
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(self.addr))
+            .await
+            .map_err(|_| CallError::NotSent(format!("connect to {} timed out", self.addr)))?
+            .map_err(|e| CallError::NotSent(format!("connect to {}: {e}", self.addr)))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| CallError::NotSent(format!("HTTP handshake with {}: {e}", self.addr)))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(sender)
+    }
+
+    /// POST `body` to `path`: the status code and body, or why not. A request that provably
+    /// never left (no connection, or hyper handed it back unsent) is [`CallError::NotSent`].
+    async fn post(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+        deadline: tokio::time::Instant,
+    ) -> Result<(hyper::StatusCode, Bytes), CallError> {
+        let mut req = Some(
+            hyper::Request::post(path)
+                .header(hyper::header::HOST, self.addr.to_string())
+                .header(hyper::header::CONTENT_TYPE, "application/json")
+                .body(Full::new(Bytes::from(body.to_string())))
+                .expect("a valid request"),
+        );
+        // Idle connections the member closed meanwhile hand the request back; try the next.
+        loop {
+            let idle = self.idle.lock().expect("idle").pop();
+            let mut sender = match idle {
+                Some(s) if !s.is_closed() => s,
+                Some(_) => continue,
+                None => tokio::time::timeout_at(deadline, self.connect())
+                    .await
+                    .map_err(|_| {
+                        CallError::NotSent(format!("connect to {} timed out", self.addr))
+                    })??,
+            };
+            if tokio::time::timeout_at(deadline, sender.ready())
+                .await
+                .map_err(|_| CallError::NotSent(format!("{} not ready in time", self.addr)))?
+                .is_err()
+            {
+                continue;
+            }
+            let sent = sender.try_send_request(req.take().expect("request kept until sent"));
+            enum Failure {
+                Send(hyper::client::conn::TrySendError<hyper::Request<Full<Bytes>>>),
+                Body(hyper::Error),
+            }
+            let exchange = async {
+                let resp = sent.await.map_err(Failure::Send)?;
+                let status = resp.status();
+                let body = resp.into_body().collect().await.map_err(Failure::Body)?;
+                Ok::<_, Failure>((status, body.to_bytes()))
+            };
+            return match tokio::time::timeout_at(deadline, exchange).await {
+                Err(_) => Err(CallError::Timeout),
+                Ok(Ok(answer)) => {
+                    self.idle.lock().expect("idle").push(sender);
+                    Ok(answer)
+                }
+                Ok(Err(Failure::Send(mut e))) => match e.take_message() {
+                    Some(unsent) => {
+                        req = Some(unsent);
+                        continue;
+                    }
+                    None => Err(CallError::Lost(format!(
+                        "{}: {}",
+                        self.addr,
+                        e.into_error()
+                    ))),
+                },
+                Ok(Err(Failure::Body(e))) => {
+                    Err(CallError::Lost(format!("{}: {e}", self.addr)))
+                }
+            };
+        }
+    }
+
+    pub async fn call(&self, op: Op, timeout: Duration) -> Result<Response, CallError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let kind = op.kind();
+        let (path, body) = request(&op, self.shared.serializable);
+        let (code, body) = self.post(path, body, deadline).await?;
+        if !code.is_success() {
+            let err: GatewayError = serde_json::from_slice(&body).unwrap_or_default();
+            let message = if err.message.is_empty() {
+                format!("HTTP {code}: {}", err.error)
+            } else {
+                err.message
+            };
+            return Ok(failed(&op, message));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| CallError::Lost(format!("{}: unreadable answer: {e}", self.addr)))?;
+        match op {
+            Op::Read { .. } => match read_value(&v) {
+                Ok(value) => Ok(ok(Some(value))),
+                Err(message) => Ok(error(ErrorCode::Other, true, message)),
+            },
+            Op::Write { .. } => Ok(ok(None)),
+            Op::Cas { .. } => {
+                if v.get("succeeded").and_then(|s| s.as_bool()) == Some(true) {
+                    Ok(ok(None))
+                } else {
+                    Ok(error(ErrorCode::CasMismatch, true, "compare failed".into()))
+                }
+            }
+            Op::Status => {
+                debug_assert_eq!(kind, faultline_protocol::OpKind::Status);
+                let status = self.status(&v, deadline).await;
+                Ok(Response {
+                    id: 0,
+                    ok: true,
+                    value: None,
+                    status: Some(status),
+                    error: None,
+                })
+            }
+        }
+    }
+
+    /// A member's status: leader when the leader it names is itself; the leader's name from
+    /// the member list (asked once per member id not seen before).
+    async fn status(&self, v: &serde_json::Value, deadline: tokio::time::Instant) -> Status {
+        let num = |k: &str| {
+            v.get(k)
+                .and_then(|x| x.as_str())
+                .and_then(|s| s.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let header: Header = v
+            .get("header")
+            .cloned()
+            .and_then(|h| serde_json::from_value(h).ok())
+            .unwrap_or_default();
+        let me = header.member_id;
+        let leader = num("leader");
+        if me != 0 {
+            self.shared
+                .names
+                .lock()
+                .expect("names")
+                .insert(me, self.id.clone());
+        }
+        let mut leader_name = (leader != 0).then(|| self.shared.name(leader)).flatten();
+        if leader != 0 && leader_name.is_none() {
+            if let Ok((code, body)) = self
+                .post("/v3/cluster/member/list", json!({}), deadline)
+                .await
+            {
+                if code.is_success() {
+                    self.learn_members(&body);
+                }
+            }
+            leader_name = self.shared.name(leader);
+        }
+        let role = if leader == 0 {
+            Role::Candidate
+        } else if leader == me {
+            Role::Leader
+        } else {
+            Role::Follower
+        };
+        Status {
+            node: self.id.clone(),
+            role,
+            term: num("raftTerm"),
+            leader: leader_name,
+            commit: num("raftIndex"),
+            applied: Some(num("raftAppliedIndex")),
+            role_us: None,
+        }
+    }
+
+    fn learn_members(&self, body: &[u8]) {
+        #[derive(Deserialize)]
+        struct Member {
+            #[serde(rename = "ID", deserialize_with = "u64_str")]
+            id: u64,
+            #[serde(default)]
+            name: String,
+        }
+        #[derive(Deserialize)]
+        struct List {
+            #[serde(default)]
+            members: Vec<Member>,
+        }
+        if let Ok(list) = serde_json::from_slice::<List>(body) {
+            let mut names = self.shared.names.lock().expect("names");
+            for m in list.members.into_iter().filter(|m| !m.name.is_empty()) {
+                names.insert(m.id, m.name);
+            }
+        }
+    }
+}
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// The gateway path and JSON body for an operation.
+fn request(op: &Op, serializable: bool) -> (&'static str, serde_json::Value) {
+    match op {
+        Op::Read { key } => (
+            "/v3/kv/range",
+            json!({ "key": b64(key), "serializable": serializable }),
+        ),
+        Op::Write { key, value } => (
+            "/v3/kv/put",
+            json!({ "key": b64(key), "value": b64(&value.to_string()) }),
+        ),
+        Op::Cas { key, from, to } => {
+            // `from: null` matches a key never written: its create revision is 0.
+            let compare = match from {
+                Some(f) => json!({
+                    "key": b64(key), "target": "VALUE", "result": "EQUAL",
+                    "value": b64(&f.to_string())
+                }),
+                None => json!({
+                    "key": b64(key), "target": "CREATE", "result": "EQUAL",
+                    "create_revision": "0"
+                }),
+            };
+            (
+                "/v3/kv/txn",
+                json!({
+                    "compare": [compare],
+                    "success": [{ "request_put": { "key": b64(key), "value": b64(&to.to_string()) } }]
+                }),
+            )
+        }
+        Op::Status => ("/v3/maintenance/status", json!({})),
+    }
+}
+
+/// The register value a range answer holds (`None`: never written).
+fn read_value(v: &serde_json::Value) -> Result<Option<Value>, String> {
+    let Some(kv) = v.get("kvs").and_then(|k| k.as_array()).and_then(|a| a.first()) else {
+        return Ok(None);
+    };
+    let raw = kv.get("value").and_then(|x| x.as_str()).unwrap_or("");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(raw)
+        .map_err(|e| format!("value is not base64: {e}"))?;
+    let text = String::from_utf8_lossy(&bytes);
+    text.parse::<Value>()
+        .map(Some)
+        .map_err(|_| format!("value {text:?} is not a register value written by faultline"))
+}
+
+fn ok(value: Option<Option<Value>>) -> Response {
+    Response {
+        id: 0,
+        ok: true,
+        value,
+        status: None,
+        error: None,
+    }
+}
+
+fn error(code: ErrorCode, definite: bool, message: String) -> Response {
+    Response {
+        id: 0,
+        ok: false,
+        value: None,
+        status: None,
+        error: Some(ErrorBody {
+            code,
+            definite,
+            leader: None,
+            message: Some(message),
+        }),
+    }
+}
+
+/// An error answer from etcd: a read or status never has an effect; a write or cas is
+/// definite only when etcd refused it before proposing it.
+fn failed(op: &Op, message: String) -> Response {
+    match op {
+        Op::Read { .. } | Op::Status => error(ErrorCode::Unavailable, true, message),
+        Op::Write { .. } | Op::Cas { .. } => {
+            if DEFINITE_WRITE_ERRORS.iter().any(|d| message.contains(d)) {
+                error(ErrorCode::Unavailable, true, message)
+            } else {
+                error(ErrorCode::Timeout, false, message)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_map_to_etcd_flags_and_are_checked() {
+        let map = |j: serde_json::Value| j.as_object().unwrap().clone();
+        let s = EtcdSettings::from_map(&map(
+            json!({"heartbeat": "50ms", "election_timeout": "250ms", "read": "serializable"}),
+        ))
+        .unwrap();
+        assert_eq!(s.read, ReadMode::Serializable);
+        let members = vec![
+            (
+                "n1".to_string(),
+                "127.0.0.1:1".parse().unwrap(),
+                "127.0.0.1:2".parse().unwrap(),
+            ),
+            (
+                "n2".to_string(),
+                "127.0.0.1:3".parse().unwrap(),
+                "127.0.0.1:4".parse().unwrap(),
+            ),
+        ];
+        let a = args("n2", &members, Path::new("/d"), &s, "tok");
+        let flag = |f: &str| a[a.iter().position(|x| x == f).unwrap() + 1].clone();
+        assert_eq!(flag("--heartbeat-interval"), "50");
+        assert_eq!(flag("--election-timeout"), "250");
+        assert_eq!(flag("--listen-client-urls"), "http://127.0.0.1:3");
+        assert_eq!(
+            flag("--initial-cluster"),
+            "n1=http://127.0.0.1:2,n2=http://127.0.0.1:4"
+        );
+        let e = EtcdSettings::from_map(&map(
+            json!({"heartbeat": "100ms", "election_timeout": "200ms"}),
+        ))
+        .unwrap_err();
+        assert!(e.contains("5 x settings.heartbeat"), "{e}");
+        let e = EtcdSettings::from_map(&map(json!({"read": "sometimes"}))).unwrap_err();
+        assert!(e.starts_with("settings.read"), "{e}");
+    }
+
+    #[test]
+    fn operations_become_gateway_requests() {
+        let (path, body) = request(
+            &Op::Cas {
+                key: "k1".into(),
+                from: Some(17),
+                to: 18,
+            },
+            false,
+        );
+        assert_eq!(path, "/v3/kv/txn");
+        assert_eq!(body["compare"][0]["value"], b64("17"));
+        assert_eq!(body["success"][0]["request_put"]["value"], b64("18"));
+        let (_, body) = request(&Op::Read { key: "k1".into() }, true);
+        assert_eq!(body["serializable"], true);
+        let v = json!({"kvs": [{"key": b64("k1"), "value": b64("42")}]});
+        assert_eq!(read_value(&v), Ok(Some(42)));
+        assert_eq!(read_value(&json!({"header": {}})), Ok(None));
+    }
+
+    #[test]
+    fn only_refused_proposals_are_definite() {
+        let w = Op::Write {
+            key: "k".into(),
+            value: 1,
+        };
+        let e = failed(&w, "etcdserver: request timed out".into());
+        assert!(!e.error.unwrap().definite);
+        let e = failed(&w, "etcdserver: no leader".into());
+        assert!(e.error.unwrap().definite);
+        let e = failed(&Op::Read { key: "k".into() }, "anything".into());
+        assert!(e.error.unwrap().definite);
+    }
+}

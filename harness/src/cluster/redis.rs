@@ -1,0 +1,707 @@
+//! `kind: redis-sentinel`: a Redis primary and replicas (`redis-server`), a Sentinel beside
+//! each of them (`redis-server --sentinel`, in the same network namespace), and the driver that
+//! speaks RESP to them: reads, writes, cas as a Lua script, status from `ROLE` and the node's
+//! own Sentinel, and clients that follow the Sentinels as Redis's client guidelines describe
+//! (stay with the primary they know; on `READONLY` or a lost connection, ask the Sentinels).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use faultline_protocol::{ErrorBody, ErrorCode, Op, Response, Role, Status, Value};
+use serde::Deserialize;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+
+use super::client::CallError;
+
+/// The name the Sentinels monitor the primary under.
+pub const MASTER_NAME: &str = "faultline";
+
+/// `target.settings` of `kind: redis-sentinel`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `sentinel down-after-milliseconds`: how long the primary must be unreachable before a
+    /// Sentinel calls it subjectively down.
+    #[serde(default = "default_down_after", with = "humantime_serde")]
+    pub down_after: Duration,
+    /// `sentinel failover-timeout`.
+    #[serde(default = "default_failover_timeout", with = "humantime_serde")]
+    pub failover_timeout: Duration,
+    /// Sentinels that must agree the primary is down; a majority of them by default.
+    #[serde(default)]
+    pub quorum: Option<u32>,
+    /// `min-replicas-to-write` on every server: the primary refuses writes with fewer
+    /// connected replicas than this (Redis's mitigation for a partitioned primary; 0 is off,
+    /// Redis's default).
+    #[serde(default)]
+    pub min_replicas_to_write: u32,
+    /// `min-replicas-max-lag`, in seconds.
+    #[serde(default = "default_max_lag")]
+    pub min_replicas_max_lag: u32,
+    /// `appendfsync`: `always`, `everysec` (Redis's default) or `no`.
+    #[serde(default)]
+    pub appendfsync: Fsync,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fsync {
+    Always,
+    #[default]
+    Everysec,
+    No,
+}
+
+fn default_down_after() -> Duration {
+    Duration::from_millis(1000)
+}
+fn default_failover_timeout() -> Duration {
+    Duration::from_millis(5000)
+}
+fn default_max_lag() -> u32 {
+    10
+}
+
+impl RedisSettings {
+    pub fn from_map(map: &serde_json::Map<String, serde_json::Value>) -> Result<Self, String> {
+        let s: RedisSettings = faultline_replica::parse_settings(map, "redis-sentinel")?;
+        if s.down_after.as_millis() == 0 {
+            return Err("settings.down_after must be at least 1ms".into());
+        }
+        if s.failover_timeout.as_millis() == 0 {
+            return Err("settings.failover_timeout must be at least 1ms".into());
+        }
+        if s.quorum == Some(0) {
+            return Err("settings.quorum must be at least 1".into());
+        }
+        Ok(s)
+    }
+}
+
+pub fn validate_settings(map: &serde_json::Map<String, serde_json::Value>) -> Result<(), String> {
+    RedisSettings::from_map(map).map(|_| ())
+}
+
+/// The configuration file of one `redis-server`: `n1` starts as the primary, the others as its
+/// replicas. The Sentinels rewrite it (`CONFIG REWRITE`) when they change a server's role, so a
+/// restarted server comes back in the role it last had.
+pub fn server_config(
+    addr: SocketAddr,
+    primary: SocketAddr,
+    is_primary: bool,
+    data_dir: &Path,
+    s: &RedisSettings,
+) -> String {
+    let fsync = match s.appendfsync {
+        Fsync::Always => "always",
+        Fsync::Everysec => "everysec",
+        Fsync::No => "no",
+    };
+    let mut c = format!(
+        "bind {ip}\nport {port}\nprotected-mode no\ndaemonize no\nlogfile \"\"\n\
+         dir \"{dir}\"\nappendonly yes\nappendfsync {fsync}\nsave \"\"\n\
+         min-replicas-to-write {min}\nmin-replicas-max-lag {lag}\n",
+        ip = addr.ip(),
+        port = addr.port(),
+        dir = data_dir.display(),
+        min = s.min_replicas_to_write,
+        lag = s.min_replicas_max_lag,
+    );
+    if !is_primary {
+        c.push_str(&format!("replicaof {} {}\n", primary.ip(), primary.port()));
+    }
+    c
+}
+
+/// The configuration file of one Sentinel (which it rewrites as it learns).
+pub fn sentinel_config(
+    addr: SocketAddr,
+    primary: SocketAddr,
+    sentinels: u32,
+    dir: &Path,
+    s: &RedisSettings,
+) -> String {
+    let quorum = s.quorum.unwrap_or(sentinels / 2 + 1);
+    format!(
+        "bind {ip}\nport {port}\nprotected-mode no\ndaemonize no\nlogfile \"\"\ndir \"{dir}\"\n\
+         sentinel monitor {name} {pip} {pport} {quorum}\n\
+         sentinel down-after-milliseconds {name} {down}\n\
+         sentinel failover-timeout {name} {failover}\n\
+         sentinel parallel-syncs {name} 1\n",
+        ip = addr.ip(),
+        port = addr.port(),
+        dir = dir.display(),
+        name = MASTER_NAME,
+        pip = primary.ip(),
+        pport = primary.port(),
+        down = s.down_after.as_millis(),
+        failover = s.failover_timeout.as_millis(),
+    )
+}
+
+/// What the clients of one Redis deployment share: every server's address (as the Sentinels
+/// name it) and every Sentinel's.
+pub struct RedisShared {
+    /// (node id, the server's own address).
+    pub servers: Vec<(String, SocketAddr)>,
+    /// (node id, the address of the Sentinel beside that server).
+    pub sentinels: Vec<(String, SocketAddr)>,
+}
+
+impl RedisShared {
+    fn node_at(&self, ip: &str, port: &str) -> Option<String> {
+        self.servers
+            .iter()
+            .find(|(_, a)| a.ip().to_string() == ip && a.port().to_string() == port)
+            .map(|(id, _)| id.clone())
+    }
+
+    /// The primary as a client finds it: the first Sentinel that answers
+    /// `SENTINEL get-master-addr-by-name`, asked in order.
+    pub async fn ask_sentinels(&self, timeout: Duration) -> Option<String> {
+        for (_, addr) in &self.sentinels {
+            let asked = one_shot(
+                *addr,
+                &[b"SENTINEL", b"get-master-addr-by-name", MASTER_NAME.as_bytes()],
+                timeout,
+            )
+            .await;
+            if let Ok(Resp::Array(Some(parts))) = asked {
+                if let [Resp::Bulk(Some(ip)), Resp::Bulk(Some(port))] = parts.as_slice() {
+                    let (ip, port) = (String::from_utf8_lossy(ip), String::from_utf8_lossy(port));
+                    if let Some(id) = self.node_at(&ip, &port) {
+                        return Some(id);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Whether every Sentinel knows every replica and every other Sentinel (else a failover
+    /// could not reach its quorum yet); the detail says what is missing.
+    pub async fn settled(&self, timeout: Duration) -> Result<(), String> {
+        let n = self.servers.len();
+        for (id, addr) in &self.sentinels {
+            let fields = sentinel_master(*addr, timeout)
+                .await
+                .map_err(|e| format!("sentinel of {id}: {e}"))?;
+            let get = |k: &str| {
+                fields
+                    .iter()
+                    .find(|(f, _)| f == k)
+                    .and_then(|(_, v)| v.parse::<usize>().ok())
+                    .unwrap_or(0)
+            };
+            let (replicas, others) = (get("num-slaves"), get("num-other-sentinels"));
+            if replicas + 1 < n || others + 1 < self.sentinels.len() {
+                return Err(format!(
+                    "sentinel of {id} knows {replicas} of {} replicas and {others} of {} other sentinels",
+                    n - 1,
+                    self.sentinels.len() - 1
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `SENTINEL MASTER <name>` as (field, value) pairs.
+async fn sentinel_master(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<Vec<(String, String)>, String> {
+    match one_shot(
+        addr,
+        &[b"SENTINEL", b"MASTER", MASTER_NAME.as_bytes()],
+        timeout,
+    )
+    .await
+    {
+        Ok(Resp::Array(Some(items))) => Ok(items
+            .chunks(2)
+            .filter_map(|kv| match kv {
+                [Resp::Bulk(Some(k)), Resp::Bulk(Some(v))] => Some((
+                    String::from_utf8_lossy(k).into_owned(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )),
+                _ => None,
+            })
+            .collect()),
+        Ok(Resp::Error(e)) => Err(e),
+        Ok(other) => Err(format!("unexpected answer {other:?}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A RESP2 value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resp {
+    Simple(String),
+    Error(String),
+    Int(i64),
+    Bulk(Option<Vec<u8>>),
+    Array(Option<Vec<Resp>>),
+}
+
+/// A command as a RESP array of bulk strings.
+pub fn encode(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// Read one RESP2 value.
+pub async fn read_resp<R: AsyncBufRead + Unpin + Send>(r: &mut R) -> std::io::Result<Resp> {
+    // Arrays nest: keep a stack of (items so far, items expected).
+    let mut stack: Vec<(Vec<Resp>, usize)> = Vec::new();
+    loop {
+        let mut line = Vec::with_capacity(64);
+        if r.read_until(b'\n', &mut line).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed RESP");
+        let body = line.strip_suffix(b"\r\n").ok_or_else(bad)?;
+        let (&tag, rest) = body.split_first().ok_or_else(bad)?;
+        let text = String::from_utf8_lossy(rest).into_owned();
+        let number = || text.parse::<i64>().map_err(|_| bad());
+        let value = match tag {
+            b'+' => Resp::Simple(text.clone()),
+            b'-' => Resp::Error(text.clone()),
+            b':' => Resp::Int(number()?),
+            b'$' => {
+                let len = number()?;
+                if len < 0 {
+                    Resp::Bulk(None)
+                } else {
+                    let mut buf = vec![0; len as usize + 2];
+                    r.read_exact(&mut buf).await?;
+                    buf.truncate(len as usize);
+                    Resp::Bulk(Some(buf))
+                }
+            }
+            b'*' => {
+                let len = number()?;
+                if len < 0 {
+                    Resp::Array(None)
+                } else if len == 0 {
+                    Resp::Array(Some(Vec::new()))
+                } else {
+                    stack.push((Vec::with_capacity(len as usize), len as usize));
+                    continue;
+                }
+            }
+            _ => return Err(bad()),
+        };
+        // Fold the value into the arrays it completes.
+        let mut value = value;
+        loop {
+            match stack.last_mut() {
+                None => return Ok(value),
+                Some((items, want)) => {
+                    items.push(value);
+                    if items.len() < *want {
+                        break;
+                    }
+                    let (items, _) = stack.pop().expect("just looked");
+                    value = Resp::Array(Some(items));
+                }
+            }
+        }
+    }
+}
+
+/// Open a connection, send one command, read its answer.
+async fn one_shot(addr: SocketAddr, args: &[&[u8]], timeout: Duration) -> std::io::Result<Resp> {
+    let exchange = async {
+        let mut s = TcpStream::connect(addr).await?;
+        let _ = s.set_nodelay(true);
+        s.write_all(&encode(args)).await?;
+        let mut r = BufReader::new(s);
+        read_resp(&mut r).await
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"))?
+}
+
+type Waiters = Arc<Mutex<VecDeque<oneshot::Sender<Resp>>>>;
+
+/// One pipelined connection: answers come back in the order commands were written.
+struct Conn {
+    tx: mpsc::UnboundedSender<(Vec<u8>, oneshot::Sender<Resp>)>,
+}
+
+impl Conn {
+    fn alive(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
+    fn start(stream: TcpStream) -> Conn {
+        let (rd, mut wr) = stream.into_split();
+        let (tx, mut rx) = mpsc::unbounded_channel::<(Vec<u8>, oneshot::Sender<Resp>)>();
+        let waiters: Waiters = Arc::new(Mutex::new(VecDeque::new()));
+        let reader_waiters = waiters.clone();
+        let writer = tokio::spawn(async move {
+            while let Some((bytes, waiter)) = rx.recv().await {
+                // Queued before written, so the reader always finds the waiter of the answer.
+                waiters.lock().expect("waiters").push_back(waiter);
+                if wr.write_all(&bytes).await.is_err() {
+                    break;
+                }
+            }
+        });
+        tokio::spawn(async move {
+            let mut r = BufReader::new(rd);
+            while let Ok(resp) = read_resp(&mut r).await {
+                let waiter = reader_waiters.lock().expect("waiters").pop_front();
+                if let Some(w) = waiter {
+                    let _ = w.send(resp);
+                }
+            }
+            writer.abort();
+            reader_waiters.lock().expect("waiters").clear();
+        });
+        Conn { tx }
+    }
+}
+
+/// A client of one Redis server, and of the Sentinel beside it for `status`.
+pub struct RedisClient {
+    shared: Arc<RedisShared>,
+    id: String,
+    addr: SocketAddr,
+    slots: Vec<tokio::sync::Mutex<Option<Arc<Conn>>>>,
+    sentinel: tokio::sync::Mutex<Option<Arc<Conn>>>,
+    next_slot: AtomicUsize,
+    connect_timeout: Duration,
+}
+
+/// Compare-and-set as one script (atomic on the server). `ARGV[1]` empty matches a key never
+/// written.
+const CAS_SCRIPT: &str = "local v = redis.call('GET', KEYS[1]) \
+    if (ARGV[1] == '' and v == false) or v == ARGV[1] then \
+    redis.call('SET', KEYS[1], ARGV[2]) return 1 else return 0 end";
+
+impl RedisClient {
+    pub fn new(
+        shared: Arc<RedisShared>,
+        id: &str,
+        addr: SocketAddr,
+        pool: usize,
+        timeout: Duration,
+    ) -> Self {
+        RedisClient {
+            shared,
+            id: id.to_string(),
+            addr,
+            slots: (0..pool.max(1))
+                .map(|_| tokio::sync::Mutex::new(None))
+                .collect(),
+            sentinel: tokio::sync::Mutex::new(None),
+            next_slot: AtomicUsize::new(0),
+            connect_timeout: timeout.min(Duration::from_millis(200)),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    async fn conn(
+        &self,
+        slot: &tokio::sync::Mutex<Option<Arc<Conn>>>,
+        addr: SocketAddr,
+    ) -> Result<Arc<Conn>, CallError> {
+        let mut guard = slot.lock().await;
+        if let Some(c) = guard.as_ref() {
+            if c.alive() {
+                return Ok(c.clone());
+            }
+        }
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| CallError::NotSent(format!("connect to {addr} timed out")))?
+            .map_err(|e| CallError::NotSent(format!("connect to {addr}: {e}")))?;
+        let _ = stream.set_nodelay(true);
+        let conn = Arc::new(Conn::start(stream));
+        *guard = Some(conn.clone());
+        Ok(conn)
+    }
+
+    async fn command(
+        &self,
+        slot: &tokio::sync::Mutex<Option<Arc<Conn>>>,
+        addr: SocketAddr,
+        args: &[&[u8]],
+        deadline: tokio::time::Instant,
+    ) -> Result<Resp, CallError> {
+        let conn = tokio::time::timeout_at(deadline, self.conn(slot, addr))
+            .await
+            .map_err(|_| CallError::NotSent(format!("connect to {addr} timed out")))??;
+        let (tx, rx) = oneshot::channel();
+        if conn.tx.send((encode(args), tx)).is_err() {
+            return Err(CallError::NotSent("connection closed before sending".into()));
+        }
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(_)) => Err(CallError::Lost(format!("connection to {addr} closed"))),
+            Err(_) => Err(CallError::Timeout),
+        }
+    }
+
+    pub async fn call(&self, op: Op, timeout: Duration) -> Result<Response, CallError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        if op == Op::Status {
+            return self.status(deadline).await;
+        }
+        let slot = &self.slots[self.next_slot.fetch_add(1, Ordering::Relaxed) % self.slots.len()];
+        let answer = match &op {
+            Op::Read { key } => {
+                self.command(slot, self.addr, &[b"GET", key.as_bytes()], deadline)
+                    .await?
+            }
+            Op::Write { key, value } => {
+                let v = value.to_string();
+                self.command(
+                    slot,
+                    self.addr,
+                    &[b"SET", key.as_bytes(), v.as_bytes()],
+                    deadline,
+                )
+                .await?
+            }
+            Op::Cas { key, from, to } => {
+                let from = from.map(|f| f.to_string()).unwrap_or_default();
+                let to = to.to_string();
+                self.command(
+                    slot,
+                    self.addr,
+                    &[
+                        b"EVAL",
+                        CAS_SCRIPT.as_bytes(),
+                        b"1",
+                        key.as_bytes(),
+                        from.as_bytes(),
+                        to.as_bytes(),
+                    ],
+                    deadline,
+                )
+                .await?
+            }
+            Op::Status => unreachable!("answered above"),
+        };
+        let mut resp = answer_to_response(&op, answer);
+        // A replica refused a write: ask the Sentinels where the primary is, as a client does.
+        if let Some(err) = resp.error.as_mut() {
+            if err.code == ErrorCode::NotLeader {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                err.leader = self.shared.ask_sentinels(left).await;
+            }
+        }
+        Ok(resp)
+    }
+
+    /// `ROLE` from the server, and from its own Sentinel the primary it names and the
+    /// configuration epoch (which orders failovers, like a term). Without an answer from the
+    /// Sentinel, term 0 and no leader.
+    async fn status(&self, deadline: tokio::time::Instant) -> Result<Response, CallError> {
+        let slot = &self.slots[0];
+        let role = self
+            .command(slot, self.addr, &[b"ROLE"], deadline)
+            .await?;
+        let (role, offset) = match &role {
+            Resp::Array(Some(items)) => {
+                let name = match items.first() {
+                    Some(Resp::Bulk(Some(b))) => String::from_utf8_lossy(b).into_owned(),
+                    _ => String::new(),
+                };
+                let offset = items
+                    .iter()
+                    .find_map(|i| match i {
+                        Resp::Int(n) => Some(*n as u64),
+                        _ => None,
+                    })
+                    .unwrap_or(0);
+                match name.as_str() {
+                    "master" => (Role::Leader, offset),
+                    "slave" => (Role::Follower, offset),
+                    _ => (Role::Unknown, offset),
+                }
+            }
+            Resp::Error(e) if e.starts_with("LOADING") => (Role::Recovering, 0),
+            _ => (Role::Unknown, 0),
+        };
+        let (mut term, mut leader) = (0, None);
+        if let Some((_, sentinel)) = self.shared.sentinels.iter().find(|(id, _)| *id == self.id) {
+            let asked = self
+                .command(
+                    &self.sentinel,
+                    *sentinel,
+                    &[b"SENTINEL", b"MASTER", MASTER_NAME.as_bytes()],
+                    deadline,
+                )
+                .await;
+            if let Ok(Resp::Array(Some(items))) = asked {
+                let field = |k: &str| {
+                    items.chunks(2).find_map(|kv| match kv {
+                        [Resp::Bulk(Some(f)), Resp::Bulk(Some(v))] if f == k.as_bytes() => {
+                            Some(String::from_utf8_lossy(v).into_owned())
+                        }
+                        _ => None,
+                    })
+                };
+                term = field("config-epoch")
+                    .and_then(|e| e.parse().ok())
+                    .unwrap_or(0);
+                if let (Some(ip), Some(port)) = (field("ip"), field("port")) {
+                    leader = self.shared.node_at(&ip, &port);
+                }
+            }
+        }
+        Ok(Response {
+            id: 0,
+            ok: true,
+            value: None,
+            status: Some(Status {
+                node: self.id.clone(),
+                role,
+                term,
+                leader,
+                commit: offset,
+                applied: None,
+                role_us: None,
+            }),
+            error: None,
+        })
+    }
+}
+
+fn error(code: ErrorCode, definite: bool, message: String) -> Response {
+    Response {
+        id: 0,
+        ok: false,
+        value: None,
+        status: None,
+        error: Some(ErrorBody {
+            code,
+            definite,
+            leader: None,
+            message: Some(message),
+        }),
+    }
+}
+
+/// Redis errors that mean the command was refused before it ran.
+fn refused(message: &str) -> Option<ErrorCode> {
+    let code = message.split_whitespace().next().unwrap_or("");
+    if message.contains("READONLY") {
+        return Some(ErrorCode::NotLeader);
+    }
+    match code {
+        "NOREPLICAS" | "LOADING" | "MASTERDOWN" | "BUSY" | "TRYAGAIN" | "CLUSTERDOWN" => {
+            Some(ErrorCode::Unavailable)
+        }
+        _ => None,
+    }
+}
+
+/// A Redis answer as a native response. A read's failure never had an effect; a write's is
+/// definite only when Redis refused it before running it.
+fn answer_to_response(op: &Op, answer: Resp) -> Response {
+    let ok = |value| Response {
+        id: 0,
+        ok: true,
+        value,
+        status: None,
+        error: None,
+    };
+    match (op, answer) {
+        (_, Resp::Error(e)) => match (refused(&e), op) {
+            (Some(code), _) => error(code, true, e),
+            (None, Op::Read { .. }) => error(ErrorCode::Unavailable, true, e),
+            (None, _) => error(ErrorCode::Other, false, e),
+        },
+        (Op::Read { .. }, Resp::Bulk(None)) => ok(Some(None)),
+        (Op::Read { .. }, Resp::Bulk(Some(b))) => {
+            match String::from_utf8_lossy(&b).parse::<Value>() {
+                Ok(v) => ok(Some(Some(v))),
+                Err(_) => error(
+                    ErrorCode::Other,
+                    true,
+                    format!("value {:?} was not written by faultline", String::from_utf8_lossy(&b)),
+                ),
+            }
+        }
+        (Op::Write { .. }, Resp::Simple(s)) if s == "OK" => ok(None),
+        (Op::Cas { .. }, Resp::Int(1)) => ok(None),
+        (Op::Cas { .. }, Resp::Int(0)) => error(ErrorCode::CasMismatch, true, "compare failed".into()),
+        (_, other) => error(
+            ErrorCode::Other,
+            matches!(op, Op::Read { .. }),
+            format!("unexpected answer {other:?}"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn resp_values_round_trip_through_the_reader() {
+        let wire: &[u8] = b"*3\r\n$6\r\nmaster\r\n:42\r\n*1\r\n*3\r\n$9\r\n127.0.0.1\r\n$4\r\n6380\r\n$2\r\n42\r\n+OK\r\n-READONLY You can't write\r\n$-1\r\n";
+        let mut r = BufReader::new(wire);
+        let role = read_resp(&mut r).await.unwrap();
+        let Resp::Array(Some(items)) = role else {
+            panic!("{role:?}")
+        };
+        assert_eq!(items[0], Resp::Bulk(Some(b"master".to_vec())));
+        assert_eq!(items[1], Resp::Int(42));
+        assert!(matches!(&items[2], Resp::Array(Some(inner)) if inner.len() == 1));
+        assert_eq!(read_resp(&mut r).await.unwrap(), Resp::Simple("OK".into()));
+        assert!(matches!(read_resp(&mut r).await.unwrap(), Resp::Error(e) if e.starts_with("READONLY")));
+        assert_eq!(read_resp(&mut r).await.unwrap(), Resp::Bulk(None));
+        assert!(read_resp(&mut r).await.is_err(), "end of input is an error");
+        assert_eq!(encode(&[b"GET", b"k"]), b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+    }
+
+    #[test]
+    fn refusals_are_definite_and_other_write_errors_are_not() {
+        let w = Op::Write {
+            key: "k".into(),
+            value: 1,
+        };
+        let r = answer_to_response(&w, Resp::Error("READONLY You can't write against a read only replica.".into()));
+        let e = r.error.unwrap();
+        assert_eq!((e.code, e.definite), (ErrorCode::NotLeader, true));
+        let r = answer_to_response(&w, Resp::Error("NOREPLICAS Not enough good replicas to write.".into()));
+        assert!(r.error.unwrap().definite);
+        let r = answer_to_response(&w, Resp::Error("ERR something odd".into()));
+        assert!(!r.error.unwrap().definite);
+        let cas = Op::Cas {
+            key: "k".into(),
+            from: None,
+            to: 2,
+        };
+        assert_eq!(
+            answer_to_response(&cas, Resp::Int(0)).error.unwrap().code,
+            ErrorCode::CasMismatch
+        );
+        let read = Op::Read { key: "k".into() };
+        assert_eq!(
+            answer_to_response(&read, Resp::Bulk(Some(b"17".to_vec()))).value,
+            Some(Some(17))
+        );
+    }
+}
