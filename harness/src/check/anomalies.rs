@@ -13,7 +13,10 @@
 //! - **lost write**: an ok write or cas W such that some ok read R invoked after W completed
 //!   shows W gone as above (W playing W2), and no ok read invoked at or after R's invocation
 //!   returns W's value again. Counted per write; the read that shows it is also a stale read.
-//!   (A stale replica that lags but catches up shows up as stale reads, not lost writes.)
+//!   And W is not called lost when a read after the last read showing W gone returns the value
+//!   of a write that may follow W (it did not complete before W began) and began before that
+//!   last read began: the state may have moved past W without reverting. (A stale replica that lags, even one
+//!   cut off for a while, shows up as stale reads, not lost writes.)
 //! - **never written**: an ok read returned a value that no ok or info write or cas on the key
 //!   wrote (perhaps only a failed one did). Counted per read.
 
@@ -234,6 +237,29 @@ pub(crate) fn find(key: &str, ops: &[&OpRecord], cap: usize) -> KeyAnomalies {
         let from = reads.partition_point(|(r, _)| r.invoke_ns <= after);
         let (at, idx) = read_min[from];
         if idx == usize::MAX || at >= i128::from(w.invoke_ns) {
+            continue;
+        }
+        // A stale replica, not a loss, when some later read sees a write that may follow W (it
+        // did not complete before W began) and began before even the last read showing W
+        // gone: the state may have moved past W without reverting; that read only lagged.
+        let shows_gone = |s: i128| s < i128::from(w.invoke_ns);
+        let last = from
+            + reads[from..]
+                .iter()
+                .rposition(|&(_, s)| shows_gone(s))
+                .expect("the read at idx shows W gone");
+        let last_invoked = reads[last].0.invoke_ns;
+        let overtaken = reads[last + 1..].iter().any(|(r2, _)| {
+            r2.value.and_then(|v| writers.get(&v)).is_some_and(|wr| {
+                wr.ops
+                    .iter()
+                    .any(|&o| {
+                        completion(o).is_none_or(|c| c > w.invoke_ns)
+                            && o.invoke_ns < last_invoked
+                    })
+            })
+        });
+        if overtaken {
             continue;
         }
         let (r, _) = reads[idx];

@@ -303,6 +303,39 @@ fn cases() -> Vec<Case> {
             Invalid,
             (1, 1, 0),
         ),
+        // A replica cut off keeps answering 1 while the majority moves on to 2 and 3, which
+        // later reads see: stale reads, but 2 was overwritten, not lost (etcd's serializable
+        // reads under a partition).
+        case(
+            "cut-off-replica-is-stale-not-lossy",
+            Reg,
+            vec![
+                w(1, 1, 0, 10),
+                w(2, 2, 20, 30),
+                r(3, Some(2), 40, 50),
+                w(4, 3, 60, 70),
+                r(5, Some(1), 80, 90),
+                r(6, Some(3), 100, 110),
+            ],
+            Invalid,
+            (0, 1, 0),
+        ),
+        // The state reverts to 1 and moves on from there (Redis's old primary demoted after a
+        // partition): 2 is lost, though later writes are seen.
+        case(
+            "reverted-write-is-lost",
+            Reg,
+            vec![
+                w(1, 1, 0, 10),
+                w(2, 2, 20, 30),
+                r(3, Some(2), 40, 50),
+                r(4, Some(1), 60, 70),
+                w(5, 3, 80, 90),
+                r(6, Some(3), 100, 110),
+            ],
+            Invalid,
+            (1, 1, 0),
+        ),
         case(
             "cas-under-register-model",
             Reg,

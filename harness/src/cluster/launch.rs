@@ -314,19 +314,28 @@ impl Cluster {
         })
     }
 
-    /// Start every node of a cluster just assembled, then its sidecars.
+    /// Start every node of a cluster just assembled (its sidecars start once the nodes are
+    /// ready: [`Cluster::wait_ready`]).
     fn start_all(cluster: Cluster) -> Result<Cluster, ClusterError> {
         for n in &cluster.nodes {
             cluster.start(n)?;
         }
-        for s in &cluster.sidecars {
-            let p = NodeProcess::spawn(&s.spec).map_err(|source| ClusterError::Process {
-                node: format!("{} (sentinel)", s.node),
-                source,
-            })?;
-            *s.process.lock().expect("sidecar slot") = Some(p);
-        }
         Ok(cluster)
+    }
+
+    /// Start the sidecars not started yet.
+    fn start_sidecars(&self) -> Result<(), ClusterError> {
+        for s in &self.sidecars {
+            let mut slot = s.process.lock().expect("sidecar slot");
+            if slot.is_none() {
+                let p = NodeProcess::spawn(&s.spec).map_err(|source| ClusterError::Process {
+                    node: format!("{} (sentinel)", s.node),
+                    source,
+                })?;
+                *slot = Some(p);
+            }
+        }
+        Ok(())
     }
 
     /// The program and arguments that start `node`; writes the configuration files the
@@ -642,10 +651,25 @@ impl Cluster {
             }
             if answered == self.nodes.len() && leader.is_some() {
                 match &self.driver {
-                    Driver::Redis(shared) => match shared.settled(Duration::from_millis(200)).await {
-                        Ok(()) => return Ok(started.elapsed()),
-                        Err(why) => detail = why,
-                    },
+                    // Sentinels start once every replica is attached, and the cluster is ready
+                    // when each of them knows all servers and all other Sentinels.
+                    Driver::Redis(shared) => {
+                        let wait = Duration::from_millis(200);
+                        let started_sidecars = self.sidecars.iter().all(|s| {
+                            s.process.lock().expect("sidecar slot").is_some()
+                        });
+                        if !started_sidecars {
+                            if shared.replicas_attached(wait).await {
+                                self.start_sidecars()?;
+                            }
+                            detail = "replicas attaching to the primary".into();
+                        } else {
+                            match shared.settled(wait).await {
+                                Ok(()) => return Ok(started.elapsed()),
+                                Err(why) => detail = why,
+                            }
+                        }
+                    }
                     _ => return Ok(started.elapsed()),
                 }
             } else {

@@ -89,7 +89,8 @@ pub fn validate_settings(map: &serde_json::Map<String, serde_json::Value>) -> Re
 }
 
 /// The configuration file of one `redis-server`: `n1` starts as the primary, the others as its
-/// replicas. The Sentinels rewrite it (`CONFIG REWRITE`) when they change a server's role, so a
+/// replicas. Every server and Sentinel announces the address it listens on (on loopback its
+/// connections come from 127.0.0.1, which is not where it listens). The Sentinels rewrite it (`CONFIG REWRITE`) when they change a server's role, so a
 /// restarted server comes back in the role it last had.
 pub fn server_config(
     addr: SocketAddr,
@@ -106,7 +107,7 @@ pub fn server_config(
     let mut c = format!(
         "bind {ip}\nport {port}\nprotected-mode no\ndaemonize no\nlogfile \"\"\n\
          dir \"{dir}\"\nappendonly yes\nappendfsync {fsync}\nsave \"\"\n\
-         min-replicas-to-write {min}\nmin-replicas-max-lag {lag}\n",
+         min-replicas-to-write {min}\nmin-replicas-max-lag {lag}\nreplica-announce-ip {ip}\nrepl-diskless-sync-delay 0\n",
         ip = addr.ip(),
         port = addr.port(),
         dir = data_dir.display(),
@@ -130,7 +131,7 @@ pub fn sentinel_config(
     let quorum = s.quorum.unwrap_or(sentinels / 2 + 1);
     format!(
         "bind {ip}\nport {port}\nprotected-mode no\ndaemonize no\nlogfile \"\"\ndir \"{dir}\"\n\
-         sentinel monitor {name} {pip} {pport} {quorum}\n\
+         sentinel announce-ip {ip}\nsentinel monitor {name} {pip} {pport} {quorum}\n\
          sentinel down-after-milliseconds {name} {down}\n\
          sentinel failover-timeout {name} {failover}\n\
          sentinel parallel-syncs {name} 1\n",
@@ -182,6 +183,21 @@ impl RedisShared {
             }
         }
         None
+    }
+
+    /// Whether the first primary has every replica attached (`ROLE` lists them): the Sentinels
+    /// start then, so their first look at the primary finds all of them.
+    pub async fn replicas_attached(&self, timeout: Duration) -> bool {
+        let Some((_, primary)) = self.servers.first() else {
+            return false;
+        };
+        match one_shot(*primary, &[b"ROLE"], timeout).await {
+            Ok(Resp::Array(Some(items))) => matches!(
+                items.get(2),
+                Some(Resp::Array(Some(replicas))) if replicas.len() + 1 >= self.servers.len()
+            ),
+            _ => false,
+        }
     }
 
     /// Whether every Sentinel knows every replica and every other Sentinel (else a failover
@@ -382,7 +398,8 @@ pub struct RedisClient {
     id: String,
     addr: SocketAddr,
     slots: Vec<tokio::sync::Mutex<Option<Arc<Conn>>>>,
-    sentinel: tokio::sync::Mutex<Option<Arc<Conn>>>,
+    /// One connection to each Sentinel, in the order of `shared.sentinels`, for `status`.
+    sentinel_conns: Vec<tokio::sync::Mutex<Option<Arc<Conn>>>>,
     next_slot: AtomicUsize,
     connect_timeout: Duration,
 }
@@ -402,13 +419,17 @@ impl RedisClient {
         timeout: Duration,
     ) -> Self {
         RedisClient {
-            shared,
             id: id.to_string(),
             addr,
             slots: (0..pool.max(1))
                 .map(|_| tokio::sync::Mutex::new(None))
                 .collect(),
-            sentinel: tokio::sync::Mutex::new(None),
+            sentinel_conns: shared
+                .sentinels
+                .iter()
+                .map(|_| tokio::sync::Mutex::new(None))
+                .collect(),
+            shared,
             next_slot: AtomicUsize::new(0),
             connect_timeout: timeout.min(Duration::from_millis(200)),
         }
@@ -512,9 +533,10 @@ impl RedisClient {
         Ok(resp)
     }
 
-    /// `ROLE` from the server, and from its own Sentinel the primary it names and the
-    /// configuration epoch (which orders failovers, like a term). Without an answer from the
-    /// Sentinel, term 0 and no leader.
+    /// `ROLE` from the server; from its own Sentinel, the primary it names; and as the term,
+    /// the highest configuration epoch (which orders failovers) of any Sentinel naming this
+    /// server as primary, so an old primary cut off with its Sentinel keeps its old epoch while
+    /// the one promoted carries the new one. Term 0 when no Sentinel names it.
     async fn status(&self, deadline: tokio::time::Instant) -> Result<Response, CallError> {
         let slot = &self.slots[0];
         let role = self
@@ -543,30 +565,38 @@ impl RedisClient {
             _ => (Role::Unknown, 0),
         };
         let (mut term, mut leader) = (0, None);
-        if let Some((_, sentinel)) = self.shared.sentinels.iter().find(|(id, _)| *id == self.id) {
+        for ((sentinel_of, addr), conn) in self.shared.sentinels.iter().zip(&self.sentinel_conns) {
             let asked = self
                 .command(
-                    &self.sentinel,
-                    *sentinel,
+                    conn,
+                    *addr,
                     &[b"SENTINEL", b"MASTER", MASTER_NAME.as_bytes()],
                     deadline,
                 )
                 .await;
-            if let Ok(Resp::Array(Some(items))) = asked {
-                let field = |k: &str| {
-                    items.chunks(2).find_map(|kv| match kv {
-                        [Resp::Bulk(Some(f)), Resp::Bulk(Some(v))] if f == k.as_bytes() => {
-                            Some(String::from_utf8_lossy(v).into_owned())
-                        }
-                        _ => None,
-                    })
-                };
-                term = field("config-epoch")
-                    .and_then(|e| e.parse().ok())
-                    .unwrap_or(0);
-                if let (Some(ip), Some(port)) = (field("ip"), field("port")) {
-                    leader = self.shared.node_at(&ip, &port);
-                }
+            let Ok(Resp::Array(Some(items))) = asked else {
+                continue;
+            };
+            let field = |k: &str| {
+                items.chunks(2).find_map(|kv| match kv {
+                    [Resp::Bulk(Some(f)), Resp::Bulk(Some(v))] if f == k.as_bytes() => {
+                        Some(String::from_utf8_lossy(v).into_owned())
+                    }
+                    _ => None,
+                })
+            };
+            let named = match (field("ip"), field("port")) {
+                (Some(ip), Some(port)) => self.shared.node_at(&ip, &port),
+                _ => None,
+            };
+            let epoch: u64 = field("config-epoch")
+                .and_then(|e| e.parse().ok())
+                .unwrap_or(0);
+            if named.as_deref() == Some(self.id.as_str()) {
+                term = term.max(epoch);
+            }
+            if *sentinel_of == self.id {
+                leader = named;
             }
         }
         Ok(Response {
