@@ -270,7 +270,9 @@ fn main() -> ExitCode {
             settings,
         } => {
             let cfg = match (config, id, client, peer, data_dir) {
-                (Some(path), ..) => faultline_protocol::NodeConfig::load(&path).map_err(|e| e.to_string()),
+                (Some(path), ..) => {
+                    faultline_protocol::NodeConfig::load(&path).map_err(|e| e.to_string())
+                }
                 (None, Some(id), Some(client_addr), Some(peer_addr), Some(data_dir)) => {
                     node_config_from_flags(id, client_addr, peer_addr, &peers, data_dir, settings)
                 }

@@ -122,8 +122,7 @@ fn flavor(target: &crate::experiment::Target) -> Result<cluster::Flavor, cluster
                 "redis-server",
                 "install Debian's redis-server and redis-sentinel packages, or set target.binary",
             )?,
-            settings: cluster::redis::RedisSettings::from_map(&target.settings)
-                .expect(settings_ok),
+            settings: cluster::redis::RedisSettings::from_map(&target.settings).expect(settings_ok),
         },
         TargetKind::Command => cluster::Flavor::Command(target.command.clone()),
         TargetKind::PrimaryBackup | TargetKind::Raft | TargetKind::Paxos => {

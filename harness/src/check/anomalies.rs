@@ -13,9 +13,10 @@
 //! - **lost write**: an ok write or cas W such that some ok read R invoked after W completed
 //!   shows W gone as above (W playing W2), and no ok read invoked at or after R's invocation
 //!   returns W's value again. Counted per write; the read that shows it is also a stale read.
-//!   And W is not called lost when a read after the last read showing W gone returns the value
-//!   of a write that may follow W (it did not complete before W began) and began before that
-//!   last read began: the state may have moved past W without reverting. (A stale replica that lags, even one
+//!   And W is not called lost when, after some read showing W gone, a read returns the value of
+//!   a write that may follow W (it did not complete before W began) and began before that
+//!   read did, or an ok cas from W's value began after that read: the state had moved past W
+//!   (or still held it) without reverting, and the read only lagged. (A stale replica that lags, even one
 //!   cut off for a while, shows up as stale reads, not lost writes.)
 //! - **never written**: an ok read returned a value that no ok or info write or cas on the key
 //!   wrote (perhaps only a failed one did). Counted per read.
@@ -229,6 +230,17 @@ pub(crate) fn find(key: &str, ops: &[&OpRecord], cap: usize) -> KeyAnomalies {
             *e = (*e).max(r.invoke_ns);
         }
     }
+    // The latest start of an ok cas from each value: proof that the value was current then.
+    let mut cas_from: HashMap<Value, u64> = HashMap::new();
+    for &r in ops
+        .iter()
+        .filter(|r| r.f == OpKind::Cas && r.outcome == Outcome::Ok)
+    {
+        if let Some(from) = r.from {
+            let e = cas_from.entry(from).or_insert(r.invoke_ns);
+            *e = (*e).max(r.invoke_ns);
+        }
+    }
     let mut lost: Vec<(&OpRecord, u64)> = ok_writes.clone();
     lost.sort_by_key(|(w, c)| (*c, w.id));
     for (w, complete) in lost {
@@ -239,27 +251,30 @@ pub(crate) fn find(key: &str, ops: &[&OpRecord], cap: usize) -> KeyAnomalies {
         if idx == usize::MAX || at >= i128::from(w.invoke_ns) {
             continue;
         }
-        // A stale replica, not a loss, when some later read sees a write that may follow W (it
-        // did not complete before W began) and began before even the last read showing W
-        // gone: the state may have moved past W without reverting; that read only lagged.
+        // A stale replica, not a loss, when after some read showing W gone a read returns a
+        // write that may follow W (it did not complete before W began) and that began before
+        // that read did: the state had moved past W without reverting; that read only lagged.
+        // One pass from the end, keeping the earliest start of such writes seen later.
+        // Likewise when an ok cas from W's value began after such a read: W's value was
+        // still the state then.
         let shows_gone = |s: i128| s < i128::from(w.invoke_ns);
-        let last = from
-            + reads[from..]
-                .iter()
-                .rposition(|&(_, s)| shows_gone(s))
-                .expect("the read at idx shows W gone");
-        let last_invoked = reads[last].0.invoke_ns;
-        let overtaken = reads[last + 1..].iter().any(|(r2, _)| {
-            r2.value.and_then(|v| writers.get(&v)).is_some_and(|wr| {
-                wr.ops
-                    .iter()
-                    .any(|&o| {
-                        completion(o).is_none_or(|c| c > w.invoke_ns)
-                            && o.invoke_ns < last_invoked
-                    })
-            })
-        });
-        if overtaken {
+        let cas_from_w = cas_from.get(&v).copied().unwrap_or(0);
+        let mut follower_started = u64::MAX;
+        let mut kept = false;
+        for &(ri, si) in reads[from..].iter().rev() {
+            if shows_gone(si) && (follower_started < ri.invoke_ns || cas_from_w > ri.invoke_ns) {
+                kept = true;
+                break;
+            }
+            if let Some(wr) = ri.value.and_then(|v| writers.get(&v)) {
+                for &o in &wr.ops {
+                    if completion(o).is_none_or(|c| c > w.invoke_ns) {
+                        follower_started = follower_started.min(o.invoke_ns);
+                    }
+                }
+            }
+        }
+        if kept {
             continue;
         }
         let (r, _) = reads[idx];

@@ -18,7 +18,10 @@ pub const PLACEHOLDERS: &[(&str, &str)] = &[
         "every other node as id=host:port, comma-separated: the addresses to dial peers at \
          (link proxies in proxy mode)",
     ),
-    ("{data_dir}", "a directory for durable state, kept across restarts"),
+    (
+        "{data_dir}",
+        "a directory for durable state, kept across restarts",
+    ),
     (
         "{config}",
         "a JSON file with all of the above (the reference nodes' config format)",
@@ -154,7 +157,10 @@ mod tests {
     #[test]
     fn unknown_placeholders_and_empty_commands_are_errors() {
         let e = check(&["x".into(), "--p={port}".into()]).unwrap_err();
-        assert!(e.starts_with("command[1]: unknown placeholder `{port}`"), "{e}");
+        assert!(
+            e.starts_with("command[1]: unknown placeholder `{port}`"),
+            "{e}"
+        );
         assert!(check(&[]).is_err());
         // Braces that are not placeholders, like a JSON argument, are left alone.
         check(&["x".into(), "{\"a\": 1}".into()]).unwrap();

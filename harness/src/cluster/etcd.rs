@@ -56,7 +56,9 @@ impl EtcdSettings {
     pub fn from_map(map: &serde_json::Map<String, serde_json::Value>) -> Result<Self, String> {
         let s: EtcdSettings = faultline_replica::parse_settings(map, "etcd")?;
         if s.heartbeat.as_millis() == 0 {
-            return Err("settings.heartbeat must be at least 1ms (etcd counts milliseconds)".into());
+            return Err(
+                "settings.heartbeat must be at least 1ms (etcd counts milliseconds)".into(),
+            );
         }
         // etcd itself refuses an election timeout under five heartbeats.
         if s.election_timeout < s.heartbeat * 5 {
@@ -164,6 +166,8 @@ pub struct EtcdClient {
     addr: SocketAddr,
     idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
     connect_timeout: Duration,
+    /// The highest term in which this member named another member as leader.
+    other_leader_term: Mutex<u64>,
 }
 
 /// The gateway's answer to a failed call.
@@ -194,6 +198,7 @@ impl EtcdClient {
             addr,
             idle: Mutex::new(Vec::new()),
             connect_timeout: timeout.min(Duration::from_millis(200)),
+            other_leader_term: Mutex::new(0),
         }
     }
 
@@ -252,11 +257,11 @@ impl EtcdClient {
             }
             let sent = sender.try_send_request(req.take().expect("request kept until sent"));
             enum Failure {
-                Send(hyper::client::conn::TrySendError<hyper::Request<Full<Bytes>>>),
+                Send(Box<hyper::client::conn::TrySendError<hyper::Request<Full<Bytes>>>>),
                 Body(hyper::Error),
             }
             let exchange = async {
-                let resp = sent.await.map_err(Failure::Send)?;
+                let resp = sent.await.map_err(|e| Failure::Send(Box::new(e)))?;
                 let status = resp.status();
                 let body = resp.into_body().collect().await.map_err(Failure::Body)?;
                 Ok::<_, Failure>((status, body.to_bytes()))
@@ -278,9 +283,7 @@ impl EtcdClient {
                         e.into_error()
                     ))),
                 },
-                Ok(Err(Failure::Body(e))) => {
-                    Err(CallError::Lost(format!("{}: {e}", self.addr)))
-                }
+                Ok(Err(Failure::Body(e))) => Err(CallError::Lost(format!("{}: {e}", self.addr))),
             };
         }
     }
@@ -289,7 +292,30 @@ impl EtcdClient {
         let deadline = tokio::time::Instant::now() + timeout;
         let kind = op.kind();
         let (path, body) = request(&op, self.shared.serializable);
-        let (code, body) = self.post(path, body, deadline).await?;
+        let (mut code, mut body) = self.post(path, body.clone(), deadline).await?;
+        // etcd reports the term of the last entry it applied, so a member just elected names
+        // itself leader under its old term until its first entry commits. A member claiming
+        // leadership in a term where it named another leader is read again until its term
+        // moves on; if it does not in time, it is reported as a candidate.
+        let mut torn = false;
+        if op == Op::Status {
+            for _ in 0..20 {
+                let Some((member, leader, term)) = code.is_success().then(|| ids(&body)) else {
+                    break;
+                };
+                let known = *self.other_leader_term.lock().expect("term");
+                if leader != 0 && leader != member {
+                    let mut t = self.other_leader_term.lock().expect("term");
+                    *t = (*t).max(term);
+                }
+                torn = leader == member && member != 0 && term <= known;
+                if !torn || tokio::time::Instant::now() + Duration::from_millis(5) >= deadline {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                (code, body) = self.post(path, request(&op, false).1, deadline).await?;
+            }
+        }
         if !code.is_success() {
             let err: GatewayError = serde_json::from_slice(&body).unwrap_or_default();
             let message = if err.message.is_empty() {
@@ -316,7 +342,10 @@ impl EtcdClient {
             }
             Op::Status => {
                 debug_assert_eq!(kind, faultline_protocol::OpKind::Status);
-                let status = self.status(&v, deadline).await;
+                let mut status = self.status(&v, deadline).await;
+                if torn {
+                    status.role = Role::Candidate;
+                }
                 Ok(Response {
                     id: 0,
                     ok: true,
@@ -403,6 +432,21 @@ impl EtcdClient {
     }
 }
 
+/// The (member, leader, raftTerm) of a status answer, zeros where missing.
+fn ids(body: &[u8]) -> (u64, u64, u64) {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let num = |x: Option<&serde_json::Value>| {
+        x.and_then(|x| x.as_str())
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (
+        num(v.get("header").and_then(|h| h.get("member_id"))),
+        num(v.get("leader")),
+        num(v.get("raftTerm")),
+    )
+}
+
 fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
 }
@@ -444,7 +488,11 @@ fn request(op: &Op, serializable: bool) -> (&'static str, serde_json::Value) {
 
 /// The register value a range answer holds (`None`: never written).
 fn read_value(v: &serde_json::Value) -> Result<Option<Value>, String> {
-    let Some(kv) = v.get("kvs").and_then(|k| k.as_array()).and_then(|a| a.first()) else {
+    let Some(kv) = v
+        .get("kvs")
+        .and_then(|k| k.as_array())
+        .and_then(|a| a.first())
+    else {
         return Ok(None);
     };
     let raw = kv.get("value").and_then(|x| x.as_str()).unwrap_or("");

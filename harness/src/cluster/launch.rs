@@ -655,9 +655,10 @@ impl Cluster {
                     // when each of them knows all servers and all other Sentinels.
                     Driver::Redis(shared) => {
                         let wait = Duration::from_millis(200);
-                        let started_sidecars = self.sidecars.iter().all(|s| {
-                            s.process.lock().expect("sidecar slot").is_some()
-                        });
+                        let started_sidecars = self
+                            .sidecars
+                            .iter()
+                            .all(|s| s.process.lock().expect("sidecar slot").is_some());
                         if !started_sidecars {
                             if shared.replicas_attached(wait).await {
                                 self.start_sidecars()?;

@@ -7,9 +7,9 @@ mod client;
 pub mod command;
 pub mod etcd;
 mod launch;
-pub mod redis;
 pub mod network;
 mod observer;
+pub mod redis;
 mod view;
 
 pub use client::{CallError, Driver, NativeClient, NodeClient};

@@ -169,7 +169,11 @@ impl RedisShared {
         for (_, addr) in &self.sentinels {
             let asked = one_shot(
                 *addr,
-                &[b"SENTINEL", b"get-master-addr-by-name", MASTER_NAME.as_bytes()],
+                &[
+                    b"SENTINEL",
+                    b"get-master-addr-by-name",
+                    MASTER_NAME.as_bytes(),
+                ],
                 timeout,
             )
             .await;
@@ -472,7 +476,9 @@ impl RedisClient {
             .map_err(|_| CallError::NotSent(format!("connect to {addr} timed out")))??;
         let (tx, rx) = oneshot::channel();
         if conn.tx.send((encode(args), tx)).is_err() {
-            return Err(CallError::NotSent("connection closed before sending".into()));
+            return Err(CallError::NotSent(
+                "connection closed before sending".into(),
+            ));
         }
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(resp)) => Ok(resp),
@@ -539,9 +545,7 @@ impl RedisClient {
     /// the one promoted carries the new one. Term 0 when no Sentinel names it.
     async fn status(&self, deadline: tokio::time::Instant) -> Result<Response, CallError> {
         let slot = &self.slots[0];
-        let role = self
-            .command(slot, self.addr, &[b"ROLE"], deadline)
-            .await?;
+        let role = self.command(slot, self.addr, &[b"ROLE"], deadline).await?;
         let (role, offset) = match &role {
             Resp::Array(Some(items)) => {
                 let name = match items.first() {
@@ -669,13 +673,18 @@ fn answer_to_response(op: &Op, answer: Resp) -> Response {
                 Err(_) => error(
                     ErrorCode::Other,
                     true,
-                    format!("value {:?} was not written by faultline", String::from_utf8_lossy(&b)),
+                    format!(
+                        "value {:?} was not written by faultline",
+                        String::from_utf8_lossy(&b)
+                    ),
                 ),
             }
         }
         (Op::Write { .. }, Resp::Simple(s)) if s == "OK" => ok(None),
         (Op::Cas { .. }, Resp::Int(1)) => ok(None),
-        (Op::Cas { .. }, Resp::Int(0)) => error(ErrorCode::CasMismatch, true, "compare failed".into()),
+        (Op::Cas { .. }, Resp::Int(0)) => {
+            error(ErrorCode::CasMismatch, true, "compare failed".into())
+        }
         (_, other) => error(
             ErrorCode::Other,
             matches!(op, Op::Read { .. }),
@@ -700,7 +709,9 @@ mod tests {
         assert_eq!(items[1], Resp::Int(42));
         assert!(matches!(&items[2], Resp::Array(Some(inner)) if inner.len() == 1));
         assert_eq!(read_resp(&mut r).await.unwrap(), Resp::Simple("OK".into()));
-        assert!(matches!(read_resp(&mut r).await.unwrap(), Resp::Error(e) if e.starts_with("READONLY")));
+        assert!(
+            matches!(read_resp(&mut r).await.unwrap(), Resp::Error(e) if e.starts_with("READONLY"))
+        );
         assert_eq!(read_resp(&mut r).await.unwrap(), Resp::Bulk(None));
         assert!(read_resp(&mut r).await.is_err(), "end of input is an error");
         assert_eq!(encode(&[b"GET", b"k"]), b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
@@ -712,10 +723,16 @@ mod tests {
             key: "k".into(),
             value: 1,
         };
-        let r = answer_to_response(&w, Resp::Error("READONLY You can't write against a read only replica.".into()));
+        let r = answer_to_response(
+            &w,
+            Resp::Error("READONLY You can't write against a read only replica.".into()),
+        );
         let e = r.error.unwrap();
         assert_eq!((e.code, e.definite), (ErrorCode::NotLeader, true));
-        let r = answer_to_response(&w, Resp::Error("NOREPLICAS Not enough good replicas to write.".into()));
+        let r = answer_to_response(
+            &w,
+            Resp::Error("NOREPLICAS Not enough good replicas to write.".into()),
+        );
         assert!(r.error.unwrap().definite);
         let r = answer_to_response(&w, Resp::Error("ERR something odd".into()));
         assert!(!r.error.unwrap().definite);

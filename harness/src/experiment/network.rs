@@ -39,8 +39,7 @@ impl NetFault {
     /// the clients and the nodes): a partition or node-to-node link fault in `proxy` mode, a
     /// delay or TCP-level fault on node links in `netns` mode.
     pub fn node_links_need_proxy(&self, mode: super::NetworkMode) -> bool {
-        let node_link =
-            |l: &LinkSpec| l.from != Endpoint::Clients && l.to != Endpoint::Clients;
+        let node_link = |l: &LinkSpec| l.from != Endpoint::Clients && l.to != Endpoint::Clients;
         match (self, mode) {
             (NetFault::Partition { .. }, super::NetworkMode::Proxy) => true,
             (NetFault::Link(l), super::NetworkMode::Proxy) => node_link(l),

@@ -181,14 +181,18 @@ impl TryFrom<RawTarget> for Target {
     fn try_from(raw: RawTarget) -> Result<Self, String> {
         match (raw.kind, &raw.command, &raw.binary) {
             (TargetKind::Command, None, _) => {
-                return Err("kind: command needs `command:`, the argv that starts a node, as in \
+                return Err(
+                    "kind: command needs `command:`, the argv that starts a node, as in \
                      [my-node, --id, \"{id}\", --port, \"{client_port}\"]"
-                    .into())
+                        .into(),
+                )
             }
             (TargetKind::Command, Some(argv), binary) => {
                 crate::cluster::command::check(argv)?;
                 if binary.is_some() {
-                    return Err("binary: not used by kind: command (the program is command[0])".into());
+                    return Err(
+                        "binary: not used by kind: command (the program is command[0])".into(),
+                    );
                 }
             }
             (kind, Some(_), _) => {
@@ -198,12 +202,10 @@ impl TryFrom<RawTarget> for Target {
                 ))
             }
             (TargetKind::Etcd | TargetKind::RedisSentinel, None, _) => {}
-            (kind, None, Some(_)) => {
-                return Err(format!(
-                    "binary: {} nodes are faultline itself; `binary` is for etcd and redis-sentinel",
-                    kind.as_str()
-                ))
-            }
+            (kind, None, Some(_)) => return Err(format!(
+                "binary: {} nodes are faultline itself; `binary` is for etcd and redis-sentinel",
+                kind.as_str()
+            )),
             (_, None, None) => {}
         }
         let (validate, known_bugs) = raw.kind.node_checks();
