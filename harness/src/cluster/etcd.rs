@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
-use faultline_protocol::{ErrorBody, ErrorCode, Op, Response, Role, Status, Value};
+use faultline_protocol::{ErrorCode, Op, Response, Role, Status, Value};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::client::conn::http1::{self, SendRequest};
@@ -329,15 +329,20 @@ impl EtcdClient {
             .map_err(|e| CallError::Lost(format!("{}: unreadable answer: {e}", self.addr)))?;
         match op {
             Op::Read { .. } => match read_value(&v) {
-                Ok(value) => Ok(ok(Some(value))),
-                Err(message) => Ok(error(ErrorCode::Other, true, message)),
+                Ok(value) => Ok(Response::value(0, value)),
+                Err(message) => Ok(Response::failed(0, ErrorCode::Other, true, message)),
             },
-            Op::Write { .. } => Ok(ok(None)),
+            Op::Write { .. } => Ok(Response::done(0)),
             Op::Cas { .. } => {
                 if v.get("succeeded").and_then(|s| s.as_bool()) == Some(true) {
-                    Ok(ok(None))
+                    Ok(Response::done(0))
                 } else {
-                    Ok(error(ErrorCode::CasMismatch, true, "compare failed".into()))
+                    Ok(Response::failed(
+                        0,
+                        ErrorCode::CasMismatch,
+                        true,
+                        "compare failed",
+                    ))
                 }
             }
             Op::Status => {
@@ -346,13 +351,7 @@ impl EtcdClient {
                 if torn {
                     status.role = Role::Candidate;
                 }
-                Ok(Response {
-                    id: 0,
-                    ok: true,
-                    value: None,
-                    status: Some(status),
-                    error: None,
-                })
+                Ok(Response::status(0, status))
             }
         }
     }
@@ -505,41 +504,16 @@ fn read_value(v: &serde_json::Value) -> Result<Option<Value>, String> {
         .map_err(|_| format!("value {text:?} is not a register value written by faultline"))
 }
 
-fn ok(value: Option<Option<Value>>) -> Response {
-    Response {
-        id: 0,
-        ok: true,
-        value,
-        status: None,
-        error: None,
-    }
-}
-
-fn error(code: ErrorCode, definite: bool, message: String) -> Response {
-    Response {
-        id: 0,
-        ok: false,
-        value: None,
-        status: None,
-        error: Some(ErrorBody {
-            code,
-            definite,
-            leader: None,
-            message: Some(message),
-        }),
-    }
-}
-
 /// An error answer from etcd: a read or status never has an effect; a write or cas is
 /// definite only when etcd refused it before proposing it.
 fn failed(op: &Op, message: String) -> Response {
     match op {
-        Op::Read { .. } | Op::Status => error(ErrorCode::Unavailable, true, message),
+        Op::Read { .. } | Op::Status => Response::failed(0, ErrorCode::Unavailable, true, message),
         Op::Write { .. } | Op::Cas { .. } => {
             if DEFINITE_WRITE_ERRORS.iter().any(|d| message.contains(d)) {
-                error(ErrorCode::Unavailable, true, message)
+                Response::failed(0, ErrorCode::Unavailable, true, message)
             } else {
-                error(ErrorCode::Timeout, false, message)
+                Response::failed(0, ErrorCode::Timeout, false, message)
             }
         }
     }

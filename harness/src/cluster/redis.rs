@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use faultline_protocol::{ErrorBody, ErrorCode, Op, Response, Role, Status, Value};
+use faultline_protocol::{ErrorCode, Op, Response, Role, Status, Value};
 use serde::Deserialize;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -603,11 +603,9 @@ impl RedisClient {
                 leader = named;
             }
         }
-        Ok(Response {
-            id: 0,
-            ok: true,
-            value: None,
-            status: Some(Status {
+        Ok(Response::status(
+            0,
+            Status {
                 node: self.id.clone(),
                 role,
                 term,
@@ -615,24 +613,8 @@ impl RedisClient {
                 commit: offset,
                 applied: None,
                 role_us: None,
-            }),
-            error: None,
-        })
-    }
-}
-
-fn error(code: ErrorCode, definite: bool, message: String) -> Response {
-    Response {
-        id: 0,
-        ok: false,
-        value: None,
-        status: None,
-        error: Some(ErrorBody {
-            code,
-            definite,
-            leader: None,
-            message: Some(message),
-        }),
+            },
+        ))
     }
 }
 
@@ -653,24 +635,18 @@ fn refused(message: &str) -> Option<ErrorCode> {
 /// A Redis answer as a native response. A read's failure never had an effect; a write's is
 /// definite only when Redis refused it before running it.
 fn answer_to_response(op: &Op, answer: Resp) -> Response {
-    let ok = |value| Response {
-        id: 0,
-        ok: true,
-        value,
-        status: None,
-        error: None,
-    };
     match (op, answer) {
         (_, Resp::Error(e)) => match (refused(&e), op) {
-            (Some(code), _) => error(code, true, e),
-            (None, Op::Read { .. }) => error(ErrorCode::Unavailable, true, e),
-            (None, _) => error(ErrorCode::Other, false, e),
+            (Some(code), _) => Response::failed(0, code, true, e),
+            (None, Op::Read { .. }) => Response::failed(0, ErrorCode::Unavailable, true, e),
+            (None, _) => Response::failed(0, ErrorCode::Other, false, e),
         },
-        (Op::Read { .. }, Resp::Bulk(None)) => ok(Some(None)),
+        (Op::Read { .. }, Resp::Bulk(None)) => Response::value(0, None),
         (Op::Read { .. }, Resp::Bulk(Some(b))) => {
             match String::from_utf8_lossy(&b).parse::<Value>() {
-                Ok(v) => ok(Some(Some(v))),
-                Err(_) => error(
+                Ok(v) => Response::value(0, Some(v)),
+                Err(_) => Response::failed(
+                    0,
                     ErrorCode::Other,
                     true,
                     format!(
@@ -680,12 +656,13 @@ fn answer_to_response(op: &Op, answer: Resp) -> Response {
                 ),
             }
         }
-        (Op::Write { .. }, Resp::Simple(s)) if s == "OK" => ok(None),
-        (Op::Cas { .. }, Resp::Int(1)) => ok(None),
+        (Op::Write { .. }, Resp::Simple(s)) if s == "OK" => Response::done(0),
+        (Op::Cas { .. }, Resp::Int(1)) => Response::done(0),
         (Op::Cas { .. }, Resp::Int(0)) => {
-            error(ErrorCode::CasMismatch, true, "compare failed".into())
+            Response::failed(0, ErrorCode::CasMismatch, true, "compare failed")
         }
-        (_, other) => error(
+        (_, other) => Response::failed(
+            0,
             ErrorCode::Other,
             matches!(op, Op::Read { .. }),
             format!("unexpected answer {other:?}"),

@@ -202,10 +202,12 @@ impl TryFrom<RawTarget> for Target {
                 ))
             }
             (TargetKind::Etcd | TargetKind::RedisSentinel, None, _) => {}
-            (kind, None, Some(_)) => return Err(format!(
+            (kind, None, Some(_)) => {
+                return Err(format!(
                 "binary: {} nodes are faultline itself; `binary` is for etcd and redis-sentinel",
                 kind.as_str()
-            )),
+            ))
+            }
             (_, None, None) => {}
         }
         let (validate, known_bugs) = raw.kind.node_checks();

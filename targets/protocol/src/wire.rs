@@ -135,6 +135,16 @@ impl Response {
         }
     }
 
+    /// A failure whose definiteness the caller knows better than the code does (a foreign
+    /// system's error mapped onto a native code), with a message.
+    pub fn failed(id: u64, code: ErrorCode, definite: bool, message: impl Into<String>) -> Self {
+        let mut r = Response::error(id, code).with_message(message);
+        if let Some(e) = r.error.as_mut() {
+            e.definite = definite;
+        }
+        r
+    }
+
     /// A `not_leader` failure with the node's best guess of the leader.
     pub fn not_leader(id: u64, leader: Option<String>) -> Self {
         let mut r = Response::error(id, ErrorCode::NotLeader);
