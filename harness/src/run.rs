@@ -487,7 +487,9 @@ fn spawn_balancer_journal(
     })
 }
 
-/// Watch for node processes that exit without the harness asking; journal every exit.
+/// Watch for node processes that exit without the harness asking; journal every exit. A
+/// sidecar (a Redis Sentinel) that exits while the cluster runs is always unexpected: the
+/// harness only stops sidecars with the cluster, and takes them out of their slots then.
 fn spawn_exit_watch(
     cluster: Arc<Cluster>,
     sink: Arc<dyn EventSink>,
@@ -496,8 +498,26 @@ fn spawn_exit_watch(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut seen: Vec<Option<u32>> = vec![None; cluster.nodes.len()];
+        let mut sidecars_seen: Vec<bool> = vec![false; cluster.sidecars.len()];
         loop {
             tokio::time::sleep(Duration::from_millis(20)).await;
+            for (i, s) in cluster.sidecars.iter().enumerate() {
+                let status = s
+                    .process
+                    .lock()
+                    .expect("sidecar slot")
+                    .as_ref()
+                    .and_then(|p| p.exit_status());
+                if let Some(status) = status.filter(|_| !sidecars_seen[i]) {
+                    sidecars_seen[i] = true;
+                    exits.lock().expect("exits").push(UnexpectedExit {
+                        node: format!("{} (sidecar)", s.node),
+                        at_ms: clock.ns() as f64 / 1e6,
+                        status: status.to_string(),
+                        log_tail: cluster::tail(&s.spec.stdout, 20),
+                    });
+                }
+            }
             for (i, n) in cluster.nodes.iter().enumerate() {
                 let Some(p) = n.process() else { continue };
                 let Some(status) = p.exit_status() else {

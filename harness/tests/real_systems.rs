@@ -233,6 +233,66 @@ fn bad_real_system_targets_are_refused_before_anything_runs() {
     }
 }
 
+#[test]
+fn a_sentinel_that_dies_during_the_run_is_reported() {
+    if !have("redis-server", "redis-server redis-sentinel") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let yaml =
+        "name: sentinel-dies\nseed: 9\nduration: 8s\ntarget:\n  kind: redis-sentinel\n  nodes: 3\n\
+                workload:\n  kind: register\n  keys: 4\n  rate: 100/s\n";
+    let file = common::write_experiment(dir.path(), "sentinel-dies", yaml);
+    let mut child = Command::new(common::exe())
+        .arg("run")
+        .arg(&file)
+        .arg("--out")
+        .arg(dir.path().join("results"))
+        .arg("--quiet")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Redis titles a Sentinel `redis-server HOST:PORT [sentinel]`.
+    let sentinel = loop {
+        let found = children_of(child.id()).into_iter().find(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("[sentinel]"))
+        });
+        let loading = std::fs::read_link(dir.path().join("results/sentinel-dies/latest"))
+            .ok()
+            .map(|t| dir.path().join("results/sentinel-dies").join(t))
+            .and_then(|r| std::fs::read_to_string(r.join("events.jsonl")).ok())
+            .is_some_and(|e| e.contains("\"name\":\"load\""));
+        if let (Some(p), true) = (found, loading) {
+            break p;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no Sentinel seen while the load ran");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(sentinel as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "the run itself still passes");
+    let r = common::report(&common::latest(dir.path(), "sentinel-dies"));
+    let exits = r["unexpected_exits"].as_array().unwrap();
+    assert!(
+        exits
+            .iter()
+            .any(|x| x["node"].as_str().unwrap().ends_with("(sidecar)")
+                && x["status"].as_str().unwrap().contains("SIGKILL")),
+        "{exits:?}"
+    );
+}
+
 /// Start a long run of `yaml`, wait until its load has begun, SIGKILL the harness, and check
 /// that none of the (at least `min_children`) processes it had started survives.
 fn sigkill_leaves_nothing(name: &str, yaml: &str, min_children: usize) {

@@ -13,7 +13,7 @@ pub mod redis;
 mod view;
 
 pub use client::{CallError, Driver, NativeClient, NodeClient};
-pub use launch::{find_program, Cluster, ClusterError, ClusterSpec, Flavor, NodeHandle};
+pub use launch::{find_program, tail, Cluster, ClusterError, ClusterSpec, Flavor, NodeHandle};
 pub use network::{End, Flow, Mesh};
 pub use observer::{spawn_health_checks, spawn_observer, EventSink};
 pub use view::{ClusterView, NodeView, SharedView};
