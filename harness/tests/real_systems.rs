@@ -150,7 +150,7 @@ fn redis_sentinel_loses_acknowledged_writes_when_the_primary_is_isolated() {
 }
 
 #[test]
-fn redis_sentinel_fails_over_a_killed_primary_and_stays_valid() {
+fn redis_sentinel_fails_over_a_killed_primary_and_clients_follow() {
     if !have("redis-server", "redis-server redis-sentinel") {
         return;
     }
@@ -165,7 +165,13 @@ fn redis_sentinel_fails_over_a_killed_primary_and_stays_valid() {
     let out = common::run(dir.path(), &file, &[]);
     let run = common::latest(dir.path(), "redis-kill");
     let r = common::report(&run);
-    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    // Replication is asynchronous: a write the killed primary acknowledged but had not yet
+    // sent may be lost, so the verdict may be either; the run itself must work.
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}",
+        common::stderr(&out)
+    );
     // The Sentinels promoted a replica: a new primary took writes before the old one came back.
     let e = &r["failover"]["events"][0];
     assert!(e["election_ms"].is_number(), "{e}");
@@ -174,9 +180,10 @@ fn redis_sentinel_fails_over_a_killed_primary_and_stays_valid() {
         recovery < 5000.0,
         "writes resumed only with the restart: {e}"
     );
-    // The clients found it through the Sentinels or by trying: writes on a replica were refused
-    // (READONLY, a definite failure), never acknowledged.
-    assert_eq!(r["consistency"]["lost_writes"], 0, "{}", r["consistency"]);
+    // The clients found the new primary: most operations succeeded.
+    let ok = r["ops"]["ok"].as_u64().unwrap();
+    let total = r["ops"]["invoked"].as_u64().unwrap();
+    assert!(ok * 10 > total * 8, "only {ok} of {total} ok: {}", r["ops"]);
 }
 
 #[test]
@@ -220,6 +227,10 @@ fn bad_real_system_targets_are_refused_before_anything_runs() {
             "target:\n  kind: raft\n  nodes: 3\n  command: [x]\n",
             "only kind: command takes a command",
         ),
+        (
+            "target:\n  kind: redis-sentinel\n  nodes: 3\n  settings: { quorum: 4 }\n",
+            "settings.quorum (4) is more than the 3",
+        ),
     ];
     for (i, (target, want)) in cases.iter().enumerate() {
         let yaml = format!(
@@ -242,38 +253,16 @@ fn a_sentinel_that_dies_during_the_run_is_reported() {
     let yaml =
         "name: sentinel-dies\nseed: 9\nduration: 8s\ntarget:\n  kind: redis-sentinel\n  nodes: 3\n\
                 workload:\n  kind: register\n  keys: 4\n  rate: 100/s\n";
-    let file = common::write_experiment(dir.path(), "sentinel-dies", yaml);
-    let mut child = Command::new(common::exe())
-        .arg("run")
-        .arg(&file)
-        .arg("--out")
-        .arg(dir.path().join("results"))
-        .arg("--quiet")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut child, _run) = start_loaded(dir.path(), "sentinel-dies", yaml);
     // Redis titles a Sentinel `redis-server HOST:PORT [sentinel]`.
-    let sentinel = loop {
-        let found = children_of(child.id()).into_iter().find(|p| {
-            std::fs::read(format!("/proc/{p}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("[sentinel]"))
-        });
-        let loading = std::fs::read_link(dir.path().join("results/sentinel-dies/latest"))
-            .ok()
-            .map(|t| dir.path().join("results/sentinel-dies").join(t))
-            .and_then(|r| std::fs::read_to_string(r.join("events.jsonl")).ok())
-            .is_some_and(|e| e.contains("\"name\":\"load\""));
-        if let (Some(p), true) = (found, loading) {
-            break p;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("no Sentinel seen while the load ran");
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let sentinel = children_of(child.id()).into_iter().find(|p| {
+        std::fs::read(format!("/proc/{p}/cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains("[sentinel]"))
+    });
+    let Some(sentinel) = sentinel else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("no Sentinel among the harness's children while the load ran");
     };
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(sentinel as i32),
@@ -293,38 +282,45 @@ fn a_sentinel_that_dies_during_the_run_is_reported() {
     );
 }
 
-/// Start a long run of `yaml`, wait until its load has begun, SIGKILL the harness, and check
-/// that none of the (at least `min_children`) processes it had started survives.
-fn sigkill_leaves_nothing(name: &str, yaml: &str, min_children: usize) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = common::write_experiment(dir.path(), name, yaml);
+/// Start `faultline run` on `yaml` (named `name`) in `dir` and wait, up to 40 s, until its load
+/// has begun; the harness child and the run's directory.
+#[allow(clippy::zombie_processes)]
+fn start_loaded(dir: &Path, name: &str, yaml: &str) -> (std::process::Child, PathBuf) {
+    let file = common::write_experiment(dir, name, yaml);
     let mut child = Command::new(common::exe())
         .arg("run")
         .arg(&file)
         .arg("--out")
-        .arg(dir.path().join("results"))
+        .arg(dir.join("results"))
         .arg("--quiet")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(40);
-    let run = loop {
+    loop {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
             panic!("{name}: the load did not start in time");
         }
-        let latest = dir.path().join("results").join(name).join("latest");
+        let latest = dir.join("results").join(name).join("latest");
         if let Ok(target) = std::fs::read_link(&latest) {
-            let run = dir.path().join("results").join(name).join(target);
+            let run = dir.join("results").join(name).join(target);
             let events = std::fs::read_to_string(run.join("events.jsonl")).unwrap_or_default();
             if events.contains("\"name\":\"load\"") {
-                break run;
+                return (child, run);
             }
         }
         std::thread::sleep(Duration::from_millis(50));
-    };
+    }
+}
+
+/// Start a long run of `yaml`, wait until its load has begun, SIGKILL the harness, and check
+/// that none of the (at least `min_children`) processes it had started survives.
+fn sigkill_leaves_nothing(name: &str, yaml: &str, min_children: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, run) = start_loaded(dir.path(), name, yaml);
     // Servers and Sentinels rename their process titles, so find them as the harness's
     // children.
     let children = children_of(child.id());

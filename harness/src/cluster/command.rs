@@ -81,9 +81,9 @@ pub fn check(template: &[String]) -> Result<(), String> {
             let after = &rest[open..];
             let Some(close) = after.find('}') else { break };
             let name = &after[..=close];
-            let word = name[1..name.len() - 1]
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+            let inner = &name[1..name.len() - 1];
+            let word =
+                !inner.is_empty() && inner.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if word && !PLACEHOLDERS.iter().any(|(p, _)| *p == name) {
                 let known: Vec<&str> = PLACEHOLDERS.iter().map(|(p, _)| *p).collect();
                 return Err(format!(
@@ -165,5 +165,6 @@ mod tests {
         // Braces that are not placeholders, like a JSON argument, are left alone.
         check(&["x".into(), "{\"a\": 1}".into()]).unwrap();
         check(&["x".into(), "{".into()]).unwrap();
+        check(&["x".into(), "{}".into()]).unwrap();
     }
 }

@@ -1,5 +1,6 @@
-//! Starting reference nodes as child processes of the harness (the `process` backend): ports,
-//! config files, log capture, readiness, and the process-level verbs faults use.
+//! Starting a cluster's nodes as child processes of the harness (the `process` backend):
+//! reference nodes, etcd members, Redis servers with their Sentinels, or `command` targets;
+//! ports, config files, log capture, readiness, and the process-level verbs faults use.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
@@ -496,7 +497,7 @@ impl Cluster {
             program: PathBuf::new(),
             args: Vec::new(),
             driver: driver.clone(),
-            client: driver.client(id, client_via, spec.pool, Duration::from_millis(500)),
+            client: driver.client(id, client_via, spec.pool, Duration::from_millis(200)),
             process: Mutex::new(None),
             pause: Mutex::new(None),
             expect_down: AtomicBool::new(false),

@@ -2,7 +2,8 @@
 //! each of them (`redis-server --sentinel`, in the same network namespace), and the driver that
 //! speaks RESP to them: reads, writes, cas as a Lua script, status from `ROLE` and the node's
 //! own Sentinel, and clients that follow the Sentinels as Redis's client guidelines describe
-//! (stay with the primary they know; on `READONLY` or a lost connection, ask the Sentinels).
+//! (stay with the primary they know; when a replica refuses a write with `READONLY`, ask the
+//! Sentinels where the primary is).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -164,9 +165,14 @@ impl RedisShared {
     }
 
     /// The primary as a client finds it: the first Sentinel that answers
-    /// `SENTINEL get-master-addr-by-name`, asked in order.
+    /// `SENTINEL get-master-addr-by-name`, asked in order, all within `timeout`.
     pub async fn ask_sentinels(&self, timeout: Duration) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + timeout;
         for (_, addr) in &self.sentinels {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return None;
+            }
             let asked = one_shot(
                 *addr,
                 &[
@@ -174,7 +180,7 @@ impl RedisShared {
                     b"get-master-addr-by-name",
                     MASTER_NAME.as_bytes(),
                 ],
-                timeout,
+                left,
             )
             .await;
             if let Ok(Resp::Array(Some(parts))) = asked {
@@ -281,7 +287,12 @@ pub fn encode(args: &[&[u8]]) -> Vec<u8> {
     out
 }
 
-/// Read one RESP2 value.
+/// The largest bulk string accepted (Redis's own limit), and the deepest nesting of arrays.
+const MAX_BULK: i64 = 512 << 20;
+const MAX_DEPTH: usize = 16;
+
+/// Read one RESP2 value. Lengths past Redis's own limits are refused as malformed, not
+/// allocated.
 pub async fn read_resp<R: AsyncBufRead + Unpin + Send>(r: &mut R) -> std::io::Result<Resp> {
     // Arrays nest: keep a stack of (items so far, items expected).
     let mut stack: Vec<(Vec<Resp>, usize)> = Vec::new();
@@ -301,6 +312,9 @@ pub async fn read_resp<R: AsyncBufRead + Unpin + Send>(r: &mut R) -> std::io::Re
             b':' => Resp::Int(number()?),
             b'$' => {
                 let len = number()?;
+                if len > MAX_BULK {
+                    return Err(bad());
+                }
                 if len < 0 {
                     Resp::Bulk(None)
                 } else {
@@ -312,12 +326,15 @@ pub async fn read_resp<R: AsyncBufRead + Unpin + Send>(r: &mut R) -> std::io::Re
             }
             b'*' => {
                 let len = number()?;
+                if len > MAX_BULK || stack.len() >= MAX_DEPTH {
+                    return Err(bad());
+                }
                 if len < 0 {
                     Resp::Array(None)
                 } else if len == 0 {
                     Resp::Array(Some(Vec::new()))
                 } else {
-                    stack.push((Vec::with_capacity(len as usize), len as usize));
+                    stack.push((Vec::with_capacity((len as usize).min(1024)), len as usize));
                     continue;
                 }
             }
@@ -552,17 +569,15 @@ impl RedisClient {
                     Some(Resp::Bulk(Some(b))) => String::from_utf8_lossy(b).into_owned(),
                     _ => String::new(),
                 };
-                let offset = items
-                    .iter()
-                    .find_map(|i| match i {
-                        Resp::Int(n) => Some(*n as u64),
-                        _ => None,
-                    })
-                    .unwrap_or(0);
+                // `["master", offset, replicas]`, `["slave", host, port, state, offset]`.
+                let at = |i: usize| match items.get(i) {
+                    Some(Resp::Int(n)) => (*n).max(0) as u64,
+                    _ => 0,
+                };
                 match name.as_str() {
-                    "master" => (Role::Leader, offset),
-                    "slave" => (Role::Follower, offset),
-                    _ => (Role::Unknown, offset),
+                    "master" => (Role::Leader, at(1)),
+                    "slave" => (Role::Follower, at(4)),
+                    _ => (Role::Unknown, 0),
                 }
             }
             Resp::Error(e) if e.starts_with("LOADING") => (Role::Recovering, 0),
@@ -691,6 +706,11 @@ mod tests {
         );
         assert_eq!(read_resp(&mut r).await.unwrap(), Resp::Bulk(None));
         assert!(read_resp(&mut r).await.is_err(), "end of input is an error");
+        // Lengths past Redis's limits are refused, not allocated.
+        let huge: &[u8] = b"$99999999999\r\n";
+        assert!(read_resp(&mut BufReader::new(huge)).await.is_err());
+        let wide: &[u8] = b"*9223372036854775807\r\n";
+        assert!(read_resp(&mut BufReader::new(wide)).await.is_err());
         assert_eq!(encode(&[b"GET", b"k"]), b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
     }
 

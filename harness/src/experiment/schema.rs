@@ -212,6 +212,16 @@ impl TryFrom<RawTarget> for Target {
         }
         let (validate, known_bugs) = raw.kind.node_checks();
         validate(&raw.settings).map_err(|e| format!("settings for {}: {e}", raw.kind.as_str()))?;
+        if raw.kind == TargetKind::RedisSentinel {
+            let s = crate::cluster::redis::RedisSettings::from_map(&raw.settings)?;
+            if let Some(q) = s.quorum.filter(|&q| q > raw.nodes) {
+                return Err(format!(
+                    "settings for redis-sentinel: settings.quorum ({q}) is more than the {} \
+                     Sentinels (one per node): no failover could ever be agreed",
+                    raw.nodes
+                ));
+            }
+        }
         for bug in &raw.bugs {
             if !known_bugs.contains(&bug.as_str()) {
                 return Err(format!(
