@@ -252,13 +252,14 @@ async fn main() {
         .await
         .unwrap();
     let brelay = plain_relay(bserver).await;
+    let bthreads = thread_relay(bserver);
     let all = tokio::task::spawn_blocking(move || {
-        blocking_round_trips(vec![bserver, bproxy.local_addr(), brelay])
+        blocking_round_trips(vec![bserver, bproxy.local_addr(), brelay, bthreads])
     })
     .await
     .unwrap();
     let mut all = all.into_iter();
-    let mut next = || all.next().expect("three series");
+    let mut next = || all.next().expect("four series");
     print_series(
         &format!(
             "64-byte round trips, blocking client and echo server, {ROUNDS} each, interleaved:"
@@ -267,6 +268,7 @@ async fn main() {
             ("direct", next()),
             ("link proxy", next()),
             ("plain relay", next()),
+            ("thread relay", next()),
         ],
     );
     let bd = bulk(server).await;
