@@ -5,8 +5,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn skip() -> bool {
@@ -192,40 +192,14 @@ fn sigkill_of_the_harness_mid_netns_run_then_cleanup_leaves_nothing() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let file = common::write_experiment(dir.path(), "netns-leftovers", LONG_RUN);
-    let mut child = Command::new(common::exe())
-        .arg("run")
-        .arg(&file)
-        .arg("--out")
-        .arg(dir.path().join("results"))
-        .arg("--quiet")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let run: Option<PathBuf> = {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut found = None;
-        while Instant::now() < deadline {
-            if let Ok(t) = std::fs::read_link(dir.path().join("results/netns-leftovers/latest")) {
-                let run = dir.path().join("results/netns-leftovers").join(t);
-                let ev = std::fs::read_to_string(run.join("events.jsonl")).unwrap_or_default();
-                if ev.contains("\"fault_applied\"") {
-                    found = Some(run);
-                    break;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        found
-    };
+    let (mut child, run) =
+        common::start_until(dir.path(), "netns-leftovers", LONG_RUN, "\"fault_applied\"");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
     child.wait().unwrap();
-    let run = run.expect("the run did not reach its partition in time");
     let (_, holders, link) = journal(&run);
     assert_eq!(holders.len(), 4);
     let node_pids = common::node_pids(&run);

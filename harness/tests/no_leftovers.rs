@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const LONG_RUN: &str = "\
@@ -22,39 +22,10 @@ faults:
   - { at: 1s, pause: follower, duration: 30s }
 ";
 
-/// Start a long run and wait until its nodes are up and the load has begun. The caller
-/// signals and waits for the returned child.
-#[allow(clippy::zombie_processes)]
+/// Start a long run and wait until the pause fault is applied (so the load has begun). The
+/// caller signals and waits for the returned child.
 fn start(dir: &std::path::Path) -> (std::process::Child, std::path::PathBuf) {
-    let file = common::write_experiment(dir, "leftovers", LONG_RUN);
-    let mut child = Command::new(common::exe())
-        .arg("run")
-        .arg(&file)
-        .arg("--out")
-        .arg(dir.join("results"))
-        .arg("--quiet")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if Instant::now() > deadline {
-            // Never leave the harness running behind a failed test.
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("run did not start its load in time");
-        }
-        if let Ok(target) = std::fs::read_link(dir.join("results/leftovers/latest")) {
-            let run = dir.join("results/leftovers").join(target);
-            let events = std::fs::read_to_string(run.join("events.jsonl")).unwrap_or_default();
-            // Load running and the pause fault applied.
-            if events.contains("\"fault_start\"") {
-                return (child, run);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::start_until(dir, "leftovers", LONG_RUN, "\"fault_start\"")
 }
 
 #[test]

@@ -9,7 +9,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Whether `program` is on PATH; if not, says so (and fails where CI requires it).
@@ -27,6 +26,9 @@ fn have(program: &str, package: &str) -> bool {
     }
     found
 }
+
+/// The event that says a run's load has begun.
+const LOAD: &str = "\"name\":\"load\"";
 
 fn experiment(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
@@ -253,7 +255,7 @@ fn a_sentinel_that_dies_during_the_run_is_reported() {
     let yaml =
         "name: sentinel-dies\nseed: 9\nduration: 8s\ntarget:\n  kind: redis-sentinel\n  nodes: 3\n\
                 workload:\n  kind: register\n  keys: 4\n  rate: 100/s\n";
-    let (mut child, _run) = start_loaded(dir.path(), "sentinel-dies", yaml);
+    let (mut child, _run) = common::start_until(dir.path(), "sentinel-dies", yaml, LOAD);
     // Redis titles a Sentinel `redis-server HOST:PORT [sentinel]`.
     let sentinel = children_of(child.id()).into_iter().find(|p| {
         std::fs::read(format!("/proc/{p}/cmdline"))
@@ -282,45 +284,11 @@ fn a_sentinel_that_dies_during_the_run_is_reported() {
     );
 }
 
-/// Start `faultline run` on `yaml` (named `name`) in `dir` and wait, up to 40 s, until its load
-/// has begun; the harness child and the run's directory.
-#[allow(clippy::zombie_processes)]
-fn start_loaded(dir: &Path, name: &str, yaml: &str) -> (std::process::Child, PathBuf) {
-    let file = common::write_experiment(dir, name, yaml);
-    let mut child = Command::new(common::exe())
-        .arg("run")
-        .arg(&file)
-        .arg("--out")
-        .arg(dir.join("results"))
-        .arg("--quiet")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{name}: the load did not start in time");
-        }
-        let latest = dir.join("results").join(name).join("latest");
-        if let Ok(target) = std::fs::read_link(&latest) {
-            let run = dir.join("results").join(name).join(target);
-            let events = std::fs::read_to_string(run.join("events.jsonl")).unwrap_or_default();
-            if events.contains("\"name\":\"load\"") {
-                return (child, run);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Start a long run of `yaml`, wait until its load has begun, SIGKILL the harness, and check
 /// that none of the (at least `min_children`) processes it had started survives.
 fn sigkill_leaves_nothing(name: &str, yaml: &str, min_children: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, run) = start_loaded(dir.path(), name, yaml);
+    let (mut child, run) = common::start_until(dir.path(), name, yaml, LOAD);
     // Servers and Sentinels rename their process titles, so find them as the harness's
     // children.
     let children = children_of(child.id());

@@ -2,6 +2,7 @@
 //! `{client_port}`, `{peer_port}`, `{data_dir}`, `{peers}`, ...) that speak the native client
 //! protocol. The placeholders, their expansion, and the template's checks.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -34,7 +35,7 @@ pub struct Vars<'a> {
     pub id: &'a str,
     pub client_addr: SocketAddr,
     pub peer_addr: SocketAddr,
-    pub peers: &'a [(String, SocketAddr)],
+    pub peers: &'a BTreeMap<String, SocketAddr>,
     pub data_dir: &'a Path,
     pub config: &'a Path,
     pub faultline: &'a Path,
@@ -120,10 +121,10 @@ mod tests {
         .map(|s| s.to_string())
         .collect();
         check(&t).unwrap();
-        let peers = vec![
+        let peers = BTreeMap::from([
             ("n2".to_string(), "127.0.0.1:9002".parse().unwrap()),
             ("n3".to_string(), "127.0.0.1:9003".parse().unwrap()),
-        ];
+        ]);
         let out = expand(
             &t,
             &Vars {

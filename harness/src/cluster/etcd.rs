@@ -179,10 +179,38 @@ struct GatewayError {
     error: String,
 }
 
+/// The fields of a `/v3/maintenance/status` answer the driver uses (etcd's JSON gives 64-bit
+/// numbers as strings; a missing one is 0).
+#[derive(Deserialize, Default)]
+struct StatusAnswer {
+    #[serde(default)]
+    header: Header,
+    #[serde(default, deserialize_with = "u64_str")]
+    leader: u64,
+    #[serde(default, rename = "raftTerm", deserialize_with = "u64_str")]
+    term: u64,
+    #[serde(default, rename = "raftIndex", deserialize_with = "u64_str")]
+    index: u64,
+    #[serde(default, rename = "raftAppliedIndex", deserialize_with = "u64_str")]
+    applied: u64,
+}
+
 #[derive(Deserialize, Default)]
 struct Header {
     #[serde(default, deserialize_with = "u64_str")]
     member_id: u64,
+}
+
+impl GatewayError {
+    /// What a failed call's answer says, for the error message.
+    fn describe(code: hyper::StatusCode, body: &[u8]) -> String {
+        let err: GatewayError = serde_json::from_slice(body).unwrap_or_default();
+        if err.message.is_empty() {
+            format!("HTTP {code}: {}", err.error)
+        } else {
+            err.message
+        }
+    }
 }
 
 fn u64_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
@@ -290,88 +318,65 @@ impl EtcdClient {
 
     pub async fn call(&self, op: Op, timeout: Duration) -> Result<Response, CallError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let kind = op.kind();
-        let (path, body) = request(&op, self.shared.serializable);
-        let (mut code, mut body) = self.post(path, body.clone(), deadline).await?;
-        // etcd reports the term of the last entry it applied, so a member just elected names
-        // itself leader under its old term until its first entry commits. A member claiming
-        // leadership in a term where it named another leader is read again until its term
-        // moves on; if it does not in time, it is reported as a candidate.
-        let mut torn = false;
         if op == Op::Status {
-            for _ in 0..20 {
-                let Some((member, leader, term)) = code.is_success().then(|| ids(&body)) else {
-                    break;
-                };
-                let known = *self.other_leader_term.lock().expect("term");
-                if leader != 0 && leader != member {
-                    let mut t = self.other_leader_term.lock().expect("term");
-                    *t = (*t).max(term);
-                }
-                torn = leader == member && member != 0 && term <= known;
-                if !torn || tokio::time::Instant::now() + Duration::from_millis(5) >= deadline {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                (code, body) = self.post(path, request(&op, false).1, deadline).await?;
-            }
+            return self.status(deadline).await;
         }
+        let (path, body) = request(&op, self.shared.serializable);
+        let (code, body) = self.post(path, body, deadline).await?;
         if !code.is_success() {
-            let err: GatewayError = serde_json::from_slice(&body).unwrap_or_default();
-            let message = if err.message.is_empty() {
-                format!("HTTP {code}: {}", err.error)
-            } else {
-                err.message
-            };
-            return Ok(failed(&op, message));
+            return Ok(failed(&op, GatewayError::describe(code, &body)));
         }
         let v: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| CallError::Lost(format!("{}: unreadable answer: {e}", self.addr)))?;
-        match op {
+        Ok(match op {
             Op::Read { .. } => match read_value(&v) {
-                Ok(value) => Ok(Response::value(0, value)),
-                Err(message) => Ok(Response::failed(0, ErrorCode::Other, true, message)),
+                Ok(value) => Response::value(0, value),
+                Err(message) => Response::failed(0, ErrorCode::Other, true, message),
             },
-            Op::Write { .. } => Ok(Response::done(0)),
-            Op::Cas { .. } => {
-                if v.get("succeeded").and_then(|s| s.as_bool()) == Some(true) {
-                    Ok(Response::done(0))
-                } else {
-                    Ok(Response::failed(
-                        0,
-                        ErrorCode::CasMismatch,
-                        true,
-                        "compare failed",
-                    ))
-                }
+            Op::Write { .. } => Response::done(0),
+            Op::Cas { .. } if v.get("succeeded").and_then(|s| s.as_bool()) == Some(true) => {
+                Response::done(0)
             }
-            Op::Status => {
-                debug_assert_eq!(kind, faultline_protocol::OpKind::Status);
-                let mut status = self.status(&v, deadline).await;
-                if torn {
-                    status.role = Role::Candidate;
-                }
-                Ok(Response::status(0, status))
-            }
-        }
+            Op::Cas { .. } => Response::failed(0, ErrorCode::CasMismatch, true, "compare failed"),
+            Op::Status => unreachable!("answered above"),
+        })
     }
 
     /// A member's status: leader when the leader it names is itself; the leader's name from
     /// the member list (asked once per member id not seen before).
-    async fn status(&self, v: &serde_json::Value, deadline: tokio::time::Instant) -> Status {
-        let num = |k: &str| {
-            v.get(k)
-                .and_then(|x| x.as_str())
-                .and_then(|s| s.parse::<u64>().ok())
-                .unwrap_or(0)
+    ///
+    /// etcd reports the term of the last entry it applied, so a member just elected names
+    /// itself leader under its old term until its first entry commits. A member claiming
+    /// leadership in a term where it named another leader is read again until its term moves
+    /// on; if it does not in time, it is reported as a candidate.
+    async fn status(&self, deadline: tokio::time::Instant) -> Result<Response, CallError> {
+        let mut reads = 0;
+        let (a, torn) = loop {
+            let (path, body) = request(&Op::Status, false);
+            let (code, body) = self.post(path, body, deadline).await?;
+            if !code.is_success() {
+                return Ok(failed(&Op::Status, GatewayError::describe(code, &body)));
+            }
+            let a: StatusAnswer = serde_json::from_slice(&body)
+                .map_err(|e| CallError::Lost(format!("{}: unreadable status: {e}", self.addr)))?;
+            let me = a.header.member_id;
+            let known = {
+                let mut t = self.other_leader_term.lock().expect("term");
+                let known = *t;
+                if a.leader != 0 && a.leader != me {
+                    *t = known.max(a.term);
+                }
+                known
+            };
+            let torn = a.leader == me && me != 0 && a.term <= known;
+            reads += 1;
+            let late = tokio::time::Instant::now() + Duration::from_millis(5) >= deadline;
+            if !torn || reads >= 20 || late {
+                break (a, torn);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         };
-        let header: Header = v
-            .get("header")
-            .cloned()
-            .and_then(|h| serde_json::from_value(h).ok())
-            .unwrap_or_default();
-        let me = header.member_id;
-        let leader = num("leader");
+        let me = a.header.member_id;
         if me != 0 {
             self.shared
                 .names
@@ -379,8 +384,10 @@ impl EtcdClient {
                 .expect("names")
                 .insert(me, self.id.clone());
         }
-        let mut leader_name = (leader != 0).then(|| self.shared.name(leader)).flatten();
-        if leader != 0 && leader_name.is_none() {
+        let mut leader = (a.leader != 0)
+            .then(|| self.shared.name(a.leader))
+            .flatten();
+        if a.leader != 0 && leader.is_none() {
             if let Ok((code, body)) = self
                 .post("/v3/cluster/member/list", json!({}), deadline)
                 .await
@@ -389,24 +396,26 @@ impl EtcdClient {
                     self.learn_members(&body);
                 }
             }
-            leader_name = self.shared.name(leader);
+            leader = self.shared.name(a.leader);
         }
-        let role = if leader == 0 {
-            Role::Candidate
-        } else if leader == me {
-            Role::Leader
-        } else {
-            Role::Follower
+        let role = match a.leader {
+            _ if torn => Role::Candidate,
+            0 => Role::Candidate,
+            l if l == me => Role::Leader,
+            _ => Role::Follower,
         };
-        Status {
-            node: self.id.clone(),
-            role,
-            term: num("raftTerm"),
-            leader: leader_name,
-            commit: num("raftIndex"),
-            applied: Some(num("raftAppliedIndex")),
-            role_us: None,
-        }
+        Ok(Response::status(
+            0,
+            Status {
+                node: self.id.clone(),
+                role,
+                term: a.term,
+                leader,
+                commit: a.index,
+                applied: Some(a.applied),
+                role_us: None,
+            },
+        ))
     }
 
     fn learn_members(&self, body: &[u8]) {
@@ -429,21 +438,6 @@ impl EtcdClient {
             }
         }
     }
-}
-
-/// The (member, leader, raftTerm) of a status answer, zeros where missing.
-fn ids(body: &[u8]) -> (u64, u64, u64) {
-    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-    let num = |x: Option<&serde_json::Value>| {
-        x.and_then(|x| x.as_str())
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    (
-        num(v.get("header").and_then(|h| h.get("member_id"))),
-        num(v.get("leader")),
-        num(v.get("raftTerm")),
-    )
 }
 
 fn b64(s: &str) -> String {

@@ -268,7 +268,7 @@ impl Cluster {
         let mut nodes = Vec::new();
         let mut sidecars = Vec::new();
         for (id, client_addr, peer_addr) in ends {
-            let peers = ends
+            let peers: BTreeMap<String, SocketAddr> = ends
                 .iter()
                 .filter(|(p, _, _)| p != id)
                 .map(|(p, _, a)| {
@@ -287,7 +287,7 @@ impl Cluster {
                 *client_addr,
                 client_via,
                 *peer_addr,
-                peers,
+                peers.clone(),
             )?;
             if let Flavor::Redis { binary, settings } = &spec.flavor {
                 sidecars.push(Self::prepare_sentinel(
@@ -298,7 +298,7 @@ impl Cluster {
                     netns.as_deref(),
                 )?);
             }
-            let (program, args) = Self::command_line(&spec, &node, ends)?;
+            let (program, args) = Self::command_line(&spec, &node, &peers, ends)?;
             nodes.push(Arc::new(NodeHandle {
                 program,
                 args,
@@ -344,6 +344,7 @@ impl Cluster {
     fn command_line(
         spec: &ClusterSpec,
         node: &NodeHandle,
+        peers: &BTreeMap<String, SocketAddr>,
         ends: &[(String, SocketAddr, SocketAddr)],
     ) -> Result<(PathBuf, Vec<String>), ClusterError> {
         match &spec.flavor {
@@ -357,18 +358,13 @@ impl Cluster {
                 ],
             )),
             Flavor::Command(template) => {
-                let config = NodeConfig::load(&node.config_path).map_err(|e| ClusterError::Io {
-                    path: node.config_path.clone(),
-                    source: std::io::Error::other(e.to_string()),
-                })?;
-                let peers: Vec<(String, SocketAddr)> = config.peers.into_iter().collect();
                 let argv = super::command::expand(
                     template,
                     &super::command::Vars {
                         id: &node.id,
                         client_addr: node.client_addr,
                         peer_addr: node.peer_addr,
-                        peers: &peers,
+                        peers,
                         data_dir: &node.data_dir,
                         config: &node.config_path,
                         faultline: &spec.exe,

@@ -53,6 +53,47 @@ pub fn run(dir: &Path, file: &Path, extra: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Start `faultline run` on `yaml` (named `name`) in `dir`, in the background, and wait (up to
+/// 40 s) until its `events.jsonl` contains `until` (as `"\"fault_start\""`); the harness child
+/// and the run's directory. On a timeout the harness is killed and the test fails. The caller
+/// signals and waits for the child.
+#[allow(clippy::zombie_processes)]
+pub fn start_until(
+    dir: &Path,
+    name: &str,
+    yaml: &str,
+    until: &str,
+) -> (std::process::Child, PathBuf) {
+    let file = write_experiment(dir, name, yaml);
+    let mut child = Command::new(exe())
+        .arg("run")
+        .arg(&file)
+        .arg("--out")
+        .arg(dir.join("results"))
+        .arg("--quiet")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        if Instant::now() > deadline {
+            // Never leave the harness running behind a failed test.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{name}: no {until} in events.jsonl in time");
+        }
+        if let Ok(target) = std::fs::read_link(dir.join("results").join(name).join("latest")) {
+            let run = dir.join("results").join(name).join(target);
+            let events = std::fs::read_to_string(run.join("events.jsonl")).unwrap_or_default();
+            if events.contains(until) {
+                return (child, run);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The newest run directory of an experiment.
 pub fn latest(dir: &Path, name: &str) -> PathBuf {
     let link = dir.join("results").join(name).join("latest");
