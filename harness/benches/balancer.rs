@@ -1,5 +1,5 @@
 //! Criterion benchmarks of `Balancing::pick` for every strategy at 3, 16 and 64 nodes
-//! (issue 7 asks for at most 100 ns at 64 nodes). Every node is healthy and one to four tries
+//! (the goal: at most 100 ns at 64 nodes). Every node is healthy and one to four tries
 //! are in flight on each node, so that the load-aware strategies compare real counts and never
 //! stop early at an idle node. Keys cycle through 256 distinct strings. Leader-aware runs three
 //! ways: with the leader learned from replies (the usual case once writes succeed), from the

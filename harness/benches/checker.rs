@@ -1,10 +1,10 @@
 //! Criterion benchmarks of the consistency checker: Porcupine's six key-value histories
-//! (compare with Porcupine's own figures in `../shared/data/porcupine-kv/README.md`), a
+//! (compare with Porcupine's own figures in `tests/fixtures/porcupine-kv/README.md`), a
 //! 10,000-op register history on 100 keys, and 2,000 ops of 10 clients on one key (the
-//! 50-client case is in `tests/check_scale.rs`, where it ends `unknown` at its budget).
+//! 50-client case is in `tests/checker/check_scale.rs`, where it ends `unknown` at its budget).
 //!
 //! Run with `cargo bench -p faultline --bench checker`. The 1,000,000-op history is an
-//! ignored test (`tests/check_scale.rs`), too long for criterion's repetitions.
+//! ignored test (`tests/checker/check_scale.rs`), too long for criterion's repetitions.
 
 #[path = "gen/mod.rs"]
 mod gen;
@@ -16,10 +16,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use faultline::check::{self, CheckOptions, ModelKind, Verdict};
 use faultline::history::import::Foreign;
 
-const PORCUPINE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/data/porcupine-kv/"
-);
+const PORCUPINE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/porcupine-kv/");
 
 fn porcupine(c: &mut Criterion) {
     let mut group = c.benchmark_group("porcupine-kv");

@@ -1,5 +1,5 @@
 //! faultline: a chaos and high-availability benchmarking harness. The binary's commands are
-//! thin wrappers over these modules; see `../shared/DESIGN.md` for the map.
+//! thin wrappers over these modules; see `ARCHITECTURE.md` at the repository root for the map.
 
 pub mod balancer;
 pub mod check;

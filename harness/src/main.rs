@@ -75,8 +75,9 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         html: Option<PathBuf>,
     },
-    /// Re-render report.json and summary.md from a run directory's recorded files (also for a
-    /// run that was interrupted or whose harness was killed).
+    /// Re-render report.json, summary.md, report.html and counterexamples/ from a run
+    /// directory's recorded files (also for a run that was interrupted or whose harness was
+    /// killed).
     Report { run_dir: PathBuf },
     /// Check a run against rules (rules file: `rules: [..]`, e.g. `recovery_p99 <= 1s`,
     /// `throughput >= baseline * 0.9`). Exit 0 when every rule holds, 1 naming each broken
@@ -365,7 +366,7 @@ fn main() -> ExitCode {
             );
             println!("models:     register, cas-register, kv-append");
             println!("histories:  faultline (jsonl), jepsen-edn, porcupine-kv");
-            println!("checks:     linearizable, lost-writes, stale-reads");
+            println!("checks:     linearizable, lost-writes, stale-reads, election-safety");
             ExitCode::SUCCESS
         }
     }

@@ -1,4 +1,4 @@
-//! The experiment schema (DESIGN.md section 4). Unknown fields are errors everywhere, and every
+//! The experiment schema (README.md, "Experiments"; ARCHITECTURE.md, section 2). Unknown fields are errors everywhere, and every
 //! value is checked while it is parsed, so an error carries the location of the offending node.
 
 use std::collections::BTreeMap;
@@ -587,7 +587,7 @@ impl Default for BalancerCfg {
     }
 }
 
-/// A balancing strategy (DESIGN.md section 8). Kebab-case in YAML; `p2c` and `hash` also
+/// A balancing strategy (README.md, "Balancers"). Kebab-case in YAML; `p2c` and `hash` also
 /// answer to `power-of-two-choices` and `consistent-hash`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -1,5 +1,5 @@
-//! Measures of a run (DESIGN.md section 9): availability overall, in steady state, under
-//! faults and after healing; failover times per fault (election, recovery, gap); latency HDR
+//! Measures of a run (ARCHITECTURE.md, section 2, step 11): availability overall, in steady
+//! state, under faults and after healing; failover times per fault (election, recovery, gap); latency HDR
 //! histograms per op kind and per phase; throughput; and a per-second timeline.
 //!
 //! Every time here is on the history's clock (ns since run start); `*_ms` and `t_s` fields

@@ -14,7 +14,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use faultline_replica::{KvState, LazyLog, Log, Millis, Snapshot, Storage, StorageError};
+use faultline_replica::codec::{self, CodecError};
+use faultline_replica::{
+    decode_record, encode_record, KvState, LazyLog, Log, Millis, Snapshot, Storage, StorageError,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::msg::{Ballot, Meta, Persist, Value};
@@ -159,10 +162,6 @@ fn corrupt(what: &'static str, path: &Path, e: impl std::fmt::Display) -> Storag
     }
 }
 
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    bincode::serialize(v).expect("paxos storage types always serialize")
-}
-
 impl FileStorage {
     /// Open (creating) the data directory and recover what it holds. `lazy`: the planted bug
     /// `ack-before-persist`.
@@ -176,11 +175,11 @@ impl FileStorage {
         let snapshot = Snapshot::new(dir.join("snapshot"));
         let mut rec = Recovered::default();
         if let Some(b) = meta.read()? {
-            rec.meta = bincode::deserialize(&b).map_err(|e| corrupt("meta", meta.path(), e))?;
+            rec.meta = decode_record("meta", meta.path(), &b)?;
         }
         if let Some(b) = snapshot.read()? {
             let (slot, state, tail): (u64, KvState, Vec<Record>) =
-                bincode::deserialize(&b).map_err(|e| corrupt("snapshot", snapshot.path(), e))?;
+                decode_record("snapshot", snapshot.path(), &b)?;
             rec.snap_slot = slot;
             rec.prefix = slot;
             rec.state = state;
@@ -191,9 +190,13 @@ impl FileStorage {
         let log_path = dir.join("log");
         let (log, records) = Log::open(&log_path)?;
         for r in records {
-            let Ok(r) = bincode::deserialize::<Record>(&r) else {
-                tracing::warn!(path = %log_path.display(), "undecodable log record; ignoring the rest of the log");
-                break;
+            let r = match codec::decode::<Record>(&r) {
+                Ok(r) => r,
+                Err(e @ CodecError::Version { .. }) => return Err(corrupt("log", &log_path, e)),
+                Err(e) => {
+                    tracing::warn!(path = %log_path.display(), error = %e, "undecodable log record; ignoring the rest of the log");
+                    break;
+                }
             };
             rec.replay(r);
         }
@@ -221,19 +224,20 @@ impl Storage for FileStorage {
                     // Acceptances before a promise in the same batch reach the disk first: the
                     // order of the batch is the order of the core's decisions.
                     self.log.append_batch(&std::mem::take(&mut batch))?;
-                    self.meta.write(&encode(&m))?;
+                    self.meta.write(&encode_record("meta", &m)?)?;
                 }
                 Persist::Snapshot { slot, state, tail } => {
                     // What is kept of later slots goes into the snapshot file itself, so no
                     // crash can leave the new snapshot without it (the log is emptied after).
                     batch.clear();
                     let tail: Vec<Record> = tail.iter().filter_map(record).collect();
-                    self.snapshot.write(&encode(&(slot, &state, &tail)))?;
+                    self.snapshot
+                        .write(&encode_record("snapshot", &(slot, &state, &tail))?)?;
                     self.log.reset()?;
                 }
                 other => {
                     if let Some(r) = record(&other) {
-                        batch.push(encode(&r));
+                        batch.push(encode_record("log record", &r)?);
                     }
                 }
             }

@@ -105,8 +105,9 @@ pub enum Persist {
     /// Replace state and log with a snapshot of the state after entry `index`.
     Install { index: u64, state: KvState },
     /// Fold the log up to `index` into a snapshot (`state`), keeping the entries after it
-    /// (`tail`). The snapshot is written before the log is rewritten, so a crash in between
-    /// leaves a snapshot plus a log whose entries up to `index` are skipped on recovery.
+    /// (`tail`). The snapshot file holds the tail too and is written before the log is emptied,
+    /// so a crash in between leaves the new snapshot plus the old log, whose entries the
+    /// snapshot already holds are skipped on recovery.
     Compact {
         index: u64,
         state: KvState,

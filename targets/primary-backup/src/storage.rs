@@ -1,15 +1,24 @@
 //! The node's data directory: highest view seen, last installed snapshot, and the log of
 //! entries after it.
 //!
-//! Files: `view` (atomic, the highest view seen), `snapshot` (atomic, state + the index it
-//! covers), `log` (checksummed [`Entry`] records after the snapshot). Installing a snapshot
-//! first empties the log, then replaces the snapshot, so a crash in between leaves the older
-//! snapshot with an empty log: an older but consistent state (a restarted node recovers
-//! from its primary anyway).
+//! Files: `view` (atomic, the highest view seen), `snapshot` (atomic: the index it covers, the
+//! state, and the entries after the index kept by a compaction), `log` (checksummed [`Entry`]
+//! records after those). Every file is encoded by `faultline_replica::codec` (a format-version
+//! byte, then postcard).
+//!
+//! Installing a snapshot first empties the log, then replaces the snapshot, so a crash in
+//! between leaves the older snapshot with an empty log: an older but consistent state (a
+//! restarted node recovers from its primary anyway). A compaction writes the kept entries into
+//! the snapshot file itself before the log is emptied, so no crash loses an entry that was
+//! already durable (and perhaps acknowledged): a crash in between leaves the new snapshot and
+//! the old log, whose entries up to the snapshot's last are skipped on recovery.
 
 use std::path::Path;
 
-use faultline_replica::{KvState, Log, Snapshot, Storage, StorageError};
+use faultline_replica::codec::{self, CodecError};
+use faultline_replica::{
+    decode_record, encode_record, KvState, Log, Snapshot, Storage, StorageError,
+};
 
 use crate::core::Recovered;
 use crate::msg::{Entry, Persist};
@@ -41,25 +50,37 @@ impl FileStorage {
         let view = Snapshot::new(dir.join("view"));
         let snapshot = Snapshot::new(dir.join("snapshot"));
         let seen_view = match view.read()? {
-            Some(b) => {
-                bincode::deserialize(&b).map_err(|e| corrupt("view file", view.path(), e))?
-            }
+            Some(b) => decode_record("view file", view.path(), &b)?,
             None => 0,
         };
-        let (base, state): (u64, KvState) = match snapshot.read()? {
-            Some(b) => {
-                bincode::deserialize(&b).map_err(|e| corrupt("snapshot", snapshot.path(), e))?
-            }
-            None => (0, KvState::new()),
+        let (base, state, tail): (u64, KvState, Vec<Entry>) = match snapshot.read()? {
+            Some(b) => decode_record("snapshot", snapshot.path(), &b)?,
+            None => (0, KvState::new(), Vec::new()),
         };
-        let (log, records) = Log::open(&dir.join("log"))?;
         let mut entries = Vec::new();
+        for e in tail {
+            if e.index != base + entries.len() as u64 + 1 {
+                return Err(corrupt(
+                    "snapshot",
+                    snapshot.path(),
+                    format!("kept entry {} out of sequence", e.index),
+                ));
+            }
+            entries.push(e.cmd);
+        }
+        let (log, records) = Log::open(&dir.join("log"))?;
         for r in records {
-            let Ok(e) = bincode::deserialize::<Entry>(&r) else {
-                tracing::warn!(path = %log.path().display(), "undecodable log entry; ignoring the rest of the log");
-                break;
+            let e = match codec::decode::<Entry>(&r) {
+                Ok(e) => e,
+                Err(e @ CodecError::Version { .. }) => return Err(corrupt("log", log.path(), e)),
+                Err(e) => {
+                    tracing::warn!(path = %log.path().display(), error = %e, "undecodable log entry; ignoring the rest of the log");
+                    break;
+                }
             };
-            if e.index <= base {
+            // Entries the snapshot already holds: the log was not emptied after the last
+            // compaction when the node stopped. The log only ever appends, so they are equal.
+            if e.index <= base + entries.len() as u64 {
                 continue;
             }
             if e.index != base + entries.len() as u64 + 1 {
@@ -88,10 +109,6 @@ impl FileStorage {
     }
 }
 
-fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
-    bincode::serialize(v).unwrap_or_default()
-}
-
 impl Storage for FileStorage {
     type Persist = Persist;
 
@@ -99,21 +116,23 @@ impl Storage for FileStorage {
         let mut batch: Vec<Vec<u8>> = Vec::new();
         for action in actions {
             match action {
-                Persist::Append(e) => batch.push(encode(&e)),
+                Persist::Append(e) => batch.push(encode_record("log entry", &e)?),
                 Persist::View(v) => {
                     self.log.append_batch(&std::mem::take(&mut batch))?;
-                    self.view.write(&encode(&v))?;
+                    self.view.write(&encode_record("view file", &v)?)?;
                 }
                 Persist::Install { index, state } => {
                     batch.clear();
                     self.log.reset()?;
-                    self.snapshot.write(&encode(&(index, state)))?;
+                    let none: &[Entry] = &[];
+                    self.snapshot
+                        .write(&encode_record("snapshot", &(index, &state, none))?)?;
                 }
                 Persist::Compact { index, state, tail } => {
                     self.log.append_batch(&std::mem::take(&mut batch))?;
-                    self.snapshot.write(&encode(&(index, state)))?;
+                    self.snapshot
+                        .write(&encode_record("snapshot", &(index, &state, &tail))?)?;
                     self.log.reset()?;
-                    batch.extend(tail.iter().map(encode));
                 }
             }
         }
@@ -233,5 +252,80 @@ mod tests {
         assert_eq!(rec.entries, vec![w(8), w(9), w(10)]);
         assert_eq!(rec.state.read("k1"), Some(1));
         assert_eq!(rec.state.read("k7"), Some(7));
+    }
+
+    fn e(index: u64) -> Entry {
+        Entry {
+            index,
+            cmd: w(index as i64),
+        }
+    }
+
+    /// A crash between writing a compaction's snapshot and emptying the log, and one just
+    /// after the log was emptied: either way the kept entries (durable, perhaps acknowledged)
+    /// come back, from the snapshot file itself.
+    #[test]
+    fn a_crash_inside_a_compaction_loses_no_entry() {
+        for emptied in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut st, _) = FileStorage::open(dir.path()).unwrap();
+            st.persist((1..=4).map(|i| Persist::Append(e(i))).collect())
+                .unwrap();
+            let log = dir.path().join("log");
+            let before = std::fs::read(&log).unwrap();
+            let mut folded = KvState::new();
+            for i in 1..=2 {
+                folded.apply(&w(i));
+            }
+            st.persist(vec![Persist::Compact {
+                index: 2,
+                state: folded,
+                tail: vec![e(3), e(4)],
+            }])
+            .unwrap();
+            drop(st);
+            // The state the crash left: the old log back, or an empty one.
+            std::fs::write(&log, if emptied { &[][..] } else { &before[..] }).unwrap();
+            let (mut st, rec) = FileStorage::open(dir.path()).unwrap();
+            assert_eq!(rec.base, 2, "emptied: {emptied}");
+            assert_eq!(rec.entries, vec![w(3), w(4)], "emptied: {emptied}");
+            assert_eq!(rec.state.read("k2"), Some(2));
+            // And the log goes on from there.
+            st.persist(vec![Persist::Append(e(5))]).unwrap();
+            drop(st);
+            let (_, rec) = FileStorage::open(dir.path()).unwrap();
+            assert_eq!(rec.entries, vec![w(3), w(4), w(5)], "emptied: {emptied}");
+        }
+    }
+
+    /// Files of another format version stop the node with an error naming the file, instead
+    /// of being misread or silently skipped.
+    #[test]
+    fn files_of_another_format_version_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut st, _) = FileStorage::open(dir.path()).unwrap();
+        st.persist(vec![Persist::View(3), Persist::Append(e(1))])
+            .unwrap();
+        drop(st);
+        let mut other = faultline_replica::codec::encode(&e(2)).unwrap();
+        other[0] = faultline_replica::FORMAT_VERSION + 1;
+        let (mut log, _) = Log::open(&dir.path().join("log")).unwrap();
+        log.append_batch(&[other]).unwrap();
+        drop(log);
+        let err = FileStorage::open(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("log") && err.contains("format version"),
+            "{err}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut blob = faultline_replica::codec::encode(&3u64).unwrap();
+        blob[0] = 0;
+        Snapshot::new(dir.path().join("view")).write(&blob).unwrap();
+        let err = FileStorage::open(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("view") && err.contains("format version 0"),
+            "{err}"
+        );
     }
 }

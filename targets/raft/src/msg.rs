@@ -1,6 +1,6 @@
 //! Peer messages and durable writes of the Raft protocol.
 //!
-//! Everything here crosses a process boundary (bincode over the peer transport, or records in
+//! Everything here crosses a process boundary (postcard over the peer transport, or records in
 //! the data directory), so the types are plain data without `skip_serializing_if` tricks.
 
 use faultline_replica::{Command, KvState};

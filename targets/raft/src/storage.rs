@@ -14,7 +14,10 @@
 
 use std::path::Path;
 
-use faultline_replica::{KvState, LazyLog, Log, Millis, Snapshot, Storage, StorageError};
+use faultline_replica::codec::{self, CodecError};
+use faultline_replica::{
+    decode_record, encode_record, KvState, LazyLog, Log, Millis, Snapshot, Storage, StorageError,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::msg::{Entry, HardState, Persist};
@@ -93,10 +96,6 @@ fn corrupt(what: &'static str, path: &Path, e: impl std::fmt::Display) -> Storag
     }
 }
 
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    bincode::serialize(v).expect("raft storage types always serialize")
-}
-
 impl FileStorage {
     /// Open (creating) the data directory and recover what it holds. `lazy`: the planted bug
     /// `ack-before-persist`.
@@ -110,11 +109,11 @@ impl FileStorage {
         let snapshot = Snapshot::new(dir.join("snapshot"));
         let mut rec = Recovered::default();
         if let Some(b) = meta.read()? {
-            rec.hard = bincode::deserialize(&b).map_err(|e| corrupt("meta", meta.path(), e))?;
+            rec.hard = decode_record("meta", meta.path(), &b)?;
         }
         if let Some(b) = snapshot.read()? {
             let (index, term, state, tail): (u64, u64, KvState, Vec<Entry>) =
-                bincode::deserialize(&b).map_err(|e| corrupt("snapshot", snapshot.path(), e))?;
+                decode_record("snapshot", snapshot.path(), &b)?;
             rec.snap_index = index;
             rec.snap_term = term;
             rec.state = state;
@@ -123,9 +122,13 @@ impl FileStorage {
         let log_path = dir.join("log");
         let (log, records) = Log::open(&log_path)?;
         for r in records {
-            let Ok(d) = bincode::deserialize::<DiskEntry>(&r) else {
-                tracing::warn!(path = %log_path.display(), "undecodable log record; ignoring the rest of the log");
-                break;
+            let d = match codec::decode::<DiskEntry>(&r) {
+                Ok(d) => d,
+                Err(e @ CodecError::Version { .. }) => return Err(corrupt("log", &log_path, e)),
+                Err(e) => {
+                    tracing::warn!(path = %log_path.display(), error = %e, "undecodable log record; ignoring the rest of the log");
+                    break;
+                }
             };
             if !rec.replay(d.index, d.entry) {
                 tracing::warn!(
@@ -155,12 +158,14 @@ impl Storage for FileStorage {
         let mut batch: Vec<Vec<u8>> = Vec::new();
         for action in actions {
             match action {
-                Persist::Append { index, entry } => batch.push(encode(&DiskEntry { index, entry })),
+                Persist::Append { index, entry } => {
+                    batch.push(encode_record("log record", &DiskEntry { index, entry })?)
+                }
                 Persist::Hard(h) => {
                     // Entries before a vote in the same batch reach the disk first: the order
                     // of the batch is the order of the core's decisions.
                     self.log.append_batch(&std::mem::take(&mut batch))?;
-                    self.meta.write(&encode(&h))?;
+                    self.meta.write(&encode_record("meta", &h)?)?;
                 }
                 Persist::Snapshot {
                     index,
@@ -171,8 +176,8 @@ impl Storage for FileStorage {
                     // The entries kept after the snapshot go into the snapshot file itself, so no
                     // crash can leave the new snapshot without them (the log is emptied after).
                     batch.clear();
-                    self.snapshot
-                        .write(&encode(&(index, term, &state, &tail)))?;
+                    let blob = encode_record("snapshot", &(index, term, &state, &tail))?;
+                    self.snapshot.write(&blob)?;
                     self.log.reset()?;
                 }
             }

@@ -130,12 +130,12 @@ mod tests {
     }
 
     #[test]
-    fn state_survives_bincode() {
+    fn state_survives_encoding() {
         let mut kv = KvState::new();
         kv.apply(&w("x", 1));
         kv.apply(&w("y", -3));
-        let bytes = bincode::serialize(&kv).unwrap();
-        let back: KvState = bincode::deserialize(&bytes).unwrap();
+        let bytes = crate::codec::encode(&kv).unwrap();
+        let back: KvState = crate::codec::decode(&bytes).unwrap();
         assert_eq!(back, kv);
     }
 }

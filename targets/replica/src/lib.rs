@@ -6,6 +6,7 @@
 //! [`driver::Storage`] (its durable layout on top of [`log::Log`] and [`log::Snapshot`]), then
 //! wires them with [`server`], [`peer::PeerNet`] and [`driver::drive`].
 
+pub mod codec;
 pub mod driver;
 pub mod kv;
 pub mod log;
@@ -19,9 +20,10 @@ pub mod settings;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use codec::{CodecError, FORMAT_VERSION};
 pub use driver::{drive, ClientToken, Core, DriverError, DriverIo, Input, Millis, Outbox, Storage};
 pub use kv::{Command, KvState, Outcome};
-pub use log::{LazyLog, Log, Snapshot, StorageError};
+pub use log::{decode_record, encode_record, LazyLog, Log, Snapshot, StorageError};
 pub use logging::init_node_logging;
 pub use node::{check_node, open_storage, serve_core, NodeError};
 pub use outcome::{to_response, FailKind, Forwarded, ForwardsSeen, FwdOp, OpResult};

@@ -33,6 +33,32 @@ pub enum StorageError {
         path: PathBuf,
         detail: String,
     },
+    #[error("cannot encode {what}: {source}")]
+    Encode {
+        what: &'static str,
+        source: crate::codec::CodecError,
+    },
+}
+
+/// `value` encoded for a file ([`crate::codec`]); `what` names it in the error.
+pub fn encode_record<T: serde::Serialize + ?Sized>(
+    what: &'static str,
+    value: &T,
+) -> Result<Vec<u8>, StorageError> {
+    crate::codec::encode(value).map_err(|source| StorageError::Encode { what, source })
+}
+
+/// A value read back from a file of `path`; a blob that does not decode is [`StorageError::Corrupt`].
+pub fn decode_record<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<T, StorageError> {
+    crate::codec::decode(bytes).map_err(|e| StorageError::Corrupt {
+        what,
+        path: path.to_owned(),
+        detail: e.to_string(),
+    })
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StorageError + 'a {

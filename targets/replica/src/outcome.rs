@@ -1,6 +1,6 @@
 //! Client operations as a replicated node's core handles them: what a follower forwards to
 //! its leader (and the bookkeeping on both ends), how an operation ended (in a form that
-//! survives bincode between nodes, which the wire `Response` does not: it skips fields), and
+//! survives postcard between nodes, which the wire `Response` does not: it skips fields), and
 //! the wire response for it.
 
 use std::collections::BTreeMap;

@@ -1,7 +1,9 @@
-//! Peer transport: length-delimited bincode frames over TCP, one outbound connection per peer.
+//! Peer transport: length-delimited frames over TCP, one outbound connection per peer.
 //!
-//! Frames are `[len: u32 LE][bincode payload]`. Each outbound connection starts with a hello
-//! frame naming the sender, so the receiving side knows whom later frames come from. Sending
+//! Frames are `[len: u32 LE][payload]`, the payload encoded by [`crate::codec`] (a format-version
+//! byte, then postcard). Each outbound connection starts with a hello frame naming the sender,
+//! so the receiving side knows whom later frames come from; a peer of another format version
+//! fails at its hello and is refused with a warning naming both versions. Sending
 //! never blocks the node: every peer has a bounded queue drained by its own task, and a
 //! message that does not fit (slow or unreachable peer) is dropped, as are messages queued
 //! while the connection is down. A connection the peer closed is noticed at once and
@@ -14,12 +16,13 @@ use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bincode::Options;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+
+use crate::codec::{self, CodecError};
 
 /// Largest frame accepted or sent.
 pub const MAX_FRAME: u32 = 64 << 20;
@@ -35,23 +38,36 @@ struct Hello {
     from: String,
 }
 
-fn codec() -> impl Options {
-    bincode::DefaultOptions::new().with_limit(u64::from(MAX_FRAME))
-}
-
-/// Encode one frame (length prefix included) onto `out`.
-pub fn encode_frame<M: Serialize>(msg: &M, out: &mut Vec<u8>) -> Result<(), bincode::Error> {
+/// Encode one frame (length prefix included) onto `out`. A message larger than [`MAX_FRAME`]
+/// is an error and leaves `out` as it was.
+pub fn encode_frame<M: Serialize>(msg: &M, out: &mut Vec<u8>) -> Result<(), FrameError> {
     let start = out.len();
     out.extend_from_slice(&[0; 4]);
-    codec().serialize_into(&mut *out, msg)?;
-    let len = (out.len() - start - 4) as u32;
-    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    if let Err(e) = codec::encode_into(msg, out) {
+        out.truncate(start);
+        return Err(e.into());
+    }
+    let len = out.len() - start - 4;
+    if len > MAX_FRAME as usize {
+        out.truncate(start);
+        return Err(FrameError::TooLarge(len));
+    }
+    out[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
     Ok(())
 }
 
 /// Decode one frame's payload.
-pub fn decode_frame<M: DeserializeOwned>(payload: &[u8]) -> Result<M, bincode::Error> {
-    codec().deserialize(payload)
+pub fn decode_frame<M: DeserializeOwned>(payload: &[u8]) -> Result<M, FrameError> {
+    Ok(codec::decode(payload)?)
+}
+
+/// Why a frame could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error("frame of {0} bytes is larger than the {MAX_FRAME}-byte limit")]
+    TooLarge(usize),
 }
 
 /// The sending half of the transport: one queue per peer.
@@ -249,9 +265,12 @@ async fn inbound_conn<M: DeserializeOwned>(stream: TcpStream, inbound: mpsc::Sen
     if read_frame(&mut r, &mut buf).await.is_none() {
         return;
     }
-    let Ok(Hello { from }) = decode_frame::<Hello>(&buf) else {
-        tracing::warn!("peer connection without a valid hello; closing it");
-        return;
+    let from = match decode_frame::<Hello>(&buf) {
+        Ok(Hello { from }) => from,
+        Err(e) => {
+            tracing::warn!(error = %e, "peer connection without a valid hello; closing it");
+            return;
+        }
     };
     while read_frame(&mut r, &mut buf).await.is_some() {
         match decode_frame::<M>(&buf) {

@@ -2,7 +2,7 @@
 //! JSON, with deltas), a suite's results directory alone and against a second run of the same
 //! suite, and bad input (exit 254, naming the path).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -3,7 +3,7 @@
 //! summary. The test runs the suite's own files with the schedule shortened (5 leader kills
 //! and 2 pauses instead of 12 and 3) to keep the test suite's time down.
 
-mod common;
+use crate::common;
 
 /// The suite's files, with the timeline scaled down; everything else as committed.
 fn shortened_suite(dir: &std::path::Path) -> std::path::PathBuf {

@@ -3,7 +3,7 @@
 //! `faultline report` rebuilds from the run's files alone, the suite summary, bad weights as
 //! bad input, and `faultline list`. No assertion depends on wall-clock time.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -3,7 +3,7 @@
 //! namespace, link or process; a SIGKILLed harness leaves nothing that `faultline cleanup` does
 //! not remove. Skipped with a message where the process lacks CAP_NET_ADMIN or the tools.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

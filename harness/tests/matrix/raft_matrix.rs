@@ -3,7 +3,7 @@
 //! matrix gives it: correct settings valid, each planted bug invalid under the fault that
 //! exposes it.
 
-mod common;
+use crate::common;
 
 /// (experiment file, the matrix's verdict). Keep in step with the README's tables: the five
 /// process-fault columns for every correct-settings row, then the cells that expose each bug.
@@ -86,7 +86,7 @@ macro_rules! cells {
     };
 }
 
-/// The bar for the leader-kill cell: at least 20 kill -9 events of the leader under
+/// The bar for the leader-kill cell: at least 20 kill -9 events of the leader under
 /// load in one run, every one followed by a new leader, and no acknowledged write lost.
 #[test]
 fn kill_leader() {

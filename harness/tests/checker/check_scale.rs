@@ -2,10 +2,9 @@
 //! under 10 s on the CI machine's 2 cores, and a single key with 50 concurrent clients and
 //! 2,000 operations must finish or say unknown within its budget. Prints the time and the
 //! peak memory (VmHWM). The first is ignored by default (run it in release:
-//! `cargo test --release -p faultline --test check_scale -- --ignored --nocapture`).
+//! `cargo test --release -p faultline --test checker check_scale -- --ignored --nocapture`).
 
-#[path = "../benches/gen/mod.rs"]
-mod gen;
+use crate::gen;
 
 use std::time::{Duration, Instant};
 

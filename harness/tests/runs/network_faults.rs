@@ -2,7 +2,7 @@
 //! partition and slow-link rows (`targets/primary-backup/README.md`), and what the report says
 //! about each network fault (the flows it cut, failover figures, fault timing).
 
-mod common;
+use crate::common;
 
 fn cell(name: &str) -> serde_json::Value {
     cell_with(name, &[])

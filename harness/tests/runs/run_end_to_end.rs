@@ -2,7 +2,7 @@
 //! sockets, real SIGKILLs. Sync replication must stay linearizable with no lost write through
 //! kill -9 and restart, and the report must carry the failover figures.
 
-mod common;
+use crate::common;
 
 const SYNC_KILLS: &str = "\
 name: e2e-sync-kills

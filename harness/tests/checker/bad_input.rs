@@ -1,7 +1,7 @@
 //! Bad experiment files and bad command lines exit 254 with a message that names the file,
-//! line and column of the problem (DESIGN.md section 3).
+//! line and column of the problem (README.md, "Commands", for the exit codes).
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

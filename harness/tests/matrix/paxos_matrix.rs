@@ -3,7 +3,7 @@
 //! verdict the matrix gives it: correct settings valid, each planted bug invalid under the
 //! fault that exposes it.
 
-mod common;
+use crate::common;
 
 /// (experiment file, the matrix's verdict). Keep in step with the README's tables: the five
 /// process-fault columns for both read modes, quorum loss and kill-all, the partition cells,

@@ -2,12 +2,10 @@
 //! failure), a run with planted stale reads fails (exit 1, the broken rule named on stderr and
 //! as a JUnit failure), and a bad rules file is a bad-input error with its place.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::*;
+use crate::common::*;
 
 fn gate(run: &Path, rules: &Path, extra: &[&str]) -> Output {
     Command::new(exe())

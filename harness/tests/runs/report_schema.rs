@@ -3,7 +3,7 @@
 //! whose report lists violations with counterexamples) must validate, and the schema must be strict enough
 //! that a field added to the report without being documented fails here.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

@@ -2,7 +2,7 @@
 //! (PR_SET_PDEATHSIG), and after SIGINT the run heals, stops the cluster and writes a partial
 //! report marked aborted.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};

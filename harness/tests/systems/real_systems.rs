@@ -6,7 +6,7 @@
 //! Redis or Sentinel process. Skipped, saying why, where the binaries are missing, unless
 //! `FAULTLINE_REQUIRE_REAL_SYSTEMS` is set (CI sets it); the netns cells also need root.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

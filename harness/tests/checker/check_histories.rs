@@ -8,10 +8,7 @@ use std::process::Command;
 use faultline::check::{self, CheckOptions, ConsistencyReport, ModelKind, Verdict};
 use faultline::history::import::{self, Format, Loaded};
 
-const PORCUPINE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/data/porcupine-kv/"
-);
+const PORCUPINE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/porcupine-kv/");
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
 
 /// Load and check a file the way `faultline check` does.

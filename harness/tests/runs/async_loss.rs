@@ -1,7 +1,7 @@
 //! `experiments/primary-backup-async-loss.yaml`: asynchronous replication with the primary
 //! killed under write load loses acknowledged writes, and the harness must say so (exit 1).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -1,5 +1,5 @@
 //! The report of a recorded run, re-analysed from its files, matches the committed snapshot
-//! (`summary.md`) and keeps the report.json fields the issue fixes. Set `UPDATE_SNAPSHOTS=1`
+//! (`summary.md`) and keeps the report.json fields the schema fixes. Set `UPDATE_SNAPSHOTS=1`
 //! to rewrite the expected summary after an intended change, and review the diff.
 
 use std::path::Path;
