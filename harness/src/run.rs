@@ -59,12 +59,17 @@ pub enum RunError {
 }
 
 impl RunError {
-    /// Errors caused by the experiment as written (exit 254), rather than by faultline or the
-    /// machine.
+    /// Errors caused by the experiment as written, or by what it asks of this machine that the
+    /// machine lacks (a system's binary, root or `ip`/`nft`/`tc` for netns mode): exit 254,
+    /// rather than an internal error of faultline.
     pub fn is_bad_input(&self) -> bool {
         matches!(
             self,
-            RunError::Balancer(_) | RunError::Cluster(cluster::ClusterError::MissingProgram { .. })
+            RunError::Balancer(_)
+                | RunError::Cluster(cluster::ClusterError::MissingProgram { .. })
+                | RunError::Cluster(cluster::ClusterError::Netns(
+                    faultline_faults::netns::NetnsError::Unsupported(_)
+                ))
         )
     }
 }

@@ -249,3 +249,62 @@ fn loss_in_proxy_mode_is_refused_with_its_place() {
         assert!(err.contains(&format!("refused.yaml:{line}:")), "{err}");
     }
 }
+
+/// Without CAP_NET_ADMIN (a user's shell, or root with every capability dropped by `setpriv`),
+/// netns mode is refused before anything starts: exit 254 (bad input, not an internal error),
+/// a message naming what it needs, and no node started. Runs everywhere: as root the harness is
+/// started through `setpriv`, otherwise directly.
+#[test]
+fn netns_mode_without_privileges_is_refused_with_what_it_needs() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let euid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        .unwrap();
+    let root = euid == "0";
+    if root && !Path::new("/usr/bin/setpriv").exists() {
+        assert!(
+            std::env::var_os("FAULTLINE_REQUIRE_NETNS").is_none(),
+            "FAULTLINE_REQUIRE_NETNS is set but /usr/bin/setpriv (util-linux) is missing"
+        );
+        eprintln!("SKIPPED: root without /usr/bin/setpriv cannot drop its capabilities");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = common::write_experiment(
+        dir.path(),
+        "netns-unprivileged",
+        "\
+name: netns-unprivileged
+duration: 2s
+network: { mode: netns }
+target: { kind: raft, nodes: 3 }
+workload: { kind: register, keys: 2, rate: 50/s }
+",
+    );
+    let mut cmd = if root {
+        let mut c = Command::new("/usr/bin/setpriv");
+        c.args(["--bounding-set", "-all", "--inh-caps", "-all", "--"])
+            .arg(common::exe());
+        c
+    } else {
+        Command::new(common::exe())
+    };
+    let out = cmd
+        .arg("run")
+        .arg(&file)
+        .arg("--out")
+        .arg(dir.path().join("results"))
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    let err = common::stderr(&out);
+    assert_eq!(out.status.code(), Some(254), "{err}");
+    assert!(err.contains("CAP_NET_ADMIN"), "{err}");
+    let run = common::latest(dir.path(), "netns-unprivileged");
+    assert!(
+        common::node_pids(&run).is_empty(),
+        "nodes were started: {err}"
+    );
+}

@@ -14,9 +14,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use faultline_replica::codec::{self, CodecError};
 use faultline_replica::{
-    decode_record, encode_record, KvState, LazyLog, Log, Millis, Snapshot, Storage, StorageError,
+    decode_log_record, decode_record, encode_record, KvState, LazyLog, Log, Millis, Snapshot,
+    Storage, StorageError,
 };
 use serde::{Deserialize, Serialize};
 
@@ -154,14 +154,6 @@ pub struct FileStorage {
     log: LazyLog,
 }
 
-fn corrupt(what: &'static str, path: &Path, e: impl std::fmt::Display) -> StorageError {
-    StorageError::Corrupt {
-        what,
-        path: path.to_owned(),
-        detail: e.to_string(),
-    }
-}
-
 impl FileStorage {
     /// Open (creating) the data directory and recover what it holds. `lazy`: the planted bug
     /// `ack-before-persist`.
@@ -190,13 +182,8 @@ impl FileStorage {
         let log_path = dir.join("log");
         let (log, records) = Log::open(&log_path)?;
         for r in records {
-            let r = match codec::decode::<Record>(&r) {
-                Ok(r) => r,
-                Err(e @ CodecError::Version { .. }) => return Err(corrupt("log", &log_path, e)),
-                Err(e) => {
-                    tracing::warn!(path = %log_path.display(), error = %e, "undecodable log record; ignoring the rest of the log");
-                    break;
-                }
+            let Some(r) = decode_log_record::<Record>(&log_path, &r)? else {
+                break;
             };
             rec.replay(r);
         }

@@ -15,9 +15,8 @@
 
 use std::path::Path;
 
-use faultline_replica::codec::{self, CodecError};
 use faultline_replica::{
-    decode_record, encode_record, KvState, Log, Snapshot, Storage, StorageError,
+    decode_log_record, decode_record, encode_record, KvState, Log, Snapshot, Storage, StorageError,
 };
 
 use crate::core::Recovered;
@@ -70,13 +69,8 @@ impl FileStorage {
         }
         let (log, records) = Log::open(&dir.join("log"))?;
         for r in records {
-            let e = match codec::decode::<Entry>(&r) {
-                Ok(e) => e,
-                Err(e @ CodecError::Version { .. }) => return Err(corrupt("log", log.path(), e)),
-                Err(e) => {
-                    tracing::warn!(path = %log.path().display(), error = %e, "undecodable log entry; ignoring the rest of the log");
-                    break;
-                }
+            let Some(e) = decode_log_record::<Entry>(log.path(), &r)? else {
+                break;
             };
             // Entries the snapshot already holds: the log was not emptied after the last
             // compaction when the node stopped. The log only ever appends, so they are equal.

@@ -14,9 +14,9 @@
 
 use std::path::Path;
 
-use faultline_replica::codec::{self, CodecError};
 use faultline_replica::{
-    decode_record, encode_record, KvState, LazyLog, Log, Millis, Snapshot, Storage, StorageError,
+    decode_log_record, decode_record, encode_record, KvState, LazyLog, Log, Millis, Snapshot,
+    Storage, StorageError,
 };
 use serde::{Deserialize, Serialize};
 
@@ -88,14 +88,6 @@ pub struct FileStorage {
     log: LazyLog,
 }
 
-fn corrupt(what: &'static str, path: &Path, e: impl std::fmt::Display) -> StorageError {
-    StorageError::Corrupt {
-        what,
-        path: path.to_owned(),
-        detail: e.to_string(),
-    }
-}
-
 impl FileStorage {
     /// Open (creating) the data directory and recover what it holds. `lazy`: the planted bug
     /// `ack-before-persist`.
@@ -122,13 +114,8 @@ impl FileStorage {
         let log_path = dir.join("log");
         let (log, records) = Log::open(&log_path)?;
         for r in records {
-            let d = match codec::decode::<DiskEntry>(&r) {
-                Ok(d) => d,
-                Err(e @ CodecError::Version { .. }) => return Err(corrupt("log", &log_path, e)),
-                Err(e) => {
-                    tracing::warn!(path = %log_path.display(), error = %e, "undecodable log record; ignoring the rest of the log");
-                    break;
-                }
+            let Some(d) = decode_log_record::<DiskEntry>(&log_path, &r)? else {
+                break;
             };
             if !rec.replay(d.index, d.entry) {
                 tracing::warn!(

@@ -23,7 +23,9 @@ pub mod testkit;
 pub use codec::{CodecError, FORMAT_VERSION};
 pub use driver::{drive, ClientToken, Core, DriverError, DriverIo, Input, Millis, Outbox, Storage};
 pub use kv::{Command, KvState, Outcome};
-pub use log::{decode_record, encode_record, LazyLog, Log, Snapshot, StorageError};
+pub use log::{
+    decode_log_record, decode_record, encode_record, LazyLog, Log, Snapshot, StorageError,
+};
 pub use logging::init_node_logging;
 pub use node::{check_node, open_storage, serve_core, NodeError};
 pub use outcome::{to_response, FailKind, Forwarded, ForwardsSeen, FwdOp, OpResult};

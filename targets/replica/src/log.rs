@@ -48,6 +48,28 @@ pub fn encode_record<T: serde::Serialize + ?Sized>(
     crate::codec::encode(value).map_err(|source| StorageError::Encode { what, source })
 }
 
+/// A log record read back from the log at `path`: `Some` decoded; `None` undecodable though its
+/// checksum held, logged, and the caller ignores the rest of the log as after a torn tail; an
+/// error when the record was written by another format version, which no later record of this
+/// log can fix.
+pub fn decode_log_record<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<Option<T>, StorageError> {
+    match crate::codec::decode(bytes) {
+        Ok(value) => Ok(Some(value)),
+        Err(e @ crate::codec::CodecError::Version { .. }) => Err(StorageError::Corrupt {
+            what: "log",
+            path: path.to_owned(),
+            detail: e.to_string(),
+        }),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "undecodable log record; ignoring the rest of the log");
+            Ok(None)
+        }
+    }
+}
+
 /// A value read back from a file of `path`; a blob that does not decode is [`StorageError::Corrupt`].
 pub fn decode_record<T: serde::de::DeserializeOwned>(
     what: &'static str,
