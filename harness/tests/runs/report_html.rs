@@ -4,7 +4,7 @@
 //! "incomplete" banner once the run looks as if its harness had been killed.
 //!
 //! Chromium is optional: without a `chromium` binary on `PATH` that part prints
-//! "skipped: ..." unless `FAULTLINE_REQUIRE_CHROMIUM` is set, which makes it fail instead.
+//! "SKIPPED: ..." unless `FAULTLINE_REQUIRE_CHROMIUM` is set, which makes it fail instead.
 
 use crate::common;
 
@@ -50,7 +50,7 @@ fn run_writes_report_html_that_headless_chromium_renders() {
                 std::env::var_os("FAULTLINE_REQUIRE_CHROMIUM").is_none(),
                 "FAULTLINE_REQUIRE_CHROMIUM is set but no `chromium` on PATH"
             );
-            eprintln!("skipped: no `chromium` on PATH; report.html not opened in a browser");
+            eprintln!("SKIPPED: no `chromium` on PATH; report.html not opened in a browser");
         }
     }
 

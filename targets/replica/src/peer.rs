@@ -314,9 +314,13 @@ mod tests {
             decode_frame::<Msg>(&rest[4..]).unwrap(),
             Msg::Data(vec!["a".into()])
         );
-        assert!(decode_frame::<Msg>(&[9, 9, 9, 9, 9]).is_err());
-        // A huge declared vector length must fail cleanly, not allocate.
-        assert!(decode_frame::<Msg>(&[1, 0xfc, 0xff, 0xff, 0xff, 0xff]).is_err());
+        // Another format version, an unknown variant, and a truncated frame.
+        assert!(decode_frame::<Msg>(&[9, 0, 3]).is_err());
+        assert!(decode_frame::<Msg>(&[codec::FORMAT_VERSION, 9]).is_err());
+        assert!(decode_frame::<Msg>(&[codec::FORMAT_VERSION]).is_err());
+        // A huge declared vector length (2^32 - 1 strings) must fail cleanly, not allocate.
+        let huge = [codec::FORMAT_VERSION, 1, 0xff, 0xff, 0xff, 0xff, 0x0f];
+        assert!(decode_frame::<Msg>(&huge).is_err());
     }
 
     /// Read one frame from a raw connection standing in for the peer.
