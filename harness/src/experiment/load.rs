@@ -97,7 +97,7 @@ pub fn parse_experiment(
 ) -> Result<Loaded, ExperimentError> {
     // First pass: typed, straight from the text, so every error has its location.
     let typed = Experiment::deserialize(serde_yaml::Deserializer::from_str(text))
-        .map_err(|e| yaml_error(path, e))?;
+        .map_err(|e| yaml_error_in(path, text, e))?;
     let mut value: Value = serde_yaml::from_str(text).map_err(|e| yaml_error(path, e))?;
     let mut experiment = typed;
     if !overrides.is_empty() {
@@ -128,8 +128,33 @@ pub fn parse_experiment(
         },
         None => located(path, text, key, index, message),
     };
-    if experiment.name.trim().is_empty() {
-        return Err(error_at("name", None, "name: must not be empty".into()));
+    // Faults that could never fire, or never find their node.
+    let duration = experiment.duration.0;
+    let nodes = experiment.target.nodes;
+    for (i, f) in experiment.faults.iter().enumerate() {
+        let first = match f.when {
+            super::When::At(at) => ("at", at),
+            super::When::Every { from, .. } => ("from", from),
+        };
+        if first.1 .0 >= duration {
+            let message = format!(
+                "faults[{i}]: `{}: {}` is not before the end of the run (duration: {}), so \
+                 it would never fire",
+                first.0, first.1, experiment.duration
+            );
+            return Err(error_at("faults", Some(i), message));
+        }
+        if let Some(id) = f
+            .node_ids()
+            .into_iter()
+            .find(|id| !(1..=nodes).any(|n| *id == format!("n{n}")))
+        {
+            let message = format!(
+                "faults[{i}]: no node `{id}` in this cluster of {nodes} (n1..n{nodes}), so it \
+                 would never match"
+            );
+            return Err(error_at("faults", Some(i), message));
+        }
     }
     if experiment.network.mode == super::NetworkMode::Direct {
         if let Some((i, f)) = experiment
@@ -312,6 +337,36 @@ fn locate_in_block(text: &str, key: &str, needle: &str) -> Option<(usize, usize)
     None
 }
 
+/// A YAML error of the experiment file `text`. A check across the fields of a nested block
+/// (`target`, `workload`) fails after serde_yaml has left the block and comes without a place
+/// of its own (1:1); its message starts with the field it is about (`workload.mix: ...`), so
+/// it is placed there.
+fn yaml_error_in(path: &Path, text: &str, e: serde_yaml::Error) -> ExperimentError {
+    let at_start = e
+        .location()
+        .is_none_or(|l| (l.line(), l.column()) == (1, 1));
+    let message = strip_location(&e.to_string());
+    let field = message
+        .split_once(':')
+        .map(|(head, _)| head)
+        .filter(|head| !head.contains(char::is_whitespace))
+        .and_then(|head| head.split_once('.'));
+    if let (true, Some((block, field))) = (at_start, field) {
+        let field = field.split(['.', '[']).next().unwrap_or(field);
+        if let Some((line, column)) =
+            locate_in_block(text, block, &format!("{field}:")).or_else(|| locate(text, block, None))
+        {
+            return ExperimentError::Yaml {
+                file: path.to_owned(),
+                line,
+                column,
+                message,
+            };
+        }
+    }
+    yaml_error(path, e)
+}
+
 fn yaml_error(path: &Path, e: serde_yaml::Error) -> ExperimentError {
     let message = strip_location(&e.to_string());
     match e.location() {
@@ -435,6 +490,44 @@ faults:
         parse_experiment(Path::new("x.yaml"), text, &[], None)
     }
 
+    /// Every experiment the repository ships loads under today's rules (a check added to the
+    /// loader must not strand a committed file).
+    #[test]
+    fn every_committed_experiment_loads() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments");
+        let mut dirs = vec![root];
+        let mut loaded = 0;
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "yaml")
+                    && path.file_name().is_some_and(|n| n != "gate.yaml")
+                {
+                    load_experiment(&path, &[], None)
+                        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    loaded += 1;
+                }
+            }
+        }
+        assert!(loaded > 50, "only {loaded} experiments found");
+    }
+
+    #[test]
+    fn names_are_one_plain_path_component() {
+        use super::super::schema::name_problem;
+        for ok in ["quickstart", "raft-kill-leader", "bench_1.2", "N9"] {
+            assert_eq!(name_problem(ok), None, "{ok}");
+        }
+        let long = "x".repeat(101);
+        for bad in [
+            "", ".", "..", "../x", "a/b", "/abs", ".hidden", "-flag", "a b", "é", &long,
+        ] {
+            assert!(name_problem(bad).is_some(), "{bad:?} accepted");
+        }
+    }
+
     #[test]
     fn good_file_parses_with_defaults() {
         let l = parse(GOOD).unwrap();
@@ -518,7 +611,7 @@ faults:
 
     #[test]
     fn checks_across_fields_are_located() {
-        let text = "name: t\nduration: 1s\nnetwork: { mode: direct }\nfaults:\n  # first\n  \
+        let text = "name: t\nduration: 5s\nnetwork: { mode: direct }\nfaults:\n  # first\n  \
                     - { at: 1s, kill: leader }\n  -   { at: 2s, partition: halves, duration: 1s }\n\
                     target: { kind: raft, nodes: 3 }\nworkload: { kind: register, rate: 10/s }\n";
         match parse(text).unwrap_err() {

@@ -18,6 +18,44 @@ pub enum NetFault {
 }
 
 impl NetFault {
+    /// Every node id this fault names explicitly (selectors like `leader` name none).
+    pub fn node_ids(&self) -> Vec<&str> {
+        fn selector(s: &Selector) -> Option<&str> {
+            match s {
+                Selector::Node(id) => Some(id),
+                _ => None,
+            }
+        }
+        fn endpoint(e: &Endpoint) -> Vec<&str> {
+            match e {
+                Endpoint::Nodes(s) => selector(s).into_iter().collect(),
+                Endpoint::List(ids) => ids.iter().map(String::as_str).collect(),
+                Endpoint::Followers | Endpoint::Others | Endpoint::Clients => Vec::new(),
+            }
+        }
+        match self {
+            NetFault::Partition { topology, .. } => match topology {
+                Topology::Isolate { who, .. } => selector(who).into_iter().collect(),
+                Topology::Groups(groups) => groups.iter().flatten().map(String::as_str).collect(),
+                Topology::Grudge(g) => g
+                    .iter()
+                    .flat_map(|(k, v)| std::iter::once(k).chain(v))
+                    .map(String::as_str)
+                    .collect(),
+                Topology::Halves
+                | Topology::RandomHalves
+                | Topology::LeaderMinority
+                | Topology::Bridge
+                | Topology::MajoritiesRing => Vec::new(),
+            },
+            NetFault::Link(l) => {
+                let mut ids = endpoint(&l.from);
+                ids.extend(endpoint(&l.to));
+                ids
+            }
+        }
+    }
+
     pub fn action(&self) -> super::FaultAction {
         match self {
             NetFault::Partition { .. } => super::FaultAction::Partition,

@@ -13,6 +13,9 @@ use super::network::{CutMode, LinkSpec, NetFault, Topology};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Experiment {
+    /// A directory name under the results root (`<out>/<name>/`): letters, digits, `.`, `_`,
+    /// `-`, starting with a letter or digit, at most 100 characters.
+    #[serde(deserialize_with = "experiment_name")]
     pub name: String,
     /// Drives every random choice; chosen at random and recorded when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -150,6 +153,49 @@ struct RawTarget {
     command: Option<Vec<String>>,
 }
 
+/// Why `name` cannot be an experiment's name (it becomes a directory under the results root,
+/// so it must be one plain path component), or `None` when it can.
+pub fn name_problem(name: &str) -> Option<String> {
+    const MAX: usize = 100;
+    if name.is_empty() {
+        return Some("must not be empty".into());
+    }
+    if name.len() > MAX {
+        return Some(format!(
+            "{} characters, at most {MAX} (it names a directory)",
+            name.len()
+        ));
+    }
+    let plain = name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    (!plain).then(|| {
+        format!(
+            "`{name}` cannot name the run's directory: use letters, digits, `.`, `_` and `-`, \
+             starting with a letter or digit (no `/`, no `..`)"
+        )
+    })
+}
+
+/// Parsed inside the scalar's own visitor, so the error carries the scalar's location.
+fn experiment_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    struct V;
+    impl de::Visitor<'_> for V {
+        type Value = String;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an experiment name")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+            match name_problem(v) {
+                Some(why) => Err(E::custom(why)),
+                None => Ok(v.to_owned()),
+            }
+        }
+    }
+    d.deserialize_str(V)
+}
+
 /// Parsed inside the scalar's own visitor, so the error carries the scalar's location.
 fn node_count<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     struct V;
@@ -182,41 +228,45 @@ impl TryFrom<RawTarget> for Target {
         match (raw.kind, &raw.command, &raw.binary) {
             (TargetKind::Command, None, _) => {
                 return Err(
-                    "kind: command needs `command:`, the argv that starts a node, as in \
-                     [my-node, --id, \"{id}\", --port, \"{client_port}\"]"
+                    "target.command: kind: command needs `command:`, the argv that starts a \
+                     node, as in [my-node, --id, \"{id}\", --port, \"{client_port}\"]"
                         .into(),
                 )
             }
             (TargetKind::Command, Some(argv), binary) => {
-                crate::cluster::command::check(argv)?;
+                crate::cluster::command::check(argv).map_err(|e| format!("target.command: {e}"))?;
                 if binary.is_some() {
                     return Err(
-                        "binary: not used by kind: command (the program is command[0])".into(),
+                        "target.binary: not used by kind: command (the program is command[0])"
+                            .into(),
                     );
                 }
             }
             (kind, Some(_), _) => {
                 return Err(format!(
-                    "command: only kind: command takes a command (this target is {})",
+                    "target.command: only kind: command takes a command (this target is {})",
                     kind.as_str()
                 ))
             }
             (TargetKind::Etcd | TargetKind::RedisSentinel, None, _) => {}
             (kind, None, Some(_)) => {
                 return Err(format!(
-                "binary: {} nodes are faultline itself; `binary` is for etcd and redis-sentinel",
-                kind.as_str()
-            ))
+                    "target.binary: {} nodes are faultline itself; `binary` is for etcd and \
+                 redis-sentinel",
+                    kind.as_str()
+                ))
             }
             (_, None, None) => {}
         }
         let (validate, known_bugs) = raw.kind.node_checks();
-        validate(&raw.settings).map_err(|e| format!("settings for {}: {e}", raw.kind.as_str()))?;
+        validate(&raw.settings)
+            .map_err(|e| format!("target.settings: for {}, {e}", raw.kind.as_str()))?;
         if raw.kind == TargetKind::RedisSentinel {
-            let s = crate::cluster::redis::RedisSettings::from_map(&raw.settings)?;
+            let s = crate::cluster::redis::RedisSettings::from_map(&raw.settings)
+                .map_err(|e| format!("target.settings: {e}"))?;
             if let Some(q) = s.quorum.filter(|&q| q > raw.nodes) {
                 return Err(format!(
-                    "settings for redis-sentinel: settings.quorum ({q}) is more than the {} \
+                    "target.settings: settings.quorum ({q}) is more than the {} \
                      Sentinels (one per node): no failover could ever be agreed",
                     raw.nodes
                 ));
@@ -225,7 +275,7 @@ impl TryFrom<RawTarget> for Target {
         for bug in &raw.bugs {
             if !known_bugs.contains(&bug.as_str()) {
                 return Err(format!(
-                    "unknown bug `{bug}` for {} (known: {})",
+                    "target.bugs: unknown bug `{bug}` for {} (known: {})",
                     raw.kind.as_str(),
                     known_list(known_bugs)
                 ));
@@ -419,17 +469,19 @@ impl TryFrom<RawWorkload> for Workload {
         });
         for (name, v) in [("read", mix.read), ("write", mix.write), ("cas", mix.cas)] {
             if !(0.0..=1.0).contains(&v) || !v.is_finite() {
-                return Err(format!("mix.{name} must be between 0 and 1, got {v}"));
+                return Err(format!(
+                    "workload.mix: mix.{name} must be between 0 and 1, got {v}"
+                ));
             }
         }
         let total = mix.read + mix.write + mix.cas;
         if (total - 1.0).abs() > 1e-6 {
             return Err(format!(
-                "mix must add up to 1 (read + write + cas = {total})"
+                "workload.mix: must add up to 1 (read + write + cas = {total})"
             ));
         }
         if raw.kind == WorkloadKind::Register && mix.cas > 0.0 {
-            return Err("mix.cas needs `kind: cas-register`".into());
+            return Err("workload.mix: mix.cas needs `kind: cas-register`".into());
         }
         Ok(Workload {
             kind: raw.kind,
@@ -1080,6 +1132,21 @@ pub struct FaultSpec {
 }
 
 impl FaultSpec {
+    /// Every node id this entry, or any of its alternatives, names explicitly.
+    pub fn node_ids(&self) -> Vec<&str> {
+        std::iter::once(self)
+            .chain(&self.choices)
+            .flat_map(|f| {
+                let mut ids = match &f.selector {
+                    Selector::Node(id) => vec![id.as_str()],
+                    _ => Vec::new(),
+                };
+                ids.extend(f.net.iter().flat_map(NetFault::node_ids));
+                ids
+            })
+            .collect()
+    }
+
     /// Whether this entry, or any of its alternatives, acts on the network.
     pub fn touches_network(&self) -> bool {
         self.net.is_some() || self.choices.iter().any(|c| c.net.is_some())

@@ -25,7 +25,13 @@ fn gate_passes_a_good_run_and_fails_one_with_planted_stale_reads() {
     let good = run(
         dir.path(),
         &root.join("experiments/quickstart.yaml"),
-        &["--set", "duration=10s"],
+        // The quickstart's first kill only: faults after the end of a run are refused.
+        &[
+            "--set",
+            "duration=10s",
+            "--set",
+            "faults=[{at: 5s, kill: primary, restart_after: 3s}]",
+        ],
     );
     assert_eq!(good.status.code(), Some(0), "{}", stderr(&good));
     let good_dir = latest(dir.path(), "quickstart");
