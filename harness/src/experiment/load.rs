@@ -346,16 +346,25 @@ fn yaml_error_in(path: &Path, text: &str, e: serde_yaml::Error) -> ExperimentErr
         .location()
         .is_none_or(|l| (l.line(), l.column()) == (1, 1));
     let message = strip_location(&e.to_string());
-    let field = message
+    // `block.field: problem`, or `block: problem` whose first word is the field.
+    let place = message
         .split_once(':')
-        .map(|(head, _)| head)
-        .filter(|head| !head.contains(char::is_whitespace))
-        .and_then(|head| head.split_once('.'));
-    if let (true, Some((block, field))) = (at_start, field) {
-        let field = field.split(['.', '[']).next().unwrap_or(field);
-        if let Some((line, column)) =
-            locate_in_block(text, block, &format!("{field}:")).or_else(|| locate(text, block, None))
-        {
+        .filter(|(head, _)| !head.contains(char::is_whitespace))
+        .map(|(head, rest)| match head.split_once('.') {
+            Some((block, field)) => (block, field.split(['.', '[']).next().unwrap_or(field)),
+            None => {
+                let word = rest.trim_start().trim_start_matches('`');
+                let end = word
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+                    .unwrap_or(word.len());
+                (head, word[..end].rsplit('.').next().unwrap_or(""))
+            }
+        });
+    if let (true, Some((block, field))) = (at_start, place) {
+        let found = (!field.is_empty())
+            .then(|| locate_in_block(text, block, &format!("{field}:")))
+            .flatten();
+        if let Some((line, column)) = found.or_else(|| locate(text, block, None)) {
             return ExperimentError::Yaml {
                 file: path.to_owned(),
                 line,

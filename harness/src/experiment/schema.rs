@@ -153,6 +153,18 @@ struct RawTarget {
     command: Option<Vec<String>>,
 }
 
+/// A share between 0 and 1, parsed inside the scalar's own visitor so the error is placed.
+fn share<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    let v = f64::deserialize(d)?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(Some(v))
+    } else {
+        Err(de::Error::custom(format!(
+            "availability must be between 0 and 1 (a share of operations), got {v}"
+        )))
+    }
+}
+
 /// Why `name` cannot be an experiment's name (it becomes a directory under the results root,
 /// so it must be one plain path component), or `None` when it can.
 pub fn name_problem(name: &str) -> Option<String> {
@@ -833,7 +845,14 @@ struct RawBalancerCfg {
 
 impl TryFrom<RawBalancerCfg> for BalancerCfg {
     type Error = String;
+    /// Errors start with `balancer:` and name the field first, so the loader can place them.
     fn try_from(raw: RawBalancerCfg) -> Result<Self, String> {
+        BalancerCfg::checked(raw).map_err(|e| format!("balancer: {e}"))
+    }
+}
+
+impl BalancerCfg {
+    fn checked(raw: RawBalancerCfg) -> Result<Self, String> {
         let fallback = raw.fallback.unwrap_or(BalancerKind::RoundRobin);
         if raw.fallback.is_some() && raw.kind != BalancerKind::LeaderAware {
             return Err(format!(
@@ -1480,7 +1499,7 @@ pub enum CheckKind {
 #[serde(deny_unknown_fields)]
 pub struct Slo {
     /// Minimum overall availability (share of ok operations), 0..=1.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "share")]
     pub availability: Option<f64>,
     /// Maximum p99 of recovery_ms over the run's faults.
     #[serde(default)]

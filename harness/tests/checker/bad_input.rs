@@ -84,6 +84,24 @@ fn each_bad_input_exits_254_with_its_location() {
             "nodes: 3\n  bugs: [no-such-bug]",
             "bad.yaml:6:3: target.bugs: unknown bug `no-such-bug`",
         ),
+        (
+            "balancer parameter of another strategy",
+            "rate: 100/s",
+            "rate: 100/s\nbalancer:\n  kind: round-robin\n  choice_count: 3",
+            "bad.yaml:11:3: balancer: `choice_count` applies to kind `p2c`, not `round-robin`",
+        ),
+        (
+            "outlier setting out of range",
+            "rate: 100/s",
+            "rate: 100/s\nbalancer:\n  kind: leader-aware\n  outlier: { consecutive_failures: 0 }",
+            "bad.yaml:11:14: balancer: outlier.consecutive_failures must be at least 1",
+        ),
+        (
+            "availability objective above 1",
+            "rate: 100/s",
+            "rate: 100/s\nslo:\n  availability: 1.5",
+            "bad.yaml:10:3: slo: availability must be between 0 and 1",
+        ),
         // Faults that could never fire or never find their node.
         (
             "fault after the end of the run",
