@@ -213,6 +213,10 @@ impl GatewayError {
     }
 }
 
+/// The largest gateway answer read (etcd refuses requests over 1.5 MiB by default, and every
+/// answer to faultline's operations is far smaller).
+const MAX_ANSWER: usize = 4 << 20;
+
 fn u64_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     let s = String::deserialize(d)?;
     s.parse().map_err(serde::de::Error::custom)
@@ -286,12 +290,16 @@ impl EtcdClient {
             let sent = sender.try_send_request(req.take().expect("request kept until sent"));
             enum Failure {
                 Send(Box<hyper::client::conn::TrySendError<hyper::Request<Full<Bytes>>>>),
-                Body(hyper::Error),
+                Body(String),
             }
             let exchange = async {
                 let resp = sent.await.map_err(|e| Failure::Send(Box::new(e)))?;
                 let status = resp.status();
-                let body = resp.into_body().collect().await.map_err(Failure::Body)?;
+                // An answer is read up to MAX_ANSWER bytes, whatever length it declares.
+                let body = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER)
+                    .collect()
+                    .await
+                    .map_err(|e| Failure::Body(e.to_string()))?;
                 Ok::<_, Failure>((status, body.to_bytes()))
             };
             return match tokio::time::timeout_at(deadline, exchange).await {
@@ -326,20 +334,8 @@ impl EtcdClient {
         if !code.is_success() {
             return Ok(failed(&op, GatewayError::describe(code, &body)));
         }
-        let v: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|e| CallError::Lost(format!("{}: unreadable answer: {e}", self.addr)))?;
-        Ok(match op {
-            Op::Read { .. } => match read_value(&v) {
-                Ok(value) => Response::value(0, value),
-                Err(message) => Response::failed(0, ErrorCode::Other, true, message),
-            },
-            Op::Write { .. } => Response::done(0),
-            Op::Cas { .. } if v.get("succeeded").and_then(|s| s.as_bool()) == Some(true) => {
-                Response::done(0)
-            }
-            Op::Cas { .. } => Response::failed(0, ErrorCode::CasMismatch, true, "compare failed"),
-            Op::Status => unreachable!("answered above"),
-        })
+        decode_answer(&op, &body)
+            .map_err(|e| CallError::Lost(format!("{}: unreadable answer: {e}", self.addr)))
     }
 
     /// A member's status: leader when the leader it names is itself; the leader's name from
@@ -480,6 +476,23 @@ fn request(op: &Op, serializable: bool) -> (&'static str, serde_json::Value) {
 }
 
 /// The register value a range answer holds (`None`: never written).
+/// A successful gateway answer to a read, write or cas, as the native response. An answer
+/// that is not JSON is an error (the caller cannot know whether a write took effect).
+fn decode_answer(op: &Op, body: &[u8]) -> Result<Response, serde_json::Error> {
+    let v: serde_json::Value = serde_json::from_slice(body)?;
+    Ok(match op {
+        Op::Read { .. } => match read_value(&v) {
+            Ok(value) => Response::value(0, value),
+            Err(message) => Response::failed(0, ErrorCode::Other, true, message),
+        },
+        Op::Write { .. } | Op::Status => Response::done(0),
+        Op::Cas { .. } if v.get("succeeded").and_then(|s| s.as_bool()) == Some(true) => {
+            Response::done(0)
+        }
+        Op::Cas { .. } => Response::failed(0, ErrorCode::CasMismatch, true, "compare failed"),
+    })
+}
+
 fn read_value(v: &serde_json::Value) -> Result<Option<Value>, String> {
     let Some(kv) = v
         .get("kvs")
@@ -516,6 +529,86 @@ fn failed(op: &Op, message: String) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    mod hostile {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn ops() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                Just(Op::Read { key: "k".into() }),
+                Just(Op::Write {
+                    key: "k".into(),
+                    value: 1
+                }),
+                Just(Op::Cas {
+                    key: "k".into(),
+                    from: None,
+                    to: 2
+                }),
+            ]
+        }
+
+        /// JSON built from the gateway's own field names, with wrong types and values.
+        fn gatewayish() -> impl Strategy<Value = String> {
+            proptest::collection::vec(
+                prop_oneof![
+                    Just("{".to_string()),
+                    Just("}".to_string()),
+                    Just("[".to_string()),
+                    Just("]".to_string()),
+                    Just(",".to_string()),
+                    Just(":".to_string()),
+                    Just("\"kvs\"".to_string()),
+                    Just("\"value\"".to_string()),
+                    Just("\"succeeded\"".to_string()),
+                    Just("\"header\"".to_string()),
+                    Just("\"member_id\"".to_string()),
+                    Just("\"leader\"".to_string()),
+                    Just("\"raftTerm\"".to_string()),
+                    Just("\"message\"".to_string()),
+                    Just("\"MTIz\"".to_string()),
+                    Just("\"!!\"".to_string()),
+                    Just("\"18446744073709551616\"".to_string()),
+                    Just("true".to_string()),
+                    Just("null".to_string()),
+                    "-?[0-9]{1,21}",
+                ],
+                0..30,
+            )
+            .prop_map(|v| v.concat())
+        }
+
+        proptest! {
+            /// Any answer body: a response, or an error the caller reports as a lost answer.
+            #[test]
+            fn answers_decode_or_fail_cleanly(
+                op in ops(),
+                body in prop_oneof![gatewayish(), "(?s).{0,120}"],
+            ) {
+                if let Ok(r) = decode_answer(&op, body.as_bytes()) {
+                    // A read's value is either absent or a register value, never a guess.
+                    if let Some(e) = &r.error {
+                        prop_assert!(e.definite, "{e:?}");
+                    }
+                }
+                let _ = serde_json::from_slice::<StatusAnswer>(body.as_bytes());
+                let _ = GatewayError::describe(hyper::StatusCode::BAD_REQUEST, body.as_bytes());
+            }
+        }
+
+        #[test]
+        fn a_value_that_is_not_faultlines_is_an_error_not_a_value() {
+            let op = Op::Read { key: "k".into() };
+            let ok = decode_answer(&op, br#"{"kvs":[{"value":"MTIz"}]}"#).unwrap();
+            assert_eq!(ok.value, Some(Some(123)), "{ok:?}");
+            let bad = decode_answer(&op, br#"{"kvs":[{"value":"!!"}]}"#).unwrap();
+            assert!(bad.error.is_some(), "{bad:?}");
+            let none = decode_answer(&op, br#"{}"#).unwrap();
+            assert_eq!(none.value, Some(None), "{none:?}");
+            assert!(decode_answer(&op, b"<html>").is_err());
+        }
+    }
 
     #[test]
     fn settings_map_to_etcd_flags_and_are_checked() {

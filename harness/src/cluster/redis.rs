@@ -291,8 +291,9 @@ pub fn encode(args: &[&[u8]]) -> Vec<u8> {
 const MAX_BULK: i64 = 512 << 20;
 const MAX_DEPTH: usize = 16;
 
-/// Read one RESP2 value. Lengths past Redis's own limits are refused as malformed, not
-/// allocated.
+/// Read one RESP2 value. Lengths past Redis's own limits are refused as malformed, and no
+/// declared length is allocated up front: a bulk string's buffer grows with the bytes that
+/// actually arrive, and an array's with its items.
 pub async fn read_resp<R: AsyncBufRead + Unpin + Send>(r: &mut R) -> std::io::Result<Resp> {
     // Arrays nest: keep a stack of (items so far, items expected).
     let mut stack: Vec<(Vec<Resp>, usize)> = Vec::new();
@@ -318,8 +319,15 @@ pub async fn read_resp<R: AsyncBufRead + Unpin + Send>(r: &mut R) -> std::io::Re
                 if len < 0 {
                     Resp::Bulk(None)
                 } else {
-                    let mut buf = vec![0; len as usize + 2];
-                    r.read_exact(&mut buf).await?;
+                    let want = len as u64 + 2;
+                    let mut buf = Vec::with_capacity((want as usize).min(64 << 10));
+                    (&mut *r).take(want).read_to_end(&mut buf).await?;
+                    if buf.len() as u64 != want {
+                        return Err(std::io::ErrorKind::UnexpectedEof.into());
+                    }
+                    if !buf.ends_with(b"\r\n") {
+                        return Err(bad());
+                    }
                     buf.truncate(len as usize);
                     Resp::Bulk(Some(buf))
                 }

@@ -10,4 +10,5 @@ mod gen;
 mod bad_input;
 mod check_histories;
 mod check_scale;
+mod hostile;
 mod report_snapshot;
