@@ -62,7 +62,7 @@ fn yamlish() -> impl Strategy<Value = String> {
         Just("faults:\n  - ".to_string()),
         Just("{ at: 1s, kill: n7 }".to_string()),
         Just("[[n1], [n9]]".to_string()),
-        Just("../../".to_string()),
+        Just("../../".to_string()), // not-a-path: hostile input
         Just("&a ".to_string()),
         Just("*a".to_string()),
         Just("!!binary ".to_string()),

@@ -59,6 +59,9 @@ fn sigkill_of_the_harness_leaves_no_node_process() {
     assert_eq!(r["aborted"], true, "{}", common::stderr(&out));
     assert_eq!(r["run"]["complete"], false);
     assert!(r["ops"]["invoked"].as_u64().unwrap() > 0);
+    // Nothing wrong in what was recorded, but the run did not finish: unknown, exit 2.
+    assert_eq!(r["verdict"], "unknown", "{}", common::stderr(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", common::stderr(&out));
     // The page says so too.
     let html = std::fs::read_to_string(run.join("report.html")).unwrap();
     assert!(
@@ -123,4 +126,76 @@ fn sigint_heals_stops_and_writes_a_partial_report() {
     assert!(events.contains("\"run_end\""));
     let left = common::wait_gone(run.to_str().unwrap(), Duration::from_secs(2));
     assert!(left.is_empty(), "node processes survived: {left:?}");
+}
+
+/// Multi-Paxos with stale local reads planted, read round-robin: followers lag the leader, so
+/// the history shows stale reads within a second or two, with no fault at all. Interrupted (SIGINT) or killed (SIGKILL) after that, the run's report judges what
+/// was recorded and says `invalid` (exit 1): a violation already seen is a finding, not an
+/// unknown.
+const STALE: &str = "\
+name: interrupted-stale
+seed: 5
+duration: 60s
+target:
+  kind: paxos
+  nodes: 3
+  settings: { heartbeat: 50ms, election_timeout: [150ms, 300ms] }
+  bugs: [stale-local-reads]
+workload:
+  kind: register
+  keys: 2
+  rate: 300/s
+balancer:
+  kind: round-robin
+";
+
+#[test]
+fn an_interrupted_run_whose_history_shows_a_violation_is_invalid() {
+    for signal in [
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGKILL,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut child, run) =
+            common::start_until(dir.path(), "interrupted-stale", STALE, "\"load\"");
+        std::thread::sleep(Duration::from_secs(3));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(40);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{signal}: harness did not stop");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let code = if signal == nix::sys::signal::Signal::SIGKILL {
+            let left = common::wait_gone(run.to_str().unwrap(), Duration::from_secs(5));
+            assert!(left.is_empty(), "{signal}: left behind: {left:?}");
+            let out = Command::new(common::exe())
+                .arg("report")
+                .arg(&run)
+                .output()
+                .unwrap();
+            out.status.code()
+        } else {
+            status.code()
+        };
+        let r = common::report(&run);
+        assert_eq!(r["aborted"], true, "{signal}");
+        assert_eq!(
+            r["verdict"],
+            "invalid",
+            "{signal}: {}",
+            serde_json::to_string_pretty(&r["consistency"]).unwrap()
+        );
+        assert!(
+            r["consistency"]["stale_reads"].as_u64().unwrap() > 0,
+            "{signal}"
+        );
+        assert_eq!(code, Some(1), "{signal}");
+    }
 }
