@@ -223,6 +223,14 @@ pub fn render_summary(r: &Report) -> String {
                 load.late_share * 100.0,
                 load.max_late_ms
             );
+            if load.not_started > 0 {
+                let _ = writeln!(
+                    s,
+                    "**{} ops due before the end never started**: the load generator fell behind \
+                     (harness or machine overloaded); they are not in the history.",
+                    load.not_started
+                );
+            }
         }
     }
     for x in &r.unexpected_exits {

@@ -32,6 +32,10 @@ pub struct LoadStats {
     pub late_1ms: AtomicU64,
     /// Open loop: the worst start delay, in microseconds.
     pub max_late_us: AtomicU64,
+    /// Open loop: operations due before the end of the load that could only have started
+    /// after it (the harness or the machine could not keep up): never sent, so not in the
+    /// history. Counted in `scheduled`.
+    pub not_started: AtomicU64,
 }
 
 /// What the report says about how well the load kept its schedule.
@@ -43,6 +47,9 @@ pub struct LoadSummary {
     pub late_1ms: u64,
     pub late_share: f64,
     pub max_late_ms: f64,
+    /// Of `scheduled`, the operations the load could not start before its end.
+    #[serde(default)]
+    pub not_started: u64,
 }
 
 impl LoadStats {
@@ -59,6 +66,7 @@ impl LoadStats {
                 late as f64 / scheduled as f64
             },
             max_late_ms: self.max_late_us.load(Ordering::Relaxed) as f64 / 1000.0,
+            not_started: self.not_started.load(Ordering::Relaxed),
         }
     }
 }
@@ -359,6 +367,19 @@ pub async fn run_open(ctx: Arc<Ctx>, rate: f64, until: Instant) {
                 if due >= until || pacer_ctx.stop.load(Ordering::Relaxed) {
                     break;
                 }
+                if Instant::now() >= until {
+                    // Behind and out of time: the operations still due before the end were
+                    // scheduled but can no longer start within the load.
+                    let due_in_load =
+                        ((until - start).as_secs_f64() / period.as_secs_f64()).ceil() as u64;
+                    let left = due_in_load.saturating_sub(n);
+                    pacer_ctx.stats.scheduled.fetch_add(left, Ordering::Relaxed);
+                    pacer_ctx
+                        .stats
+                        .not_started
+                        .fetch_add(left, Ordering::Relaxed);
+                    break;
+                }
                 let now = Instant::now();
                 if due > now {
                     std::thread::sleep(due - now);
@@ -368,6 +389,13 @@ pub async fn run_open(ctx: Arc<Ctx>, rate: f64, until: Instant) {
                 let done_tx = done_tx.clone();
                 ctx.stats.scheduled.fetch_add(1, Ordering::Relaxed);
                 handle.spawn(async move {
+                    // A task that only gets to run after the load ended does not start its
+                    // operation: the run ends on time, and the report counts it.
+                    if Instant::now() >= until {
+                        ctx.stats.not_started.fetch_add(1, Ordering::Relaxed);
+                        drop(done_tx);
+                        return;
+                    }
                     let late = Instant::now().saturating_duration_since(due);
                     if late > Duration::from_millis(1) {
                         ctx.stats.late_1ms.fetch_add(1, Ordering::Relaxed);
