@@ -1170,17 +1170,23 @@ mod journal_props {
     use super::*;
     use proptest::prelude::*;
 
+    /// Nothing in what was read that cleanup could misuse: init, pid 0, or a link not ours.
+    fn safe(e: &JournalEntries) -> Result<(), TestCaseError> {
+        for (_, pid, start) in &e.holders {
+            prop_assert!(*pid > 1 && *start != 0);
+        }
+        for link in &e.links {
+            prop_assert!(is_host_link_name(link), "{link}");
+        }
+        Ok(())
+    }
+
     proptest! {
         /// Any text at all: no panic, and nothing in the result that cleanup could misuse.
         #[test]
         fn any_text_parses_to_safe_entries(text in "(?s).{0,400}") {
             let e = parse_journal(&text);
-            for (_, pid, start) in &e.holders {
-                prop_assert!(*pid > 1 && *start != 0);
-            }
-            for link in &e.links {
-                prop_assert!(is_host_link_name(link), "{link}");
-            }
+            safe(&e)?;
         }
 
         /// Lines shaped like the journal's own, with hostile fields mixed in.
@@ -1199,12 +1205,7 @@ mod journal_props {
             )
         ) {
             let e = parse_journal(&lines.join("\n"));
-            for (_, pid, start) in &e.holders {
-                prop_assert!(*pid > 1 && *start != 0);
-            }
-            for link in &e.links {
-                prop_assert!(is_host_link_name(link), "{link}");
-            }
+            safe(&e)?;
         }
 
         /// What the harness writes reads back as written.

@@ -22,6 +22,27 @@ faults:
   - { at: 1s, pause: follower, duration: 30s }
 ";
 
+/// Wait (bounded) for the signalled harness to exit; past `within` it is killed and the test
+/// fails, so no harness outlives a failed test.
+fn wait_exit(
+    child: &mut std::process::Child,
+    within: Duration,
+    after: &str,
+) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("harness did not stop after {after}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Start a long run and wait until the pause fault is applied (so the load has begun). The
 /// caller signals and waits for the returned child.
 fn start(dir: &std::path::Path) -> (std::process::Child, std::path::PathBuf) {
@@ -91,18 +112,7 @@ fn sigint_heals_stops_and_writes_a_partial_report() {
         nix::sys::signal::Signal::SIGINT,
     )
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("harness did not stop after SIGINT");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_exit(&mut child, Duration::from_secs(30), "SIGINT");
     // An interrupted run that found nothing wrong cannot call itself valid: unknown, exit 2.
     assert_eq!(status.code(), Some(2));
     let r = common::report(&run);
@@ -160,18 +170,7 @@ fn an_interrupted_run_whose_history_shows_a_violation_is_invalid() {
             common::start_until(dir.path(), "interrupted-stale", STALE, "\"load\"");
         std::thread::sleep(Duration::from_secs(3));
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(40);
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{signal}: harness did not stop");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let status = wait_exit(&mut child, Duration::from_secs(40), signal.as_str());
         let code = if signal == nix::sys::signal::Signal::SIGKILL {
             let left = common::wait_gone(run.to_str().unwrap(), Duration::from_secs(5));
             assert!(left.is_empty(), "{signal}: left behind: {left:?}");
