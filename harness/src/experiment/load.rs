@@ -128,9 +128,11 @@ pub fn parse_experiment(
         },
         None => located(path, text, key, index, message),
     };
+    // Node ids of this cluster: n1 ..= n<target.nodes>.
+    let nodes = experiment.target.nodes;
+    let is_node = |id: &str| (1..=nodes).any(|n| id == format!("n{n}"));
     // Faults that could never fire, or never find their node.
     let duration = experiment.duration.0;
-    let nodes = experiment.target.nodes;
     for (i, f) in experiment.faults.iter().enumerate() {
         let first = match f.when {
             super::When::At(at) => ("at", at),
@@ -144,11 +146,7 @@ pub fn parse_experiment(
             );
             return Err(error_at("faults", Some(i), message));
         }
-        if let Some(id) = f
-            .node_ids()
-            .into_iter()
-            .find(|id| !(1..=nodes).any(|n| *id == format!("n{n}")))
-        {
+        if let Some(id) = f.node_ids().into_iter().find(|id| !is_node(id)) {
             let message = format!(
                 "faults[{i}]: no node `{id}` in this cluster of {nodes} (n1..n{nodes}), so it \
                  would never match"
@@ -206,14 +204,13 @@ pub fn parse_experiment(
             return Err(error_at("faults", Some(i), format!("faults[{i}]: {why}")));
         }
     }
-    // Balancer weights name nodes of this cluster: n1 ..= n<target.nodes>.
-    let nodes = experiment.target.nodes;
+    // Balancer weights name nodes of this cluster.
     let unknown = experiment
         .balancer
         .params
         .weights
         .keys()
-        .find(|id| !(1..=nodes).any(|i| **id == format!("n{i}")));
+        .find(|id| !is_node(id));
     if let Some(id) = unknown {
         let message =
             format!("balancer.weights: no node `{id}` in this cluster of {nodes} (n1..n{nodes})");

@@ -1,5 +1,6 @@
-//! The experiment schema (README.md, "Experiments"; ARCHITECTURE.md, section 2). Unknown fields are errors everywhere, and every
-//! value is checked while it is parsed, so an error carries the location of the offending node.
+//! The experiment schema (README.md, "Experiments"; ARCHITECTURE.md, section 2). Unknown fields
+//! are errors everywhere, and every value is checked while it is parsed, so an error carries the
+//! location of the offending node.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -367,7 +367,8 @@ pub async fn run_open(ctx: Arc<Ctx>, rate: f64, until: Instant) {
                 if due >= until || pacer_ctx.stop.load(Ordering::Relaxed) {
                     break;
                 }
-                if Instant::now() >= until {
+                let now = Instant::now();
+                if now >= until {
                     // Behind and out of time: the operations still due before the end were
                     // scheduled but can no longer start within the load.
                     let due_in_load =
@@ -380,7 +381,6 @@ pub async fn run_open(ctx: Arc<Ctx>, rate: f64, until: Instant) {
                         .fetch_add(left, Ordering::Relaxed);
                     break;
                 }
-                let now = Instant::now();
                 if due > now {
                     std::thread::sleep(due - now);
                 }
@@ -391,12 +391,13 @@ pub async fn run_open(ctx: Arc<Ctx>, rate: f64, until: Instant) {
                 handle.spawn(async move {
                     // A task that only gets to run after the load ended does not start its
                     // operation: the run ends on time, and the report counts it.
-                    if Instant::now() >= until {
+                    let started = Instant::now();
+                    if started >= until {
                         ctx.stats.not_started.fetch_add(1, Ordering::Relaxed);
                         drop(done_tx);
                         return;
                     }
-                    let late = Instant::now().saturating_duration_since(due);
+                    let late = started.saturating_duration_since(due);
                     if late > Duration::from_millis(1) {
                         ctx.stats.late_1ms.fetch_add(1, Ordering::Relaxed);
                     }
