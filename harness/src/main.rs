@@ -307,6 +307,9 @@ fn main() -> ExitCode {
         } => check_cmd(&history, format, model, timeout, memory, html.as_deref()),
         Command::Report { run_dir } => match report::analyze_and_write(&run_dir) {
             Ok(r) => {
+                if let Err(e) = report::point_latest(&run_dir, true) {
+                    eprintln!("faultline report: cannot update `latest` beside the run: {e}");
+                }
                 eprint!("{}", report::render_summary(&r));
                 ExitCode::from(r.exit_code())
             }
@@ -663,12 +666,21 @@ fn cleanup(paths: &[PathBuf]) -> ExitCode {
     } else {
         paths
             .iter()
-            .map(|p| {
-                if p.is_dir() {
-                    p.join("netns.journal")
-                } else {
-                    p.clone()
+            .filter_map(|p| {
+                if !p.is_dir() {
+                    return Some(p.clone());
                 }
+                let journal = p.join("netns.journal");
+                if journal.exists() {
+                    return Some(journal);
+                }
+                // Proxy and direct runs create nothing that outlives their harness: nodes get
+                // PR_SET_PDEATHSIG, proxies are the harness's own threads.
+                println!(
+                    "{}: nothing to clean (no netns.journal: not a netns run)",
+                    p.display()
+                );
+                None
             })
             .collect()
     };

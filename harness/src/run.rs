@@ -148,14 +148,20 @@ pub async fn run_experiment(
     let started_utc = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let stamp = started_utc.replace([':', '-'], "");
     let exp_dir = opts.out.join(&exp.name);
-    let run_dir = exp_dir.join(format!("{stamp}-{seed}"));
-    std::fs::create_dir_all(&run_dir).map_err(io(&run_dir))?;
+    std::fs::create_dir_all(&exp_dir).map_err(io(&exp_dir))?;
+    let run_dir = new_run_dir(&exp_dir, &format!("{stamp}-{seed}"))?;
     let yaml = serde_yaml::to_string(&loaded.as_run).expect("YAML values serialize");
     let exp_path = run_dir.join("experiment.yaml");
     std::fs::write(&exp_path, yaml).map_err(io(&exp_path))?;
-    update_latest(&exp_dir, &run_dir);
+    if opts.progress {
+        eprintln!("run directory: {}", run_dir.display());
+    }
 
     let clock = RunClock::start();
+    let origin_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+        .saturating_sub(clock.0.elapsed().as_millis() as u64);
     let events_path = run_dir.join("events.jsonl");
     let (events, events_handle) = Recorder::create(&events_path).map_err(io(&events_path))?;
     let history_path = run_dir.join("history.jsonl");
@@ -169,6 +175,7 @@ pub async fn run_experiment(
     sink.event(EventKind::RunStart {
         experiment: exp.name.clone(),
         seed,
+        unix_ms: Some(origin_unix_ms),
     });
 
     let mut meta = RunMeta {
@@ -381,7 +388,32 @@ pub async fn run_experiment(
     drop(cluster);
 
     let report = report::analyze_and_write(&run_dir)?;
+    // Only now, with the report on disk, may `latest` name this run.
+    if let Err(e) = report::point_latest(&run_dir, false) {
+        tracing::warn!("cannot point {}/latest at this run: {e}", exp_dir.display());
+    }
     Ok((run_dir, report))
+}
+
+/// Create the run's own directory `<exp_dir>/<name>`, or `<name>-2`, `<name>-3`, ... when a run
+/// of the same experiment and seed started in the same second: never another run's files.
+fn new_run_dir(exp_dir: &Path, name: &str) -> Result<PathBuf, RunError> {
+    for n in 1..1000 {
+        let dir = match n {
+            1 => exp_dir.join(name),
+            n => exp_dir.join(format!("{name}-{n}")),
+        };
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io(&dir)(e)),
+        }
+    }
+    let dir = exp_dir.join(name);
+    Err(io(&dir)(std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        "a thousand runs of this experiment and seed in one second",
+    )))
 }
 
 /// The run's journal and history files, open while the run lasts.
@@ -621,14 +653,5 @@ struct BarGuard(indicatif::ProgressBar);
 impl Drop for BarGuard {
     fn drop(&mut self) {
         self.0.finish_and_clear();
-    }
-}
-
-/// Point `<experiment>/latest` at the newest run (a relative symlink).
-fn update_latest(exp_dir: &Path, run_dir: &Path) {
-    let link = exp_dir.join("latest");
-    let _ = std::fs::remove_file(&link);
-    if let Some(name) = run_dir.file_name() {
-        let _ = std::os::unix::fs::symlink(name, &link);
     }
 }

@@ -18,7 +18,14 @@ pub struct Event {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum EventKind {
     /// The load starts; `t` is the run clock's origin plus the launch time.
-    RunStart { experiment: String, seed: u64 },
+    RunStart {
+        experiment: String,
+        seed: u64,
+        /// Wall-clock time of the run clock's origin (`t` = 0), in milliseconds since the Unix
+        /// epoch: lines up the run with node logs and with the moment a harness was killed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        unix_ms: Option<u64>,
+    },
     /// A fault is about to be applied (journaled *before* it is applied). `id` pairs it with
     /// its `fault_end`.
     FaultStart {

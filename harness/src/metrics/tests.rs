@@ -90,6 +90,7 @@ fn kill_leader_run() -> (History, Vec<Event>) {
             EventKind::RunStart {
                 experiment: "t".into(),
                 seed: 1,
+                unix_ms: None,
             },
         ),
         ev(0, phase("load")),

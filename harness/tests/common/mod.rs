@@ -65,6 +65,8 @@ pub fn start_until(
     until: &str,
 ) -> (std::process::Child, PathBuf) {
     let file = write_experiment(dir, name, yaml);
+    // Only a run directory this harness makes counts, not an earlier run's.
+    let before = newest_run(dir, name);
     let mut child = Command::new(exe())
         .arg("run")
         .arg(&file)
@@ -83,8 +85,7 @@ pub fn start_until(
             let _ = child.wait();
             panic!("{name}: no {until} in events.jsonl in time");
         }
-        if let Ok(target) = std::fs::read_link(dir.join("results").join(name).join("latest")) {
-            let run = dir.join("results").join(name).join(target);
+        if let Some(run) = newest_run(dir, name).filter(|r| Some(r) != before.as_ref()) {
             let events = std::fs::read_to_string(run.join("events.jsonl")).unwrap_or_default();
             if events.contains(until) {
                 return (child, run);
@@ -94,7 +95,21 @@ pub fn start_until(
     }
 }
 
-/// The newest run directory of an experiment.
+/// The newest run directory of an experiment, finished or not (`latest` names a run only once
+/// its report is written).
+pub fn newest_run(dir: &Path, name: &str) -> Option<PathBuf> {
+    let exp_dir = dir.join("results").join(name);
+    let mut runs: Vec<PathBuf> = std::fs::read_dir(&exp_dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
+    runs.sort();
+    runs.pop()
+}
+
+/// The run directory `latest` names: the newest run with a written report.
 pub fn latest(dir: &Path, name: &str) -> PathBuf {
     let link = dir.join("results").join(name).join("latest");
     let target = std::fs::read_link(&link).unwrap_or_else(|e| panic!("{}: {e}", link.display()));

@@ -33,7 +33,7 @@ fn validator() -> (boon::Schemas, boon::SchemaIndex) {
 }
 
 /// Validate one report; the error lists every failing location.
-fn validate(report: &Value) -> Result<(), String> {
+pub(crate) fn validate(report: &Value) -> Result<(), String> {
     let (schemas, index) = validator();
     schemas
         .validate(report, index)

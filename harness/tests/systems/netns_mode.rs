@@ -302,7 +302,7 @@ workload: { kind: register, keys: 2, rate: 50/s }
     let err = common::stderr(&out);
     assert_eq!(out.status.code(), Some(254), "{err}");
     assert!(err.contains("CAP_NET_ADMIN"), "{err}");
-    let run = common::latest(dir.path(), "netns-unprivileged");
+    let run = common::newest_run(dir.path(), "netns-unprivileged").expect("a run directory");
     assert!(
         common::node_pids(&run).is_empty(),
         "nodes were started: {err}"
