@@ -307,7 +307,10 @@ pub async fn run_experiment(
         let mode = exp.workload.load;
         tokio::spawn(async move {
             match mode {
-                Load::Open { rate } => workload::run_open(ctx, rate.per_second, until).await,
+                Load::Open {
+                    rate,
+                    max_in_flight,
+                } => workload::run_open(ctx, rate.per_second, max_in_flight, until).await,
                 Load::Closed { concurrency } => workload::run_closed(ctx, concurrency, until).await,
             }
         })

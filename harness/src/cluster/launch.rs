@@ -107,7 +107,7 @@ pub struct NodeHandle {
     pub driver: Driver,
     pub client: NodeClient,
     process: Mutex<Option<Arc<NodeProcess>>>,
-    pause: Mutex<Option<PauseGuard>>,
+    pause: Mutex<PauseHolds>,
     /// Set while the harness has the node down or is stopping it, so its exit is expected.
     pub expect_down: AtomicBool,
 }
@@ -131,8 +131,24 @@ impl NodeHandle {
     }
 
     pub fn is_paused(&self) -> bool {
-        self.pause.lock().expect("pause slot").is_some()
+        self.pause.lock().expect("pause slot").guard.is_some()
     }
+
+    /// Let go of every pause: the process is resumed (or is being killed or replaced).
+    fn release_pauses(&self) {
+        let mut holds = self.pause.lock().expect("pause slot");
+        holds.holders.clear();
+        holds.guard.take();
+    }
+}
+
+/// Who holds a node stopped: the faults (by id) whose pause is in force, and the guard that
+/// sends SIGCONT when the last of them lets go. Overlapping pauses of one node therefore nest:
+/// the node stays stopped until every one of them has ended.
+#[derive(Default)]
+struct PauseHolds {
+    guard: Option<PauseGuard>,
+    holders: std::collections::BTreeSet<u64>,
 }
 
 /// A process that serves the cluster beside a node but is no target of faults (a Redis
@@ -495,7 +511,7 @@ impl Cluster {
             driver: driver.clone(),
             client: driver.client(id, client_via, spec.pool, Duration::from_millis(200)),
             process: Mutex::new(None),
-            pause: Mutex::new(None),
+            pause: Mutex::new(PauseHolds::default()),
             expect_down: AtomicBool::new(false),
         })
     }
@@ -538,6 +554,8 @@ impl Cluster {
         })?;
         let pid = p.pid();
         *slot = Some(Arc::new(p));
+        // A pause held the process that is gone, not this one.
+        node.release_pauses();
         node.expect_down.store(false, Ordering::SeqCst);
         Ok(pid)
     }
@@ -545,7 +563,7 @@ impl Cluster {
     /// SIGKILL the node and wait until it is reaped.
     pub fn kill(&self, node: &NodeHandle) -> Result<(), ClusterError> {
         node.expect_down.store(true, Ordering::SeqCst);
-        node.pause.lock().expect("pause slot").take();
+        node.release_pauses();
         if let Some(p) = node.process() {
             p.kill().map_err(|source| ClusterError::Process {
                 node: node.id.clone(),
@@ -558,7 +576,7 @@ impl Cluster {
     /// SIGTERM, SIGKILL after `grace`.
     pub fn terminate(&self, node: &NodeHandle, grace: Duration) -> Result<(), ClusterError> {
         node.expect_down.store(true, Ordering::SeqCst);
-        node.pause.lock().expect("pause slot").take();
+        node.release_pauses();
         if let Some(p) = node.process() {
             p.terminate(grace).map_err(|source| ClusterError::Process {
                 node: node.id.clone(),
@@ -568,26 +586,43 @@ impl Cluster {
         Ok(())
     }
 
-    /// SIGSTOP; [`Cluster::resume`] (or heal) sends SIGCONT.
-    pub fn pause(&self, node: &NodeHandle) -> Result<(), ClusterError> {
-        if let Some(p) = node.process() {
-            let guard = p.pause().map_err(|source| ClusterError::Process {
+    /// SIGSTOP on behalf of fault `holder`, unless another fault already holds the node
+    /// stopped; [`Cluster::resume`] with the same holder lets go. A node that is down has no
+    /// process to stop: the pause does nothing to it.
+    pub fn pause(&self, node: &NodeHandle, holder: u64) -> Result<(), ClusterError> {
+        let Some(p) = node.process().filter(|p| p.is_running()) else {
+            return Ok(());
+        };
+        let mut holds = node.pause.lock().expect("pause slot");
+        if holds.guard.is_none() {
+            holds.guard = Some(p.pause().map_err(|source| ClusterError::Process {
                 node: node.id.clone(),
                 source,
-            })?;
-            *node.pause.lock().expect("pause slot") = Some(guard);
+            })?);
         }
+        holds.holders.insert(holder);
         Ok(())
     }
 
-    pub fn resume(&self, node: &NodeHandle) -> Result<(), ClusterError> {
-        if let Some(g) = node.pause.lock().expect("pause slot").take() {
+    /// Fault `holder` lets go of the node; SIGCONT once no other pause holds it.
+    pub fn resume(&self, node: &NodeHandle, holder: u64) -> Result<(), ClusterError> {
+        let mut holds = node.pause.lock().expect("pause slot");
+        holds.holders.remove(&holder);
+        if !holds.holders.is_empty() {
+            return Ok(());
+        }
+        if let Some(g) = holds.guard.take() {
             g.resume().map_err(|source| ClusterError::Process {
                 node: node.id.clone(),
                 source,
             })?;
         }
         Ok(())
+    }
+
+    /// Let go of every pause of the node (healing): SIGCONT.
+    pub fn resume_all(&self, node: &NodeHandle) {
+        node.release_pauses();
     }
 
     /// Delete a (stopped) node's data directory: amnesia.
@@ -695,7 +730,7 @@ impl Cluster {
         }
         for n in &self.nodes {
             n.expect_down.store(true, Ordering::SeqCst);
-            n.pause.lock().expect("pause slot").take();
+            n.release_pauses();
             if let Some(p) = n.process() {
                 let _ = p.signal(nix::sys::signal::Signal::SIGTERM);
                 let _ = p.signal(nix::sys::signal::Signal::SIGCONT);
@@ -720,7 +755,10 @@ impl Drop for Cluster {
         }
         for n in &self.nodes {
             n.expect_down.store(true, Ordering::SeqCst);
-            n.pause.lock().map(|mut g| g.take()).ok();
+            if let Ok(mut holds) = n.pause.lock() {
+                holds.holders.clear();
+                holds.guard.take();
+            }
             if let Some(p) = n.process.lock().ok().and_then(|mut p| p.take()) {
                 let _ = p.kill();
             }

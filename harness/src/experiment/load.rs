@@ -652,6 +652,36 @@ faults:
     }
 
     #[test]
+    fn the_open_loop_is_bounded_in_flight() {
+        use crate::experiment::Load;
+        let max = |text: &str| match parse(text).unwrap().experiment.workload.load {
+            Load::Open { max_in_flight, .. } => max_in_flight,
+            other => panic!("{other:?}"),
+        };
+        // Default: twice rate x timeout (500/s x 500 ms), at least 1,000.
+        assert_eq!(max(GOOD), 1000);
+        let fast = GOOD.replace("rate: 500/s", "rate: 20000/s");
+        assert_eq!(max(&fast), 20_000);
+        let set = GOOD.replace("rate: 500/s", "rate: 500/s\n  max_in_flight: 64");
+        assert_eq!(max(&set), 64);
+        for (text, needle) in [
+            (
+                GOOD.replace("rate: 500/s", "rate: 500/s\n  max_in_flight: 0"),
+                "max_in_flight: must be at least 1",
+            ),
+            (
+                GOOD.replace("rate: 500/s", "concurrency: 4\n  max_in_flight: 8"),
+                "max_in_flight: bounds an open loop",
+            ),
+        ] {
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{err}");
+            // Placed at the field.
+            assert!(err.starts_with("x.yaml:11:3:"), "{err}");
+        }
+    }
+
+    #[test]
     fn fault_entries_are_validated() {
         for (entry, needle) in [
             ("{ at: 1s, kill: leader, pause: random }", "one verb"),

@@ -436,6 +436,9 @@ struct RawWorkload {
     rate: Option<Rate>,
     #[serde(default)]
     concurrency: Option<u32>,
+    /// Open loop: at most this many operations in flight; one due past it is not sent.
+    #[serde(default, alias = "max-in-flight")]
+    max_in_flight: Option<u32>,
     #[serde(default = "default_op_timeout")]
     timeout: Dur,
 }
@@ -463,7 +466,21 @@ impl TryFrom<RawWorkload> for Workload {
                         .into(),
                 )
             }
-            (Some(r), None) => Load::Open { rate: r },
+            (Some(r), None) => Load::Open {
+                rate: r,
+                max_in_flight: match raw.max_in_flight {
+                    Some(0) => return Err("workload.max_in_flight: must be at least 1".into()),
+                    Some(m) => m,
+                    None => default_max_in_flight(r.per_second, raw.timeout.0),
+                },
+            },
+            (None, Some(_)) if raw.max_in_flight.is_some() => {
+                return Err(
+                    "workload.max_in_flight: bounds an open loop (`rate`); a closed loop has \
+                     `concurrency` operations in flight"
+                        .into(),
+                )
+            }
             (None, Some(0)) => return Err("concurrency must be at least 1".into()),
             (None, Some(c)) => Load::Closed { concurrency: c },
             (None, None) => Load::Closed { concurrency: 8 },
@@ -527,11 +544,27 @@ pub struct Mix {
     pub cas: f64,
 }
 
+/// The open loop's default bound on operations in flight: twice what the rate keeps in flight
+/// when every operation takes its whole timeout, and at least 1,000. A cluster that answers
+/// never reaches it; one that has stopped answering holds `rate x timeout` operations.
+pub fn default_max_in_flight(rate: f64, timeout: Duration) -> u32 {
+    let busy = (2.0 * rate * timeout.as_secs_f64()).ceil();
+    busy.clamp(1000.0, u32::MAX as f64) as u32
+}
+
 /// Open loop at a fixed arrival rate, or closed loop with N clients.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Load {
-    Open { rate: Rate },
-    Closed { concurrency: u32 },
+    /// `max_in_flight` bounds the operations in flight, and with them the harness's memory
+    /// during the load: an operation due while that many are in flight is not sent, and the
+    /// report counts it (`load.not_started`, `load.at_limit`), like k6's dropped iterations.
+    Open {
+        rate: Rate,
+        max_in_flight: u32,
+    },
+    Closed {
+        concurrency: u32,
+    },
 }
 
 /// Operations per second: `2000/s`, `500/100ms`, or a bare number.

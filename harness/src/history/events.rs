@@ -69,7 +69,7 @@ pub enum EventKind {
     },
     /// The observer could not reach a node's status endpoint (first failure after success).
     Unreachable { node: String },
-    /// A node process started.
+    /// A node process started: at launch, and on every restart by a fault or by the healing.
     NodeStart { node: String, pid: u32 },
     /// A node process exited. `expected` is false when no fault or shutdown caused it.
     NodeExit {

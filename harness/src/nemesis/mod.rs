@@ -333,11 +333,11 @@ impl Nemesis {
                 self.restart(id, &nodes).await;
             }
             FaultAction::Pause => {
-                self.nodes_op(&nodes, |c, n| c.pause(n));
+                self.nodes_op(&nodes, |c, n| c.pause(n, id));
                 applied();
                 tokio::time::sleep(spec.duration.map_or(Duration::ZERO, |d| d.0)).await;
                 if self.is_active(id) {
-                    self.nodes_op(&nodes, |c, n| c.resume(n));
+                    self.nodes_op(&nodes, |c, n| c.resume(n, id));
                     self.end(id);
                 }
             }
@@ -355,8 +355,7 @@ impl Nemesis {
                     if !self.is_active(id) {
                         return;
                     }
-                    self.blocking(nodes.clone(), |c, n| c.start(n).map(|_| ()))
-                        .await;
+                    self.start_nodes(nodes.clone()).await;
                     tokio::time::sleep(period).await;
                 }
                 if self.is_active(id) {
@@ -374,12 +373,12 @@ impl Nemesis {
                 // Every stop is followed by its resume, also when the fault is healed in
                 // between (heal_all resumes every node anyway).
                 while next < until && self.is_active(id) {
-                    self.nodes_op(&nodes, |c, n| c.pause(n));
+                    self.nodes_op(&nodes, |c, n| c.pause(n, id));
                     if std::mem::take(&mut first) {
                         applied();
                     }
                     tokio::time::sleep_until((next + burst).into()).await;
-                    self.nodes_op(&nodes, |c, n| c.resume(n));
+                    self.nodes_op(&nodes, |c, n| c.resume(n, id));
                     next += period;
                     tokio::time::sleep_until(next.min(until).into()).await;
                 }
@@ -500,10 +499,37 @@ impl Nemesis {
     }
 
     async fn restart(self: &Arc<Self>, id: u64, nodes: &[String]) {
-        self.blocking(nodes.to_vec(), |c, n| c.start(n).map(|_| ()))
-            .await;
+        self.start_nodes(nodes.to_vec()).await;
         self.set_down(nodes, false);
         self.end(id);
+    }
+
+    /// Start every node of `nodes` that is not running, journaling each new process as
+    /// `node_start` (with its pid), as the launch does.
+    async fn start_nodes(self: &Arc<Self>, nodes: Vec<String>) {
+        let me = self.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for id in &nodes {
+                me.start_node(id);
+            }
+        })
+        .await;
+    }
+
+    fn start_node(&self, id: &str) {
+        let Some(n) = self.cluster.node(id) else {
+            return;
+        };
+        if n.is_running() {
+            return;
+        }
+        match self.cluster.start(n) {
+            Ok(pid) => self.sink.event(EventKind::NodeStart {
+                node: id.to_string(),
+                pid,
+            }),
+            Err(e) => tracing::warn!("cannot start {id}: {e}"),
+        }
     }
 
     /// Undo every active fault: resume paused nodes, start stopped ones, journal each end.
@@ -529,13 +555,9 @@ impl Nemesis {
         let _ = tokio::task::spawn_blocking(move || {
             for id in &all {
                 if let Some(n) = me.cluster.node(id) {
-                    let _ = me.cluster.resume(n);
-                    if !n.is_running() {
-                        if let Err(e) = me.cluster.start(n) {
-                            tracing::warn!("heal: cannot restart {id}: {e}");
-                        }
-                    }
+                    me.cluster.resume_all(n);
                 }
+                me.start_node(id);
             }
         })
         .await;

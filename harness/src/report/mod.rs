@@ -389,7 +389,7 @@ fn describe_workload(exp: &Experiment) -> String {
         WorkloadKind::CasRegister => "cas-register",
     };
     let load = match w.load {
-        experiment::Load::Open { rate } => format!("open loop {}/s", rate.per_second),
+        experiment::Load::Open { rate, .. } => format!("open loop {}/s", rate.per_second),
         experiment::Load::Closed { concurrency } => format!("closed loop x{concurrency}"),
     };
     format!(

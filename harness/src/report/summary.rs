@@ -223,12 +223,22 @@ pub fn render_summary(r: &Report) -> String {
                 load.late_share * 100.0,
                 load.max_late_ms
             );
-            if load.not_started > 0 {
+            let at_limit = load.at_limit.unwrap_or(0);
+            if at_limit > 0 {
                 let _ = writeln!(
                     s,
-                    "**{} ops due before the end never started**: the load generator fell behind \
-                     (harness or machine overloaded); they are not in the history.",
-                    load.not_started
+                    "**{at_limit} ops due were never sent because {} were already in flight** \
+                     (`workload.max_in_flight`): the cluster fell behind the rate; they are not \
+                     in the history.",
+                    load.max_in_flight.unwrap_or(0)
+                );
+            }
+            let late = load.not_started.saturating_sub(at_limit);
+            if late > 0 {
+                let _ = writeln!(
+                    s,
+                    "**{late} ops due before the end never started**: the load generator fell \
+                     behind (harness or machine overloaded); they are not in the history."
                 );
             }
         }

@@ -36,6 +36,13 @@ pub struct LoadStats {
     /// after it (the harness or the machine could not keep up): never sent, so not in the
     /// history. Counted in `scheduled`.
     pub not_started: AtomicU64,
+    /// Open loop: of `not_started`, those due while `in_flight_limit` were in flight.
+    pub at_limit: AtomicU64,
+    /// Open loop: the bound on operations in flight.
+    pub in_flight_limit: AtomicU64,
+    /// Operations in flight now, and the most at once.
+    pub in_flight: AtomicU64,
+    pub peak_in_flight: AtomicU64,
 }
 
 /// What the report says about how well the load kept its schedule.
@@ -47,12 +54,32 @@ pub struct LoadSummary {
     pub late_1ms: u64,
     pub late_share: f64,
     pub max_late_ms: f64,
-    /// Of `scheduled`, the operations the load could not start before its end.
+    /// Of `scheduled`, the operations never sent: due while `max_in_flight` operations were
+    /// in flight, or due before the end but only able to start after it.
     #[serde(default)]
     pub not_started: u64,
+    /// Open loop: of `not_started`, those due while the in-flight limit was reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_limit: Option<u64>,
+    /// Open loop: the bound on operations in flight (`workload.max_in_flight`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u64>,
+    /// The most operations in flight at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_in_flight: Option<u64>,
 }
 
 impl LoadStats {
+    /// One more operation in flight.
+    fn enter(&self) {
+        let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak_in_flight.fetch_max(now, Ordering::Relaxed);
+    }
+
+    fn leave(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
     pub fn summary(&self, open: bool) -> LoadSummary {
         let scheduled = self.scheduled.load(Ordering::Relaxed);
         let late = self.late_1ms.load(Ordering::Relaxed);
@@ -67,6 +94,9 @@ impl LoadStats {
             },
             max_late_ms: self.max_late_us.load(Ordering::Relaxed) as f64 / 1000.0,
             not_started: self.not_started.load(Ordering::Relaxed),
+            at_limit: open.then(|| self.at_limit.load(Ordering::Relaxed)),
+            max_in_flight: open.then(|| self.in_flight_limit.load(Ordering::Relaxed)),
+            peak_in_flight: Some(self.peak_in_flight.load(Ordering::Relaxed)),
         }
     }
 }
@@ -332,7 +362,9 @@ pub async fn run_closed(ctx: Arc<Ctx>, concurrency: u32, until: Instant) {
             let mut client = ctx.fresh_client();
             while Instant::now() < until && !ctx.stop.load(Ordering::Relaxed) {
                 let op = ctx.generator.lock().expect("generator").next_op();
+                ctx.stats.enter();
                 let done = execute(&ctx, client, op, None).await;
+                ctx.stats.leave();
                 if done.outcome == Outcome::Info {
                     client = ctx.fresh_client();
                 }
@@ -350,9 +382,13 @@ pub async fn run_closed(ctx: Arc<Ctx>, concurrency: u32, until: Instant) {
 
 /// Open loop: operations start at a fixed rate whatever the cluster does, from a dedicated
 /// timer thread (finer than the runtime's 1 ms timer wheel). Each operation's lateness is
-/// measured when its task starts. Returns when `until` passes and every started operation has
-/// finished.
-pub async fn run_open(ctx: Arc<Ctx>, rate: f64, until: Instant) {
+/// measured when its task starts. At most `max_in_flight` operations are in flight: one due
+/// past that is not sent (counted in `not_started` and `at_limit`), so the harness's memory
+/// during the load stays bounded however far the cluster falls behind. Returns when `until`
+/// passes and every started operation has finished.
+pub async fn run_open(ctx: Arc<Ctx>, rate: f64, max_in_flight: u32, until: Instant) {
+    let limit = u64::from(max_in_flight);
+    ctx.stats.in_flight_limit.store(limit, Ordering::Relaxed);
     let handle = tokio::runtime::Handle::current();
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let period = Duration::from_secs_f64(1.0 / rate);
@@ -386,14 +422,21 @@ pub async fn run_open(ctx: Arc<Ctx>, rate: f64, until: Instant) {
                 }
                 n += 1;
                 let ctx = pacer_ctx.clone();
-                let done_tx = done_tx.clone();
                 ctx.stats.scheduled.fetch_add(1, Ordering::Relaxed);
+                if ctx.stats.in_flight.load(Ordering::Relaxed) >= limit {
+                    ctx.stats.not_started.fetch_add(1, Ordering::Relaxed);
+                    ctx.stats.at_limit.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                ctx.stats.enter();
+                let done_tx = done_tx.clone();
                 handle.spawn(async move {
                     // A task that only gets to run after the load ended does not start its
                     // operation: the run ends on time, and the report counts it.
                     let started = Instant::now();
                     if started >= until {
                         ctx.stats.not_started.fetch_add(1, Ordering::Relaxed);
+                        ctx.stats.leave();
                         drop(done_tx);
                         return;
                     }
@@ -408,6 +451,7 @@ pub async fn run_open(ctx: Arc<Ctx>, rate: f64, until: Instant) {
                     let op = ctx.generator.lock().expect("generator").next_op();
                     let done = execute(&ctx, client, op, Some(due)).await;
                     ctx.release_client(client, done.outcome);
+                    ctx.stats.leave();
                     drop(done_tx);
                 });
             }

@@ -14,6 +14,8 @@ mod gate;
 mod kill_anywhere;
 mod network_faults;
 mod no_leftovers;
+mod overlapping_faults;
+mod overload;
 mod report_html;
 mod report_schema;
 mod run_end_to_end;
