@@ -246,6 +246,17 @@ fn gate_cmd(
     }
 }
 
+/// Raise the soft limit on open files to the hard limit, as servers do: a node serving
+/// thousands of clients, or a harness relaying every link, needs more than the usual 1,024.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -259,6 +270,9 @@ fn main() -> ExitCode {
             };
         }
     };
+    if matches!(cli.command, Command::Node { .. } | Command::Run { .. }) {
+        raise_open_files_limit();
+    }
     match cli.command {
         Command::Node {
             kind,

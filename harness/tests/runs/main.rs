@@ -11,6 +11,7 @@ mod balancers;
 mod compare;
 mod compare_consensus;
 mod gate;
+mod hostile_clients;
 mod kill_anywhere;
 mod network_faults;
 mod no_leftovers;
