@@ -120,8 +120,13 @@ pub fn render_counterexample_html(v: &Violation) -> String {
     s
 }
 
+/// Longest key part of a page's file name, in bytes (file systems allow 255).
+const MAX_FILE_STEM: usize = 100;
+
 /// The file name of a key's page: the key with every character other than an ASCII letter,
-/// digit, `-` or `_` replaced by `_`, then `.html` (`k1.html`, `user_42.html`).
+/// digit, `-` or `_` replaced by `_`, then `.html` (`k1.html`, `user_42.html`). A key longer
+/// than 100 characters keeps its first 83 and a hash of the whole key, so the name stays one
+/// short path component whatever the history holds.
 pub fn counterexample_file_name(key: &str) -> String {
     let mut name: String = key
         .chars()
@@ -135,6 +140,14 @@ pub fn counterexample_file_name(key: &str) -> String {
         .collect();
     if name.is_empty() {
         name.push('_');
+    }
+    if name.len() > MAX_FILE_STEM {
+        // FNV-1a: stable across runs and platforms, unlike the std hasher.
+        let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        name.truncate(MAX_FILE_STEM - 17);
+        name.push_str(&format!("-{hash:016x}"));
     }
     name.push_str(".html");
     name

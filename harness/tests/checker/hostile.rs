@@ -83,6 +83,21 @@ fn yamlish() -> impl Strategy<Value = String> {
 }
 
 proptest! {
+    /// A key from any history (an imported one is anyone's) names its counterexample page with
+    /// one short, plain file name inside the run's `counterexamples/`.
+    #[test]
+    fn counterexample_file_names_stay_in_their_directory(key in "(?s).{0,400}") {
+        let name = faultline::check::counterexample_file_name(&key);
+        prop_assert!(name.len() <= 120, "{} bytes", name.len());
+        prop_assert!(name.ends_with(".html"));
+        let mut parts = Path::new(&name).components();
+        prop_assert!(matches!(parts.next(), Some(std::path::Component::Normal(_))));
+        prop_assert!(parts.next().is_none());
+        // Distinct long keys keep distinct names.
+        let other = faultline::check::counterexample_file_name(&format!("{key}x"));
+        prop_assert_ne!(name, other);
+    }
+
     #[test]
     fn loader_survives_any_text(text in "(?s).{0,300}") {
         if let Err(e) = parse_experiment(Path::new("x.yaml"), &text, &[], None) {
