@@ -99,7 +99,8 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         last: bool,
     },
-    /// A phase of the run begins: `load`, `heal`, `recover`, `final-reads`, `stop`.
+    /// A phase of the run begins: `launch`, `load`, `heal`, `recover` (a write, then the final
+    /// reads of every key), `stop`.
     Phase { name: String },
     /// The run ended; `aborted` when it was interrupted.
     RunEnd {

@@ -52,7 +52,7 @@ impl Default for MetricsOptions {
 
 impl MetricsOptions {
     /// Default windows, with the load period read from the journal: from the `load` phase
-    /// (or `run_start`, or 0) to the next phase (`heal`, `recover`, `final-reads`, `stop`), or
+    /// (or `run_start`, or 0) to the next phase (`heal`, `recover`, `stop`, any other), or
     /// `run_end`, or the last op's time.
     pub fn from_events(events: &[Event], history: &History) -> Self {
         let load = events

@@ -35,17 +35,18 @@ impl Drop for Nodes {
     }
 }
 
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+/// `n` distinct free loopback ports, all bound at once and then released.
+fn free_ports(n: usize) -> Vec<SocketAddr> {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    held.iter().map(|l| l.local_addr().unwrap()).collect()
 }
 
 fn start(kind: &str, dir: &Path) -> Nodes {
     let ids = ["n1", "n2", "n3"];
-    let clients: Vec<SocketAddr> = ids.iter().map(|_| free_port()).collect();
-    let peers: Vec<SocketAddr> = ids.iter().map(|_| free_port()).collect();
+    let mut clients = free_ports(2 * ids.len());
+    let peers = clients.split_off(ids.len());
     let settings = match kind {
         "primary-backup" => serde_json::json!({ "heartbeat": "50ms", "takeover_timeout": "300ms" }),
         _ => serde_json::json!({ "heartbeat": "50ms", "election_timeout": ["150ms", "300ms"] }),

@@ -180,9 +180,10 @@ impl FileStorage {
             }
         }
         let log_path = dir.join("log");
-        let (log, records) = Log::open(&log_path)?;
-        for r in records {
-            let Some(r) = decode_log_record::<Record>(&log_path, &r)? else {
+        let (mut log, records) = Log::open(&log_path)?;
+        for (i, r) in records.iter().enumerate() {
+            let Some(r) = decode_log_record::<Record>(&log_path, r)? else {
+                log.keep_first(&records, i)?;
                 break;
             };
             rec.replay(r);

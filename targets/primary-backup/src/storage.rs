@@ -67,9 +67,10 @@ impl FileStorage {
             }
             entries.push(e.cmd);
         }
-        let (log, records) = Log::open(&dir.join("log"))?;
-        for r in records {
-            let Some(e) = decode_log_record::<Entry>(log.path(), &r)? else {
+        let (mut log, records) = Log::open(&dir.join("log"))?;
+        for (i, r) in records.iter().enumerate() {
+            let Some(e) = decode_log_record::<Entry>(log.path(), r)? else {
+                log.keep_first(&records, i)?;
                 break;
             };
             // Entries the snapshot already holds: the log was not emptied after the last
@@ -82,6 +83,7 @@ impl FileStorage {
                     index = e.index,
                     "log entry out of sequence; ignoring the rest of the log"
                 );
+                log.keep_first(&records, i)?;
                 break;
             }
             entries.push(e.cmd);

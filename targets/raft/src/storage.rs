@@ -112,9 +112,10 @@ impl FileStorage {
             rec.entries = tail;
         }
         let log_path = dir.join("log");
-        let (log, records) = Log::open(&log_path)?;
-        for r in records {
-            let Some(d) = decode_log_record::<DiskEntry>(&log_path, &r)? else {
+        let (mut log, records) = Log::open(&log_path)?;
+        for (i, r) in records.iter().enumerate() {
+            let Some(d) = decode_log_record::<DiskEntry>(&log_path, r)? else {
+                log.keep_first(&records, i)?;
                 break;
             };
             if !rec.replay(d.index, d.entry) {
@@ -122,6 +123,7 @@ impl FileStorage {
                     index = d.index,
                     "log record out of sequence; ignoring the rest of the log"
                 );
+                log.keep_first(&records, i)?;
                 break;
             }
         }
@@ -312,6 +314,31 @@ mod tests {
         let (_, rec) = FileStorage::open(dir.path(), false).unwrap();
         assert_eq!((rec.snap_index, rec.snap_term), (1, 1));
         assert_eq!(rec.entries, vec![e(1, 2)]);
+    }
+
+    /// A record the recovery cannot use (here: out of sequence) is cut away with everything
+    /// after it, so entries appended after the restart are not hidden behind it at the next.
+    #[test]
+    fn an_unusable_record_is_cut_away_so_later_appends_survive_the_next_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut st, _) = FileStorage::open(dir.path(), false).unwrap();
+        st.persist(vec![app(1, e(1, 1)), app(2, e(1, 2))]).unwrap();
+        drop(st);
+        {
+            let (mut log, _) = Log::open(&dir.path().join("log")).unwrap();
+            let stray = DiskEntry {
+                index: 9,
+                entry: e(1, 9),
+            };
+            log.append_batch(&[encode_record("log record", &stray).unwrap()])
+                .unwrap();
+        }
+        let (mut st, rec) = FileStorage::open(dir.path(), false).unwrap();
+        assert_eq!(rec.entries, vec![e(1, 1), e(1, 2)]);
+        st.persist(vec![app(3, e(1, 3))]).unwrap();
+        drop(st);
+        let (_, rec) = FileStorage::open(dir.path(), false).unwrap();
+        assert_eq!(rec.entries, vec![e(1, 1), e(1, 2), e(1, 3)]);
     }
 
     #[test]

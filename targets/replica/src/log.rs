@@ -188,6 +188,27 @@ impl Log {
         Ok(())
     }
 
+    /// Keep only the first `n` of the `records` [`Log::open`] returned, when the caller found
+    /// record `n` unusable (it does not decode, or is out of sequence) and ignores the rest:
+    /// they are cut away and the cut is fsynced, so a record appended later is never hidden
+    /// behind them at the next recovery.
+    pub fn keep_first(&mut self, records: &[Vec<u8>], n: usize) -> Result<(), StorageError> {
+        let keep: u64 = records[..n.min(records.len())]
+            .iter()
+            .map(|r| (HEADER + r.len()) as u64)
+            .sum();
+        if keep >= self.len {
+            return Ok(());
+        }
+        tracing::warn!(
+            path = %self.path.display(),
+            kept = n,
+            dropped_bytes = self.len - keep,
+            "ignoring the log from an unusable record on; truncating it there"
+        );
+        self.truncate(keep)
+    }
+
     /// Current size in bytes (always a record boundary).
     pub fn len_bytes(&self) -> u64 {
         self.len
@@ -394,6 +415,27 @@ mod tests {
         assert!(got.is_empty());
         log.append_batch(records).unwrap();
         log.len_bytes()
+    }
+
+    #[test]
+    fn records_after_an_unusable_one_are_cut_so_later_appends_are_recovered() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let all = recs(5);
+        write_log(&path, &all);
+        let (mut log, got) = Log::open(&path).unwrap();
+        assert_eq!(got, all);
+        // The caller could not use record 2: records 2.. go, and a new append follows 0 and 1.
+        log.keep_first(&got, 2).unwrap();
+        log.append_batch(&[b"after".to_vec()]).unwrap();
+        drop(log);
+        let (mut log, got) = Log::open(&path).unwrap();
+        assert_eq!(got, vec![all[0].clone(), all[1].clone(), b"after".to_vec()]);
+        // Keeping everything changes nothing.
+        let len = log.len_bytes();
+        log.keep_first(&got, got.len()).unwrap();
+        log.keep_first(&got, 99).unwrap();
+        assert_eq!(log.len_bytes(), len);
     }
 
     #[test]

@@ -16,9 +16,25 @@ use tokio::sync::oneshot;
 
 pub mod consensus;
 
+/// `n` distinct free ports on a loopback address of this process's own (`127.x.y.z`, from its
+/// pid), all bound at once and then released: no two are the same, and a connection to
+/// 127.0.0.1 made meanwhile by anything else on the machine cannot take one of them.
+pub fn free_ports(n: usize) -> Vec<SocketAddr> {
+    let pid = std::process::id();
+    let ip = std::net::Ipv4Addr::new(
+        127,
+        (pid >> 16) as u8 | 1,
+        (pid >> 8) as u8,
+        (pid as u8).max(2),
+    );
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind((ip, 0)).unwrap())
+        .collect();
+    held.iter().map(|l| l.local_addr().unwrap()).collect()
+}
+
 pub fn free_port() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+    free_ports(1)[0]
 }
 
 /// How a node kind serves: its crate's `serve(config, shutdown)`.
@@ -147,8 +163,9 @@ impl Client {
 /// Configurations of nodes n1..n3 on free loopback ports, with data in `dirs`.
 pub fn configs(dirs: &[impl AsRef<Path>], settings: serde_json::Value) -> Vec<NodeConfig> {
     let ids = ["n1", "n2", "n3"];
-    let client: Vec<SocketAddr> = ids.iter().map(|_| free_port()).collect();
-    let peer: Vec<SocketAddr> = ids.iter().map(|_| free_port()).collect();
+    let mut ports = free_ports(2 * ids.len());
+    let peer: Vec<SocketAddr> = ports.split_off(ids.len());
+    let client: Vec<SocketAddr> = ports;
     ids.iter()
         .enumerate()
         .map(|(i, id)| NodeConfig {
