@@ -228,8 +228,14 @@ impl History {
     /// Load a `history.jsonl`. A torn last line (the harness was killed mid-write) is ignored;
     /// a malformed line elsewhere is an error naming its line number.
     pub fn load(path: &Path) -> Result<Self, HistoryError> {
-        let lines = read_jsonl::<HistoryLine>(path)?;
-        History::from_lines(lines, &path.display().to_string())
+        let mut failed = None;
+        let lines = JsonLines::<HistoryLine>::open(path)?
+            .map_while(|r| r.map_err(|e| failed = Some(e)).ok());
+        let history = History::from_lines(lines, &path.display().to_string());
+        match failed {
+            Some(e) => Err(e),
+            None => history,
+        }
     }
 
     /// The operations on one key, in invocation order.
@@ -248,31 +254,84 @@ impl History {
 pub fn read_jsonl<T: serde::de::DeserializeOwned>(
     path: &Path,
 ) -> Result<Vec<(usize, T)>, HistoryError> {
-    let p = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| HistoryError::Io {
-        path: p.clone(),
-        source,
-    })?;
-    let all: Vec<&str> = text.lines().collect();
-    let torn_tail_possible = !text.ends_with('\n');
-    let mut out = Vec::with_capacity(all.len());
-    for (i, raw) in all.iter().enumerate() {
-        if raw.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<T>(raw) {
-            Ok(v) => out.push((i + 1, v)),
-            Err(_) if i + 1 == all.len() && torn_tail_possible => break,
-            Err(e) => {
-                return Err(HistoryError::Parse {
-                    path: p,
-                    line: i + 1,
-                    message: e.to_string(),
-                })
-            }
-        }
+    JsonLines::open(path)?.collect()
+}
+
+/// [`read_jsonl`] one line at a time: a file of any size is read with one line in memory, so
+/// an hour-long history costs its parsed operations, not its text as well.
+pub struct JsonLines<T> {
+    reader: std::io::BufReader<std::fs::File>,
+    path: String,
+    line: usize,
+    buf: Vec<u8>,
+    done: bool,
+    _t: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: serde::de::DeserializeOwned> JsonLines<T> {
+    pub fn open(path: &Path) -> Result<Self, HistoryError> {
+        let p = path.display().to_string();
+        let file = std::fs::File::open(path).map_err(|source| HistoryError::Io {
+            path: p.clone(),
+            source,
+        })?;
+        Ok(JsonLines {
+            reader: std::io::BufReader::with_capacity(1 << 16, file),
+            path: p,
+            line: 0,
+            buf: Vec::new(),
+            done: false,
+            _t: std::marker::PhantomData,
+        })
     }
-    Ok(out)
+}
+
+impl<T: serde::de::DeserializeOwned> Iterator for JsonLines<T> {
+    type Item = Result<(usize, T), HistoryError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        use std::io::BufRead;
+        while !self.done {
+            self.buf.clear();
+            let n = match self.reader.read_until(b'\n', &mut self.buf) {
+                Ok(n) => n,
+                Err(source) => {
+                    self.done = true;
+                    return Some(Err(HistoryError::Io {
+                        path: self.path.clone(),
+                        source,
+                    }));
+                }
+            };
+            if n == 0 {
+                self.done = true;
+                break;
+            }
+            self.line += 1;
+            // Only the last line can lack its newline.
+            let last_and_unterminated = !self.buf.ends_with(b"\n");
+            let raw = self.buf.trim_ascii();
+            if raw.is_empty() {
+                continue;
+            }
+            return match serde_json::from_slice::<T>(raw) {
+                Ok(v) => Some(Ok((self.line, v))),
+                Err(_) if last_and_unterminated => {
+                    self.done = true;
+                    None
+                }
+                Err(e) => {
+                    self.done = true;
+                    Some(Err(HistoryError::Parse {
+                        path: self.path.clone(),
+                        line: self.line,
+                        message: e.to_string(),
+                    }))
+                }
+            };
+        }
+        None
+    }
 }
 
 #[cfg(test)]
