@@ -10,4 +10,5 @@ pub mod metrics;
 pub mod nemesis;
 pub mod report;
 pub mod run;
+pub mod rundir;
 pub mod workload;

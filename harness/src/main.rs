@@ -321,7 +321,7 @@ fn main() -> ExitCode {
         } => check_cmd(&history, format, model, timeout, memory, html.as_deref()),
         Command::Report { run_dir } => match report::analyze_and_write(&run_dir) {
             Ok(r) => {
-                if let Err(e) = report::point_latest(&run_dir, true) {
+                if let Err(e) = faultline::rundir::point_latest(&run_dir, true) {
                     eprintln!("faultline report: cannot update `latest` beside the run: {e}");
                 }
                 eprint!("{}", report::render_summary(&r));

@@ -12,15 +12,14 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use crate::balancer::{BalancerError, Balancing, Transition};
 use crate::cluster::{self, Cluster, ClusterSpec, ClusterView, EventSink};
 use crate::experiment::{Load, Loaded};
-use crate::history::{EventKind, Outcome, Recorder, RecorderHandle, RunClock};
+use crate::history::{EventKind, Outcome, Recorder, RecorderHandle, RunClock, RunPhase};
 use crate::nemesis::{self, Nemesis};
 use crate::report::{self, Report};
-use crate::workload::{self, Ctx, Generator, LoadSummary};
+use crate::rundir::{self, RunMeta, UnexpectedExit};
+use crate::workload::{self, Ctx, Generator};
 
 /// How long a node gets to exit after SIGTERM at the end of a run.
 const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -74,30 +73,6 @@ impl RunError {
     }
 }
 
-/// Facts only the live run knows, kept beside the recorded files as `run.json`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct RunMeta {
-    pub started_utc: String,
-    pub reproduce: String,
-    pub ready_ms: Option<f64>,
-    pub load: Option<LoadSummary>,
-    pub load_start_ns: u64,
-    pub load_end_ns: u64,
-    pub aborted: bool,
-    pub abort_reason: Option<String>,
-    /// Nodes that exited without a fault or shutdown causing it, with their last log lines.
-    pub unexpected_exits: Vec<UnexpectedExit>,
-    pub recovered: Option<bool>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct UnexpectedExit {
-    pub node: String,
-    pub at_ms: f64,
-    pub status: String,
-    pub log_tail: String,
-}
-
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
     move |source| RunError::Io {
         path: path.to_owned(),
@@ -149,9 +124,9 @@ pub async fn run_experiment(
     let stamp = started_utc.replace([':', '-'], "");
     let exp_dir = opts.out.join(&exp.name);
     std::fs::create_dir_all(&exp_dir).map_err(io(&exp_dir))?;
-    let run_dir = new_run_dir(&exp_dir, &format!("{stamp}-{seed}"))?;
+    let run_dir = rundir::create(&exp_dir, &format!("{stamp}-{seed}")).map_err(io(&exp_dir))?;
     let yaml = serde_yaml::to_string(&loaded.as_run).expect("YAML values serialize");
-    let exp_path = run_dir.join("experiment.yaml");
+    let exp_path = run_dir.join(rundir::EXPERIMENT);
     std::fs::write(&exp_path, yaml).map_err(io(&exp_path))?;
     if opts.progress {
         eprintln!("run directory: {}", run_dir.display());
@@ -162,9 +137,9 @@ pub async fn run_experiment(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
         .saturating_sub(clock.0.elapsed().as_millis() as u64);
-    let events_path = run_dir.join("events.jsonl");
+    let events_path = run_dir.join(rundir::EVENTS);
     let (events, events_handle) = Recorder::create(&events_path).map_err(io(&events_path))?;
-    let history_path = run_dir.join("history.jsonl");
+    let history_path = run_dir.join(rundir::HISTORY);
     let (history, history_handle) = Recorder::create(&history_path).map_err(io(&history_path))?;
     let sink: Arc<dyn EventSink> = Arc::new((events, clock));
     let files = RunFiles {
@@ -202,9 +177,7 @@ pub async fn run_experiment(
         network: exp.network.mode,
         netns_proxies: exp.faults.iter().any(|f| f.needs_link_proxy()),
     };
-    sink.event(EventKind::Phase {
-        name: "launch".into(),
-    });
+    sink.event(EventKind::phase(RunPhase::Launch));
     let launched = Cluster::launch(spec).await.map(Arc::new);
     let cluster = match launched {
         Ok(c) => c,
@@ -286,9 +259,7 @@ pub async fn run_experiment(
     let ctx = Arc::new(ctx);
     let nemesis = Nemesis::new(cluster.clone(), view.clone(), sink.clone(), seed);
 
-    sink.event(EventKind::Phase {
-        name: "load".into(),
-    });
+    sink.event(EventKind::phase(RunPhase::Load));
     let load_start = Instant::now();
     meta.load_start_ns = clock.at(load_start);
     let until = load_start + exp.duration.0;
@@ -338,15 +309,11 @@ pub async fn run_experiment(
     }
     meta.load = Some(ctx.stats.summary(open));
 
-    sink.event(EventKind::Phase {
-        name: "heal".into(),
-    });
+    sink.event(EventKind::phase(RunPhase::Heal));
     nemesis.heal_all().await;
 
     if !aborted {
-        sink.event(EventKind::Phase {
-            name: "recover".into(),
-        });
+        sink.event(EventKind::phase(RunPhase::Recover));
         let deadline = Instant::now() + exp.recover_timeout.0;
         tokio::select! {
             ok = recover_and_read(&ctx, &keys, deadline) => meta.recovered = Some(ok),
@@ -358,9 +325,7 @@ pub async fn run_experiment(
         meta.abort_reason = Some("interrupted (SIGINT/SIGTERM)".into());
     }
 
-    sink.event(EventKind::Phase {
-        name: "stop".into(),
-    });
+    sink.event(EventKind::phase(RunPhase::Stop));
     for t in background {
         t.abort();
     }
@@ -382,7 +347,7 @@ pub async fn run_experiment(
     }
     meta.unexpected_exits = exits.lock().expect("exits").clone();
     files.finish(meta.aborted, meta.abort_reason.clone());
-    let meta_path = run_dir.join("run.json");
+    let meta_path = run_dir.join(rundir::RUN_META);
     std::fs::write(
         &meta_path,
         serde_json::to_vec_pretty(&meta).expect("run meta serializes"),
@@ -392,31 +357,10 @@ pub async fn run_experiment(
 
     let report = report::analyze_and_write(&run_dir)?;
     // Only now, with the report on disk, may `latest` name this run.
-    if let Err(e) = report::point_latest(&run_dir, false) {
+    if let Err(e) = rundir::point_latest(&run_dir, false) {
         tracing::warn!("cannot point {}/latest at this run: {e}", exp_dir.display());
     }
     Ok((run_dir, report))
-}
-
-/// Create the run's own directory `<exp_dir>/<name>`, or `<name>-2`, `<name>-3`, ... when a run
-/// of the same experiment and seed started in the same second: never another run's files.
-fn new_run_dir(exp_dir: &Path, name: &str) -> Result<PathBuf, RunError> {
-    for n in 1..1000 {
-        let dir = match n {
-            1 => exp_dir.join(name),
-            n => exp_dir.join(format!("{name}-{n}")),
-        };
-        match std::fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(io(&dir)(e)),
-        }
-    }
-    let dir = exp_dir.join(name);
-    Err(io(&dir)(std::io::Error::new(
-        std::io::ErrorKind::AlreadyExists,
-        "a thousand runs of this experiment and seed in one second",
-    )))
 }
 
 /// The run's journal and history files, open while the run lasts.

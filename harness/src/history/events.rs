@@ -14,6 +14,33 @@ pub struct Event {
     pub kind: EventKind,
 }
 
+/// The phases of a run, in order; journaled as `phase` events by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunPhase {
+    /// Nodes start and the cluster becomes ready.
+    Launch,
+    /// The workload runs and faults fire; metrics count only this window.
+    Load,
+    /// Every fault still in force is undone.
+    Heal,
+    /// A write, then the final read of every key (lost writes show here).
+    Recover,
+    /// The cluster is stopped.
+    Stop,
+}
+
+impl RunPhase {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RunPhase::Launch => "launch",
+            RunPhase::Load => "load",
+            RunPhase::Heal => "heal",
+            RunPhase::Recover => "recover",
+            RunPhase::Stop => "stop",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum EventKind {
@@ -120,4 +147,18 @@ pub fn load_events(path: &std::path::Path) -> Result<Vec<Event>, super::HistoryE
     // they happened, so the file is not quite in time order; a stable sort restores it.
     events.sort_by_key(|e| e.t);
     Ok(events)
+}
+
+impl EventKind {
+    /// The journal entry that opens `phase`.
+    pub fn phase(phase: RunPhase) -> Self {
+        EventKind::Phase {
+            name: phase.as_str().into(),
+        }
+    }
+
+    /// True for the entry that opens `phase`.
+    pub fn is_phase(&self, phase: RunPhase) -> bool {
+        matches!(self, EventKind::Phase { name } if name == phase.as_str())
+    }
 }

@@ -9,7 +9,7 @@ mod events;
 pub mod import;
 mod recorder;
 
-pub use events::{load_events, Event, EventKind};
+pub use events::{load_events, Event, EventKind, RunPhase};
 pub use recorder::{Recorder, RecorderHandle};
 
 use std::collections::HashMap;

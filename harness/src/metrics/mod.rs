@@ -24,7 +24,7 @@ pub use timeline::TimelineBucket;
 use faultline_protocol::OpKind;
 use serde::Serialize;
 
-use crate::history::{Event, EventKind, History, OpRecord};
+use crate::history::{Event, EventKind, History, OpRecord, RunPhase};
 
 /// How to compute the measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,9 +55,7 @@ impl MetricsOptions {
     /// (or `run_start`, or 0) to the next phase (`heal`, `recover`, `stop`, any other), or
     /// `run_end`, or the last op's time.
     pub fn from_events(events: &[Event], history: &History) -> Self {
-        let load = events
-            .iter()
-            .find(|e| matches!(&e.kind, EventKind::Phase { name } if name == "load"));
+        let load = events.iter().find(|e| e.kind.is_phase(RunPhase::Load));
         let start = load
             .or_else(|| {
                 events
@@ -69,7 +67,7 @@ impl MetricsOptions {
             .iter()
             .filter(|e| e.t >= start)
             .find(|e| match &e.kind {
-                EventKind::Phase { name } => name != "load",
+                EventKind::Phase { name } => name != RunPhase::Load.as_str(),
                 EventKind::RunEnd { .. } => true,
                 _ => false,
             })

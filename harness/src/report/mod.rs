@@ -25,15 +25,15 @@ use serde::Serialize;
 
 use crate::check::{self, CheckOptions, ConsistencyReport, ModelKind, Verdict};
 use crate::experiment::{self, CheckKind, Expect, Experiment, WorkloadKind};
-use crate::history::{load_events, Event, EventKind, History, HistoryError};
+use crate::history::{load_events, Event, EventKind, History, HistoryError, RunPhase};
 use crate::metrics::{self, Metrics, MetricsOptions};
-use crate::run::{RunMeta, UnexpectedExit};
+use crate::rundir::{self, RunMeta, UnexpectedExit};
 use crate::workload::LoadSummary;
 
 pub const SCHEMA: &str = "faultline.report/v1";
 
 /// Where a run's counterexample views go, inside the run directory.
-pub const COUNTEREXAMPLE_DIR: &str = "counterexamples";
+pub use crate::rundir::COUNTEREXAMPLES as COUNTEREXAMPLE_DIR;
 
 /// Time budget of the consistency check inside a run's analysis.
 const CHECK_BUDGET: Duration = Duration::from_secs(60);
@@ -204,58 +204,16 @@ pub fn analyze_and_write(run_dir: &Path) -> Result<Report, ReportError> {
         }
     }
     let json = serde_json::to_vec_pretty(&report).expect("reports serialize");
-    write_atomic(&run_dir.join("report.json"), &json)?;
+    write_atomic(&run_dir.join(rundir::REPORT), &json)?;
     write_atomic(
-        &run_dir.join("summary.md"),
+        &run_dir.join(rundir::SUMMARY),
         render_summary(&report).as_bytes(),
     )?;
     write_atomic(
-        &run_dir.join("report.html"),
+        &run_dir.join(rundir::REPORT_HTML),
         render_html(&report, &history, &events).as_bytes(),
     )?;
     Ok(report)
-}
-
-/// Point `<experiment>/latest` at `run_dir`, a run whose report has just been written. The new
-/// symlink is made under another name and renamed over the old one, so `latest` never names a
-/// run without a report and never disappears. With `only_if_newer` (a report rebuilt by
-/// `faultline report`), `latest` moves only to a run newer than the one it names: run
-/// directories are named `<UTC start>-<seed>`, so their names sort by start time. A directory
-/// not named like a run (`latest` itself, an imported history) leaves `latest` alone.
-pub fn point_latest(run_dir: &Path, only_if_newer: bool) -> std::io::Result<()> {
-    let (Some(exp_dir), Some(name)) = (run_dir.parent(), run_dir.file_name()) else {
-        return Ok(());
-    };
-    let Some(name) = name.to_str().filter(|n| is_run_dir_name(n)) else {
-        return Ok(());
-    };
-    let link = exp_dir.join("latest");
-    if only_if_newer {
-        if let Ok(current) = std::fs::read_link(&link) {
-            if current.to_str().is_some_and(|c| c >= name) {
-                return Ok(());
-            }
-        }
-    }
-    let tmp = exp_dir.join(format!(".latest.{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(name, &tmp)?;
-    std::fs::rename(&tmp, &link).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
-}
-
-/// `20261207T225241Z-61`: a run directory's name, its UTC start time then its seed (then `-2`,
-/// `-3`, ... for another run of the same seed in the same second).
-fn is_run_dir_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    b.len() > 17
-        && b[..8].iter().all(u8::is_ascii_digit)
-        && b[8] == b'T'
-        && b[9..15].iter().all(u8::is_ascii_digit)
-        && &b[15..17] == b"Z-"
-        && b[17].is_ascii_digit()
-        && b[17..].iter().all(|c| c.is_ascii_digit() || *c == b'-')
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
@@ -275,20 +233,20 @@ pub fn analyze(run_dir: &Path) -> Result<Report, ReportError> {
 
 /// [`analyze`], also handing back the history and event journal it loaded.
 fn analyze_inputs(run_dir: &Path) -> Result<(Report, History, Vec<Event>), ReportError> {
-    let exp_path = run_dir.join("experiment.yaml");
+    let exp_path = run_dir.join(rundir::EXPERIMENT);
     if !exp_path.is_file() {
         return Err(ReportError::NotARun(run_dir.to_owned()));
     }
     let loaded = experiment::load_experiment(&exp_path, &[], None)?;
     let exp = &loaded.experiment;
-    let history = History::load(&run_dir.join("history.jsonl"))?;
-    let events_path = run_dir.join("events.jsonl");
+    let history = History::load(&run_dir.join(rundir::HISTORY))?;
+    let events_path = run_dir.join(rundir::EVENTS);
     let events = if events_path.exists() {
         load_events(&events_path)?
     } else {
         Vec::new()
     };
-    let meta: Option<RunMeta> = std::fs::read(run_dir.join("run.json"))
+    let meta: Option<RunMeta> = std::fs::read(run_dir.join(rundir::RUN_META))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
     let complete = meta.is_some();
@@ -471,11 +429,11 @@ fn evaluate_slo(exp: &Experiment, m: &Metrics, c: &ConsistencyReport) -> Vec<Slo
 fn load_window_from_events(events: &[Event], history: &History) -> (u64, u64) {
     let start = events
         .iter()
-        .find(|e| matches!(&e.kind, EventKind::Phase { name } if name == "load"))
+        .find(|e| matches!(&e.kind, EventKind::Phase { name } if name == RunPhase::Load.as_str()))
         .map_or(0, |e| e.t);
     let end = events
         .iter()
-        .find(|e| e.t >= start && matches!(&e.kind, EventKind::Phase { name } if name != "load" && name != "launch"))
+        .find(|e| e.t >= start && matches!(&e.kind, EventKind::Phase { name } if name != RunPhase::Load.as_str() && name != RunPhase::Launch.as_str()))
         .map(|e| e.t)
         .or_else(|| {
             history
@@ -525,55 +483,4 @@ fn fault_records(events: &[Event]) -> Vec<FaultRecord> {
         }
     }
     out
-}
-
-#[cfg(test)]
-mod latest_tests {
-    use super::{is_run_dir_name, point_latest};
-
-    #[test]
-    fn run_dir_names_are_recognised() {
-        assert!(is_run_dir_name("20261207T225241Z-61"));
-        assert!(is_run_dir_name("20261207T225241Z-61-2"));
-        assert!(!is_run_dir_name("latest"));
-        assert!(!is_run_dir_name("20261207T225241Z-"));
-        assert!(!is_run_dir_name("20261207X225241Z-1"));
-    }
-
-    #[test]
-    fn latest_moves_forward_only_when_asked() {
-        let dir = tempfile::tempdir().unwrap();
-        let older = dir.path().join("20261207T100000Z-1");
-        let newer = dir.path().join("20261207T110000Z-1");
-        let link = dir.path().join("latest");
-        point_latest(&newer, false).unwrap();
-        assert_eq!(
-            std::fs::read_link(&link).unwrap(),
-            newer.file_name().unwrap()
-        );
-        // A rebuilt report of an older run leaves `latest` where it is...
-        point_latest(&older, true).unwrap();
-        assert_eq!(
-            std::fs::read_link(&link).unwrap(),
-            newer.file_name().unwrap()
-        );
-        // ...the harness's own report of a run moves it.
-        point_latest(&older, false).unwrap();
-        assert_eq!(
-            std::fs::read_link(&link).unwrap(),
-            older.file_name().unwrap()
-        );
-        // `faultline report results/x/latest` changes nothing.
-        point_latest(&link, true).unwrap();
-        assert_eq!(
-            std::fs::read_link(&link).unwrap(),
-            older.file_name().unwrap()
-        );
-        // No temporary link is left beside the runs.
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("latest")]);
-    }
 }
