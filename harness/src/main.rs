@@ -631,7 +631,7 @@ fn check_cmd(
     let (result, ops) = match &loaded {
         Loaded::Native(h) => (check::check(h, &opts), h.ops.len()),
         Loaded::Foreign(f) => {
-            opts.model = model.map_or_else(|| f.default_model(), Into::into);
+            opts.model = model.map_or_else(|| check::ModelKind::default_for(f), Into::into);
             let result = match opts.model {
                 ModelKind::KvAppend => f.to_kv().map(|kv| check::check_kv(&kv, &opts)),
                 _ => f.to_history().map(|h| check::check(&h, &opts)),

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+pub use crate::history::NodeStats;
 
 use super::Reply;
 use crate::cluster::ClusterView;
@@ -294,40 +294,6 @@ impl NodeTable {
             ejected: false,
         }
     }
-}
-
-/// What one node got from this balancer, at the moment of the snapshot. Every count is of
-/// tries (a retried operation counts once per node it went to).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct NodeStats {
-    pub node: String,
-    /// Tries sent to the node.
-    pub sent: u64,
-    /// Answered with success.
-    pub served: u64,
-    /// Definite failures about the operation itself (cas mismatch, bad request).
-    pub rejected: u64,
-    /// Definite failures because the node is not the leader.
-    pub not_leader: u64,
-    /// Definite failures because the node could not serve (no quorum, recovering).
-    pub unavailable: u64,
-    /// No connection could be made: the node is down.
-    pub refused: u64,
-    /// Timeouts, lost connections and indefinite errors.
-    pub indefinite: u64,
-    /// Dropped before any reply (the client task was cancelled).
-    pub abandoned: u64,
-    /// Tries spent on a dead or non-leader node: `not_leader + refused`.
-    pub wasted: u64,
-    /// In flight at the snapshot.
-    pub outstanding: u64,
-    /// Mean latency of the served tries.
-    pub mean_served_ms: f64,
-    /// Times outlier detection ejected the node.
-    pub ejections: u32,
-    /// Ejected at the snapshot.
-    pub ejected: bool,
 }
 
 #[cfg(test)]

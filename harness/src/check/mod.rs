@@ -64,6 +64,18 @@ pub enum ModelKind {
 }
 
 impl ModelKind {
+    /// The model to check a foreign history against when none was asked for: kv-append for
+    /// get/put/append histories, else cas-register.
+    pub fn default_for(history: &crate::history::import::Foreign) -> ModelKind {
+        if history.has_kv_ops() {
+            ModelKind::KvAppend
+        } else {
+            ModelKind::CasRegister
+        }
+    }
+}
+
+impl ModelKind {
     /// Every model, in the order `faultline list` shows them.
     pub const ALL: [ModelKind; 3] = [
         ModelKind::Register,

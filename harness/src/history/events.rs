@@ -116,7 +116,7 @@ pub enum EventKind {
     /// The balancer's counters since the load started, per node in view order: journaled when
     /// the load starts, once a second during it, and when it ends (`last: true`).
     BalancerStats {
-        nodes: Vec<crate::balancer::NodeStats>,
+        nodes: Vec<NodeStats>,
         /// Operations started (first tries).
         ops: u64,
         /// Tries after the first.
@@ -161,4 +161,39 @@ impl EventKind {
     pub fn is_phase(&self, phase: RunPhase) -> bool {
         matches!(self, EventKind::Phase { name } if name == phase.as_str())
     }
+}
+
+/// What one node got from the balancer, at the moment of a snapshot (journaled as
+/// `balancer_stats`, reported in `report.json`'s `balancer`). Every count is of
+/// tries (a retried operation counts once per node it went to).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NodeStats {
+    pub node: String,
+    /// Tries sent to the node.
+    pub sent: u64,
+    /// Answered with success.
+    pub served: u64,
+    /// Definite failures about the operation itself (cas mismatch, bad request).
+    pub rejected: u64,
+    /// Definite failures because the node is not the leader.
+    pub not_leader: u64,
+    /// Definite failures because the node could not serve (no quorum, recovering).
+    pub unavailable: u64,
+    /// No connection could be made: the node is down.
+    pub refused: u64,
+    /// Timeouts, lost connections and indefinite errors.
+    pub indefinite: u64,
+    /// Dropped before any reply (the client task was cancelled).
+    pub abandoned: u64,
+    /// Tries spent on a dead or non-leader node: `not_leader + refused`.
+    pub wasted: u64,
+    /// In flight at the snapshot.
+    pub outstanding: u64,
+    /// Mean latency of the served tries.
+    pub mean_served_ms: f64,
+    /// Times outlier detection ejected the node.
+    pub ejections: u32,
+    /// Ejected at the snapshot.
+    pub ejected: bool,
 }

@@ -7,9 +7,10 @@
 
 mod events;
 pub mod import;
+pub mod kv;
 mod recorder;
 
-pub use events::{load_events, Event, EventKind, RunPhase};
+pub use events::{load_events, Event, EventKind, NodeStats, RunPhase};
 pub use recorder::{Recorder, RecorderHandle};
 
 use std::collections::HashMap;

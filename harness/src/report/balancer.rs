@@ -6,8 +6,8 @@
 
 use serde::Serialize;
 
-use crate::balancer::NodeStats;
 use crate::experiment::BalancerCfg;
+use crate::history::NodeStats;
 use crate::history::{Event, EventKind};
 
 /// `report.json`'s `balancer`.

@@ -21,7 +21,7 @@ fn check_file(path: &Path, format: Option<Format>, model: Option<ModelKind>) -> 
             check::check(&h, &opts)
         }
         Loaded::Foreign(f) => {
-            opts.model = model.unwrap_or_else(|| f.default_model());
+            opts.model = model.unwrap_or_else(|| faultline::check::ModelKind::default_for(&f));
             match opts.model {
                 ModelKind::KvAppend => check::check_kv(&f.to_kv().unwrap(), &opts),
                 _ => check::check(&f.to_history().unwrap(), &opts),

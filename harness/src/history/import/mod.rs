@@ -23,7 +23,7 @@ use std::path::Path;
 use faultline_protocol::OpKind;
 
 use super::{History, HistoryError, OpRecord, Outcome};
-use crate::check::{KvHistory, KvKind, KvRecord, ModelKind};
+use crate::history::kv::{KvHistory, KvKind, KvRecord};
 
 /// A history file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -316,16 +316,6 @@ impl Foreign {
     /// True when any op is a get, put or append.
     pub fn has_kv_ops(&self) -> bool {
         self.ops.iter().any(|o| o.f.is_kv())
-    }
-
-    /// The model to check against when none was asked for: kv-append for get/put/append
-    /// histories, else cas-register.
-    pub fn default_model(&self) -> ModelKind {
-        if self.has_kv_ops() {
-            ModelKind::KvAppend
-        } else {
-            ModelKind::CasRegister
-        }
     }
 
     fn bad(&self, line: usize, message: String) -> ImportError {
