@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
-use super::schema::{Dur, Selector};
+use super::{Dur, Selector};
 
 /// A network fault: which links, and what happens to them.
 #[derive(Debug, Clone, PartialEq)]
@@ -189,7 +189,7 @@ const TOPOLOGIES: &str = "isolate-leader (isolate-primary), isolate-follower (is
      {grudge: {n1: [n2, n3]}}";
 
 fn check_id<E: de::Error>(id: &str) -> Result<(), E> {
-    if super::schema::is_node_id(id) {
+    if super::faults::is_node_id(id) {
         Ok(())
     } else {
         Err(E::custom(format!("`{id}` is not a node id (n1, n2, ...)")))
