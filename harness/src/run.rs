@@ -231,7 +231,7 @@ pub async fn run_experiment(
     background.extend(cluster::spawn_health_checks(
         &cluster.nodes,
         view.clone(),
-        &exp.balancer.health,
+        (&exp.balancer.health).into(),
     ));
     let exits = Arc::new(std::sync::Mutex::new(Vec::<UnexpectedExit>::new()));
     background.push(spawn_exit_watch(

@@ -17,7 +17,7 @@ use super::client::{Driver, NodeClient};
 use super::etcd::{EtcdSettings, EtcdShared};
 use super::network::Mesh;
 use super::redis::{RedisSettings, RedisShared};
-use crate::experiment::NetworkMode;
+use super::NetworkMode;
 
 /// What the nodes are, and how each one starts.
 #[derive(Debug, Clone)]

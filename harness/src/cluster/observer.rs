@@ -141,15 +141,26 @@ pub fn spawn_observer(
         .collect()
 }
 
+/// How active health checks run (the experiment's `balancer.health`).
+#[derive(Debug, Clone, Copy)]
+pub struct HealthChecks {
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive failed checks before a node is marked down.
+    pub unhealthy_after: u32,
+    /// Consecutive good checks before a down node is marked up again.
+    pub healthy_after: u32,
+}
+
 /// Active health checks: a status call every `interval` with `timeout`; `unhealthy_after`
 /// consecutive failures mark a node down, `healthy_after` consecutive successes mark it up.
 pub fn spawn_health_checks(
     nodes: &[Arc<NodeHandle>],
     view: SharedView,
-    cfg: &crate::experiment::HealthCfg,
+    cfg: HealthChecks,
 ) -> Vec<JoinHandle<()>> {
-    let interval = cfg.interval.0.max(Duration::from_millis(1));
-    let timeout = cfg.timeout.0.max(Duration::from_millis(1));
+    let interval = cfg.interval.max(Duration::from_millis(1));
+    let timeout = cfg.timeout.max(Duration::from_millis(1));
     let (down_after, up_after) = (cfg.unhealthy_after.max(1), cfg.healthy_after.max(1));
     nodes
         .iter()

@@ -434,6 +434,17 @@ fn default_healthy_after() -> u32 {
     1
 }
 
+impl From<&HealthCfg> for crate::cluster::HealthChecks {
+    fn from(h: &HealthCfg) -> Self {
+        crate::cluster::HealthChecks {
+            interval: h.interval.0,
+            timeout: h.timeout.0,
+            unhealthy_after: h.unhealthy_after,
+            healthy_after: h.healthy_after,
+        }
+    }
+}
+
 impl Default for HealthCfg {
     fn default() -> Self {
         HealthCfg {

@@ -212,27 +212,5 @@ pub struct NetworkCfg {
     pub mode: NetworkMode,
 }
 
-/// How nodes reach each other. `proxy` (the default) puts a TCP relay of the harness on every
-/// directed link, node to node and client to node, so partitions and degraded links can be
-/// injected without root; `netns` (root) puts every node in a network namespace of its own on a
-/// bridge, and cuts, drops and shapes packets there with nftables and tc (no delay: this kernel
-/// has no netem, so delays need `proxy`); `direct` lets nodes dial each other's loopback ports
-/// (no network faults possible, one hop less).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum NetworkMode {
-    Direct,
-    #[default]
-    Proxy,
-    Netns,
-}
-
-impl NetworkMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NetworkMode::Direct => "direct",
-            NetworkMode::Proxy => "proxy",
-            NetworkMode::Netns => "netns",
-        }
-    }
-}
+// `network.mode`: the type lives with the cluster that acts on it.
+pub use crate::cluster::NetworkMode;

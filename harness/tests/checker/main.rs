@@ -11,4 +11,5 @@ mod bad_input;
 mod check_histories;
 mod check_scale;
 mod hostile;
+mod layering;
 mod report_snapshot;
