@@ -361,6 +361,25 @@ fn open_fds(pid: u32) -> usize {
         .unwrap_or(0)
 }
 
+/// How far the node's descriptor count may drift from the client connections alone: peer
+/// connections are redialled now and then.
+const SLACK: usize = 16;
+
+/// The node's descriptor count once it has held still for half a second (at most 10 s).
+fn settled_fds(pid: u32) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = open_fds(pid);
+    let mut since = Instant::now();
+    while Instant::now() < deadline && since.elapsed() < Duration::from_millis(500) {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = open_fds(pid);
+        if now != last {
+            (last, since) = (now, Instant::now());
+        }
+    }
+    last
+}
+
 /// 2,000 idle client connections to one Raft node: it still answers a new client at once,
 /// and once they close, it holds no more descriptors than before.
 #[test]
@@ -379,31 +398,32 @@ fn two_thousand_idle_connections_are_held_and_released() {
     let mut nodes = start("raft", dir.path());
     let pid = nodes.children[0].id();
     let addr = nodes.clients[0];
-    let before = open_fds(pid);
+    let before = settled_fds(pid);
     let idle: Vec<TcpStream> = (0..2_000)
         .map(|i| TcpStream::connect(addr).unwrap_or_else(|e| panic!("connection {i}: {e}")))
         .collect();
-    // Every connection was accepted: the node holds one descriptor for each.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while open_fds(pid) < before + 2_000 && Instant::now() < deadline {
+    // Every connection was accepted: the node holds one descriptor for each (give or take
+    // the few peer connections that come and go meanwhile).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while open_fds(pid) < before + 2_000 - SLACK && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     let held = open_fds(pid);
     assert!(
-        held >= before + 2_000,
+        held >= before + 2_000 - SLACK,
         "{held} descriptors, {before} before"
     );
     // A new client is served while they idle.
     let r = call(addr, Op::Status).expect("a status answer beside 2,000 idle connections");
     assert!(r.ok, "{r:?}");
     drop(idle);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while open_fds(pid) > before + 5 && Instant::now() < deadline {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while open_fds(pid) > before + SLACK && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     let after = open_fds(pid);
     assert!(
-        after <= before + 5,
+        after <= before + SLACK,
         "{after} descriptors after the idle connections closed, {before} before"
     );
     assert_alive(&mut nodes, "raft");
