@@ -4,148 +4,30 @@
 //! own Sentinel, and clients that follow the Sentinels as Redis's client guidelines describe
 //! (stay with the primary they know; when a replica refuses a write with `READONLY`, ask the
 //! Sentinels where the primary is).
+//!
+//! `settings.rs` holds the settings and config files, `resp.rs` the RESP codec; this file is
+//! the client.
+
+mod resp;
+mod settings;
+
+pub use resp::{encode, read_resp, Resp};
+pub use settings::{
+    sentinel_config, server_config, validate_settings, Fsync, RedisSettings, MASTER_NAME,
+};
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use faultline_protocol::{ErrorCode, Op, Response, Role, Status, Value};
-use serde::Deserialize;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 use super::client::CallError;
-
-/// The name the Sentinels monitor the primary under.
-pub const MASTER_NAME: &str = "faultline";
-
-/// `target.settings` of `kind: redis-sentinel`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RedisSettings {
-    /// `sentinel down-after-milliseconds`: how long the primary must be unreachable before a
-    /// Sentinel calls it subjectively down.
-    #[serde(default = "default_down_after", with = "humantime_serde")]
-    pub down_after: Duration,
-    /// `sentinel failover-timeout`.
-    #[serde(default = "default_failover_timeout", with = "humantime_serde")]
-    pub failover_timeout: Duration,
-    /// Sentinels that must agree the primary is down; a majority of them by default.
-    #[serde(default)]
-    pub quorum: Option<u32>,
-    /// `min-replicas-to-write` on every server: the primary refuses writes with fewer
-    /// connected replicas than this (Redis's mitigation for a partitioned primary; 0 is off,
-    /// Redis's default).
-    #[serde(default)]
-    pub min_replicas_to_write: u32,
-    /// `min-replicas-max-lag`, in seconds.
-    #[serde(default = "default_max_lag")]
-    pub min_replicas_max_lag: u32,
-    /// `appendfsync`: `always`, `everysec` (Redis's default) or `no`.
-    #[serde(default)]
-    pub appendfsync: Fsync,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Fsync {
-    Always,
-    #[default]
-    Everysec,
-    No,
-}
-
-fn default_down_after() -> Duration {
-    Duration::from_millis(1000)
-}
-fn default_failover_timeout() -> Duration {
-    Duration::from_millis(5000)
-}
-fn default_max_lag() -> u32 {
-    10
-}
-
-impl RedisSettings {
-    pub fn from_map(map: &serde_json::Map<String, serde_json::Value>) -> Result<Self, String> {
-        let s: RedisSettings = faultline_replica::parse_settings(map, "redis-sentinel")?;
-        if s.down_after.as_millis() == 0 {
-            return Err("settings.down_after must be at least 1ms".into());
-        }
-        if s.failover_timeout.as_millis() == 0 {
-            return Err("settings.failover_timeout must be at least 1ms".into());
-        }
-        if s.quorum == Some(0) {
-            return Err("settings.quorum must be at least 1".into());
-        }
-        Ok(s)
-    }
-}
-
-pub fn validate_settings(map: &serde_json::Map<String, serde_json::Value>) -> Result<(), String> {
-    RedisSettings::from_map(map).map(|_| ())
-}
-
-/// The configuration file of one `redis-server`: `n1` starts as the primary, the others as its
-/// replicas. Every server and Sentinel announces the address it listens on (on loopback its
-/// connections come from 127.0.0.1, which is not where it listens). The Sentinels rewrite it (`CONFIG REWRITE`) when they change a server's role, so a
-/// restarted server comes back in the role it last had.
-pub fn server_config(
-    addr: SocketAddr,
-    primary: SocketAddr,
-    is_primary: bool,
-    data_dir: &Path,
-    s: &RedisSettings,
-) -> String {
-    let fsync = match s.appendfsync {
-        Fsync::Always => "always",
-        Fsync::Everysec => "everysec",
-        Fsync::No => "no",
-    };
-    let mut c = format!(
-        "bind {ip}\nport {port}\nprotected-mode no\ndaemonize no\nlogfile \"\"\n\
-         dir \"{dir}\"\nappendonly yes\nappendfsync {fsync}\nsave \"\"\n\
-         min-replicas-to-write {min}\nmin-replicas-max-lag {lag}\nreplica-announce-ip {ip}\nrepl-diskless-sync-delay 0\n",
-        ip = addr.ip(),
-        port = addr.port(),
-        dir = data_dir.display(),
-        min = s.min_replicas_to_write,
-        lag = s.min_replicas_max_lag,
-    );
-    if !is_primary {
-        c.push_str(&format!("replicaof {} {}\n", primary.ip(), primary.port()));
-    }
-    c
-}
-
-/// The configuration file of one Sentinel (which it rewrites as it learns).
-pub fn sentinel_config(
-    addr: SocketAddr,
-    primary: SocketAddr,
-    sentinels: u32,
-    dir: &Path,
-    s: &RedisSettings,
-) -> String {
-    let quorum = s.quorum.unwrap_or(sentinels / 2 + 1);
-    format!(
-        "bind {ip}\nport {port}\nprotected-mode no\ndaemonize no\nlogfile \"\"\ndir \"{dir}\"\n\
-         sentinel announce-ip {ip}\nsentinel monitor {name} {pip} {pport} {quorum}\n\
-         sentinel down-after-milliseconds {name} {down}\n\
-         sentinel failover-timeout {name} {failover}\n\
-         sentinel parallel-syncs {name} 1\n",
-        ip = addr.ip(),
-        port = addr.port(),
-        dir = dir.display(),
-        name = MASTER_NAME,
-        pip = primary.ip(),
-        pport = primary.port(),
-        down = s.down_after.as_millis(),
-        failover = s.failover_timeout.as_millis(),
-    )
-}
 
 /// What the clients of one Redis deployment share: every server's address (as the Sentinels
 /// name it) and every Sentinel's.
@@ -263,106 +145,6 @@ async fn sentinel_master(
         Ok(Resp::Error(e)) => Err(e),
         Ok(other) => Err(format!("unexpected answer {other:?}")),
         Err(e) => Err(e.to_string()),
-    }
-}
-
-/// A RESP2 value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Resp {
-    Simple(String),
-    Error(String),
-    Int(i64),
-    Bulk(Option<Vec<u8>>),
-    Array(Option<Vec<Resp>>),
-}
-
-/// A command as a RESP array of bulk strings.
-pub fn encode(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
-}
-
-/// The largest bulk string accepted (Redis's own limit), and the deepest nesting of arrays.
-const MAX_BULK: i64 = 512 << 20;
-const MAX_DEPTH: usize = 16;
-
-/// Read one RESP2 value. Lengths past Redis's own limits are refused as malformed, and no
-/// declared length is allocated up front: a bulk string's buffer grows with the bytes that
-/// actually arrive, and an array's with its items.
-pub async fn read_resp<R: AsyncBufRead + Unpin + Send>(r: &mut R) -> std::io::Result<Resp> {
-    // Arrays nest: keep a stack of (items so far, items expected).
-    let mut stack: Vec<(Vec<Resp>, usize)> = Vec::new();
-    loop {
-        let mut line = Vec::with_capacity(64);
-        if r.read_until(b'\n', &mut line).await? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed RESP");
-        let body = line.strip_suffix(b"\r\n").ok_or_else(bad)?;
-        let (&tag, rest) = body.split_first().ok_or_else(bad)?;
-        let text = String::from_utf8_lossy(rest).into_owned();
-        let number = || text.parse::<i64>().map_err(|_| bad());
-        let value = match tag {
-            b'+' => Resp::Simple(text.clone()),
-            b'-' => Resp::Error(text.clone()),
-            b':' => Resp::Int(number()?),
-            b'$' => {
-                let len = number()?;
-                if len > MAX_BULK {
-                    return Err(bad());
-                }
-                if len < 0 {
-                    Resp::Bulk(None)
-                } else {
-                    let want = len as u64 + 2;
-                    let mut buf = Vec::with_capacity((want as usize).min(64 << 10));
-                    (&mut *r).take(want).read_to_end(&mut buf).await?;
-                    if buf.len() as u64 != want {
-                        return Err(std::io::ErrorKind::UnexpectedEof.into());
-                    }
-                    if !buf.ends_with(b"\r\n") {
-                        return Err(bad());
-                    }
-                    buf.truncate(len as usize);
-                    Resp::Bulk(Some(buf))
-                }
-            }
-            b'*' => {
-                let len = number()?;
-                if len > MAX_BULK || stack.len() >= MAX_DEPTH {
-                    return Err(bad());
-                }
-                if len < 0 {
-                    Resp::Array(None)
-                } else if len == 0 {
-                    Resp::Array(Some(Vec::new()))
-                } else {
-                    stack.push((Vec::with_capacity((len as usize).min(1024)), len as usize));
-                    continue;
-                }
-            }
-            _ => return Err(bad()),
-        };
-        // Fold the value into the arrays it completes.
-        let mut value = value;
-        loop {
-            match stack.last_mut() {
-                None => return Ok(value),
-                Some((items, want)) => {
-                    items.push(value);
-                    if items.len() < *want {
-                        break;
-                    }
-                    let (items, _) = stack.pop().expect("just looked");
-                    value = Resp::Array(Some(items));
-                }
-            }
-        }
     }
 }
 
