@@ -5,7 +5,7 @@
 //! errors of the documented kind that say where. 256 cases a property in `cargo test`; for a
 //! longer run (nightly): `PROPTEST_CASES=20000 cargo test --release -p faultline --test checker
 //! hostile`. The etcd answer decoder and the netns journal reader have theirs beside the code
-//! (`harness/src/cluster/etcd.rs`, `faults/src/netns.rs`).
+//! (`harness/src/cluster/etcd.rs`, `faults/src/netns/journal.rs`).
 
 use std::path::Path;
 
