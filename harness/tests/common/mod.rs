@@ -32,6 +32,28 @@ pub fn primary_backup_yaml(
     )
 }
 
+/// A short experiment on a 3-node Raft cluster (50 ms heartbeat, 150-300 ms elections) with a
+/// leader-aware balancer: `workload` as the lines inside `workload:` (two-space indented, kind
+/// cas-register given), and `faults` as a YAML block list (or "").
+pub fn raft_yaml(name: &str, seed: u64, duration: &str, workload: &str, faults: &str) -> String {
+    let faults = if faults.is_empty() {
+        String::new()
+    } else {
+        format!("faults:\n{faults}")
+    };
+    format!(
+        "name: {name}\nseed: {seed}\nduration: {duration}\ntarget:\n  kind: raft\n  nodes: 3\n  \
+         settings: {{ heartbeat: 50ms, election_timeout: [150ms, 300ms] }}\n\
+         workload:\n  kind: cas-register\n  mix: {{ read: 0.5, write: 0.4, cas: 0.1 }}\n{workload}\
+         balancer:\n  kind: leader-aware\n{faults}"
+    )
+}
+
+/// `faultline <args>`, run to its end.
+pub fn faultline<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
+    Command::new(exe()).args(args).output().unwrap()
+}
+
 /// Write `yaml` as `<dir>/<name>.yaml`.
 pub fn write_experiment(dir: &Path, name: &str, yaml: &str) -> PathBuf {
     let p = dir.join(format!("{name}.yaml"));

@@ -9,36 +9,25 @@
 use crate::common;
 use crate::report_schema::validate;
 
+use std::ffi::OsStr;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
 /// Raft, 3 nodes, a partition then a leader kill, and a pause still in force when the load
 /// ends (so the healing has work to do).
-const RUN: &str = "\
-name: kill-anywhere
-seed: 12
-duration: 5s
-target:
-  kind: raft
-  nodes: 3
-  settings: { heartbeat: 50ms, election_timeout: [150ms, 300ms] }
-workload:
-  kind: cas-register
-  keys: 4
-  mix: { read: 0.5, write: 0.4, cas: 0.1 }
-  rate: 300/s
-  timeout: 500ms
-balancer:
-  kind: leader-aware
-faults:
-  - { at: 1500ms, partition: isolate-leader, duration: 1s }
-  - { at: 3s, kill: leader, restart_after: 500ms }
-  - { at: 4s, pause: follower, duration: 10s }
-checks: [linearizable, lost-writes, stale-reads, election-safety]
-";
+fn experiment() -> String {
+    common::raft_yaml(
+        "kill-anywhere",
+        12,
+        "5s",
+        "  keys: 4\n  rate: 300/s\n  timeout: 500ms\n",
+        "  - { at: 1500ms, partition: isolate-leader, duration: 1s }\n  \
+         - { at: 3s, kill: leader, restart_after: 500ms }\n  \
+         - { at: 4s, pause: follower, duration: 10s }\n",
+    )
+}
 
 /// How long a recorded line may wait before it reaches the file (`FLUSH_EVERY` in
 /// harness/src/history/recorder.rs), and the scheduling slack allowed on top of it on a loaded
@@ -118,7 +107,8 @@ fn sigkill_at_random_points_leaves_nothing_and_a_rebuilt_report_says_what_it_saw
     for (what, marker, spread) in points {
         let delay = rng.below(spread);
         let ctx = format!("killed during {what} (+{delay} ms, FAULTLINE_KILL_SEED={seed})");
-        let (mut child, run) = common::start_until(dir.path(), "kill-anywhere", RUN, marker);
+        let (mut child, run) =
+            common::start_until(dir.path(), "kill-anywhere", &experiment(), marker);
         std::thread::sleep(Duration::from_millis(delay));
         let killed_at = unix_ms();
         nix::sys::signal::kill(
@@ -132,11 +122,7 @@ fn sigkill_at_random_points_leaves_nothing_and_a_rebuilt_report_says_what_it_saw
         // Nothing outlives the harness, and cleanup finds nothing to do.
         let left = common::wait_gone(run.to_str().unwrap(), Duration::from_secs(5));
         assert!(left.is_empty(), "{ctx}: left behind: {left:?}");
-        let out = Command::new(common::exe())
-            .arg("cleanup")
-            .arg(&run)
-            .output()
-            .unwrap();
+        let out = common::faultline(&[OsStr::new("cleanup"), run.as_os_str()]);
         assert!(out.status.success(), "{ctx}: {}", common::stderr(&out));
         let said = String::from_utf8_lossy(&out.stdout);
         assert!(
@@ -173,11 +159,7 @@ fn sigkill_at_random_points_leaves_nothing_and_a_rebuilt_report_says_what_it_saw
         }
 
         // A rebuilt report: whole, valid against the schema, honest about the ending.
-        let out = Command::new(common::exe())
-            .arg("report")
-            .arg(&run)
-            .output()
-            .unwrap();
+        let out = common::faultline(&[OsStr::new("report"), run.as_os_str()]);
         let r = common::report(&run);
         validate(&r).unwrap_or_else(|e| panic!("{ctx}: {e}"));
         let ended = journal.iter().any(|e| e["event"] == "run_end");

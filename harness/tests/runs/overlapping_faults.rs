@@ -10,26 +10,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-const RUN: &str = "\
-name: overlapping-faults
-seed: 4
-duration: 6s
-target:
-  kind: raft
-  nodes: 3
-  settings: { heartbeat: 50ms, election_timeout: [150ms, 300ms] }
-workload:
-  kind: cas-register
-  keys: 2
-  mix: { read: 0.5, write: 0.4, cas: 0.1 }
-  rate: 50/s
-  timeout: 500ms
-faults:
-  - { at: 1s, pause: n2, duration: 2s }
-  - { at: 2s, pause: n2, duration: 2s }
-  - { at: 1s, pause: n3, duration: 3s }
-  - { at: 2s, kill: n3, restart_after: 500ms }
-";
+fn experiment() -> String {
+    common::raft_yaml(
+        "overlapping-faults",
+        4,
+        "6s",
+        "  keys: 2\n  rate: 50/s\n  timeout: 500ms\n",
+        "  - { at: 1s, pause: n2, duration: 2s }\n  \
+         - { at: 2s, pause: n2, duration: 2s }\n  \
+         - { at: 1s, pause: n3, duration: 3s }\n  \
+         - { at: 2s, kill: n3, restart_after: 500ms }\n",
+    )
+}
 
 fn events(run: &Path) -> Vec<Value> {
     std::fs::read_to_string(run.join("events.jsonl"))
@@ -70,8 +62,12 @@ fn latest_pid(journal: &[Value], node: &str) -> u64 {
 fn overlapping_pauses_nest_and_a_kill_during_a_pause_wins() {
     let dir = tempfile::tempdir().unwrap();
     // Wait until the kill of n3 has been journaled: both pauses of n2 are in force.
-    let (mut child, run) =
-        common::start_until(dir.path(), "overlapping-faults", RUN, "\"fault\":\"kill\"");
+    let (mut child, run) = common::start_until(
+        dir.path(),
+        "overlapping-faults",
+        &experiment(),
+        "\"fault\":\"kill\"",
+    );
     let journal = events(&run);
     let origin = journal
         .iter()

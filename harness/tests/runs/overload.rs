@@ -9,31 +9,20 @@ use serde_json::Value;
 
 /// 20,000 ops/s for 3 s at a 3-node Raft cluster whose leader is killed after 1 s: far more
 /// than a debug-build harness and cluster serve on two cores, and no one answers for a while.
-const RUN: &str = "\
-name: overload
-seed: 8
-duration: 3s
-target:
-  kind: raft
-  nodes: 3
-  settings: { heartbeat: 50ms, election_timeout: [150ms, 300ms] }
-workload:
-  kind: cas-register
-  keys: 8
-  mix: { read: 0.5, write: 0.4, cas: 0.1 }
-  rate: 20000/s
-  max_in_flight: 300
-  timeout: 300ms
-balancer:
-  kind: leader-aware
-faults:
-  - { at: 1s, kill: leader, restart_after: 500ms }
-";
+fn experiment() -> String {
+    common::raft_yaml(
+        "overload",
+        8,
+        "3s",
+        "  keys: 8\n  rate: 20000/s\n  max_in_flight: 300\n  timeout: 300ms\n",
+        "  - { at: 1s, kill: leader, restart_after: 500ms }\n",
+    )
+}
 
 #[test]
 fn an_open_loop_far_past_capacity_ends_on_time_bounded_and_counts_what_it_did_not_send() {
     let dir = tempfile::tempdir().unwrap();
-    let file = common::write_experiment(dir.path(), "overload", RUN);
+    let file = common::write_experiment(dir.path(), "overload", &experiment());
     let out = common::run(dir.path(), &file, &[]);
     let run = common::latest(dir.path(), "overload");
     let r = common::report(&run);
