@@ -144,6 +144,15 @@ pub fn report(run_dir: &Path) -> serde_json::Value {
     serde_json::from_str(&text).unwrap()
 }
 
+/// The run's `events.jsonl`, one JSON value per line (a torn last line left out).
+pub fn events(run_dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run_dir.join("events.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
 /// Pids of every node process the run started (from `events.jsonl`).
 pub fn node_pids(run_dir: &Path) -> Vec<u32> {
     let text = std::fs::read_to_string(run_dir.join("events.jsonl")).unwrap_or_default();

@@ -54,13 +54,6 @@ impl Rng {
     }
 }
 
-fn events(run: &Path) -> Vec<Value> {
-    std::fs::read_to_string(run.join("events.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
 
 /// The latest time (ns on the run clock) of any complete history line.
 fn last_history_ns(run: &Path) -> Option<u64> {
@@ -131,7 +124,7 @@ fn sigkill_at_random_points_leaves_nothing_and_a_rebuilt_report_says_what_it_saw
         );
 
         // The history on disk reaches within a flush of the kill while the load was running.
-        let journal = events(&run);
+        let journal = common::events(&run);
         let origin = journal
             .iter()
             .find(|e| e["event"] == "run_start")

@@ -5,7 +5,6 @@
 
 use crate::common;
 
-use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
@@ -23,13 +22,6 @@ fn experiment() -> String {
     )
 }
 
-fn events(run: &Path) -> Vec<Value> {
-    std::fs::read_to_string(run.join("events.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
 
 /// 'T' when the process is stopped, its /proc state letter otherwise.
 fn state(pid: u64) -> char {
@@ -68,7 +60,7 @@ fn overlapping_pauses_nest_and_a_kill_during_a_pause_wins() {
         &experiment(),
         "\"fault\":\"kill\"",
     );
-    let journal = events(&run);
+    let journal = common::events(&run);
     let origin = journal
         .iter()
         .find(|e| e["event"] == "run_start")
@@ -86,7 +78,7 @@ fn overlapping_pauses_nest_and_a_kill_during_a_pause_wins() {
     // 3.5 s: the first pause of n2 ended at 3 s, the second holds it until 4 s. n3 was killed
     // at 2 s during its pause and restarted at 2.5 s: the new process runs.
     sleep_until(at(3_500));
-    let journal = events(&run);
+    let journal = common::events(&run);
     let n2 = latest_pid(&journal, "n2");
     let n3 = latest_pid(&journal, "n3");
     let (n2_mid, n3_mid) = (state(n2), state(n3));
@@ -94,7 +86,7 @@ fn overlapping_pauses_nest_and_a_kill_during_a_pause_wins() {
     sleep_until(at(4_600));
     let (n2_after, n3_after) = (state(n2), state(n3));
     let status = child.wait().unwrap();
-    let journal = events(&run);
+    let journal = common::events(&run);
     let starts = journal
         .iter()
         .filter(|e| e["event"] == "node_start" && e["node"] == "n3")

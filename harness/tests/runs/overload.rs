@@ -71,11 +71,7 @@ fn an_open_loop_far_past_capacity_ends_on_time_bounded_and_counts_what_it_did_no
 
     // On time: the load phase lasts its 3 s plus at most the operation timeout, and a margin
     // for timers that fire late on a saturated two-core machine.
-    let events: Vec<Value> = std::fs::read_to_string(run.join("events.jsonl"))
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let events = common::events(&run);
     let phase = |name: &str| {
         events
             .iter()
