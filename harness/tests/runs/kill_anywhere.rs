@@ -54,7 +54,6 @@ impl Rng {
     }
 }
 
-
 /// The latest time (ns on the run clock) of any complete history line.
 fn last_history_ns(run: &Path) -> Option<u64> {
     std::fs::read_to_string(run.join("history.jsonl"))

@@ -22,7 +22,6 @@ fn experiment() -> String {
     )
 }
 
-
 /// 'T' when the process is stopped, its /proc state letter otherwise.
 fn state(pid: u64) -> char {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
