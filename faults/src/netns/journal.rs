@@ -49,8 +49,7 @@ impl Journal {
     }
 }
 
-/// A run's namespaces, bridge and addresses, and the faults set on them. Dropping it removes
-
+/// What [`cleanup`] found and did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Cleaned {
     pub journal: PathBuf,

@@ -104,6 +104,7 @@ pub use journal::{cleanup, parse_journal, registered, Cleaned, JournalEntries};
 use journal::{is_host_link_name, Journal};
 use rules::{base_ruleset, loss_update, port_name, sets_update, Sets};
 
+/// A run's namespaces, bridge and addresses, and the faults set on them. Dropping it removes
 /// everything.
 pub struct Netns {
     run_id: String,
@@ -702,6 +703,8 @@ impl Drop for Netns {
     }
 }
 
+/// Delete a host-side link this crate names, if it is there (deleting one end of a veth
+/// deletes both). True when it was there and is now gone.
 fn remove_link(name: &str) -> bool {
     if !is_host_link_name(name) {
         return false;
@@ -769,8 +772,6 @@ fn pick_subnet(run_id: &str) -> Result<[u8; 3], NetnsError> {
     }
     Err(NetnsError::NoSubnet)
 }
-
-/// What [`cleanup`] found and did.
 
 #[cfg(test)]
 mod tests {

@@ -110,9 +110,6 @@ pub(super) fn loss_update(loss: &[String]) -> String {
     s
 }
 
-/// Delete a host-side link this crate names, if it is there (deleting one end of a veth
-/// deletes both). True when it was there and is now gone.
-
 #[cfg(test)]
 mod tests {
     use super::*;
