@@ -178,7 +178,7 @@ fn experiment_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> 
     d.deserialize_str(V)
 }
 
-/// Parsed inside the scalar's own visitor, so the error carries the scalar's location.
+/// A check a run's history goes through (`checks:`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CheckKind {

@@ -36,6 +36,7 @@ struct RawTarget {
     command: Option<Vec<String>>,
 }
 
+/// Parsed inside the scalar's own visitor, so the error carries the scalar's location.
 fn node_count<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     struct V;
     impl de::Visitor<'_> for V {
