@@ -188,7 +188,7 @@ fn gate_cmd(
     junit: Option<&std::path::Path>,
 ) -> ExitCode {
     use faultline::report::gate;
-    let result = (|| -> Result<Vec<gate::Outcome>, gate::GateError> {
+    let result = (|| -> Result<Vec<gate::RuleResult>, gate::GateError> {
         let text = std::fs::read_to_string(rules_path).map_err(|source| gate::GateError::Read {
             path: rules_path.to_owned(),
             source,
@@ -232,7 +232,7 @@ fn gate_cmd(
             return ExitCode::from(EXIT_INTERNAL);
         }
     }
-    let broken: Vec<&gate::Outcome> = outcomes.iter().filter(|o| !o.ok).collect();
+    let broken: Vec<&gate::RuleResult> = outcomes.iter().filter(|o| !o.ok).collect();
     if broken.is_empty() {
         ExitCode::SUCCESS
     } else {

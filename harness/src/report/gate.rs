@@ -400,7 +400,7 @@ pub fn parse_rules(path: &Path, text: &str) -> Result<Vec<Rule>, GateError> {
 
 /// One rule checked against one report.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
+pub struct RuleResult {
     pub experiment: String,
     pub rule: String,
     pub ok: bool,
@@ -450,7 +450,7 @@ pub fn check(
     rules: &[Rule],
     report: &Value,
     baseline: Option<&Value>,
-) -> Result<Vec<Outcome>, GateError> {
+) -> Result<Vec<RuleResult>, GateError> {
     let mut out = Vec::new();
     for r in rules {
         let unit = unit_of(&r.metric).expect("parsed rules name known metrics");
@@ -474,7 +474,7 @@ pub fn check(
             (Some(a), Some(l)) => compare(a, r.op, l),
             _ => false,
         };
-        out.push(Outcome {
+        out.push(RuleResult {
             experiment: experiment.to_string(),
             rule: r.text.clone(),
             ok,
@@ -517,7 +517,7 @@ pub fn baseline_for(baseline: &Path, experiment: &str) -> Result<Value, GateErro
 }
 
 /// The gate's verdict for people: one line per rule, the broken ones marked.
-pub fn render_text(outcomes: &[Outcome]) -> String {
+pub fn render_text(outcomes: &[RuleResult]) -> String {
     let mut s = String::new();
     let width = outcomes.iter().map(|o| o.rule.len()).max().unwrap_or(0);
     let mut last = None;
@@ -562,7 +562,7 @@ fn xml_escape(s: &str) -> String {
 
 /// JUnit XML: one test suite per experiment, one test case per rule, a `<failure>` for each
 /// broken rule.
-pub fn render_junit(outcomes: &[Outcome]) -> Vec<u8> {
+pub fn render_junit(outcomes: &[RuleResult]) -> Vec<u8> {
     let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let failures = outcomes.iter().filter(|o| !o.ok).count();
     let _ = writeln!(
@@ -577,7 +577,7 @@ pub fn render_junit(outcomes: &[Outcome]) -> Vec<u8> {
         }
     }
     for e in experiments {
-        let cases: Vec<&Outcome> = outcomes.iter().filter(|o| o.experiment == e).collect();
+        let cases: Vec<&RuleResult> = outcomes.iter().filter(|o| o.experiment == e).collect();
         let _ = writeln!(
             s,
             "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\">",
@@ -742,14 +742,14 @@ mod tests {
     #[test]
     fn text_and_junit_exports() {
         let outcomes = vec![
-            Outcome {
+            RuleResult {
                 experiment: "quickstart".into(),
                 rule: "violations == 0".into(),
                 ok: true,
                 actual: "0".into(),
                 limit: "== 0".into(),
             },
-            Outcome {
+            RuleResult {
                 experiment: "quickstart".into(),
                 rule: "recovery_p99 <= 1s".into(),
                 ok: false,

@@ -20,7 +20,7 @@ pub enum Command {
 
 /// What applying a [`Command`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Outcome {
+pub enum Applied {
     /// The write or cas took effect.
     Done,
     /// A cas did not match; `current` is what the register held (and still holds).
@@ -40,19 +40,19 @@ impl KvState {
     }
 
     /// Apply one command; deterministic, so every replica applying the same log agrees.
-    pub fn apply(&mut self, cmd: &Command) -> Outcome {
+    pub fn apply(&mut self, cmd: &Command) -> Applied {
         match cmd {
             Command::Write { key, value } => {
                 self.registers.insert(key.clone(), *value);
-                Outcome::Done
+                Applied::Done
             }
             Command::Cas { key, from, to } => {
                 let current = self.registers.get(key).copied();
                 if current == *from {
                     self.registers.insert(key.clone(), *to);
-                    Outcome::Done
+                    Applied::Done
                 } else {
-                    Outcome::CasMismatch { current }
+                    Applied::CasMismatch { current }
                 }
             }
         }
@@ -104,20 +104,20 @@ mod tests {
         let table = [
             (
                 cas("a", Some(1), 2),
-                Outcome::CasMismatch { current: None },
+                Applied::CasMismatch { current: None },
                 None,
             ),
-            (cas("a", None, 1), Outcome::Done, Some(1)),
+            (cas("a", None, 1), Applied::Done, Some(1)),
             (
                 cas("a", None, 5),
-                Outcome::CasMismatch { current: Some(1) },
+                Applied::CasMismatch { current: Some(1) },
                 Some(1),
             ),
-            (w("a", 7), Outcome::Done, Some(7)),
-            (cas("a", Some(7), 8), Outcome::Done, Some(8)),
+            (w("a", 7), Applied::Done, Some(7)),
+            (cas("a", Some(7), 8), Applied::Done, Some(8)),
             (
                 cas("a", Some(7), 9),
-                Outcome::CasMismatch { current: Some(8) },
+                Applied::CasMismatch { current: Some(8) },
                 Some(8),
             ),
         ];

@@ -22,7 +22,7 @@ pub mod testkit;
 
 pub use codec::{CodecError, FORMAT_VERSION};
 pub use driver::{drive, ClientToken, Core, DriverError, DriverIo, Input, Millis, Outbox, Storage};
-pub use kv::{Command, KvState, Outcome};
+pub use kv::{Applied, Command, KvState};
 pub use log::{
     decode_log_record, decode_record, encode_record, LazyLog, Log, Snapshot, StorageError,
 };

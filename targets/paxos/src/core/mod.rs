@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use faultline_protocol::{Role, Status};
 use faultline_replica::{
-    ClientToken, Core, Forwarded, ForwardsSeen, Input, KvState, Millis, Outbox, Outcome,
+    Applied, ClientToken, Core, Forwarded, ForwardsSeen, Input, KvState, Millis, Outbox,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -463,8 +463,8 @@ impl PaxosCore {
                 Value::Noop => (None, None),
                 Value::Cmd { cmd, tag } => {
                     let r = match self.kv.apply(cmd) {
-                        Outcome::Done => OpResult::Done,
-                        Outcome::CasMismatch { current } => OpResult::Fail {
+                        Applied::Done => OpResult::Done,
+                        Applied::CasMismatch { current } => OpResult::Fail {
                             kind: FailKind::CasMismatch,
                             leader: None,
                             message: format!(

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use faultline_protocol::{ErrorCode, Op, Request, Response, Role, Status};
-use faultline_replica::{ClientToken, Command, Core, Input, KvState, Millis, Outbox, Outcome};
+use faultline_replica::{Applied, ClientToken, Command, Core, Input, KvState, Millis, Outbox};
 
 use crate::msg::{Entry, Msg, Persist};
 use crate::settings::{Replication, Settings};
@@ -337,8 +337,8 @@ impl PbCore {
                 if p.pending.front().is_some_and(|w| w.index == self.applied) {
                     if let Some(w) = p.pending.pop_front() {
                         let resp = match outcome {
-                            Outcome::Done => Response::done(w.id),
-                            Outcome::CasMismatch { current } => Response::error(
+                            Applied::Done => Response::done(w.id),
+                            Applied::CasMismatch { current } => Response::error(
                                 w.id,
                                 ErrorCode::CasMismatch,
                             )

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use faultline_protocol::{Role, Status};
 use faultline_replica::{
-    ClientToken, Core, Forwarded, ForwardsSeen, Input, KvState, Millis, Outbox, Outcome,
+    Applied, ClientToken, Core, Forwarded, ForwardsSeen, Input, KvState, Millis, Outbox,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -407,8 +407,8 @@ impl RaftCore {
             let result = match &self.entries[pos].op {
                 EntryOp::Noop => None,
                 EntryOp::Cmd(cmd) => Some(match self.kv.apply(cmd) {
-                    Outcome::Done => OpResult::Done,
-                    Outcome::CasMismatch { current } => OpResult::Fail {
+                    Applied::Done => OpResult::Done,
+                    Applied::CasMismatch { current } => OpResult::Fail {
                         kind: FailKind::CasMismatch,
                         leader: None,
                         message: format!(
