@@ -158,68 +158,16 @@ pub async fn run_experiment(
         reproduce: opts.reproduce.clone(),
         ..RunMeta::default()
     };
-    let flavor = match flavor(&exp.target) {
-        Ok(f) => f,
-        Err(e) => {
-            files.finish(true, Some(e.to_string()));
-            return Err(e.into());
-        }
-    };
-    let spec = ClusterSpec {
-        kind: exp.target.kind.as_str().to_string(),
-        flavor,
-        nodes: exp.target.nodes,
-        settings: exp.target.settings.clone(),
-        bugs: exp.target.bugs.clone(),
-        exe: opts.exe.clone(),
-        run_dir: run_dir.clone(),
-        pool: exp.balancer.connections_per_node as usize,
-        network: exp.network.mode,
-        netns_proxies: exp.faults.iter().any(|f| f.needs_link_proxy()),
-    };
-    sink.event(EventKind::phase(RunPhase::Launch));
-    let launched = Cluster::launch(spec).await.map(Arc::new);
-    let cluster = match launched {
-        Ok(c) => c,
-        Err(e) => {
-            files.finish(true, Some(e.to_string()));
-            return Err(e.into());
-        }
-    };
-    // The experiment was checked when it was loaded (weights name nodes of the cluster);
-    // this is the last line of defence.
-    let balancer = match Balancing::new(&exp.balancer, &cluster.ids(), seed) {
-        Ok(b) => b,
-        Err(e) => {
-            let c = cluster.clone();
-            let _ = tokio::task::spawn_blocking(move || c.stop(STOP_GRACE)).await;
-            files.finish(true, Some(format!("balancer: {e}")));
-            return Err(e.into());
-        }
-    };
-    for n in &cluster.nodes {
-        if let Some(p) = n.process() {
-            sink.event(EventKind::NodeStart {
-                node: n.id.clone(),
-                pid: p.pid(),
-            });
-        }
-    }
-    let ready = tokio::select! {
-        r = cluster.wait_ready(READY_TIMEOUT) => r,
-        _ = abort.changed() => Err(cluster::ClusterError::NotReady {
-            waited: Duration::ZERO,
-            detail: "interrupted".into(),
-        }),
-    };
-    match ready {
-        Ok(d) => meta.ready_ms = Some(d.as_secs_f64() * 1000.0),
-        Err(e) => {
-            cluster.stop(STOP_GRACE);
-            files.finish(true, Some(e.to_string()));
-            return Err(e.into());
-        }
-    }
+    let (cluster, balancer, ready) =
+        match start_cluster(loaded, opts, &run_dir, sink.as_ref(), &mut abort).await {
+            Ok(started) => started,
+            Err(e) => {
+                // The one place a failed start-up ends: the journal says why, the files close.
+                files.finish(true, Some(e.to_string()));
+                return Err(e);
+            }
+        };
+    meta.ready_ms = Some(ready.as_secs_f64() * 1000.0);
 
     let view = Arc::new(RwLock::new(ClusterView::new(&cluster.ids())));
     let mut background = cluster::spawn_observer(
@@ -361,6 +309,67 @@ pub async fn run_experiment(
         tracing::warn!("cannot point {}/latest at this run: {e}", exp_dir.display());
     }
     Ok((run_dir, report))
+}
+
+/// Start-up: find the target's programs, launch the cluster, journal each node's pid, build
+/// the balancer and wait until the cluster is ready (or `abort` fires). On any error the
+/// cluster is stopped here, so the caller only has to close its files.
+async fn start_cluster(
+    loaded: &Loaded,
+    opts: &RunOptions,
+    run_dir: &Path,
+    sink: &dyn EventSink,
+    abort: &mut tokio::sync::watch::Receiver<bool>,
+) -> Result<(Arc<Cluster>, Balancing, Duration), RunError> {
+    let exp = &loaded.experiment;
+    let spec = ClusterSpec {
+        kind: exp.target.kind.as_str().to_string(),
+        flavor: flavor(&exp.target)?,
+        nodes: exp.target.nodes,
+        settings: exp.target.settings.clone(),
+        bugs: exp.target.bugs.clone(),
+        exe: opts.exe.clone(),
+        run_dir: run_dir.to_owned(),
+        pool: exp.balancer.connections_per_node as usize,
+        network: exp.network.mode,
+        netns_proxies: exp.faults.iter().any(|f| f.needs_link_proxy()),
+    };
+    sink.event(EventKind::phase(RunPhase::Launch));
+    let cluster = Arc::new(Cluster::launch(spec).await?);
+    let stop = |cluster: Arc<Cluster>| async move {
+        let _ = tokio::task::spawn_blocking(move || cluster.stop(STOP_GRACE)).await;
+    };
+    // The experiment was checked when it was loaded (weights name nodes of the cluster);
+    // this is the last line of defence.
+    let balancer = match Balancing::new(&exp.balancer, &cluster.ids(), loaded.seed) {
+        Ok(b) => b,
+        Err(e) => {
+            stop(cluster).await;
+            return Err(e.into());
+        }
+    };
+    for n in &cluster.nodes {
+        if let Some(p) = n.process() {
+            sink.event(EventKind::NodeStart {
+                node: n.id.clone(),
+                pid: p.pid(),
+            });
+        }
+    }
+    let ready = tokio::select! {
+        r = cluster.wait_ready(READY_TIMEOUT) => r,
+        _ = abort.changed() => Err(cluster::ClusterError::NotReady {
+            waited: Duration::ZERO,
+            detail: "interrupted".into(),
+        }),
+    };
+    match ready {
+        Ok(d) => Ok((cluster, balancer, d)),
+        Err(e) => {
+            stop(cluster).await;
+            Err(e.into())
+        }
+    }
 }
 
 /// The run's journal and history files, open while the run lasts.
