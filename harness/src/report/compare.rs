@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::catalog;
 use super::SCHEMA;
 
 /// The `schema` of `faultline compare --format json`.
@@ -122,172 +123,6 @@ pub struct Metric {
     pub decimals: usize,
     pub better: Better,
 }
-
-impl Metric {
-    /// A unitless metric shown without decimals.
-    const fn new(
-        id: &'static str,
-        label: &'static str,
-        pointer: &'static str,
-        kind: Kind,
-        better: Better,
-    ) -> Metric {
-        Metric {
-            id,
-            label,
-            pointer,
-            kind,
-            unit: "",
-            scale: 1.0,
-            decimals: 0,
-            better,
-        }
-    }
-
-    /// With a unit, the factor from the report's unit to it, and the decimals shown.
-    const fn unit(self, unit: &'static str, scale: f64, decimals: usize) -> Metric {
-        Metric {
-            unit,
-            scale,
-            decimals,
-            ..self
-        }
-    }
-}
-
-/// Microseconds in the report, milliseconds on screen.
-const US_AS_MS: f64 = 0.001;
-
-/// The metrics compared, in order.
-pub const METRICS: &[Metric] = {
-    use Better::{Higher, Lower};
-    use Kind::{Count, Number, Share};
-    &[
-        Metric::new("verdict", "verdict", "/verdict", Kind::Text, Better::None),
-        Metric::new("passed", "passed", "/passed", Kind::Bool, Better::None),
-        Metric::new("ops_ok", "ops ok", "/ops/ok", Count, Higher),
-        Metric::new("ops_fail", "ops fail", "/ops/fail", Count, Lower),
-        Metric::new("ops_info", "ops info", "/ops/info", Count, Lower),
-        Metric::new(
-            "throughput_ok_per_s",
-            "throughput ok/s",
-            "/throughput/ok_per_s",
-            Number,
-            Higher,
-        )
-        .unit("ops/s", 1.0, 1),
-        Metric::new(
-            "availability_overall",
-            "availability",
-            "/availability/overall",
-            Share,
-            Higher,
-        )
-        .unit("", 1.0, 2),
-        Metric::new(
-            "availability_faulted",
-            "availability faulted",
-            "/availability/faulted",
-            Share,
-            Higher,
-        )
-        .unit("", 1.0, 2),
-        Metric::new(
-            "availability_after_heal",
-            "availability after heal",
-            "/availability/after_heal",
-            Share,
-            Higher,
-        )
-        .unit("", 1.0, 2),
-        Metric::new(
-            "recovery_p50_ms",
-            "recovery p50 ms",
-            "/failover/recovery_ms/p50",
-            Number,
-            Lower,
-        )
-        .unit("ms", 1.0, 1),
-        Metric::new(
-            "recovery_p99_ms",
-            "recovery p99 ms",
-            "/failover/recovery_ms/p99",
-            Number,
-            Lower,
-        )
-        .unit("ms", 1.0, 1),
-        Metric::new(
-            "recovery_max_ms",
-            "recovery max ms",
-            "/failover/recovery_ms/max",
-            Number,
-            Lower,
-        )
-        .unit("ms", 1.0, 1),
-        Metric::new(
-            "election_p50_ms",
-            "election p50 ms",
-            "/failover/election_ms/p50",
-            Number,
-            Lower,
-        )
-        .unit("ms", 1.0, 1),
-        Metric::new(
-            "election_p99_ms",
-            "election p99 ms",
-            "/failover/election_ms/p99",
-            Number,
-            Lower,
-        )
-        .unit("ms", 1.0, 1),
-        Metric::new(
-            "latency_p50_ms",
-            "latency p50 ms",
-            "/latency_all_us/p50",
-            Number,
-            Lower,
-        )
-        .unit("ms", US_AS_MS, 2),
-        Metric::new(
-            "latency_p99_ms",
-            "latency p99 ms",
-            "/latency_all_us/p99",
-            Number,
-            Lower,
-        )
-        .unit("ms", US_AS_MS, 2),
-        Metric::new(
-            "latency_p999_ms",
-            "latency p99.9 ms",
-            "/latency_all_us/p999",
-            Number,
-            Lower,
-        )
-        .unit("ms", US_AS_MS, 2),
-        Metric::new(
-            "lost_writes",
-            "lost writes",
-            "/consistency/lost_writes",
-            Count,
-            Lower,
-        ),
-        Metric::new(
-            "stale_reads",
-            "stale reads",
-            "/consistency/stale_reads",
-            Count,
-            Lower,
-        ),
-        Metric::new(
-            "fault_late_p99_ms",
-            "fault late p99 ms",
-            "/fault_timing/late_us/p99",
-            Number,
-            Lower,
-        )
-        .unit("ms", US_AS_MS, 2),
-    ]
-};
 
 /// One metric's value in one report; `null` in JSON when the report has none (no fault, so no
 /// recovery; no `ok` op, so no latency).
@@ -651,7 +486,9 @@ pub fn compare_runs(runs: &[(PathBuf, LoadedReport)]) -> Comparison {
         schema: COMPARE_SCHEMA,
         layout: Layout::Runs,
         columns,
-        rows: METRICS.iter().map(|m| row(m, None, &reports)).collect(),
+        rows: catalog::compared()
+            .map(|m| row(&m, None, &reports))
+            .collect(),
     }
 }
 
@@ -669,7 +506,7 @@ pub fn compare_suites(suites: &[LoadedSuite]) -> Comparison {
         }
     }
     let mut rows = Vec::new();
-    for m in METRICS {
+    for m in catalog::compared() {
         for e in &experiments {
             let reports: Vec<Option<&Value>> = suites
                 .iter()
@@ -680,7 +517,7 @@ pub fn compare_suites(suites: &[LoadedSuite]) -> Comparison {
                         .map(|r| &r.report)
                 })
                 .collect();
-            rows.push(row(m, Some(e.to_string()), &reports));
+            rows.push(row(&m, Some(e.to_string()), &reports));
         }
     }
     Comparison {
@@ -704,7 +541,9 @@ pub fn compare_experiments(suite: &LoadedSuite) -> Comparison {
         schema: COMPARE_SCHEMA,
         layout: Layout::Experiments,
         columns,
-        rows: METRICS.iter().map(|m| row(m, None, &reports)).collect(),
+        rows: catalog::compared()
+            .map(|m| row(&m, None, &reports))
+            .collect(),
     }
 }
 

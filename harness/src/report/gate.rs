@@ -48,79 +48,15 @@ pub enum GateError {
     MissingBaseline { experiment: String, dir: PathBuf },
 }
 
-/// What a metric's number means, for reading values and printing them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Unit {
-    Count,
-    /// A fraction in [0, 1]; `99%` reads as 0.99.
-    Ratio,
-    Ms,
-    Us,
-    PerSecond,
-    Bool,
-    Verdict,
-}
-
-/// Where a metric's value comes from in `report.json`.
-#[derive(Debug, Clone, Copy)]
-enum Source {
-    /// A number, boolean or string at this JSON pointer.
-    At(&'static str),
-    /// The length of the array at this pointer.
-    Len(&'static str),
-    /// Every consistency violation: listed, omitted from the list, and terms with two leaders.
-    Violations,
-}
-
-/// Every metric a rule can name: name, unit, where it is.
-const METRICS: &[(&str, Unit, Source)] = {
-    use Source::{At, Len};
-    use Unit::*;
-    &[
-        ("violations", Count, Source::Violations),
-        ("lost_writes", Count, At("/consistency/lost_writes")),
-        ("stale_reads", Count, At("/consistency/stale_reads")),
-        ("never_written", Count, At("/consistency/never_written")),
-        ("two_leaders", Count, Len("/consistency/two_leaders")),
-        ("verdict", Verdict, At("/verdict")),
-        ("passed", Bool, At("/passed")),
-        ("aborted", Bool, At("/aborted")),
-        ("availability", Ratio, At("/availability/overall")),
-        ("availability_steady", Ratio, At("/availability/steady")),
-        ("availability_faulted", Ratio, At("/availability/faulted")),
-        (
-            "availability_after_heal",
-            Ratio,
-            At("/availability/after_heal"),
-        ),
-        ("throughput", PerSecond, At("/throughput/ok_per_s")),
-        ("ops_ok", Count, At("/ops/ok")),
-        ("ops_fail", Count, At("/ops/fail")),
-        ("ops_info", Count, At("/ops/info")),
-        ("recovery_p50", Ms, At("/failover/recovery_ms/p50")),
-        ("recovery_p99", Ms, At("/failover/recovery_ms/p99")),
-        ("recovery_max", Ms, At("/failover/recovery_ms/max")),
-        ("election_p50", Ms, At("/failover/election_ms/p50")),
-        ("election_p99", Ms, At("/failover/election_ms/p99")),
-        ("election_max", Ms, At("/failover/election_ms/max")),
-        ("client_lag_p99", Ms, At("/failover/client_lag_ms/p99")),
-        ("latency_p50", Us, At("/latency_all_us/p50")),
-        ("latency_p90", Us, At("/latency_all_us/p90")),
-        ("latency_p99", Us, At("/latency_all_us/p99")),
-        ("latency_p999", Us, At("/latency_all_us/p999")),
-        ("latency_max", Us, At("/latency_all_us/max")),
-        ("fault_late_p99", Us, At("/fault_timing/late_us/p99")),
-        ("unexpected_exits", Count, Len("/unexpected_exits")),
-    ]
-};
+use super::catalog::{self, Source, Unit};
 
 fn unit_of(metric: &str) -> Option<Unit> {
-    METRICS.iter().find(|m| m.0 == metric).map(|m| m.1)
+    catalog::by_rule(metric).map(|e| e.unit)
 }
 
 /// The names of every metric, for help texts and errors.
 pub fn metric_names() -> Vec<&'static str> {
-    METRICS.iter().map(|m| m.0).collect()
+    catalog::CATALOG.iter().map(|e| e.rule).collect()
 }
 
 /// A metric's value in a report.
@@ -137,8 +73,7 @@ fn len(report: &Value, pointer: &str) -> Option<f64> {
 
 /// Read one metric from a `report.json` value.
 pub fn metric(report: &Value, name: &str) -> Option<Val> {
-    let (_, _, source) = METRICS.iter().find(|m| m.0 == name)?;
-    match *source {
+    match catalog::by_rule(name)?.source {
         Source::At(p) => match report.pointer(p)? {
             Value::Number(n) => n.as_f64().map(Val::Num),
             Value::Bool(b) => Some(Val::Bool(*b)),

@@ -7,6 +7,7 @@
 //! <run-dir>` afterwards, also for a run that was interrupted or whose harness was killed.
 
 mod balancer;
+mod catalog;
 pub mod compare;
 pub mod gate;
 mod html;
