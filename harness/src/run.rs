@@ -123,7 +123,6 @@ pub async fn run_experiment(
     let started_utc = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let stamp = started_utc.replace([':', '-'], "");
     let exp_dir = opts.out.join(&exp.name);
-    std::fs::create_dir_all(&exp_dir).map_err(io(&exp_dir))?;
     let run_dir = rundir::create(&exp_dir, &format!("{stamp}-{seed}")).map_err(io(&exp_dir))?;
     let yaml = serde_yaml::to_string(&loaded.as_run).expect("YAML values serialize");
     let exp_path = run_dir.join(rundir::EXPERIMENT);

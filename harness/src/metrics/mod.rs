@@ -51,30 +51,12 @@ impl Default for MetricsOptions {
 }
 
 impl MetricsOptions {
-    /// Default windows, with the load period read from the journal: from the `load` phase
-    /// (or `run_start`, or 0) to the next phase (`heal`, `recover`, `stop`, any other), or
-    /// `run_end`, or the last op's time.
+    /// Default windows, with the load period read from the journal ([`load_window`]).
     pub fn from_events(events: &[Event], history: &History) -> Self {
-        let load = events.iter().find(|e| e.kind.is_phase(RunPhase::Load));
-        let start = load
-            .or_else(|| {
-                events
-                    .iter()
-                    .find(|e| matches!(e.kind, EventKind::RunStart { .. }))
-            })
-            .map_or(0, |e| e.t);
-        let end = events
-            .iter()
-            .filter(|e| e.t >= start)
-            .find(|e| match &e.kind {
-                EventKind::Phase { name } => name != RunPhase::Load.as_str(),
-                EventKind::RunEnd { .. } => true,
-                _ => false,
-            })
-            .map_or_else(|| last_time(&history.ops), |e| e.t);
+        let (start, end) = load_window(events, history);
         MetricsOptions {
             load_start_ns: start,
-            load_end_ns: end.max(start),
+            load_end_ns: end,
             ..MetricsOptions::default()
         }
     }
@@ -141,6 +123,32 @@ pub fn compute(history: &History, events: &[Event], opts: &MetricsOptions) -> Me
 const MS: u64 = 1_000_000;
 
 /// The latest invocation or completion in a history (0 when empty).
+/// The load period as the journal tells it: from the `load` phase (or `run_start`, or 0) to
+/// the next phase after it (`heal`, `recover`, `stop`), or `run_end`, or the last op's time.
+/// The report uses it too when `run.json` is missing (a killed harness).
+pub fn load_window(events: &[Event], history: &History) -> (u64, u64) {
+    let load = events.iter().find(|e| e.kind.is_phase(RunPhase::Load));
+    let start = load
+        .or_else(|| {
+            events
+                .iter()
+                .find(|e| matches!(e.kind, EventKind::RunStart { .. }))
+        })
+        .map_or(0, |e| e.t);
+    let end = events
+        .iter()
+        .filter(|e| e.t >= start)
+        .find(|e| match &e.kind {
+            EventKind::Phase { .. } => {
+                !e.kind.is_phase(RunPhase::Load) && !e.kind.is_phase(RunPhase::Launch)
+            }
+            EventKind::RunEnd { .. } => true,
+            _ => false,
+        })
+        .map_or_else(|| last_time(&history.ops), |e| e.t);
+    (start, end.max(start))
+}
+
 fn last_time(ops: &[OpRecord]) -> u64 {
     ops.iter()
         .map(|o| o.complete_ns.unwrap_or(o.invoke_ns).max(o.invoke_ns))

@@ -26,15 +26,12 @@ use serde::Serialize;
 
 use crate::check::{self, CheckOptions, ConsistencyReport, ModelKind, Verdict};
 use crate::experiment::{self, CheckKind, Expect, Experiment, WorkloadKind};
-use crate::history::{load_events, Event, EventKind, History, HistoryError, RunPhase};
+use crate::history::{load_events, Event, EventKind, History, HistoryError};
 use crate::metrics::{self, Metrics, MetricsOptions};
 use crate::rundir::{self, RunMeta, UnexpectedExit};
 use crate::workload::LoadSummary;
 
 pub const SCHEMA: &str = "faultline.report/v1";
-
-/// Where a run's counterexample views go, inside the run directory.
-pub use crate::rundir::COUNTEREXAMPLES as COUNTEREXAMPLE_DIR;
 
 /// Time budget of the consistency check inside a run's analysis.
 const CHECK_BUDGET: Duration = Duration::from_secs(60);
@@ -192,7 +189,7 @@ pub fn verdict_exit(v: Verdict) -> u8 {
 /// Files are written to a temporary name and renamed, so a reader never sees half a report.
 pub fn analyze_and_write(run_dir: &Path) -> Result<Report, ReportError> {
     let (report, history, events) = analyze_inputs(run_dir)?;
-    let views = run_dir.join(COUNTEREXAMPLE_DIR);
+    let views = run_dir.join(rundir::COUNTEREXAMPLES);
     let _ = std::fs::remove_dir_all(&views);
     let pages = check::counterexample_pages(&report.consistency);
     if !pages.is_empty() {
@@ -253,7 +250,7 @@ fn analyze_inputs(run_dir: &Path) -> Result<(Report, History, Vec<Event>), Repor
     let complete = meta.is_some();
     let (load_start_ns, load_end_ns) = match &meta {
         Some(m) => (m.load_start_ns, m.load_end_ns),
-        None => load_window_from_events(&events, &history),
+        None => metrics::load_window(&events, &history),
     };
     let run_end_aborted = events
         .iter()
@@ -292,7 +289,7 @@ fn analyze_inputs(run_dir: &Path) -> Result<(Report, History, Vec<Event>), Repor
     let verdict = consistency_verdict(exp, &consistency, aborted);
     let counterexamples = check::counterexample_pages(&consistency)
         .into_iter()
-        .map(|(name, _)| format!("{COUNTEREXAMPLE_DIR}/{name}"))
+        .map(|(name, _)| format!("{}/{name}", rundir::COUNTEREXAMPLES))
         .collect();
     let slo = evaluate_slo(exp, &metrics, &consistency);
     let verdict_ok = match exp.expect {
@@ -423,28 +420,6 @@ fn evaluate_slo(exp: &Experiment, m: &Metrics, c: &ConsistencyReport) -> Vec<Slo
         });
     }
     out
-}
-
-/// For a run whose harness died: the load ran from the `load` phase to the next phase, or to
-/// the last recorded operation.
-fn load_window_from_events(events: &[Event], history: &History) -> (u64, u64) {
-    let start = events
-        .iter()
-        .find(|e| matches!(&e.kind, EventKind::Phase { name } if name == RunPhase::Load.as_str()))
-        .map_or(0, |e| e.t);
-    let end = events
-        .iter()
-        .find(|e| e.t >= start && matches!(&e.kind, EventKind::Phase { name } if name != RunPhase::Load.as_str() && name != RunPhase::Launch.as_str()))
-        .map(|e| e.t)
-        .or_else(|| {
-            history
-                .ops
-                .iter()
-                .map(|o| o.complete_ns.unwrap_or(o.invoke_ns))
-                .max()
-        })
-        .unwrap_or(start);
-    (start, end)
 }
 
 fn fault_records(events: &[Event]) -> Vec<FaultRecord> {

@@ -6,7 +6,7 @@ use crate::common;
 use std::collections::BTreeSet;
 
 use faultline::check;
-use faultline::report::COUNTEREXAMPLE_DIR;
+use faultline::rundir::COUNTEREXAMPLES as COUNTEREXAMPLE_DIR;
 
 #[test]
 fn async_replication_under_primary_kills_is_caught_losing_writes() {

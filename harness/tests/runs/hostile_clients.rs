@@ -9,13 +9,14 @@
 use crate::common;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use faultline_protocol::{decode_request, decode_response, encode, ErrorCode, Op, Request};
 use faultline_replica::server::MAX_LINE;
+use faultline_replica::testkit;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
@@ -35,43 +36,24 @@ impl Drop for Nodes {
     }
 }
 
-/// `n` distinct free loopback ports, all bound at once and then released.
-fn free_ports(n: usize) -> Vec<SocketAddr> {
-    let held: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    held.iter().map(|l| l.local_addr().unwrap()).collect()
-}
-
 fn start(kind: &str, dir: &Path) -> Nodes {
-    let ids = ["n1", "n2", "n3"];
-    let mut clients = free_ports(2 * ids.len());
-    let peers = clients.split_off(ids.len());
     let settings = match kind {
         "primary-backup" => serde_json::json!({ "heartbeat": "50ms", "takeover_timeout": "300ms" }),
         _ => serde_json::json!({ "heartbeat": "50ms", "election_timeout": ["150ms", "300ms"] }),
     };
+    let dirs: Vec<_> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|id| dir.join(kind).join(id))
+        .collect();
+    let configs = testkit::configs(
+        &dirs.iter().map(|d| d.join("data")).collect::<Vec<_>>(),
+        settings,
+    );
     let mut children = Vec::new();
-    for (i, id) in ids.iter().enumerate() {
-        let node_dir = dir.join(kind).join(id);
-        std::fs::create_dir_all(node_dir.join("data")).unwrap();
-        let others: serde_json::Map<String, serde_json::Value> = ids
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| *j != i)
-            .map(|(j, p)| (p.to_string(), peers[j].to_string().into()))
-            .collect();
-        let config = serde_json::json!({
-            "id": id,
-            "client_addr": clients[i].to_string(),
-            "peer_addr": peers[i].to_string(),
-            "peers": others,
-            "data_dir": node_dir.join("data"),
-            "settings": settings,
-            "bugs": [],
-        });
+    for (node_dir, config) in dirs.iter().zip(&configs) {
+        std::fs::create_dir_all(&config.data_dir).unwrap();
         let path = node_dir.join("config.json");
-        std::fs::write(&path, config.to_string()).unwrap();
+        std::fs::write(&path, serde_json::to_vec(config).unwrap()).unwrap();
         let stderr = std::fs::File::create(node_dir.join("stderr.log")).unwrap();
         children.push(
             Command::new(common::exe())
@@ -83,6 +65,8 @@ fn start(kind: &str, dir: &Path) -> Nodes {
                 .unwrap(),
         );
     }
+    let clients = configs.iter().map(|c| c.client_addr).collect();
+    let peers = configs.iter().map(|c| c.peer_addr).collect();
     let nodes = Nodes {
         children,
         clients,
