@@ -361,7 +361,13 @@ fn main() -> ExitCode {
         },
         Command::Cleanup { paths } => cleanup(&paths),
         Command::List => {
-            println!("targets:    primary-backup, raft, paxos, etcd, redis-sentinel, command");
+            println!("targets:");
+            for k in faultline::cluster::kind::KINDS {
+                println!("  {:<16}{}", k.name, k.summary);
+                if !k.known_bugs.is_empty() {
+                    println!("  {:<16}planted bugs: {}", "", k.known_bugs.join(", "));
+                }
+            }
             println!("backends:   process");
             println!("network:    proxy (default), netns (root), direct");
             println!(
@@ -439,17 +445,20 @@ fn node_config_from_flags(
 }
 
 fn node(kind: &str, cfg: faultline_protocol::NodeConfig) -> ExitCode {
-    let result = match kind {
-        "primary-backup" => faultline_primary_backup::run(cfg).map_err(|e| e.to_string()),
-        "raft" => faultline_raft::run(cfg).map_err(|e| e.to_string()),
-        "paxos" => faultline_paxos::run(cfg).map_err(|e| e.to_string()),
-        other => {
-            eprintln!(
-                "faultline node: unknown node kind `{other}` (known: primary-backup, raft, paxos)"
-            );
-            return ExitCode::from(EXIT_BAD_INPUT);
-        }
+    use faultline::cluster::kind;
+    let Some(node_main) = kind::find(kind).and_then(|k| k.node_main) else {
+        let runnable: Vec<&str> = kind::KINDS
+            .iter()
+            .filter(|k| k.node_main.is_some())
+            .map(|k| k.name)
+            .collect();
+        eprintln!(
+            "faultline node: unknown node kind `{kind}` (known: {})",
+            runnable.join(", ")
+        );
+        return ExitCode::from(EXIT_BAD_INPUT);
     };
+    let result = node_main(cfg);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -534,7 +543,7 @@ fn run_cmd(
                 l.experiment.name,
                 l.seed,
                 l.experiment.target.nodes,
-                l.experiment.target.kind.as_str(),
+                l.experiment.target.kind.name,
                 l.experiment.duration
             );
             let opts = RunOptions {

@@ -80,37 +80,6 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
     }
 }
 
-/// How the target's nodes start: the binary of a real system is looked up now, so a missing
-/// package is named before anything runs.
-fn flavor(target: &crate::experiment::Target) -> Result<cluster::Flavor, cluster::ClusterError> {
-    use crate::experiment::TargetKind;
-    let binary = |default: &str, hint: &str| match &target.binary {
-        Some(p) => cluster::find_program(&p.display().to_string(), hint),
-        None => cluster::find_program(default, hint),
-    };
-    let settings_ok = "settings were checked when the experiment was loaded";
-    Ok(match target.kind {
-        TargetKind::Etcd => cluster::Flavor::Etcd {
-            binary: binary(
-                "etcd",
-                "install Debian's etcd-server package, or set target.binary",
-            )?,
-            settings: cluster::etcd::EtcdSettings::from_map(&target.settings).expect(settings_ok),
-        },
-        TargetKind::RedisSentinel => cluster::Flavor::Redis {
-            binary: binary(
-                "redis-server",
-                "install Debian's redis-server and redis-sentinel packages, or set target.binary",
-            )?,
-            settings: cluster::redis::RedisSettings::from_map(&target.settings).expect(settings_ok),
-        },
-        TargetKind::Command => cluster::Flavor::Command(target.command.clone()),
-        TargetKind::PrimaryBackup | TargetKind::Raft | TargetKind::Paxos => {
-            cluster::Flavor::Reference
-        }
-    })
-}
-
 /// Run one loaded experiment. `abort` flips to true on Ctrl-C/SIGTERM: the load stops, faults
 /// are healed, the cluster is stopped and a partial report marked `aborted` is written.
 pub async fn run_experiment(
@@ -321,9 +290,12 @@ async fn start_cluster(
     abort: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Result<(Arc<Cluster>, Balancing, Duration), RunError> {
     let exp = &loaded.experiment;
+    // The programs a real system runs are looked up now, so a missing package is named
+    // before anything starts.
+    exp.target.system.check_host()?;
     let spec = ClusterSpec {
-        kind: exp.target.kind.as_str().to_string(),
-        flavor: flavor(&exp.target)?,
+        kind: exp.target.kind,
+        system: exp.target.system.clone(),
         nodes: exp.target.nodes,
         settings: exp.target.settings.clone(),
         bugs: exp.target.bugs.clone(),
@@ -494,13 +466,7 @@ fn spawn_exit_watch(
         loop {
             tokio::time::sleep(Duration::from_millis(20)).await;
             for (i, s) in cluster.sidecars.iter().enumerate() {
-                let status = s
-                    .process
-                    .lock()
-                    .expect("sidecar slot")
-                    .as_ref()
-                    .and_then(|p| p.exit_status());
-                if let Some(status) = status.filter(|_| !sidecars_seen[i]) {
+                if let Some(status) = s.exit_status().filter(|_| !sidecars_seen[i]) {
                     sidecars_seen[i] = true;
                     exits.lock().expect("exits").push(UnexpectedExit {
                         node: format!("{} (sidecar)", s.node),

@@ -4,7 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::kind::{NodeStart, System, TargetKind};
+use super::launch::{find_program, ClusterError};
 
 /// Every placeholder a template may use, with what it becomes.
 pub const PLACEHOLDERS: &[(&str, &str)] = &[
@@ -66,6 +70,56 @@ pub fn expand(template: &[String], v: &Vars<'_>) -> Vec<String> {
             out
         })
         .collect()
+}
+
+/// `kind: command` in the target registry. Its settings are passed through to the node's
+/// `{config}` file, unchecked.
+pub static KIND: TargetKind = TargetKind {
+    name: "command",
+    summary: "any program that speaks the native protocol, started from `command:`",
+    known_bugs: &[],
+    node_main: None,
+    peer_links_proxied: true,
+    load: |input| {
+        let Some(argv) = input.command else {
+            return Err(
+                "target.command: kind: command needs `command:`, the argv that starts a node, \
+                 as in [my-node, --id, \"{id}\", --port, \"{client_port}\"]"
+                    .into(),
+            );
+        };
+        check(argv).map_err(|e| format!("target.command: {e}"))?;
+        if input.binary.is_some() {
+            return Err(
+                "target.binary: not used by kind: command (the program is command[0])".into(),
+            );
+        }
+        Ok(Arc::new(Template(argv.to_vec())))
+    },
+};
+
+/// A `command` target: the argv template.
+#[derive(Debug)]
+struct Template(Vec<String>);
+
+impl System for Template {
+    fn command_line(&self, start: &NodeStart<'_>) -> Result<(PathBuf, Vec<String>), ClusterError> {
+        let node = start.node;
+        let argv = expand(
+            &self.0,
+            &Vars {
+                id: &node.id,
+                client_addr: node.client_addr,
+                peer_addr: node.peer_addr,
+                peers: start.peers,
+                data_dir: &node.data_dir,
+                config: &node.config_path,
+                faultline: &start.spec.exe,
+            },
+        );
+        let program = find_program(&argv[0], "name it by its path, or put it on PATH")?;
+        Ok((program, argv[1..].to_vec()))
+    }
 }
 
 /// Check a template: not empty, and every `{word}` in it is a known placeholder (other

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,7 +19,9 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::net::TcpStream;
 
-use super::client::CallError;
+use super::client::{CallError, Driver};
+use super::kind::{Ends, NodeStart, System, TargetKind};
+use super::launch::{find_program, ClusterError};
 
 /// `target.settings` of `kind: etcd`.
 #[derive(Debug, Clone, Deserialize)]
@@ -75,9 +77,51 @@ impl EtcdSettings {
     }
 }
 
-/// The settings check `kind: etcd` registers with the experiment schema.
-pub fn validate_settings(map: &serde_json::Map<String, serde_json::Value>) -> Result<(), String> {
-    EtcdSettings::from_map(map).map(|_| ())
+/// `kind: etcd` in the target registry.
+pub static KIND: TargetKind = TargetKind {
+    name: "etcd",
+    summary: "etcd members (Debian's etcd-server, or target.binary), through the JSON gateway",
+    known_bugs: &[],
+    node_main: None,
+    peer_links_proxied: false,
+    load: |input| {
+        input.no_command("etcd")?;
+        let settings =
+            EtcdSettings::from_map(input.settings).map_err(|e| format!("target.settings: {e}"))?;
+        Ok(Arc::new(Etcd {
+            binary: input.program("etcd"),
+            settings,
+        }))
+    },
+};
+
+/// An etcd cluster: the `etcd` binary and its settings.
+#[derive(Debug)]
+struct Etcd {
+    binary: PathBuf,
+    settings: EtcdSettings,
+}
+
+const ETCD_HINT: &str = "install Debian's etcd-server package, or set target.binary";
+
+impl System for Etcd {
+    fn check_host(&self) -> Result<(), ClusterError> {
+        find_program(&self.binary.display().to_string(), ETCD_HINT).map(|_| ())
+    }
+
+    fn driver(&self, _ends: &Ends) -> Driver {
+        Driver::Etcd(Arc::new(EtcdShared::new(&self.settings)))
+    }
+
+    fn command_line(&self, start: &NodeStart<'_>) -> Result<(PathBuf, Vec<String>), ClusterError> {
+        let run = start.spec.run_dir.file_name().unwrap_or_default();
+        let token = format!("faultline-{}", run.to_string_lossy());
+        let node = start.node;
+        Ok((
+            find_program(&self.binary.display().to_string(), ETCD_HINT)?,
+            args(&node.id, start.ends, &node.data_dir, &self.settings, &token),
+        ))
+    }
 }
 
 /// One member's command line. `members` holds every member's (id, client address, peer

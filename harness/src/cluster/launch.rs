@@ -14,37 +14,17 @@ use faultline_faults::{NetnsChoice, NodeProcess, PauseGuard, ProcessError, Proce
 use faultline_protocol::{NodeConfig, Op};
 
 use super::client::{Driver, NodeClient};
-use super::etcd::{EtcdSettings, EtcdShared};
+use super::kind::{NodeStart, System, TargetKind};
 use super::network::Mesh;
-use super::redis::{RedisSettings, RedisShared};
 use super::NetworkMode;
-
-/// What the nodes are, and how each one starts.
-#[derive(Debug, Clone)]
-pub enum Flavor {
-    /// A reference node: `faultline node <kind> --config <file>`.
-    Reference,
-    /// `kind: command`: an argv template (see [`super::command`]) speaking the native protocol.
-    Command(Vec<String>),
-    /// `kind: etcd`: the `etcd` binary at this path.
-    Etcd {
-        binary: PathBuf,
-        settings: EtcdSettings,
-    },
-    /// `kind: redis-sentinel`: `redis-server` at this path, for servers and Sentinels.
-    Redis {
-        binary: PathBuf,
-        settings: RedisSettings,
-    },
-}
 
 /// What to launch.
 #[derive(Debug, Clone)]
 pub struct ClusterSpec {
-    /// Target kind (`primary-backup`, `etcd`, ...); for reference nodes, as `faultline node
-    /// <kind>` takes it.
-    pub kind: String,
-    pub flavor: Flavor,
+    /// The kind of system (the registry's entry).
+    pub kind: &'static TargetKind,
+    /// Its typed settings and how its nodes start.
+    pub system: Arc<dyn System>,
     pub nodes: u32,
     pub settings: serde_json::Map<String, serde_json::Value>,
     pub bugs: Vec<String>,
@@ -156,7 +136,27 @@ struct PauseHolds {
 pub struct Sidecar {
     pub node: String,
     pub spec: ProcessSpec,
-    pub process: Mutex<Option<NodeProcess>>,
+    process: Mutex<Option<NodeProcess>>,
+}
+
+impl Sidecar {
+    /// The sidecar of `node`, not started yet.
+    pub fn new(node: &str, spec: ProcessSpec) -> Sidecar {
+        Sidecar {
+            node: node.to_string(),
+            spec,
+            process: Mutex::new(None),
+        }
+    }
+
+    /// How the sidecar ended, once it has (none while it runs or before it starts).
+    pub fn exit_status(&self) -> Option<std::process::ExitStatus> {
+        self.process
+            .lock()
+            .expect("sidecar slot")
+            .as_ref()
+            .and_then(|p| p.exit_status())
+    }
 }
 
 /// A launched cluster. Dropping it kills every node.
@@ -273,14 +273,7 @@ impl Cluster {
         mesh: Option<Arc<Mesh>>,
         netns: Option<Arc<Netns>>,
     ) -> Result<Cluster, ClusterError> {
-        let driver = match &spec.flavor {
-            Flavor::Reference | Flavor::Command(_) => Driver::Native,
-            Flavor::Etcd { settings, .. } => Driver::Etcd(Arc::new(EtcdShared::new(settings))),
-            Flavor::Redis { .. } => Driver::Redis(Arc::new(RedisShared {
-                servers: ends.iter().map(|(id, c, _)| (id.clone(), *c)).collect(),
-                sentinels: ends.iter().map(|(id, _, p)| (id.clone(), *p)).collect(),
-            })),
-        };
+        let driver = spec.system.driver(ends);
         let mut nodes = Vec::new();
         let mut sidecars = Vec::new();
         for (id, client_addr, peer_addr) in ends {
@@ -305,16 +298,13 @@ impl Cluster {
                 *peer_addr,
                 peers.clone(),
             )?;
-            if let Flavor::Redis { binary, settings } = &spec.flavor {
-                sidecars.push(Self::prepare_sentinel(
-                    &node,
-                    ends,
-                    binary,
-                    settings,
-                    netns.as_deref(),
-                )?);
-            }
-            let (program, args) = Self::command_line(&spec, &node, &peers, ends)?;
+            sidecars.extend(spec.system.sidecar(&node, ends, netns.as_deref())?);
+            let (program, args) = spec.system.command_line(&NodeStart {
+                spec: &spec,
+                node: &node,
+                peers: &peers,
+                ends,
+            })?;
             nodes.push(Arc::new(NodeHandle {
                 program,
                 args,
@@ -353,114 +343,6 @@ impl Cluster {
             }
         }
         Ok(())
-    }
-
-    /// The program and arguments that start `node`; writes the configuration files the
-    /// target needs.
-    fn command_line(
-        spec: &ClusterSpec,
-        node: &NodeHandle,
-        peers: &BTreeMap<String, SocketAddr>,
-        ends: &[(String, SocketAddr, SocketAddr)],
-    ) -> Result<(PathBuf, Vec<String>), ClusterError> {
-        match &spec.flavor {
-            Flavor::Reference => Ok((
-                spec.exe.clone(),
-                vec![
-                    "node".into(),
-                    spec.kind.clone(),
-                    "--config".into(),
-                    node.config_path.display().to_string(),
-                ],
-            )),
-            Flavor::Command(template) => {
-                let argv = super::command::expand(
-                    template,
-                    &super::command::Vars {
-                        id: &node.id,
-                        client_addr: node.client_addr,
-                        peer_addr: node.peer_addr,
-                        peers,
-                        data_dir: &node.data_dir,
-                        config: &node.config_path,
-                        faultline: &spec.exe,
-                    },
-                );
-                let program = find_program(&argv[0], "name it by its path, or put it on PATH")?;
-                Ok((program, argv[1..].to_vec()))
-            }
-            Flavor::Etcd { binary, settings } => {
-                let token = format!(
-                    "faultline-{}",
-                    spec.run_dir
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default()
-                );
-                Ok((
-                    binary.clone(),
-                    super::etcd::args(&node.id, ends, &node.data_dir, settings, &token),
-                ))
-            }
-            Flavor::Redis { binary, settings } => {
-                let primary = ends[0].1;
-                let conf = node.dir.join("redis.conf");
-                let text = super::redis::server_config(
-                    node.client_addr,
-                    primary,
-                    node.id == ends[0].0,
-                    &node.data_dir,
-                    settings,
-                );
-                std::fs::write(&conf, text).map_err(|source| ClusterError::Io {
-                    path: conf.clone(),
-                    source,
-                })?;
-                Ok((binary.clone(), vec![conf.display().to_string()]))
-            }
-        }
-    }
-
-    /// The Sentinel beside a Redis node: its own directory and configuration file, listening on
-    /// the node's peer port.
-    fn prepare_sentinel(
-        node: &NodeHandle,
-        ends: &[(String, SocketAddr, SocketAddr)],
-        binary: &Path,
-        settings: &RedisSettings,
-        netns: Option<&Netns>,
-    ) -> Result<Sidecar, ClusterError> {
-        let dir = node.dir.join("sentinel");
-        std::fs::create_dir_all(&dir).map_err(|source| ClusterError::Io {
-            path: dir.clone(),
-            source,
-        })?;
-        let conf = dir.join("sentinel.conf");
-        let text = super::redis::sentinel_config(
-            node.peer_addr,
-            ends[0].1,
-            ends.len() as u32,
-            &dir,
-            settings,
-        );
-        std::fs::write(&conf, text).map_err(|source| ClusterError::Io {
-            path: conf.clone(),
-            source,
-        })?;
-        Ok(Sidecar {
-            node: node.id.clone(),
-            spec: ProcessSpec {
-                program: binary.to_owned(),
-                args: vec![conf.display().to_string(), "--sentinel".into()],
-                env: vec![],
-                stdout: dir.join("stdout.log"),
-                stderr: dir.join("stderr.log"),
-                netns: netns
-                    .and_then(|n| n.node_netns(&node.id))
-                    .unwrap_or(NetnsChoice::Inherit),
-            },
-            process: Mutex::new(None),
-        })
     }
 
     /// Write a node's directories and config file; its handle, not yet started.

@@ -6,14 +6,17 @@
 mod client;
 pub mod command;
 pub mod etcd;
+pub mod kind;
 mod launch;
 pub mod network;
 mod observer;
 pub mod redis;
+mod reference;
 mod view;
 
 pub use client::{CallError, Driver, NativeClient, NodeClient};
-pub use launch::{find_program, tail, Cluster, ClusterError, ClusterSpec, Flavor, NodeHandle};
+pub use kind::{System, TargetKind};
+pub use launch::{find_program, tail, Cluster, ClusterError, ClusterSpec, NodeHandle, Sidecar};
 pub use network::{End, Flow, Mesh};
 pub use observer::{spawn_health_checks, spawn_observer, EventSink, HealthChecks};
 pub use view::{ClusterView, NodeView, SharedView};

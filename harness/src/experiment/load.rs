@@ -175,7 +175,7 @@ pub fn parse_experiment(
     }
     // etcd members and Redis servers dial each other at addresses they announce themselves,
     // so the harness cannot put its proxies between them: only netns cuts node links there.
-    if !experiment.target.kind.peer_links_proxied() {
+    if !experiment.target.kind.peer_links_proxied {
         let mode = experiment.network.mode;
         for (i, f) in experiment.faults.iter().enumerate() {
             let blocked = std::iter::once(f)
@@ -189,7 +189,7 @@ pub fn parse_experiment(
                      `network: {{mode: netns}}` for partitions, loss and bandwidth, or a \
                      `link:` with `from: clients` or `to: clients`",
                     n.action().as_str(),
-                    experiment.target.kind.as_str()
+                    experiment.target.kind.name
                 );
                 return Err(error_at("faults", Some(i), message));
             }

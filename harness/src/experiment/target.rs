@@ -2,28 +2,31 @@
 //! and `network:` (how the harness reaches the nodes).
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{de, Deserialize, Deserializer, Serialize};
+
+use crate::cluster::kind::{self, System, TargetInput, TargetKind};
 
 /// The system under test.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(try_from = "RawTarget")]
 pub struct Target {
-    pub kind: TargetKind,
+    /// The kind, as the target registry ([`crate::cluster::kind`]) knows it.
+    pub kind: &'static TargetKind,
     pub nodes: u32,
+    /// `settings:` as written (reference nodes get it in their config file).
     pub settings: serde_json::Map<String, serde_json::Value>,
     pub bugs: Vec<String>,
-    /// `etcd` and `redis-sentinel`: the server binary (`etcd`, `redis-server`), when not the
-    /// one on `PATH`.
-    pub binary: Option<std::path::PathBuf>,
-    /// `command`: the argv template that starts a node.
-    pub command: Vec<String>,
+    /// The typed settings, parsed and checked once, when the experiment is loaded.
+    pub system: Arc<dyn System>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTarget {
-    kind: TargetKind,
+    #[serde(deserialize_with = "kind_by_name")]
+    kind: &'static TargetKind,
     #[serde(deserialize_with = "node_count")]
     nodes: u32,
     #[serde(default)]
@@ -34,6 +37,31 @@ struct RawTarget {
     binary: Option<std::path::PathBuf>,
     #[serde(default)]
     command: Option<Vec<String>>,
+}
+
+/// A kind the registry knows, looked up inside the scalar's own visitor (so the error carries
+/// its location).
+fn kind_by_name<'de, D: Deserializer<'de>>(d: D) -> Result<&'static TargetKind, D::Error> {
+    struct V;
+    impl de::Visitor<'_> for V {
+        type Value = &'static TargetKind;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a target kind")
+        }
+        fn visit_str<E: de::Error>(self, name: &str) -> Result<&'static TargetKind, E> {
+            kind::find(name).ok_or_else(|| {
+                let known: Vec<String> = kind::KINDS
+                    .iter()
+                    .map(|k| format!("`{}`", k.name))
+                    .collect();
+                E::custom(format!(
+                    "unknown variant `{name}`, expected one of {}",
+                    known.join(", ")
+                ))
+            })
+        }
+    }
+    d.deserialize_str(V)
 }
 
 /// Parsed inside the scalar's own visitor, so the error carries the scalar's location.
@@ -65,59 +93,23 @@ fn node_count<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
 impl TryFrom<RawTarget> for Target {
     type Error = String;
     fn try_from(raw: RawTarget) -> Result<Self, String> {
-        match (raw.kind, &raw.command, &raw.binary) {
-            (TargetKind::Command, None, _) => {
-                return Err(
-                    "target.command: kind: command needs `command:`, the argv that starts a \
-                     node, as in [my-node, --id, \"{id}\", --port, \"{client_port}\"]"
-                        .into(),
-                )
-            }
-            (TargetKind::Command, Some(argv), binary) => {
-                crate::cluster::command::check(argv).map_err(|e| format!("target.command: {e}"))?;
-                if binary.is_some() {
-                    return Err(
-                        "target.binary: not used by kind: command (the program is command[0])"
-                            .into(),
-                    );
-                }
-            }
-            (kind, Some(_), _) => {
-                return Err(format!(
-                    "target.command: only kind: command takes a command (this target is {})",
-                    kind.as_str()
-                ))
-            }
-            (TargetKind::Etcd | TargetKind::RedisSentinel, None, _) => {}
-            (kind, None, Some(_)) => {
-                return Err(format!(
-                    "target.binary: {} nodes are faultline itself; `binary` is for etcd and \
-                 redis-sentinel",
-                    kind.as_str()
-                ))
-            }
-            (_, None, None) => {}
-        }
-        let (validate, known_bugs) = raw.kind.node_checks();
-        validate(&raw.settings)
-            .map_err(|e| format!("target.settings: for {}, {e}", raw.kind.as_str()))?;
-        if raw.kind == TargetKind::RedisSentinel {
-            let s = crate::cluster::redis::RedisSettings::from_map(&raw.settings)
-                .map_err(|e| format!("target.settings: {e}"))?;
-            if let Some(q) = s.quorum.filter(|&q| q > raw.nodes) {
-                return Err(format!(
-                    "target.settings: settings.quorum ({q}) is more than the {} \
-                     Sentinels (one per node): no failover could ever be agreed",
-                    raw.nodes
-                ));
-            }
-        }
+        let system = (raw.kind.load)(&TargetInput {
+            nodes: raw.nodes,
+            settings: &raw.settings,
+            binary: raw.binary.as_deref(),
+            command: raw.command.as_deref(),
+        })?;
+        let known_bugs = raw.kind.known_bugs;
         for bug in &raw.bugs {
             if !known_bugs.contains(&bug.as_str()) {
+                let known = if known_bugs.is_empty() {
+                    "none".to_string()
+                } else {
+                    known_bugs.join(", ")
+                };
                 return Err(format!(
-                    "target.bugs: unknown bug `{bug}` for {} (known: {})",
-                    raw.kind.as_str(),
-                    known_list(known_bugs)
+                    "target.bugs: unknown bug `{bug}` for {} (known: {known})",
+                    raw.kind.name
                 ));
             }
         }
@@ -126,75 +118,8 @@ impl TryFrom<RawTarget> for Target {
             nodes: raw.nodes,
             settings: raw.settings,
             bugs: raw.bugs,
-            binary: raw.binary,
-            command: raw.command.unwrap_or_default(),
+            system,
         })
-    }
-}
-
-fn known_list(known: &[&str]) -> String {
-    if known.is_empty() {
-        "none".into()
-    } else {
-        known.join(", ")
-    }
-}
-
-/// Target kinds: the three reference nodes, two real systems, and any command that speaks the
-/// native protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TargetKind {
-    PrimaryBackup,
-    Raft,
-    Paxos,
-    Etcd,
-    RedisSentinel,
-    Command,
-}
-
-/// Checks a node kind's `settings:` map; the error names the field.
-pub type SettingsCheck = fn(&serde_json::Map<String, serde_json::Value>) -> Result<(), String>;
-
-impl TargetKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TargetKind::PrimaryBackup => "primary-backup",
-            TargetKind::Raft => "raft",
-            TargetKind::Paxos => "paxos",
-            TargetKind::Etcd => "etcd",
-            TargetKind::RedisSentinel => "redis-sentinel",
-            TargetKind::Command => "command",
-        }
-    }
-
-    /// Whether the harness can put its link proxies between two nodes of this kind: it can
-    /// when it hands each node its peers' addresses. etcd members and Redis servers find
-    /// each other by addresses they announce themselves, so between them only `netns` cuts.
-    pub fn peer_links_proxied(self) -> bool {
-        !matches!(self, TargetKind::Etcd | TargetKind::RedisSentinel)
-    }
-
-    /// The reference node's settings check and its planted bugs.
-    pub fn node_checks(self) -> (SettingsCheck, &'static [&'static str]) {
-        match self {
-            TargetKind::PrimaryBackup => (
-                faultline_primary_backup::validate_settings,
-                faultline_primary_backup::KNOWN_BUGS,
-            ),
-            TargetKind::Raft => (
-                faultline_raft::validate_settings,
-                faultline_raft::KNOWN_BUGS,
-            ),
-            TargetKind::Paxos => (
-                faultline_paxos::validate_settings,
-                faultline_paxos::KNOWN_BUGS,
-            ),
-            TargetKind::Etcd => (crate::cluster::etcd::validate_settings, &[]),
-            TargetKind::RedisSentinel => (crate::cluster::redis::validate_settings, &[]),
-            // Passed through to the node's `{config}` file, unchecked.
-            TargetKind::Command => (|_| Ok(()), &[]),
-        }
     }
 }
 

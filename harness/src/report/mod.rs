@@ -302,7 +302,7 @@ fn analyze_inputs(run_dir: &Path) -> Result<(Report, History, Vec<Event>), Repor
         experiment: ExperimentInfo {
             name: exp.name.clone(),
             seed: loaded.seed,
-            target: exp.target.kind.as_str().into(),
+            target: exp.target.kind.name.into(),
             nodes: exp.target.nodes,
             duration_s: exp.duration.0.as_secs_f64(),
             settings: exp.target.settings.clone(),

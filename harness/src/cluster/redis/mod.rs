@@ -12,9 +12,7 @@ mod resp;
 mod settings;
 
 pub use resp::{encode, read_resp, Resp};
-pub use settings::{
-    sentinel_config, server_config, validate_settings, Fsync, RedisSettings, MASTER_NAME,
-};
+pub use settings::{sentinel_config, server_config, Fsync, RedisSettings, KIND, MASTER_NAME};
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

@@ -1,11 +1,19 @@
-//! `target.settings` of `kind: redis-sentinel`, checked when the experiment is loaded, and the
-//! configuration files a server and its Sentinel start from.
+//! `kind: redis-sentinel` in the target registry: its settings, checked when the experiment is
+//! loaded, and the configuration files and command lines a server and its Sentinel start from.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use faultline_faults::netns::Netns;
+use faultline_faults::{NetnsChoice, ProcessSpec};
 use serde::Deserialize;
+
+use super::RedisShared;
+use crate::cluster::client::Driver;
+use crate::cluster::kind::{write_file, Ends, NodeStart, System, TargetKind};
+use crate::cluster::launch::{find_program, ClusterError, NodeHandle, Sidecar};
 
 /// The name the Sentinels monitor the primary under.
 pub const MASTER_NAME: &str = "faultline";
@@ -72,8 +80,112 @@ impl RedisSettings {
     }
 }
 
-pub fn validate_settings(map: &serde_json::Map<String, serde_json::Value>) -> Result<(), String> {
-    RedisSettings::from_map(map).map(|_| ())
+/// `kind: redis-sentinel` in the target registry.
+pub static KIND: TargetKind = TargetKind {
+    name: "redis-sentinel",
+    summary: "Redis servers with a Sentinel beside each (Debian's redis-server, redis-sentinel)",
+    known_bugs: &[],
+    node_main: None,
+    peer_links_proxied: false,
+    load: |input| {
+        input.no_command("redis-sentinel")?;
+        let settings =
+            RedisSettings::from_map(input.settings).map_err(|e| format!("target.settings: {e}"))?;
+        if let Some(q) = settings.quorum.filter(|&q| q > input.nodes) {
+            return Err(format!(
+                "target.settings: settings.quorum ({q}) is more than the {} Sentinels (one per \
+                 node): no failover could ever be agreed",
+                input.nodes
+            ));
+        }
+        Ok(Arc::new(Redis {
+            binary: input.program("redis-server"),
+            settings,
+        }))
+    },
+};
+
+/// A Redis deployment: `redis-server` (for servers and Sentinels) and the settings.
+#[derive(Debug)]
+struct Redis {
+    binary: PathBuf,
+    settings: RedisSettings,
+}
+
+const REDIS_HINT: &str =
+    "install Debian's redis-server and redis-sentinel packages, or set target.binary";
+
+impl Redis {
+    fn program(&self) -> Result<PathBuf, ClusterError> {
+        find_program(&self.binary.display().to_string(), REDIS_HINT)
+    }
+}
+
+impl System for Redis {
+    fn check_host(&self) -> Result<(), ClusterError> {
+        self.program().map(|_| ())
+    }
+
+    fn driver(&self, ends: &Ends) -> Driver {
+        Driver::Redis(Arc::new(RedisShared {
+            servers: ends.iter().map(|(id, c, _)| (id.clone(), *c)).collect(),
+            sentinels: ends.iter().map(|(id, _, p)| (id.clone(), *p)).collect(),
+        }))
+    }
+
+    /// `n1` starts as the primary, the others as its replicas.
+    fn command_line(&self, start: &NodeStart<'_>) -> Result<(PathBuf, Vec<String>), ClusterError> {
+        let node = start.node;
+        let (first, primary, _) = &start.ends[0];
+        let conf = node.dir.join("redis.conf");
+        let text = server_config(
+            node.client_addr,
+            *primary,
+            node.id == *first,
+            &node.data_dir,
+            &self.settings,
+        );
+        write_file(&conf, text)?;
+        Ok((self.program()?, vec![conf.display().to_string()]))
+    }
+
+    /// The Sentinel beside a server: its own directory and configuration file, listening on
+    /// the node's peer port, in the node's namespace.
+    fn sidecar(
+        &self,
+        node: &NodeHandle,
+        ends: &Ends,
+        netns: Option<&Netns>,
+    ) -> Result<Option<Sidecar>, ClusterError> {
+        let dir = node.dir.join("sentinel");
+        std::fs::create_dir_all(&dir).map_err(|source| ClusterError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let conf = dir.join("sentinel.conf");
+        let primary = ends[0].1;
+        let text = sentinel_config(
+            node.peer_addr,
+            primary,
+            ends.len() as u32,
+            &dir,
+            &self.settings,
+        );
+        write_file(&conf, text)?;
+        Ok(Some(Sidecar::new(
+            &node.id,
+            ProcessSpec {
+                program: self.program()?,
+                args: vec![conf.display().to_string(), "--sentinel".into()],
+                env: vec![],
+                stdout: dir.join("stdout.log"),
+                stderr: dir.join("stderr.log"),
+                netns: netns
+                    .and_then(|n| n.node_netns(&node.id))
+                    .unwrap_or(NetnsChoice::Inherit),
+            },
+        )))
+    }
 }
 
 /// The configuration file of one `redis-server`: `n1` starts as the primary, the others as its
