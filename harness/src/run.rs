@@ -13,7 +13,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::balancer::{BalancerError, Balancing, Transition};
-use crate::cluster::{self, Cluster, ClusterSpec, ClusterView, EventSink};
+use crate::cluster::{self, Cluster, ClusterSpec, ClusterView, EventSink, SharedView};
 use crate::experiment::{Load, Loaded};
 use crate::history::{EventKind, Outcome, Recorder, RecorderHandle, RunClock, RunPhase};
 use crate::nemesis::{self, Nemesis};
@@ -87,196 +87,345 @@ pub async fn run_experiment(
     opts: &RunOptions,
     mut abort: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(PathBuf, Report), RunError> {
-    let exp = &loaded.experiment;
-    let seed = loaded.seed;
-    let started_utc = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let stamp = started_utc.replace([':', '-'], "");
-    let exp_dir = opts.out.join(&exp.name);
-    let run_dir = rundir::create(&exp_dir, &format!("{stamp}-{seed}")).map_err(io(&exp_dir))?;
-    let yaml = serde_yaml::to_string(&loaded.as_run).expect("YAML values serialize");
-    let exp_path = run_dir.join(rundir::EXPERIMENT);
-    std::fs::write(&exp_path, yaml).map_err(io(&exp_path))?;
-    if opts.progress {
-        eprintln!("run directory: {}", run_dir.display());
-    }
+    let mut run = Run::open(loaded, opts)?;
+    let (cluster, balancer) = run.start(&mut abort).await?;
+    let (background, exits) = run.observe(&cluster).await;
+    let (ctx, nemesis) = run.workload(&cluster, balancer, background.view.clone());
+    let keys: Vec<String> = ctx.generator.lock().expect("generator").keys().to_vec();
+    run.load(&ctx, &nemesis, &mut abort).await;
+    run.heal_and_recover(&ctx, &nemesis, &keys, &mut abort)
+        .await;
+    run.stop(&ctx, cluster, background, &exits).await;
+    run.finish()
+}
 
-    let clock = RunClock::start();
-    let origin_unix_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-        .saturating_sub(clock.0.elapsed().as_millis() as u64);
-    let events_path = run_dir.join(rundir::EVENTS);
-    let (events, events_handle) = Recorder::create(&events_path).map_err(io(&events_path))?;
-    let history_path = run_dir.join(rundir::HISTORY);
-    let (history, history_handle) = Recorder::create(&history_path).map_err(io(&history_path))?;
-    let sink: Arc<dyn EventSink> = Arc::new((events, clock));
-    let files = RunFiles {
-        sink: sink.clone(),
-        events: events_handle,
-        history: history_handle,
-    };
-    sink.event(EventKind::RunStart {
-        experiment: exp.name.clone(),
-        seed,
-        unix_ms: Some(origin_unix_ms),
-    });
+/// One run in progress: its directory, its open files and what it has measured so far. Each
+/// phase is one method, in the order [`run_experiment`] calls them; the files are finished
+/// exactly once, by [`Run::finish`] or, on any early return, when the run is dropped.
+struct Run<'a> {
+    loaded: &'a Loaded,
+    opts: &'a RunOptions,
+    exp_dir: PathBuf,
+    run_dir: PathBuf,
+    clock: RunClock,
+    sink: Arc<dyn EventSink>,
+    /// Taken by the workload context.
+    history: Option<Recorder>,
+    files: Option<RunFiles>,
+    meta: RunMeta,
+    /// The balancer journal, running from the start of the load until the stop.
+    balancer_journal: Option<tokio::task::JoinHandle<()>>,
+}
 
-    let mut meta = RunMeta {
-        started_utc,
-        reproduce: opts.reproduce.clone(),
-        ..RunMeta::default()
-    };
-    let (cluster, balancer, ready) =
-        match start_cluster(loaded, opts, &run_dir, sink.as_ref(), &mut abort).await {
-            Ok(started) => started,
-            Err(e) => {
-                // The one place a failed start-up ends: the journal says why, the files close.
-                files.finish(true, Some(e.to_string()));
-                return Err(e);
-            }
+/// The tasks that watch the cluster while the run lasts.
+struct Background {
+    view: SharedView,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+type Exits = Arc<std::sync::Mutex<Vec<UnexpectedExit>>>;
+
+impl<'a> Run<'a> {
+    /// Create the run directory, write the experiment as run, open the journal and history,
+    /// and journal the start.
+    fn open(loaded: &'a Loaded, opts: &'a RunOptions) -> Result<Run<'a>, RunError> {
+        let exp = &loaded.experiment;
+        let seed = loaded.seed;
+        let started_utc =
+            humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let stamp = started_utc.replace([':', '-'], "");
+        let exp_dir = opts.out.join(&exp.name);
+        let run_dir = rundir::create(&exp_dir, &format!("{stamp}-{seed}")).map_err(io(&exp_dir))?;
+        let yaml = serde_yaml::to_string(&loaded.as_run).expect("YAML values serialize");
+        let exp_path = run_dir.join(rundir::EXPERIMENT);
+        std::fs::write(&exp_path, yaml).map_err(io(&exp_path))?;
+        if opts.progress {
+            eprintln!("run directory: {}", run_dir.display());
+        }
+
+        let clock = RunClock::start();
+        let origin_unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+            .saturating_sub(clock.0.elapsed().as_millis() as u64);
+        let events_path = run_dir.join(rundir::EVENTS);
+        let (events, events_handle) = Recorder::create(&events_path).map_err(io(&events_path))?;
+        let history_path = run_dir.join(rundir::HISTORY);
+        let (history, history_handle) =
+            Recorder::create(&history_path).map_err(io(&history_path))?;
+        let sink: Arc<dyn EventSink> = Arc::new((events, clock));
+        let files = RunFiles {
+            sink: sink.clone(),
+            events: events_handle,
+            history: history_handle,
         };
-    meta.ready_ms = Some(ready.as_secs_f64() * 1000.0);
-
-    let view = Arc::new(RwLock::new(ClusterView::new(&cluster.ids())));
-    let mut background = cluster::spawn_observer(
-        &cluster.nodes,
-        view.clone(),
-        exp.observe_every.0.max(Duration::from_millis(1)),
-        sink.clone(),
-    );
-    background.extend(cluster::spawn_health_checks(
-        &cluster.nodes,
-        view.clone(),
-        (&exp.balancer.health).into(),
-    ));
-    let exits = Arc::new(std::sync::Mutex::new(Vec::<UnexpectedExit>::new()));
-    background.push(spawn_exit_watch(
-        cluster.clone(),
-        sink.clone(),
-        clock,
-        exits.clone(),
-    ));
-    // Let the observer fill the view before the first operation.
-    tokio::time::sleep(exp.observe_every.0.max(Duration::from_millis(1)) * 2).await;
-
-    let generator = Generator::new(seed, exp.workload.keys, exp.workload.mix, exp.workload.kind);
-    let keys: Vec<String> = generator.keys().to_vec();
-    let mut ctx = Ctx::new(
-        cluster.nodes.clone(),
-        view.clone(),
-        balancer,
-        history.clone(),
-        clock,
-        generator,
-        exp.workload.timeout.0,
-        exp.balancer.max_tries,
-    );
-    ctx.try_timeout = exp.balancer.try_timeout.map(|d| d.0);
-    let ctx = Arc::new(ctx);
-    let nemesis = Nemesis::new(cluster.clone(), view.clone(), sink.clone(), seed);
-
-    sink.event(EventKind::phase(RunPhase::Load));
-    let load_start = Instant::now();
-    meta.load_start_ns = clock.at(load_start);
-    let until = load_start + exp.duration.0;
-    journal_balancer_stats(&ctx, sink.as_ref(), false);
-    let balancer_journal = spawn_balancer_journal(ctx.clone(), sink.clone(), clock, until);
-    let fault_tasks = nemesis.spawn_schedule(
-        nemesis::expand(&exp.faults, exp.duration.0, loaded.seed),
-        load_start,
-    );
-    let progress = opts
-        .progress
-        .then(|| spawn_progress(ctx.clone(), nemesis.clone(), load_start, exp.duration.0));
-    let open = matches!(exp.workload.load, Load::Open { .. });
-    let load = {
-        let ctx = ctx.clone();
-        let mode = exp.workload.load;
-        tokio::spawn(async move {
-            match mode {
-                Load::Open {
-                    rate,
-                    max_in_flight,
-                } => workload::run_open(ctx, rate.per_second, max_in_flight, until).await,
-                Load::Closed { concurrency } => workload::run_closed(ctx, concurrency, until).await,
-            }
+        sink.event(EventKind::RunStart {
+            experiment: exp.name.clone(),
+            seed,
+            unix_ms: Some(origin_unix_ms),
+        });
+        Ok(Run {
+            loaded,
+            opts,
+            exp_dir,
+            run_dir,
+            clock,
+            sink,
+            history: Some(history),
+            files: Some(files),
+            meta: RunMeta {
+                started_utc,
+                reproduce: opts.reproduce.clone(),
+                ..RunMeta::default()
+            },
+            balancer_journal: None,
         })
-    };
-    let mut aborted = false;
-    let mut load = load;
-    tokio::select! {
-        _ = &mut load => {}
-        _ = abort.changed() => {
-            aborted = true;
-            // No new operation starts; those in flight end within their timeout.
-            ctx.stop.store(true, Ordering::Relaxed);
-            let _ = tokio::time::timeout(exp.workload.timeout.0 + Duration::from_secs(2), load).await;
+    }
+
+    fn experiment(&self) -> &'a crate::experiment::Experiment {
+        &self.loaded.experiment
+    }
+
+    /// Launch: the cluster up and ready, with its balancer. A failed start-up ends the run
+    /// here: the journal says why and the files close.
+    async fn start(
+        &mut self,
+        abort: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(Arc<Cluster>, Balancing), RunError> {
+        let started = start_cluster(
+            self.loaded,
+            self.opts,
+            &self.run_dir,
+            self.sink.as_ref(),
+            abort,
+        )
+        .await;
+        match started {
+            Ok((cluster, balancer, ready)) => {
+                self.meta.ready_ms = Some(ready.as_secs_f64() * 1000.0);
+                Ok((cluster, balancer))
+            }
+            Err(e) => {
+                self.finish_files(true, Some(e.to_string()));
+                Err(e)
+            }
         }
     }
-    meta.load_end_ns = clock.ns();
-    journal_outliers(&ctx, sink.as_ref(), clock);
-    journal_balancer_stats(&ctx, sink.as_ref(), true);
-    for t in fault_tasks {
-        t.abort();
-    }
-    if let Some(p) = progress {
-        p.abort();
-        let _ = p.await;
-    }
-    meta.load = Some(ctx.stats.summary(open));
 
-    sink.event(EventKind::phase(RunPhase::Heal));
-    nemesis.heal_all().await;
+    /// Start the observer, the health checks and the exit watch, and let the observer fill
+    /// the view before the first operation.
+    async fn observe(&self, cluster: &Arc<Cluster>) -> (Background, Exits) {
+        let exp = self.experiment();
+        let every = exp.observe_every.0.max(Duration::from_millis(1));
+        let view: SharedView = Arc::new(RwLock::new(ClusterView::new(&cluster.ids())));
+        let mut tasks =
+            cluster::spawn_observer(&cluster.nodes, view.clone(), every, self.sink.clone());
+        tasks.extend(cluster::spawn_health_checks(
+            &cluster.nodes,
+            view.clone(),
+            (&exp.balancer.health).into(),
+        ));
+        let exits: Exits = Arc::default();
+        tasks.push(spawn_exit_watch(
+            cluster.clone(),
+            self.sink.clone(),
+            self.clock,
+            exits.clone(),
+        ));
+        tokio::time::sleep(every * 2).await;
+        (Background { view, tasks }, exits)
+    }
 
-    if !aborted {
-        sink.event(EventKind::phase(RunPhase::Recover));
-        let deadline = Instant::now() + exp.recover_timeout.0;
+    /// The workload context (clients, balancer, generator, history) and the nemesis.
+    fn workload(
+        &mut self,
+        cluster: &Arc<Cluster>,
+        balancer: Balancing,
+        view: SharedView,
+    ) -> (Arc<Ctx>, Arc<Nemesis>) {
+        let exp = self.experiment();
+        let seed = self.loaded.seed;
+        let generator =
+            Generator::new(seed, exp.workload.keys, exp.workload.mix, exp.workload.kind);
+        let mut ctx = Ctx::new(
+            cluster.nodes.clone(),
+            view.clone(),
+            balancer,
+            self.history
+                .take()
+                .expect("the history recorder is taken once"),
+            self.clock,
+            generator,
+            exp.workload.timeout.0,
+            exp.balancer.max_tries,
+        );
+        ctx.try_timeout = exp.balancer.try_timeout.map(|d| d.0);
+        let nemesis = Nemesis::new(cluster.clone(), view, self.sink.clone(), seed);
+        (Arc::new(ctx), nemesis)
+    }
+
+    /// The load, with the fault schedule and the balancer journal, until the duration is up or
+    /// `abort` fires.
+    async fn load(
+        &mut self,
+        ctx: &Arc<Ctx>,
+        nemesis: &Arc<Nemesis>,
+        abort: &mut tokio::sync::watch::Receiver<bool>,
+    ) {
+        let exp = self.experiment();
+        let sink = self.sink.clone();
+        let sink = sink.as_ref();
+        sink.event(EventKind::phase(RunPhase::Load));
+        let load_start = Instant::now();
+        self.meta.load_start_ns = self.clock.at(load_start);
+        let until = load_start + exp.duration.0;
+        journal_balancer_stats(ctx, sink, false);
+        self.balancer_journal = Some(spawn_balancer_journal(
+            ctx.clone(),
+            self.sink.clone(),
+            self.clock,
+            until,
+        ));
+        let fault_tasks = nemesis.spawn_schedule(
+            nemesis::expand(&exp.faults, exp.duration.0, self.loaded.seed),
+            load_start,
+        );
+        let progress = self
+            .opts
+            .progress
+            .then(|| spawn_progress(ctx.clone(), nemesis.clone(), load_start, exp.duration.0));
+        let mut load = {
+            let ctx = ctx.clone();
+            let mode = exp.workload.load;
+            tokio::spawn(async move {
+                match mode {
+                    Load::Open {
+                        rate,
+                        max_in_flight,
+                    } => workload::run_open(ctx, rate.per_second, max_in_flight, until).await,
+                    Load::Closed { concurrency } => {
+                        workload::run_closed(ctx, concurrency, until).await
+                    }
+                }
+            })
+        };
         tokio::select! {
-            ok = recover_and_read(&ctx, &keys, deadline) => meta.recovered = Some(ok),
-            _ = abort.changed() => { aborted = true; }
+            _ = &mut load => {}
+            _ = abort.changed() => {
+                self.abort();
+                // No new operation starts; those in flight end within their timeout.
+                ctx.stop.store(true, Ordering::Relaxed);
+                let _ = tokio::time::timeout(exp.workload.timeout.0 + Duration::from_secs(2), load).await;
+            }
         }
-    }
-    if aborted {
-        meta.aborted = true;
-        meta.abort_reason = Some("interrupted (SIGINT/SIGTERM)".into());
+        self.meta.load_end_ns = self.clock.ns();
+        journal_outliers(ctx, sink, self.clock);
+        journal_balancer_stats(ctx, sink, true);
+        for t in fault_tasks {
+            t.abort();
+        }
+        if let Some(p) = progress {
+            p.abort();
+            let _ = p.await;
+        }
+        let open = matches!(exp.workload.load, Load::Open { .. });
+        self.meta.load = Some(ctx.stats.summary(open));
     }
 
-    sink.event(EventKind::phase(RunPhase::Stop));
-    for t in background {
-        t.abort();
+    /// Mark the run aborted (Ctrl-C or SIGTERM).
+    fn abort(&mut self) {
+        self.meta.aborted = true;
+        self.meta.abort_reason = Some("interrupted (SIGINT/SIGTERM)".into());
     }
-    balancer_journal.abort();
-    let _ = balancer_journal.await;
-    journal_outliers(&ctx, sink.as_ref(), clock);
-    {
-        let c = cluster.clone();
-        let _ = tokio::task::spawn_blocking(move || c.stop(STOP_GRACE)).await;
-    }
-    for n in &cluster.nodes {
-        if let Some(status) = n.process().and_then(|p| p.exit_status()) {
-            sink.event(EventKind::NodeExit {
-                node: n.id.clone(),
-                status: status.to_string(),
-                expected: true,
-            });
+
+    /// Heal every fault; unless aborted, wait for the cluster to take writes again and read
+    /// every key.
+    async fn heal_and_recover(
+        &mut self,
+        ctx: &Arc<Ctx>,
+        nemesis: &Arc<Nemesis>,
+        keys: &[String],
+        abort: &mut tokio::sync::watch::Receiver<bool>,
+    ) {
+        self.sink.event(EventKind::phase(RunPhase::Heal));
+        nemesis.heal_all().await;
+        if self.meta.aborted {
+            return;
+        }
+        self.sink.event(EventKind::phase(RunPhase::Recover));
+        let deadline = Instant::now() + self.experiment().recover_timeout.0;
+        tokio::select! {
+            ok = recover_and_read(ctx, keys, deadline) => self.meta.recovered = Some(ok),
+            _ = abort.changed() => self.abort(),
         }
     }
-    meta.unexpected_exits = exits.lock().expect("exits").clone();
-    files.finish(meta.aborted, meta.abort_reason.clone());
-    let meta_path = run_dir.join(rundir::RUN_META);
-    std::fs::write(
-        &meta_path,
-        serde_json::to_vec_pretty(&meta).expect("run meta serializes"),
-    )
-    .map_err(io(&meta_path))?;
-    drop(cluster);
 
-    let report = report::analyze_and_write(&run_dir)?;
-    // Only now, with the report on disk, may `latest` name this run.
-    if let Err(e) = rundir::point_latest(&run_dir, false) {
-        tracing::warn!("cannot point {}/latest at this run: {e}", exp_dir.display());
+    /// Stop the watchers and the cluster; journal every node's exit.
+    async fn stop(
+        &mut self,
+        ctx: &Ctx,
+        cluster: Arc<Cluster>,
+        background: Background,
+        exits: &Exits,
+    ) {
+        self.sink.event(EventKind::phase(RunPhase::Stop));
+        for t in background.tasks {
+            t.abort();
+        }
+        if let Some(journal) = self.balancer_journal.take() {
+            journal.abort();
+            let _ = journal.await;
+        }
+        journal_outliers(ctx, self.sink.as_ref(), self.clock);
+        {
+            let c = cluster.clone();
+            let _ = tokio::task::spawn_blocking(move || c.stop(STOP_GRACE)).await;
+        }
+        for n in &cluster.nodes {
+            if let Some(status) = n.process().and_then(|p| p.exit_status()) {
+                self.sink.event(EventKind::NodeExit {
+                    node: n.id.clone(),
+                    status: status.to_string(),
+                    expected: true,
+                });
+            }
+        }
+        self.meta.unexpected_exits = exits.lock().expect("exits").clone();
     }
-    Ok((run_dir, report))
+
+    /// Close the files, write `run.json`, analyse the run into its report, and only then point
+    /// `latest` at it.
+    fn finish(mut self) -> Result<(PathBuf, Report), RunError> {
+        self.finish_files(self.meta.aborted, self.meta.abort_reason.clone());
+        let meta_path = self.run_dir.join(rundir::RUN_META);
+        std::fs::write(
+            &meta_path,
+            serde_json::to_vec_pretty(&self.meta).expect("run meta serializes"),
+        )
+        .map_err(io(&meta_path))?;
+        let report = report::analyze_and_write(&self.run_dir)?;
+        if let Err(e) = rundir::point_latest(&self.run_dir, false) {
+            tracing::warn!(
+                "cannot point {}/latest at this run: {e}",
+                self.exp_dir.display()
+            );
+        }
+        Ok((std::mem::take(&mut self.run_dir), report))
+    }
+
+    /// Journal the end and close the files (once).
+    fn finish_files(&mut self, aborted: bool, reason: Option<String>) {
+        if let Some(files) = self.files.take() {
+            files.finish(aborted, reason);
+        }
+    }
+}
+
+impl Drop for Run<'_> {
+    /// A run that ends on an error past the start still closes its files, marked aborted.
+    fn drop(&mut self) {
+        self.finish_files(true, Some("the run ended on an error".into()));
+    }
 }
 
 /// Start-up: find the target's programs, launch the cluster, journal each node's pid, build
