@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-pub use crate::history::NodeStats;
+pub use crate::history::{NodeStats, TryCounts};
 
 use super::Reply;
 use crate::cluster::ClusterView;
@@ -275,15 +275,17 @@ impl NodeTable {
         let served = get(&s.served);
         NodeStats {
             node: id.to_string(),
-            sent: get(&s.sent),
-            served,
-            rejected: get(&s.rejected),
-            not_leader: get(&s.not_leader),
-            unavailable: get(&s.unavailable),
-            refused: get(&s.refused),
-            indefinite: get(&s.indefinite),
-            abandoned: get(&s.abandoned),
-            wasted: get(&s.not_leader) + get(&s.refused),
+            tries: TryCounts {
+                sent: get(&s.sent),
+                served,
+                rejected: get(&s.rejected),
+                not_leader: get(&s.not_leader),
+                unavailable: get(&s.unavailable),
+                refused: get(&s.refused),
+                indefinite: get(&s.indefinite),
+                abandoned: get(&s.abandoned),
+                wasted: get(&s.not_leader) + get(&s.refused),
+            },
             outstanding: self.outstanding(node),
             mean_served_ms: if served == 0 {
                 0.0

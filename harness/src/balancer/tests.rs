@@ -361,18 +361,28 @@ fn stats_count_tries_and_waste_per_node() {
     assert_eq!(
         (
             s[0].node.as_str(),
-            s[0].sent,
-            s[0].served,
-            s[0].rejected,
-            s[0].wasted
+            s[0].tries.sent,
+            s[0].tries.served,
+            s[0].tries.rejected,
+            s[0].tries.wasted
         ),
         ("n1", 3, 2, 1, 0)
     );
     assert!((s[0].mean_served_ms - 3.0).abs() < 1e-9);
-    assert_eq!((s[1].not_leader, s[1].unavailable, s[1].wasted), (1, 1, 1));
+    assert_eq!(
+        (
+            s[1].tries.not_leader,
+            s[1].tries.unavailable,
+            s[1].tries.wasted
+        ),
+        (1, 1, 1)
+    );
     assert_eq!((s[1].ejections, s[1].ejected), (1, true));
-    assert_eq!((s[2].sent, s[2].refused, s[2].wasted), (3, 1, 1));
-    assert_eq!((s[2].outstanding, s[2].abandoned), (1, 1));
+    assert_eq!(
+        (s[2].tries.sent, s[2].tries.refused, s[2].tries.wasted),
+        (3, 1, 1)
+    );
+    assert_eq!((s[2].outstanding, s[2].tries.abandoned), (1, 1));
     // Node 2's refusal came while node 1 was out: 50% of 3 nodes is one.
     assert_eq!((s[2].ejections, s[2].ejected), (0, false));
     pending.finish(Reply::Indefinite, t);

@@ -33,7 +33,7 @@ pub(crate) use html::esc as html_escape;
 pub use html::{counterexample_file_name, counterexample_pages, render_counterexample_html};
 pub use kv::{KvAppend, KvHistory, KvKind, KvOp, KvRecord, KvState};
 pub use leaders::{two_leaders, LeaderClaim, TwoLeaders};
-pub use model::{CasRegister, Model, ModelError, Register, RegisterOp};
+pub use model::{Model, ModelError, Register, RegisterOp};
 pub use record::CheckRecord;
 pub use verdict::Verdict;
 pub use violation::{Counterexample, OpSummary, Violation, ViolationKind};
@@ -53,9 +53,9 @@ use wgl::{Budget, SearchOp, SearchResult};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ModelKind {
-    /// Read/write register, initially nil ([`Register`]).
+    /// Read/write register, initially nil ([`Register::PLAIN`]).
     Register,
-    /// Read/write/cas register, initially nil ([`CasRegister`]).
+    /// Read/write/cas register, initially nil ([`Register::CAS`]).
     #[default]
     CasRegister,
     /// Porcupine's key-value store: get/put/append (and cas) on strings, initially `""`
@@ -251,8 +251,8 @@ impl ConsistencyReport {
 /// history is seen as a key-value store ([`KvHistory::from_native`]).
 pub fn check(history: &History, opts: &CheckOptions) -> ConsistencyReport {
     match opts.model {
-        ModelKind::Register => check_with(history, &Register, opts),
-        ModelKind::CasRegister => check_with(history, &CasRegister, opts),
+        ModelKind::Register => check_with(history, &Register::PLAIN, opts),
+        ModelKind::CasRegister => check_with(history, &Register::CAS, opts),
         ModelKind::KvAppend => check_kv(&KvHistory::from_native(history), opts),
     }
 }

@@ -123,14 +123,19 @@ pub enum RegisterOp {
     Cas { from: Option<Value>, to: Value },
 }
 
-/// A read/write register that starts out nil. Cas operations are unsupported (their keys are
-/// checked `unknown`); use [`CasRegister`] for them.
+/// A register that starts out nil: read/write, or with `cas`, read/write/compare-and-set.
+/// Without `cas`, cas operations are unsupported (their keys are checked `unknown`).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Register;
+pub struct Register {
+    pub cas: bool,
+}
 
-/// A read/write/compare-and-set register that starts out nil.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CasRegister;
+impl Register {
+    /// Read/write.
+    pub const PLAIN: Register = Register { cas: false };
+    /// Read/write/compare-and-set.
+    pub const CAS: Register = Register { cas: true };
+}
 
 fn register_op(
     model: &'static str,
@@ -275,52 +280,17 @@ impl Model for Register {
     type Record = OpRecord;
 
     fn name(&self) -> &'static str {
-        "register"
+        if self.cas {
+            "cas-register"
+        } else {
+            "register"
+        }
     }
     fn init(&self) -> Self::State {
         None
     }
     fn op(&self, rec: &OpRecord) -> Result<Option<RegisterOp>, ModelError> {
-        register_op(self.name(), false, rec)
-    }
-    fn step(&self, state: &Self::State, op: &RegisterOp) -> Option<Self::State> {
-        register_step(state, op)
-    }
-    fn is_read_only(&self, op: &RegisterOp) -> bool {
-        matches!(op, RegisterOp::Read(_))
-    }
-    fn droppable(&self, ops: &[(RegisterOp, bool)]) -> Vec<bool> {
-        register_droppable(ops)
-    }
-    fn simplify(&self, ops: &mut [RegisterOp]) {
-        register_simplify(ops);
-    }
-    fn reachable(
-        &self,
-        state: &Self::State,
-        pending: &mut dyn Iterator<Item = &RegisterOp>,
-        next: &RegisterOp,
-    ) -> bool {
-        register_reachable(state, pending, next)
-    }
-    fn describe_state(&self, state: &Self::State) -> String {
-        describe_register(state)
-    }
-}
-
-impl Model for CasRegister {
-    type State = Option<Value>;
-    type Op = RegisterOp;
-    type Record = OpRecord;
-
-    fn name(&self) -> &'static str {
-        "cas-register"
-    }
-    fn init(&self) -> Self::State {
-        None
-    }
-    fn op(&self, rec: &OpRecord) -> Result<Option<RegisterOp>, ModelError> {
-        register_op(self.name(), true, rec)
+        register_op(self.name(), self.cas, rec)
     }
     fn step(&self, state: &Self::State, op: &RegisterOp) -> Option<Self::State> {
         register_step(state, op)

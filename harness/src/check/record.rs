@@ -28,22 +28,29 @@ pub trait CheckRecord: Sync {
     fn completed_when(&self) -> String;
 }
 
+/// The accessors every record type answers from fields of the same names.
+macro_rules! record_fields {
+    () => {
+        fn key(&self) -> &str {
+            &self.key
+        }
+        fn id(&self) -> u64 {
+            self.id
+        }
+        fn outcome(&self) -> Outcome {
+            self.outcome
+        }
+        fn invoke_ns(&self) -> u64 {
+            self.invoke_ns
+        }
+        fn complete_ns(&self) -> Option<u64> {
+            self.complete_ns
+        }
+    };
+}
+
 impl CheckRecord for OpRecord {
-    fn key(&self) -> &str {
-        &self.key
-    }
-    fn id(&self) -> u64 {
-        self.id
-    }
-    fn outcome(&self) -> Outcome {
-        self.outcome
-    }
-    fn invoke_ns(&self) -> u64 {
-        self.invoke_ns
-    }
-    fn complete_ns(&self) -> Option<u64> {
-        self.complete_ns
-    }
+    record_fields!();
     fn summary(&self) -> OpSummary {
         self.into()
     }
@@ -59,21 +66,7 @@ impl CheckRecord for OpRecord {
 }
 
 impl CheckRecord for KvRecord {
-    fn key(&self) -> &str {
-        &self.key
-    }
-    fn id(&self) -> u64 {
-        self.id
-    }
-    fn outcome(&self) -> Outcome {
-        self.outcome
-    }
-    fn invoke_ns(&self) -> u64 {
-        self.invoke_ns
-    }
-    fn complete_ns(&self) -> Option<u64> {
-        self.complete_ns
-    }
+    record_fields!();
     fn summary(&self) -> OpSummary {
         OpSummary {
             id: self.id,

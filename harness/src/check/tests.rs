@@ -450,14 +450,27 @@ fn keys_are_checked_independently() {
 // ---- brute force ------------------------------------------------------------------------
 
 /// Try every order of the ops that respects real time (an op may go next only when no
-/// unplaced `ok` op completed before it was invoked), placing `info` ops or not.
-fn brute_force(ops: &[OpRecord]) -> bool {
-    let ops: Vec<&OpRecord> = ops.iter().filter(|o| o.outcome != Outcome::Fail).collect();
-    fn go(ops: &[&OpRecord], used: u32, state: Option<Value>) -> bool {
+/// unplaced `ok` op completed before it was invoked), placing `info` ops or not; `step` gives
+/// the state after an op, or `None` where the op cannot go next.
+fn brute_force_with<R: CheckRecord, S>(
+    ops: &[R],
+    init: S,
+    step: &dyn Fn(&R, &S) -> Option<S>,
+) -> bool {
+    let ops: Vec<&R> = ops
+        .iter()
+        .filter(|o| o.outcome() != Outcome::Fail)
+        .collect();
+    fn go<R: CheckRecord, S>(
+        ops: &[&R],
+        used: u32,
+        state: &S,
+        step: &dyn Fn(&R, &S) -> Option<S>,
+    ) -> bool {
         let required_left = ops
             .iter()
             .enumerate()
-            .any(|(i, o)| used & (1 << i) == 0 && o.outcome == Outcome::Ok);
+            .any(|(i, o)| used & (1 << i) == 0 && o.outcome() == Outcome::Ok);
         if !required_left {
             return true;
         }
@@ -468,29 +481,35 @@ fn brute_force(ops: &[OpRecord]) -> bool {
             let blocked = ops.iter().enumerate().any(|(j, y)| {
                 j != i
                     && used & (1 << j) == 0
-                    && y.outcome == Outcome::Ok
-                    && y.complete_ns.unwrap() < x.invoke_ns
+                    && y.outcome() == Outcome::Ok
+                    && y.complete_ns().unwrap() < x.invoke_ns()
             });
             if blocked {
                 continue;
             }
-            let ok = x.outcome == Outcome::Ok;
-            let next = match x.f {
-                OpKind::Read if !ok => Some(state),
-                OpKind::Read => (x.value == state).then_some(state),
-                OpKind::Write => Some(x.value),
-                OpKind::Cas => (x.from == state).then_some(x.value),
-                OpKind::Status => unreachable!(),
-            };
-            if let Some(s) = next {
-                if go(ops, used | (1 << i), s) {
+            if let Some(next) = step(x, state) {
+                if go(ops, used | (1 << i), &next, step) {
                     return true;
                 }
             }
         }
         false
     }
-    go(&ops, 0, None)
+    go(&ops, 0, &init, step)
+}
+
+/// Every real-time-respecting order of the register ops.
+fn brute_force(ops: &[OpRecord]) -> bool {
+    brute_force_with(ops, None, &|x: &OpRecord, state: &Option<Value>| {
+        let ok = x.outcome == Outcome::Ok;
+        match x.f {
+            OpKind::Read if !ok => Some(*state),
+            OpKind::Read => (x.value == *state).then_some(*state),
+            OpKind::Write => Some(x.value),
+            OpKind::Cas => (x.from == *state).then_some(x.value),
+            OpKind::Status => unreachable!(),
+        }
+    })
 }
 
 /// A random history of at most 8 ops on one key, values in 1..=3 (so they repeat). Half are
@@ -1091,45 +1110,16 @@ fn kv_rec(
 
 /// Every real-time-respecting order of the kv ops, info ops placed or not.
 fn kv_brute_force(ops: &[KvRecord]) -> bool {
-    let ops: Vec<&KvRecord> = ops.iter().filter(|o| o.outcome != Outcome::Fail).collect();
-    fn go(ops: &[&KvRecord], used: u32, state: &str) -> bool {
-        let required_left = ops
-            .iter()
-            .enumerate()
-            .any(|(i, o)| used & (1 << i) == 0 && o.outcome == Outcome::Ok);
-        if !required_left {
-            return true;
+    brute_force_with(ops, String::new(), &|x: &KvRecord, state: &String| {
+        let v = x.value.as_deref().unwrap_or("");
+        match x.f {
+            KvKind::Get if x.outcome != Outcome::Ok => Some(state.clone()),
+            KvKind::Get => (v == state).then(|| state.clone()),
+            KvKind::Put => Some(v.to_string()),
+            KvKind::Append => Some(format!("{state}{v}")),
+            KvKind::Cas => unreachable!(),
         }
-        for (i, x) in ops.iter().enumerate() {
-            if used & (1 << i) != 0 {
-                continue;
-            }
-            let blocked = ops.iter().enumerate().any(|(j, y)| {
-                j != i
-                    && used & (1 << j) == 0
-                    && y.outcome == Outcome::Ok
-                    && y.complete_ns.unwrap() < x.invoke_ns
-            });
-            if blocked {
-                continue;
-            }
-            let v = x.value.as_deref().unwrap_or("");
-            let next = match x.f {
-                KvKind::Get if x.outcome != Outcome::Ok => Some(state.to_string()),
-                KvKind::Get => (v == state).then(|| state.to_string()),
-                KvKind::Put => Some(v.to_string()),
-                KvKind::Append => Some(format!("{state}{v}")),
-                KvKind::Cas => unreachable!(),
-            };
-            if let Some(s) = next {
-                if go(ops, used | (1 << i), &s) {
-                    return true;
-                }
-            }
-        }
-        false
-    }
-    go(&ops, 0, "")
+    })
 }
 
 /// At most 8 ops; texts from a tiny alphabet so that values overlap ("ab" is "a" + "b") and

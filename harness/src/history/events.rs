@@ -163,14 +163,11 @@ impl EventKind {
     }
 }
 
-/// What one node got from the balancer, at the moment of a snapshot (journaled as
-/// `balancer_stats`, reported in `report.json`'s `balancer`). Every count is of
-/// tries (a retried operation counts once per node it went to).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Tries by how they ended, for one node or summed over the nodes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct NodeStats {
-    pub node: String,
-    /// Tries sent to the node.
+pub struct TryCounts {
+    /// Tries sent.
     pub sent: u64,
     /// Answered with success.
     pub served: u64,
@@ -188,6 +185,31 @@ pub struct NodeStats {
     pub abandoned: u64,
     /// Tries spent on a dead or non-leader node: `not_leader + refused`.
     pub wasted: u64,
+}
+
+impl std::ops::AddAssign for TryCounts {
+    fn add_assign(&mut self, o: TryCounts) {
+        self.sent += o.sent;
+        self.served += o.served;
+        self.rejected += o.rejected;
+        self.not_leader += o.not_leader;
+        self.unavailable += o.unavailable;
+        self.refused += o.refused;
+        self.indefinite += o.indefinite;
+        self.abandoned += o.abandoned;
+        self.wasted += o.wasted;
+    }
+}
+
+/// What one node got from the balancer, at the moment of a snapshot (journaled as
+/// `balancer_stats`, reported in `report.json`'s `balancer`). Every count is of
+/// tries (a retried operation counts once per node it went to).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NodeStats {
+    pub node: String,
+    #[serde(flatten)]
+    pub tries: TryCounts,
     /// In flight at the snapshot.
     pub outstanding: u64,
     /// Mean latency of the served tries.

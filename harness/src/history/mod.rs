@@ -10,7 +10,7 @@ pub mod import;
 pub mod kv;
 mod recorder;
 
-pub use events::{load_events, Event, EventKind, NodeStats, RunPhase};
+pub use events::{load_events, Event, EventKind, NodeStats, RunPhase, TryCounts};
 pub use recorder::{Recorder, RecorderHandle};
 
 use std::collections::HashMap;

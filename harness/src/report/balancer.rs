@@ -7,8 +7,8 @@
 use serde::Serialize;
 
 use crate::experiment::BalancerCfg;
-use crate::history::NodeStats;
 use crate::history::{Event, EventKind};
+use crate::history::{NodeStats, TryCounts};
 
 /// `report.json`'s `balancer`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -41,16 +41,8 @@ pub struct BalancerReport {
 /// Counters summed over the nodes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Totals {
-    pub sent: u64,
-    pub served: u64,
-    pub rejected: u64,
-    pub not_leader: u64,
-    pub unavailable: u64,
-    pub refused: u64,
-    pub indefinite: u64,
-    pub abandoned: u64,
-    /// Tries spent on a dead or non-leader node (`not_leader + refused`).
-    pub wasted: u64,
+    #[serde(flatten)]
+    pub tries: TryCounts,
     pub ejections: u64,
 }
 
@@ -114,15 +106,7 @@ pub fn analyze(cfg: &BalancerCfg, events: &[Event]) -> BalancerReport {
         });
     let mut totals = Totals::default();
     for n in &nodes {
-        totals.sent += n.sent;
-        totals.served += n.served;
-        totals.rejected += n.rejected;
-        totals.not_leader += n.not_leader;
-        totals.unavailable += n.unavailable;
-        totals.refused += n.refused;
-        totals.indefinite += n.indefinite;
-        totals.abandoned += n.abandoned;
-        totals.wasted += n.wasted;
+        totals.tries += n.tries;
         totals.ejections += u64::from(n.ejections);
     }
     let share = snapshots
@@ -132,7 +116,11 @@ pub fn analyze(cfg: &BalancerCfg, events: &[Event]) -> BalancerReport {
             let sent: Vec<u64> = after
                 .iter()
                 .enumerate()
-                .map(|(i, a)| a.sent.saturating_sub(before.get(i).map_or(0, |b| b.sent)))
+                .map(|(i, a)| {
+                    a.tries
+                        .sent
+                        .saturating_sub(before.get(i).map_or(0, |b| b.tries.sent))
+                })
                 .collect();
             let total: u64 = sent.iter().sum();
             ShareWindow {
@@ -224,8 +212,11 @@ mod tests {
             .enumerate()
             .map(|(i, &s)| NodeStats {
                 node: format!("n{}", i + 1),
-                sent: s,
-                served: s,
+                tries: TryCounts {
+                    sent: s,
+                    served: s,
+                    ..TryCounts::default()
+                },
                 ..NodeStats::default()
             })
             .collect()
@@ -280,7 +271,7 @@ mod tests {
         assert_eq!(r.strategy, "p2c");
         assert_eq!(r.config["choice_count"], 3);
         assert!(r.recorded);
-        assert_eq!(r.totals.sent, 80);
+        assert_eq!(r.totals.tries.sent, 80);
         assert_eq!(r.ops, 80);
         assert_eq!(r.share.len(), 3);
         assert_eq!(r.share[0].sent, [10, 10, 20]);

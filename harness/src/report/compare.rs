@@ -481,10 +481,16 @@ pub fn compare_runs(runs: &[(PathBuf, LoadedReport)]) -> Comparison {
         runs.iter()
             .map(|(arg, r)| (run_label(r), arg.display().to_string(), &r.path)),
     );
-    let reports: Vec<Option<&Value>> = runs.iter().map(|(_, r)| Some(&r.report)).collect();
+    let reports: Vec<&Value> = runs.iter().map(|(_, r)| &r.report).collect();
+    one_report_per_column(Layout::Runs, columns, &reports)
+}
+
+/// A comparison with one report per column: a row per metric.
+fn one_report_per_column(layout: Layout, columns: Vec<Column>, reports: &[&Value]) -> Comparison {
+    let reports: Vec<Option<&Value>> = reports.iter().copied().map(Some).collect();
     Comparison {
         schema: COMPARE_SCHEMA,
-        layout: Layout::Runs,
+        layout,
         columns,
         rows: catalog::compared()
             .map(|m| row(&m, None, &reports))
@@ -536,15 +542,8 @@ pub fn compare_experiments(suite: &LoadedSuite) -> Comparison {
             .iter()
             .map(|r| (r.experiment.clone(), r.path.display().to_string(), &r.path)),
     );
-    let reports: Vec<Option<&Value>> = suite.runs.iter().map(|r| Some(&r.report)).collect();
-    Comparison {
-        schema: COMPARE_SCHEMA,
-        layout: Layout::Experiments,
-        columns,
-        rows: catalog::compared()
-            .map(|m| row(&m, None, &reports))
-            .collect(),
-    }
+    let reports: Vec<&Value> = suite.runs.iter().map(|r| &r.report).collect();
+    one_report_per_column(Layout::Experiments, columns, &reports)
 }
 
 /// The comparison in the format asked for.

@@ -68,7 +68,7 @@ pub fn render_suite_summary(suite: &str, runs: &[SuiteRun]) -> String {
             ms(all.map(|l| l.p99)),
             ms(all.map(|l| l.p999)),
             if b.recorded {
-                b.totals.wasted.to_string()
+                b.totals.tries.wasted.to_string()
             } else {
                 "-".into()
             },

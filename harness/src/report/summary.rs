@@ -274,7 +274,12 @@ fn balancer_section(s: &mut String, b: &super::BalancerReport) {
         s,
         "\n{} operations, {} retries ({} refused by the retry budget); {} of {} tries wasted on \
          dead or non-leader nodes; {} ejection(s).",
-        b.ops, b.retries, b.retries_denied, b.totals.wasted, b.totals.sent, b.totals.ejections
+        b.ops,
+        b.retries,
+        b.retries_denied,
+        b.totals.tries.wasted,
+        b.totals.tries.sent,
+        b.totals.ejections
     );
     let _ = writeln!(
         s,
@@ -282,22 +287,22 @@ fn balancer_section(s: &mut String, b: &super::BalancerReport) {
     );
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
     for n in &b.nodes {
-        let share = if b.totals.sent == 0 {
+        let share = if b.totals.tries.sent == 0 {
             0.0
         } else {
-            n.sent as f64 / b.totals.sent as f64
+            n.tries.sent as f64 / b.totals.tries.sent as f64
         };
         let _ = writeln!(
             s,
             "| {} | {} | {:.1}% | {} | {} | {} | {} | {} | {} | {:.2} ms |",
             n.node,
-            n.sent,
+            n.tries.sent,
             share * 100.0,
-            n.served,
-            n.not_leader,
-            n.refused,
-            n.unavailable,
-            n.indefinite,
+            n.tries.served,
+            n.tries.not_leader,
+            n.tries.refused,
+            n.tries.unavailable,
+            n.tries.indefinite,
             n.ejections,
             n.mean_served_ms
         );

@@ -99,24 +99,9 @@ impl std::str::FromStr for Format {
     }
 }
 
-/// A foreign history that cannot be read, parsed or checked with the chosen model.
-#[derive(Debug, thiserror::Error)]
-pub enum ImportError {
-    #[error("cannot read {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    /// Malformed or truncated input, or an op the model cannot take; `line` is 1-based.
-    #[error("{path}:{line}: {message}")]
-    Parse {
-        path: String,
-        line: usize,
-        message: String,
-    },
-    #[error(transparent)]
-    History(#[from] HistoryError),
-}
+/// A foreign history that cannot be read, parsed or checked with the chosen model: the same
+/// errors as faultline's own history (`Parse` lines are 1-based).
+pub type ImportError = HistoryError;
 
 /// What an imported op does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
