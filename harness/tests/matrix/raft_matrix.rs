@@ -44,10 +44,6 @@ const MATRIX: &[(&str, &str)] = &[
     ("forget-vote-control", "valid"),
 ];
 
-fn cell(name: &str) -> serde_json::Value {
-    cell_with(name, &[]).0
-}
-
 /// A partition cell again in `network: {mode: netns}`: namespaces, a bridge and nftables
 /// instead of the link proxy; the same verdict expected.
 fn netns_cell(name: &str) {
@@ -69,63 +65,43 @@ fn cell_with(name: &str, extra: &[&str]) -> (serde_json::Value, tempfile::TempDi
     common::matrix_cell("raft", MATRIX, name, extra)
 }
 
-#[test]
-fn every_cell_has_a_test_and_every_experiment_a_cell() {
-    common::assert_matrix_matches_files("raft", MATRIX);
-}
-
-/// One `#[test]` per cell, so cells run in parallel and fail by name.
-macro_rules! cells {
-    ($($test:ident => $file:literal,)*) => {
-        $(
-            #[test]
-            fn $test() {
-                cell($file);
-            }
-        )*
-    };
-}
-
-/// The bar for the leader-kill cell: at least 20 kill -9 events of the leader under
-/// load in one run, every one followed by a new leader, and no acknowledged write lost.
-#[test]
-fn kill_leader() {
-    common::assert_leader_kills(&cell("kill-leader"), 20);
-}
-
-cells! {
-    kill_follower => "kill-follower",
-    pause_leader => "pause-leader",
-    crash_loop => "crash-loop",
-    amnesia => "amnesia",
-    read_log_kill_leader => "read-log-kill-leader",
-    read_log_kill_follower => "read-log-kill-follower",
-    read_log_pause_leader => "read-log-pause-leader",
-    read_log_crash_loop => "read-log-crash-loop",
-    read_log_amnesia => "read-log-amnesia",
-    read_lease_kill_leader => "read-lease-kill-leader",
-    read_lease_kill_follower => "read-lease-kill-follower",
-    lease_reads_pause_leader => "lease-reads-pause-leader",
-    read_lease_crash_loop => "read-lease-crash-loop",
-    read_lease_amnesia => "read-lease-amnesia",
-    no_prevote_kill_leader => "no-prevote-kill-leader",
-    no_prevote_kill_follower => "no-prevote-kill-follower",
-    no_prevote_pause_leader => "no-prevote-pause-leader",
-    no_prevote_crash_loop => "no-prevote-crash-loop",
-    no_prevote_amnesia => "no-prevote-amnesia",
-    quorum_loss => "quorum-loss",
-    kill_all => "kill-all",
-    bug_stale_local_reads => "bug-stale-local-reads",
-    bug_ack_before_persist => "bug-ack-before-persist",
-    bug_commit_without_quorum => "bug-commit-without-quorum",
-    partition_isolate_leader => "partition-isolate-leader",
-    partition_random_halves_reset => "partition-random-halves-reset",
-    partition_bridge_ring => "partition-bridge-ring",
-    partition_one_way_leader => "partition-one-way-leader",
-    partition_leader_minority_lease => "partition-leader-minority-lease",
-    bug_lease_without_margin => "bug-lease-without-margin",
-    nemesis_mix => "nemesis-mix",
-    forget_vote_control => "forget-vote-control",
+matrix_tests! {
+    "raft",
+    own: ["bug-forget-vote-on-restart"],
+    cells: {
+        kill_follower => "kill-follower",
+        pause_leader => "pause-leader",
+        crash_loop => "crash-loop",
+        amnesia => "amnesia",
+        read_log_kill_leader => "read-log-kill-leader",
+        read_log_kill_follower => "read-log-kill-follower",
+        read_log_pause_leader => "read-log-pause-leader",
+        read_log_crash_loop => "read-log-crash-loop",
+        read_log_amnesia => "read-log-amnesia",
+        read_lease_kill_leader => "read-lease-kill-leader",
+        read_lease_kill_follower => "read-lease-kill-follower",
+        lease_reads_pause_leader => "lease-reads-pause-leader",
+        read_lease_crash_loop => "read-lease-crash-loop",
+        read_lease_amnesia => "read-lease-amnesia",
+        no_prevote_kill_leader => "no-prevote-kill-leader",
+        no_prevote_kill_follower => "no-prevote-kill-follower",
+        no_prevote_pause_leader => "no-prevote-pause-leader",
+        no_prevote_crash_loop => "no-prevote-crash-loop",
+        no_prevote_amnesia => "no-prevote-amnesia",
+        quorum_loss => "quorum-loss",
+        kill_all => "kill-all",
+        bug_stale_local_reads => "bug-stale-local-reads",
+        bug_ack_before_persist => "bug-ack-before-persist",
+        bug_commit_without_quorum => "bug-commit-without-quorum",
+        partition_isolate_leader => "partition-isolate-leader",
+        partition_random_halves_reset => "partition-random-halves-reset",
+        partition_bridge_ring => "partition-bridge-ring",
+        partition_one_way_leader => "partition-one-way-leader",
+        partition_leader_minority_lease => "partition-leader-minority-lease",
+        bug_lease_without_margin => "bug-lease-without-margin",
+        nemesis_mix => "nemesis-mix",
+        forget_vote_control => "forget-vote-control",
+    }
 }
 
 /// The forgotten vote shows as two nodes leading one term, found by the election-safety
