@@ -628,7 +628,7 @@ struct Grid {
 }
 
 fn grid(c: &Comparison) -> Grid {
-    match c.layout {
+    let (header, right, rows) = match c.layout {
         Layout::Runs | Layout::Suites => {
             let suites = c.layout == Layout::Suites;
             let mut header = vec!["metric".to_string()];
@@ -669,11 +669,7 @@ fn grid(c: &Comparison) -> Grid {
                     cells
                 })
                 .collect();
-            Grid {
-                header,
-                right,
-                rows,
-            }
+            (header, right, rows)
         }
         Layout::Experiments => {
             // Transposed: one row per experiment; deltas (relative, or absolute when the
@@ -699,12 +695,13 @@ fn grid(c: &Comparison) -> Grid {
                     cells
                 })
                 .collect();
-            Grid {
-                header,
-                right,
-                rows,
-            }
+            (header, right, rows)
         }
+    };
+    Grid {
+        header,
+        right,
+        rows,
     }
 }
 
