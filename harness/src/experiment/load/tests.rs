@@ -384,3 +384,31 @@ fn overrides_apply_and_are_checked() {
     assert!(err.contains("unknown field `colour`"), "{err}");
     assert!("nodes".parse::<Override>().is_err());
 }
+
+/// Every experiment the repository ships loads (a gate's rules file, `gate.yaml`, is not an
+/// experiment), and its target kind is one the registry knows by the name it was written with.
+#[test]
+fn every_shipped_experiment_loads() {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "yaml")
+                && path.file_name().is_some_and(|n| n != "gate.yaml")
+            {
+                out.push(path);
+            }
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments");
+    let mut files = Vec::new();
+    walk(&root, &mut files);
+    assert!(files.len() > 50, "{} experiments under {}", files.len(), root.display());
+    for path in &files {
+        let loaded = load_experiment(path, &[], None)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let written = loaded.as_run["target"]["kind"].as_str().unwrap_or_default();
+        assert_eq!(loaded.experiment.target.kind.name, written, "{}", path.display());
+    }
+}
