@@ -19,7 +19,7 @@ use crate::history::{EventKind, Outcome, Recorder, RecorderHandle, RunClock, Run
 use crate::nemesis::{self, Nemesis};
 use crate::report::{self, Report};
 use crate::rundir::{self, RunMeta, UnexpectedExit};
-use crate::workload::{self, Ctx, Generator};
+use crate::workload::{self, Ctx, Generator, OpLimits};
 
 /// How long a node gets to exit after SIGTERM at the end of a run.
 const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -247,7 +247,7 @@ impl<'a> Run<'a> {
         let seed = self.loaded.seed;
         let generator =
             Generator::new(seed, exp.workload.keys, exp.workload.mix, exp.workload.kind);
-        let mut ctx = Ctx::new(
+        let ctx = Ctx::new(
             cluster.nodes.clone(),
             view.clone(),
             balancer,
@@ -256,10 +256,12 @@ impl<'a> Run<'a> {
                 .expect("the history recorder is taken once"),
             self.clock,
             generator,
-            exp.workload.timeout.0,
-            exp.balancer.max_tries,
+            OpLimits {
+                timeout: exp.workload.timeout.0,
+                max_tries: exp.balancer.max_tries,
+                try_timeout: exp.balancer.try_timeout.map(|d| d.0),
+            },
         );
-        ctx.try_timeout = exp.balancer.try_timeout.map(|d| d.0);
         let nemesis = Nemesis::new(cluster.clone(), view, self.sink.clone(), seed);
         (Arc::new(ctx), nemesis)
     }

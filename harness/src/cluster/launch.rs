@@ -346,7 +346,6 @@ impl Cluster {
     }
 
     /// Write a node's directories and config file; its handle, not yet started.
-    #[allow(clippy::too_many_arguments)]
     fn prepare_node(
         spec: &ClusterSpec,
         driver: &Driver,

@@ -101,6 +101,18 @@ impl LoadStats {
     }
 }
 
+/// How long one operation may take and how often it is tried.
+#[derive(Debug, Clone, Copy)]
+pub struct OpLimits {
+    /// The whole operation, every try included.
+    pub timeout: Duration,
+    /// Tries at most (at least 1).
+    pub max_tries: u32,
+    /// Time for one try of a read (one that runs out is retried elsewhere); `None`, and for
+    /// writes and cas: the op's timeout.
+    pub try_timeout: Option<Duration>,
+}
+
 /// Everything one operation needs; shared by every client task.
 pub struct Ctx {
     pub nodes: Vec<Arc<NodeHandle>>,
@@ -109,11 +121,7 @@ pub struct Ctx {
     pub recorder: Recorder,
     pub clock: RunClock,
     pub generator: Mutex<Generator>,
-    pub timeout: Duration,
-    pub max_tries: u32,
-    /// Time for one try of a read (one that runs out is retried elsewhere); `None`, and for
-    /// writes and cas: the op's timeout.
-    pub try_timeout: Option<Duration>,
+    pub limits: OpLimits,
     pub stats: LoadStats,
     /// Set to stop the load early (Ctrl-C): no new operation starts.
     pub stop: std::sync::atomic::AtomicBool,
@@ -133,7 +141,6 @@ pub struct Done {
 }
 
 impl Ctx {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         nodes: Vec<Arc<NodeHandle>>,
         view: SharedView,
@@ -141,8 +148,7 @@ impl Ctx {
         recorder: Recorder,
         clock: RunClock,
         generator: Generator,
-        timeout: Duration,
-        max_tries: u32,
+        limits: OpLimits,
     ) -> Self {
         Ctx {
             nodes,
@@ -151,9 +157,10 @@ impl Ctx {
             recorder,
             clock,
             generator: Mutex::new(generator),
-            timeout,
-            max_tries: max_tries.max(1),
-            try_timeout: None,
+            limits: OpLimits {
+                max_tries: limits.max_tries.max(1),
+                ..limits
+            },
             stats: LoadStats::default(),
             stop: std::sync::atomic::AtomicBool::new(false),
             next_op: AtomicU64::new(1),
@@ -198,7 +205,7 @@ pub async fn execute(ctx: &Ctx, client: u32, op: Op, due: Option<Instant>) -> Do
         _ => (None, None),
     };
     let started = Instant::now();
-    let deadline = started + ctx.timeout;
+    let deadline = started + ctx.limits.timeout;
     ctx.balancer.operation_started(started);
     let mut tried: Vec<usize> = Vec::new();
     let first = {
@@ -227,7 +234,7 @@ pub async fn execute(ctx: &Ctx, client: u32, op: Op, due: Option<Instant>) -> Do
         node: None,
         error: Some("no node to send to".into()),
     };
-    for attempt in 0..ctx.max_tries {
+    for attempt in 0..ctx.limits.max_tries {
         let Some(node) = pick else { break };
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -239,7 +246,7 @@ pub async fn execute(ctx: &Ctx, client: u32, op: Op, due: Option<Instant>) -> Do
         }
         let flight = ctx.balancer.start(node, Instant::now());
         // Only a read may be retried after a try that ran out, so only a read's try is cut short.
-        let this_try = match ctx.try_timeout {
+        let this_try = match ctx.limits.try_timeout {
             Some(t) if kind == OpKind::Read => t.min(left),
             _ => left,
         };
@@ -307,7 +314,7 @@ pub async fn execute(ctx: &Ctx, client: u32, op: Op, due: Option<Instant>) -> Do
                 tried.push(node);
             }
         }
-        if attempt + 1 < ctx.max_tries {
+        if attempt + 1 < ctx.limits.max_tries {
             pick = {
                 let view = ctx.view.read().expect("view lock");
                 ctx.balancer.pick(&key, &view, &tried)

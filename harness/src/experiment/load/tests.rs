@@ -404,11 +404,21 @@ fn every_shipped_experiment_loads() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments");
     let mut files = Vec::new();
     walk(&root, &mut files);
-    assert!(files.len() > 50, "{} experiments under {}", files.len(), root.display());
+    assert!(
+        files.len() > 50,
+        "{} experiments under {}",
+        files.len(),
+        root.display()
+    );
     for path in &files {
-        let loaded = load_experiment(path, &[], None)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let loaded =
+            load_experiment(path, &[], None).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let written = loaded.as_run["target"]["kind"].as_str().unwrap_or_default();
-        assert_eq!(loaded.experiment.target.kind.name, written, "{}", path.display());
+        assert_eq!(
+            loaded.experiment.target.kind.name,
+            written,
+            "{}",
+            path.display()
+        );
     }
 }
