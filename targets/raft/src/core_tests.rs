@@ -4,7 +4,7 @@
 use faultline_protocol::{ErrorCode, Op, Role};
 use faultline_replica::{Input, Millis};
 
-use crate::msg::Msg;
+use crate::msg::{Msg, Vote, VoteReply};
 use crate::settings::{ReadMode, Settings};
 use crate::sim::Sim;
 use crate::storage::MemDisk;
@@ -208,11 +208,11 @@ fn restarted_node_remembers_its_vote_unless_the_bug_is_planted() {
 }
 
 fn is_vote(m: &Msg) -> bool {
-    matches!(m, Msg::Vote { pre: false, .. })
+    matches!(m, Msg::Vote(Vote { pre: false, .. }))
 }
 
 fn is_vote_reply(m: &Msg) -> bool {
-    matches!(m, Msg::VoteReply { pre: false, .. })
+    matches!(m, Msg::VoteReply(VoteReply { pre: false, .. }))
 }
 
 /// The interleaving that makes `forget-vote-on-restart` elect two leaders in one term, driven
@@ -290,7 +290,7 @@ fn vote_twice_in_one_term(bugs: &[&str]) -> (Sim, [String; 3], u64, bool, Result
         .into_iter()
         .filter(|(f, to, m)| *f == c && *to == l && is_vote_reply(m))
         .collect();
-    let [(_, _, Msg::VoteReply { term, granted, .. })] = answers.as_slice() else {
+    let [(_, _, Msg::VoteReply(VoteReply { term, granted, .. }))] = answers.as_slice() else {
         panic!("C answers L's vote request once: {answers:?}");
     };
     assert_eq!(*term, t + 1);
@@ -386,7 +386,7 @@ fn a_candidate_asks_again_for_votes_it_lost() {
     let asked = |sim: &Sim| {
         sim.in_flight()
             .iter()
-            .filter(|(from, to, m)| *from == a && *to == c && matches!(m, Msg::Vote { .. }))
+            .filter(|(from, to, m)| *from == a && *to == c && matches!(m, Msg::Vote(_)))
             .count()
     };
     assert_eq!(asked(&sim), 0, "the first request should have been dropped");

@@ -100,7 +100,7 @@ impl PaxosCore {
             }
             self.leader = Some(from.clone());
             self.leader_ballot = ballot;
-            self.promise_blocked_until = now + self.t.eto_min;
+            self.promise_blocked_until = now + self.timing.election_timeout_min;
             self.reset_takeover_timer(now);
         }
         self.leader_chosen = self.leader_chosen.max(chosen);
@@ -149,7 +149,10 @@ impl PaxosCore {
 
     /// Ask for missing chosen values at most once per heartbeat (the answer may be in flight).
     fn may_ask_gap(&mut self, now: Millis) -> bool {
-        if self.gap_asked.is_some_and(|t| now < t + self.t.heartbeat) {
+        if self
+            .gap_asked
+            .is_some_and(|t| now < t + self.timing.heartbeat)
+        {
             return false;
         }
         self.gap_asked = Some(now);
@@ -224,7 +227,10 @@ impl PaxosCore {
         if self.commit != 0 || !self.accepted.is_empty() || !self.chosen.is_empty() {
             return;
         }
-        if self.last_probe.is_some_and(|t| now < t + self.t.heartbeat) {
+        if self
+            .last_probe
+            .is_some_and(|t| now < t + self.timing.heartbeat)
+        {
             return;
         }
         self.last_probe = Some(now);

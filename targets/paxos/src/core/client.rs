@@ -69,7 +69,7 @@ impl PaxosCore {
     }
 
     pub(super) fn expire_forwards(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        for (token, id) in self.forwarded.expire(now, self.t.request) {
+        for (token, id) in self.forwarded.expire(now, self.timing.request) {
             self.answer(
                 Waiter::Local { token, id },
                 OpResult::forward_timeout(),

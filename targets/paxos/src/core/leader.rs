@@ -45,7 +45,7 @@ impl PaxosCore {
     /// Resend phase 1a every heartbeat to peers that have not promised (a request lost to a
     /// restarting peer must not cost a whole timeout).
     pub(super) fn resend_prepares(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        let hb = self.t.heartbeat;
+        let hb = self.timing.heartbeat;
         let peers = self.peers();
         let State::Preparing(p) = &mut self.state else {
             return;
@@ -380,7 +380,7 @@ impl PaxosCore {
     /// Send a lagging node the chosen values it lacks (or the snapshot, when they are folded
     /// into it), at most once per heartbeat unless it made progress.
     fn catch_up(&mut self, now: Millis, to: &str, out: &mut Outbox<Msg, Persist>) {
-        let (hb, max_batch) = (self.t.heartbeat, self.settings.max_batch as u64);
+        let (hb, max_batch) = (self.timing.heartbeat, self.settings.max_batch as u64);
         let (commit, snap_slot, applied) = (self.commit, self.snap_slot, self.applied);
         let State::Leader(l) = &mut self.state else {
             return;
@@ -428,13 +428,19 @@ impl PaxosCore {
     /// minimum takeover timeout less the drift margin: every acceptor that acknowledged it
     /// refuses to promise another node for the minimum timeout after it heard the round.
     fn update_lease(&mut self) {
-        let (q, eto_min, drift) = (self.quorum, self.t.eto_min, self.t.drift);
+        let (q, election_timeout_min, drift) = (
+            self.quorum,
+            self.timing.election_timeout_min,
+            self.timing.drift,
+        );
         let State::Leader(l) = &mut self.state else {
             return;
         };
         let acked = quorum_round(l, q);
         if let Some(&(_, start)) = l.round_starts.iter().rev().find(|(r, _)| *r <= acked) {
-            l.lease_until = l.lease_until.max((start + eto_min).saturating_sub(drift));
+            l.lease_until = l
+                .lease_until
+                .max((start + election_timeout_min).saturating_sub(drift));
         }
     }
 
@@ -469,20 +475,20 @@ impl PaxosCore {
     /// Leader work on a tick: step down without a quorum, time out requests, heartbeat and
     /// resend proposals that are not yet chosen.
     pub(super) fn tick_leader(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        let (quorum, eto_max, hb, req) = (
+        let (quorum, election_timeout_max, hb, req) = (
             self.quorum,
-            self.t.eto_max,
-            self.t.heartbeat,
-            self.t.request,
+            self.timing.election_timeout_max,
+            self.timing.heartbeat,
+            self.timing.request,
         );
         let State::Leader(l) = &mut self.state else {
             return;
         };
-        if now >= l.since + eto_max {
+        if now >= l.since + election_timeout_max {
             let mut acks: Vec<Millis> = l.peers.values().map(|p| p.last_ack).collect();
             acks.sort_unstable_by(|a, b| b.cmp(a));
             let heard = if quorum <= 1 { now } else { acks[quorum - 2] };
-            if now.saturating_sub(heard) >= eto_max {
+            if now.saturating_sub(heard) >= election_timeout_max {
                 tracing::warn!(node = %self.id, ballot = %l.ballot, "no quorum heard within the takeover timeout; stepping down");
                 self.step_down(out);
                 self.reset_takeover_timer(now);
@@ -525,7 +531,7 @@ impl PaxosCore {
     /// Resend proposals older than a heartbeat to the followers that have not accepted them
     /// (runs of consecutive slots, `max_batch` values a message, [`RESEND_MAX`] a follower).
     fn resend(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        let (hb, max_batch) = (self.t.heartbeat, self.settings.max_batch as u64);
+        let (hb, max_batch) = (self.timing.heartbeat, self.settings.max_batch as u64);
         let commit = self.commit;
         let peers: Vec<(String, u64)> = self
             .peers()

@@ -54,8 +54,8 @@ pub(crate) struct Bugs {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timing {
     pub heartbeat: Millis,
-    pub eto_min: Millis,
-    pub eto_max: Millis,
+    pub election_timeout_min: Millis,
+    pub election_timeout_max: Millis,
     pub drift: Millis,
     pub request: Millis,
 }
@@ -163,7 +163,7 @@ pub struct PaxosCore {
     pub(crate) me: u32,
     pub(crate) quorum: usize,
     pub(crate) settings: Settings,
-    pub(crate) t: Timing,
+    pub(crate) timing: Timing,
     pub(crate) bugs: Bugs,
     pub(crate) rng: ChaCha8Rng,
     pub(crate) meta: Meta,
@@ -221,10 +221,11 @@ impl PaxosCore {
             stale_local_reads: has(BUG_STALE_LOCAL_READS),
             accept_lower_ballot: has(BUG_ACCEPT_LOWER_BALLOT),
         };
-        let t = Timing {
+        let timing = Timing {
             heartbeat: ms(settings.heartbeat).max(1),
-            eto_min: ms(settings.election_timeout[0]).max(2),
-            eto_max: ms(settings.election_timeout[1]).max(ms(settings.election_timeout[0]).max(2)),
+            election_timeout_min: ms(settings.election_timeout[0]).max(2),
+            election_timeout_max: ms(settings.election_timeout[1])
+                .max(ms(settings.election_timeout[0]).max(2)),
             drift: ms(settings.clock_drift),
             request: ms(settings.request_timeout).max(1),
         };
@@ -243,7 +244,7 @@ impl PaxosCore {
             me,
             quorum,
             settings,
-            t,
+            timing,
             bugs,
             rng,
             max_round: recovered.meta.promised.round,
@@ -351,8 +352,9 @@ impl PaxosCore {
     }
 
     pub(crate) fn reset_takeover_timer(&mut self, now: Millis) {
-        let span = self.t.eto_max - self.t.eto_min;
-        self.takeover_deadline = now + self.t.eto_min + self.rng.gen_range(0..=span);
+        let span = self.timing.election_timeout_max - self.timing.election_timeout_min;
+        self.takeover_deadline =
+            now + self.timing.election_timeout_min + self.rng.gen_range(0..=span);
     }
 
     /// Leave the leader or preparing role. Writes waiting to be chosen may still be chosen
@@ -589,7 +591,7 @@ impl PaxosCore {
         self.booted = true;
         // After a restart this node may have acknowledged a leader's lease just before it
         // died: refuse promises to others for one minimum timeout, as if it had just heard it.
-        self.promise_blocked_until = now + self.t.eto_min;
+        self.promise_blocked_until = now + self.timing.election_timeout_min;
         self.reset_takeover_timer(now);
         if !self.meta.acceptor && self.nodes.len() == 1 {
             self.meta.acceptor = true;

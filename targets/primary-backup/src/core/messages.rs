@@ -166,7 +166,7 @@ impl PbCore {
                         (p.change.is_none(), Some(self.view_members.clone()), false)
                     }
                     State::Backup => (
-                        now.saturating_sub(self.last_heartbeat) < self.t.takeover,
+                        now.saturating_sub(self.last_heartbeat) < self.timing.takeover,
                         self.confirmed.then(|| self.view_members.clone()),
                         false,
                     ),

@@ -149,7 +149,7 @@ pub struct PbCore {
     nodes: Vec<String>,
     rank: usize,
     settings: Settings,
-    t: Timing,
+    timing: Timing,
     bugs: Bugs,
     seen_view: u64,
     /// The view whose NewView state this node installed (or started, as primary); 0: none
@@ -191,7 +191,7 @@ impl PbCore {
     ) -> Self {
         let rank = nodes.iter().position(|n| n == id).unwrap_or(0);
         let lease = ms(settings.lease_duration());
-        let t = Timing {
+        let timing = Timing {
             heartbeat: ms(settings.heartbeat).max(1),
             takeover: ms(settings.takeover_timeout).max(2),
             round: ms(settings.takeover_timeout).max(1),
@@ -220,7 +220,7 @@ impl PbCore {
             nodes,
             rank,
             settings,
-            t,
+            timing,
             bugs,
             seen_view: recovered.seen_view,
             installed_view: 0,
@@ -394,7 +394,7 @@ impl PbCore {
     fn on_tick(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
         let stalled = self
             .last_tick
-            .is_some_and(|t| now.saturating_sub(t) > self.t.stall);
+            .is_some_and(|t| now.saturating_sub(t) > self.timing.stall);
         self.last_tick = Some(now);
         if stalled {
             // We were paused or starved: give peers a fresh timeout before judging them, so a
@@ -413,7 +413,7 @@ impl PbCore {
             State::Primary(_) => self.tick_primary(now, out),
             State::Backup => {
                 if let Some(rank) = self.takeover_rank() {
-                    let wait = self.t.takeover + rank as u64 * self.t.takeover / 2;
+                    let wait = self.timing.takeover + rank as u64 * self.timing.takeover / 2;
                     if now.saturating_sub(self.last_heartbeat) > wait {
                         self.become_candidate(now, false);
                         self.tick_candidate(now, out);

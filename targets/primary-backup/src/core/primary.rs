@@ -84,7 +84,7 @@ impl PbCore {
             return;
         };
         let Some(change) = &p.change else { return };
-        if change.acked.len() < change.targets.len() && now < change.started + self.t.round {
+        if change.acked.len() < change.targets.len() && now < change.started + self.timing.round {
             return;
         }
         let Some(change) = p.change.take() else {
@@ -118,7 +118,7 @@ impl PbCore {
         }
         p.last_change_end = now;
         p.rounds.clear();
-        p.lease_until = change.started + self.t.lease.saturating_sub(self.t.drift);
+        p.lease_until = change.started + self.timing.lease.saturating_sub(self.timing.drift);
         p.last_hb = None;
         let mut view_members = vec![self.id.clone()];
         view_members.extend(p.members.iter().cloned());
@@ -149,7 +149,7 @@ impl PbCore {
         if p.members.is_empty() {
             p.lease_until = p
                 .lease_until
-                .max(now + self.t.lease.saturating_sub(self.t.drift));
+                .max(now + self.timing.lease.saturating_sub(self.timing.drift));
         }
         let msg = Msg::Heartbeat {
             view: self.seen_view,
@@ -179,7 +179,7 @@ impl PbCore {
         if let Some(&(_, sent)) = p.rounds.iter().find(|(r, _)| *r == round) {
             p.lease_until = p
                 .lease_until
-                .max(sent + self.t.lease.saturating_sub(self.t.drift));
+                .max(sent + self.timing.lease.saturating_sub(self.timing.drift));
         }
     }
 
@@ -246,14 +246,14 @@ impl PbCore {
     }
 
     pub(super) fn tick_primary(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        let t = self.t;
+        let timing = self.timing;
         let State::Primary(p) = &mut self.state else {
             return;
         };
         while p
             .pending
             .front()
-            .is_some_and(|w| now >= w.at + t.replication)
+            .is_some_and(|w| now >= w.at + timing.replication)
         {
             if let Some(w) = p.pending.pop_front() {
                 out.reply(
@@ -266,7 +266,7 @@ impl PbCore {
         while p
             .deferred
             .front()
-            .is_some_and(|(_, _, at)| now >= at + t.replication)
+            .is_some_and(|(_, _, at)| now >= at + timing.replication)
         {
             if let Some((token, req, _)) = p.deferred.pop_front() {
                 out.reply(
@@ -281,29 +281,31 @@ impl PbCore {
             return;
         }
         for g in p.progress.values_mut() {
-            if g.matched < g.sent && now.saturating_sub(g.last_progress) > 2 * t.heartbeat {
+            if g.matched < g.sent && now.saturating_sub(g.last_progress) > 2 * timing.heartbeat {
                 g.sent = g.matched;
                 g.last_progress = now;
             }
         }
         p.joiners
-            .retain(|_, at| now.saturating_sub(*at) <= t.takeover);
+            .retain(|_, at| now.saturating_sub(*at) <= timing.takeover);
         p.snubbed
-            .retain(|_, at| now.saturating_sub(*at) <= 5 * t.takeover);
+            .retain(|_, at| now.saturating_sub(*at) <= 5 * timing.takeover);
         let snubbed = &p.snubbed;
         p.joiners.retain(|j, _| !snubbed.contains_key(j));
         let members = &p.members;
-        p.progress
-            .retain(|id, g| members.contains(id) || now.saturating_sub(g.last_ack) <= t.takeover);
+        p.progress.retain(|id, g| {
+            members.contains(id) || now.saturating_sub(g.last_ack) <= timing.takeover
+        });
         let dead: Vec<String> = p
             .members
             .iter()
             .filter(|m| {
-                !matches!(p.progress.get(*m), Some(g) if now.saturating_sub(g.last_ack) <= t.takeover)
+                !matches!(p.progress.get(*m), Some(g) if now.saturating_sub(g.last_ack) <= timing.takeover)
             })
             .cloned()
             .collect();
-        let join = !p.joiners.is_empty() && now.saturating_sub(p.last_change_end) >= t.heartbeat;
+        let join =
+            !p.joiners.is_empty() && now.saturating_sub(p.last_change_end) >= timing.heartbeat;
         if !dead.is_empty() || join {
             let mut targets: BTreeSet<String> = p
                 .members
@@ -318,7 +320,7 @@ impl PbCore {
             self.start_view_change(now, targets, out);
             return;
         }
-        if !matches!(p.last_hb, Some(at) if now.saturating_sub(at) < t.heartbeat) {
+        if !matches!(p.last_hb, Some(at) if now.saturating_sub(at) < timing.heartbeat) {
             self.heartbeat(now, out);
         }
         self.flush_primary(now, out, true);

@@ -32,14 +32,14 @@ impl PbCore {
     }
 
     pub(super) fn tick_candidate(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        let t = self.t;
+        let timing = self.timing;
         let seen = self.seen_view;
         let old_primary = self.owner(seen).map(str::to_owned);
         let others: Vec<String> = self.others().cloned().collect();
         let State::Candidate(c) = &mut self.state else {
             return;
         };
-        if !matches!(c.last_probe, Some(at) if now.saturating_sub(at) < t.heartbeat) {
+        if !matches!(c.last_probe, Some(at) if now.saturating_sub(at) < timing.heartbeat) {
             c.last_probe = Some(now);
             for n in &others {
                 out.send(
@@ -71,7 +71,7 @@ impl PbCore {
         }
         let expected = others.iter().filter(|n| Some(*n) != old_primary.as_ref());
         let all_in = expected.clone().all(|n| c.answers.contains_key(n));
-        if !all_in && now < c.started + t.round {
+        if !all_in && now < c.started + timing.round {
             return;
         }
         let answers = std::mem::take(&mut c.answers);
