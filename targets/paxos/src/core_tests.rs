@@ -3,7 +3,7 @@
 
 use faultline_protocol::{Op, Role};
 
-use crate::msg::{Msg, Value};
+use crate::msg::{Accept, Msg, Nack, Value};
 use crate::settings::{ReadMode, Settings};
 use crate::sim::Sim;
 use crate::storage::MemDisk;
@@ -331,24 +331,24 @@ fn a_lower_ballot_is_refused_with_the_promise() {
         &f,
         faultline_replica::Input::Peer {
             from: leader.clone(),
-            msg: Msg::Accept {
+            msg: Msg::Accept(Accept {
                 ballot: low,
                 first: 1,
                 values: vec![Value::Noop],
                 chosen: 0,
                 last: 1,
                 round: 0,
-            },
+            }),
         },
     )
     .unwrap();
     let nack = sim.in_flight().into_iter().any(|(from, to, m)| {
         from == f
             && to == leader
-            && m == Msg::Nack {
+            && m == Msg::Nack(Nack {
                 ballot: low,
                 promised,
-            }
+            })
     });
     assert!(nack, "no nack for a lower ballot");
 }

@@ -3,7 +3,16 @@
 //! heartbeats, retransmission, catch-up of lagging nodes, the leader lease and stepping down
 //! when no quorum answers.
 
-use super::*;
+use std::collections::{BTreeMap, VecDeque};
+
+use faultline_replica::forward::{failure, ForwardingCore};
+use faultline_replica::{ForwardsSeen, KvState, Millis, Outbox};
+
+use super::{Leader, PaxosCore, Peer, Preparing, Proposal, State};
+use crate::msg::{
+    Accept, Accepted, Ballot, CatchUpSnapshot, FailKind, Learn, Msg, Nack, Persist, Prepare,
+    Promise, Reported, Value,
+};
 
 /// Heartbeat rounds remembered for leases.
 const ROUNDS_KEPT: usize = 256;
@@ -36,8 +45,12 @@ impl PaxosCore {
         let (reported, snapshot) = self.report(from);
         merge(&mut p, self.id.clone(), reported, snapshot);
         self.state = State::Preparing(Box::new(p));
+        let prepare = Prepare {
+            ballot,
+            from_slot: from,
+        };
         for peer in self.peers() {
-            out.send(peer, Msg::Prepare { ballot, from });
+            out.send(peer, Msg::Prepare(prepare.clone()));
         }
         self.maybe_lead(now, out);
     }
@@ -56,13 +69,11 @@ impl PaxosCore {
         p.sent = now;
         for peer in peers {
             if !p.promised.contains(&peer) {
-                out.send(
-                    peer,
-                    Msg::Prepare {
-                        ballot: p.ballot,
-                        from: p.from,
-                    },
-                );
+                let prepare = Prepare {
+                    ballot: p.ballot,
+                    from_slot: p.from,
+                };
+                out.send(peer, Msg::Prepare(prepare));
             }
         }
     }
@@ -71,28 +82,21 @@ impl PaxosCore {
         &mut self,
         now: Millis,
         from: String,
-        ballot: Ballot,
-        reported: Vec<Reported>,
-        snapshot: Option<(u64, KvState)>,
+        promise: Promise,
         out: &mut Outbox<Msg, Persist>,
     ) {
         let State::Preparing(p) = &mut self.state else {
             return;
         };
-        if p.ballot != ballot || p.promised.contains(&from) {
+        if p.ballot != promise.ballot || p.promised.contains(&from) {
             return;
         }
-        merge(p, from, reported, snapshot);
+        merge(p, from, promise.reported, promise.snapshot);
         self.maybe_lead(now, out);
     }
 
-    pub(super) fn on_nack(
-        &mut self,
-        now: Millis,
-        ballot: Ballot,
-        promised: Ballot,
-        out: &mut Outbox<Msg, Persist>,
-    ) {
+    pub(super) fn on_nack(&mut self, now: Millis, nack: Nack, out: &mut Outbox<Msg, Persist>) {
+        let Nack { ballot, promised } = nack;
         self.max_round = self.max_round.max(promised.round);
         if promised <= ballot || ballot != self.ballot() {
             return;
@@ -271,37 +275,37 @@ impl PaxosCore {
                         .unwrap_or(Value::Noop)
                 })
                 .collect();
+            let accept = Accept {
+                ballot: l.ballot,
+                first: slot,
+                values,
+                chosen: commit,
+                last,
+                round: l.round,
+            };
             for peer in &peers {
-                out.send(
-                    peer.clone(),
-                    Msg::Accept {
-                        ballot: l.ballot,
-                        first: slot,
-                        values: values.clone(),
-                        chosen: commit,
-                        last,
-                        round: l.round,
-                    },
-                );
+                out.send(peer.clone(), Msg::Accept(accept.clone()));
             }
             slot = end;
         }
         l.unsent = l.next_slot;
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn on_accepted(
         &mut self,
         now: Millis,
         from: String,
-        ballot: Ballot,
-        first: u64,
-        count: u64,
-        chosen: u64,
-        gap: bool,
-        round: u64,
+        accepted: Accepted,
         out: &mut Outbox<Msg, Persist>,
     ) {
+        let Accepted {
+            ballot,
+            first,
+            count,
+            chosen,
+            gap,
+            round,
+        } = accepted;
         let bit = self.bit(&from);
         let State::Leader(l) = &mut self.state else {
             return;
@@ -399,14 +403,12 @@ impl PaxosCore {
         }
         peer.catch_up = Some((now, peer.chosen));
         if peer.chosen < snap_slot {
-            out.send(
-                to.to_owned(),
-                Msg::Snapshot {
-                    ballot,
-                    slot: applied,
-                    state: self.kv.clone(),
-                },
-            );
+            let snapshot = CatchUpSnapshot {
+                ballot,
+                slot: applied,
+                state: self.kv.clone(),
+            };
+            out.send(to, Msg::Snapshot(snapshot));
             return;
         }
         let first = peer.chosen + 1;
@@ -414,14 +416,12 @@ impl PaxosCore {
         let values: Vec<Value> = (first..=end)
             .map_while(|s| self.chosen.get(&s).cloned())
             .collect();
-        out.send(
-            to.to_owned(),
-            Msg::Learn {
-                ballot,
-                first,
-                values,
-            },
-        );
+        let learn = Learn {
+            ballot,
+            first,
+            values,
+        };
+        out.send(to, Msg::Learn(learn));
     }
 
     /// The lease runs from the start of the newest round a quorum acknowledged, for the
@@ -458,17 +458,15 @@ impl PaxosCore {
         }
         l.last_heartbeat = now;
         for peer in peers {
-            out.send(
-                peer,
-                Msg::Accept {
-                    ballot: l.ballot,
-                    first: l.next_slot,
-                    values: Vec::new(),
-                    chosen: commit,
-                    last: l.next_slot - 1,
-                    round: l.round,
-                },
-            );
+            let heartbeat = Accept {
+                ballot: l.ballot,
+                first: l.next_slot,
+                values: Vec::new(),
+                chosen: commit,
+                last: l.next_slot - 1,
+                round: l.round,
+            };
+            out.send(peer, Msg::Accept(heartbeat));
         }
     }
 
@@ -512,15 +510,7 @@ impl PaxosCore {
             } else {
                 "not chosen within request_timeout"
             };
-            self.answer(
-                w,
-                OpResult::Fail {
-                    kind: FailKind::Timeout,
-                    leader: None,
-                    message: message.into(),
-                },
-                out,
-            );
+            self.answer(w, failure(FailKind::Timeout, message), out);
         }
         if beat {
             self.heartbeat(now, out);
@@ -566,17 +556,15 @@ impl PaxosCore {
                 }
             }
             for (first, values) in runs {
-                out.send(
-                    peer.clone(),
-                    Msg::Accept {
-                        ballot: l.ballot,
-                        first,
-                        values,
-                        chosen: commit,
-                        last,
-                        round: l.round,
-                    },
-                );
+                let accept = Accept {
+                    ballot: l.ballot,
+                    first,
+                    values,
+                    chosen: commit,
+                    last,
+                    round: l.round,
+                };
+                out.send(peer.clone(), Msg::Accept(accept));
             }
         }
         for slot in resent {

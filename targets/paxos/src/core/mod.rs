@@ -13,13 +13,12 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use faultline_protocol::{Role, Status};
-use faultline_replica::{
-    Applied, ClientToken, Core, Forwarded, ForwardsSeen, Input, KvState, Millis, Outbox,
-};
+use faultline_replica::forward::{applied_result, failure, ForwardingCore, Waiter};
+use faultline_replica::{Core, Forwarded, ForwardsSeen, Input, KvState, Millis, Outbox};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::msg::{Ballot, FailKind, Meta, Msg, OpResult, Persist, Reported, Value};
+use crate::msg::{Ballot, FailKind, Meta, Msg, OpResult, Persist, ProbeReply, Reported, Value};
 use crate::settings::Settings;
 use crate::storage::Recovered;
 
@@ -58,13 +57,6 @@ pub(crate) struct Timing {
     pub election_timeout_max: Millis,
     pub drift: Millis,
     pub request: Millis,
-}
-
-/// Who waits for the outcome of a client operation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Waiter {
-    Local { token: ClientToken, id: u64 },
-    Remote { from: String, fid: u64 },
 }
 
 #[derive(Debug)]
@@ -365,17 +357,12 @@ impl PaxosCore {
             tracing::info!(node = %self.id, ballot = %l.ballot, pending = l.pending.len(), "stepping down as leader");
             for (_, p) in l.pending {
                 let result = if p.read {
-                    OpResult::Fail {
-                        kind: FailKind::NotLeader,
-                        leader: None,
-                        message: "leader stepped down".into(),
-                    }
+                    failure(FailKind::NotLeader, "leader stepped down")
                 } else {
-                    OpResult::Fail {
-                        kind: FailKind::Timeout,
-                        leader: None,
-                        message: "leader stepped down before the write was chosen".into(),
-                    }
+                    failure(
+                        FailKind::Timeout,
+                        "leader stepped down before the write was chosen",
+                    )
                 };
                 self.answer(p.waiter, result, out);
             }
@@ -463,20 +450,7 @@ impl PaxosCore {
             };
             let (result, tag) = match value {
                 Value::Noop => (None, None),
-                Value::Cmd { cmd, tag } => {
-                    let r = match self.kv.apply(cmd) {
-                        Applied::Done => OpResult::Done,
-                        Applied::CasMismatch { current } => OpResult::Fail {
-                            kind: FailKind::CasMismatch,
-                            leader: None,
-                            message: format!(
-                                "current value is {}",
-                                current.map_or_else(|| "null".to_owned(), |v| v.to_string())
-                            ),
-                        },
-                    };
-                    (Some(r), Some(*tag))
-                }
+                Value::Cmd { cmd, tag } => (Some(applied_result(self.kv.apply(cmd))), Some(*tag)),
                 Value::Read { key, tag } => (Some(OpResult::Value(self.kv.read(key))), Some(*tag)),
             };
             self.applied = slot;
@@ -489,11 +463,10 @@ impl PaxosCore {
                     (Some(r), Some(t)) if t == p.tag => r,
                     // Another value took the slot: this proposal had no effect here, but the
                     // client cannot be told it never will (indefinite).
-                    _ => OpResult::Fail {
-                        kind: FailKind::Timeout,
-                        leader: None,
-                        message: "another value was chosen in the proposal's slot".into(),
-                    },
+                    _ => failure(
+                        FailKind::Timeout,
+                        "another value was chosen in the proposal's slot",
+                    ),
                 };
                 self.answer(p.waiter, r, out);
             }
@@ -645,56 +618,27 @@ impl Core for PaxosCore {
 impl PaxosCore {
     fn on_peer(&mut self, now: Millis, from: String, msg: Msg, out: &mut Outbox<Msg, Persist>) {
         match msg {
-            Msg::Prepare { ballot, from: slot } => self.on_prepare(now, from, ballot, slot, out),
-            Msg::Promise {
-                ballot,
-                from: _,
-                reported,
-                snapshot,
-            } => self.on_promise(now, from, ballot, reported, snapshot, out),
-            Msg::Nack { ballot, promised } => self.on_nack(now, ballot, promised, out),
-            Msg::Accept {
-                ballot,
-                first,
-                values,
-                chosen,
-                last,
-                round,
-            } => self.on_accept(now, from, ballot, first, values, chosen, last, round, out),
-            Msg::Accepted {
-                ballot,
-                first,
-                count,
-                chosen,
-                gap,
-                round,
-            } => self.on_accepted(now, from, ballot, first, count, chosen, gap, round, out),
-            Msg::Learn {
-                ballot,
-                first,
-                values,
-            } => self.on_learn(now, from, ballot, first, values, out),
-            Msg::Snapshot {
-                ballot,
-                slot,
-                state,
-            } => self.on_snapshot(now, from, ballot, slot, state, out),
-            Msg::Forward { inc, fid, op } => self.on_forward(now, from, inc, fid, op, out),
-            Msg::ForwardReply { fid, result } => self.on_forward_reply(fid, result, out),
+            Msg::Prepare(prepare) => self.on_prepare(now, from, prepare, out),
+            Msg::Promise(promise) => self.on_promise(now, from, promise, out),
+            Msg::Nack(nack) => self.on_nack(now, nack, out),
+            Msg::Accept(accept) => self.on_accept(now, from, accept, out),
+            Msg::Accepted(accepted) => self.on_accepted(now, from, accepted, out),
+            Msg::Learn(learn) => self.on_learn(now, from, learn, out),
+            Msg::Snapshot(snapshot) => self.on_snapshot(now, from, snapshot, out),
+            Msg::Forward(forward) => self.on_forward(now, from, forward, out),
+            Msg::ForwardReply(reply) => self.on_forward_reply(reply, out),
             Msg::Probe => {
                 let empty = self.commit == 0
                     && self.accepted.is_empty()
                     && self.chosen.is_empty()
                     && self.snap_slot == 0;
-                out.send(
-                    from,
-                    Msg::ProbeReply {
-                        promised: self.meta.promised,
-                        empty,
-                    },
-                );
+                let reply = ProbeReply {
+                    promised: self.meta.promised,
+                    empty,
+                };
+                out.send(from, Msg::ProbeReply(reply));
             }
-            Msg::ProbeReply { promised, empty } => self.on_probe_reply(from, promised, empty, out),
+            Msg::ProbeReply(reply) => self.on_probe_reply(from, reply, out),
         }
     }
 }
