@@ -3,7 +3,7 @@
 
 use faultline_protocol::{ErrorCode, Op, Role};
 
-use crate::msg::Msg;
+use crate::msg::{Msg, Reject};
 use crate::settings::{Replication, Settings};
 use crate::sim::Sim;
 
@@ -171,7 +171,7 @@ fn primary_fenced_by_a_newer_view_fails_pending_writes_indefinitely() {
     let pending = sim.request("n1", write("a", 1));
     sim.run_for(10);
     assert_eq!(sim.reply(pending), None);
-    sim.deliver("n1", "n2", Msg::Reject { view: 2 });
+    sim.deliver("n1", "n2", Msg::Reject(Reject { view: 2 }));
     let err = sim.reply(pending).unwrap().error.clone().unwrap();
     assert_eq!(err.code, ErrorCode::Timeout);
     assert!(!err.definite, "the write may have reached a backup");

@@ -7,10 +7,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use faultline_protocol::{ErrorCode, Op, Request, Response, Role, Status};
+use faultline_protocol::{ErrorCode, Request, Response, Role, Status};
+use faultline_replica::forward::value_text;
 use faultline_replica::{Applied, ClientToken, Command, Core, Input, KvState, Millis, Outbox};
 
-use crate::msg::{Entry, Msg, Persist};
+use crate::msg::{Entry, Msg, Persist, ProbeReply};
 use crate::settings::{Replication, Settings};
 
 mod messages;
@@ -102,20 +103,12 @@ struct Primary {
     last_change_end: Millis,
 }
 
-#[derive(Debug, Clone)]
-struct ProbeAnswer {
-    view: u64,
-    primary_alive: bool,
-    members: Option<Vec<String>>,
-    candidate: bool,
-}
-
 #[derive(Debug)]
 struct Candidate {
     nonce: u64,
     started: Millis,
     last_probe: Option<Millis>,
-    answers: BTreeMap<String, ProbeAnswer>,
+    answers: BTreeMap<String, ProbeReply>,
     /// First start of a fresh cluster: become primary of view 1 once every node answered with
     /// view 0.
     bootstrap: bool,
@@ -342,7 +335,7 @@ impl PbCore {
                                 w.id,
                                 ErrorCode::CasMismatch,
                             )
-                            .with_message(format!("current value is {}", fmt_value(current))),
+                            .with_message(format!("current value is {}", value_text(current))),
                         };
                         out.reply(w.token, resp);
                     }
@@ -482,10 +475,6 @@ impl Core for PbCore {
             self.settings.replication == Replication::Sync && !self.bugs.ack_before_replicate;
         self.flush_primary(now, out, eager);
     }
-}
-
-fn fmt_value(v: Option<i64>) -> String {
-    v.map_or_else(|| "null".to_owned(), |v| v.to_string())
 }
 
 #[cfg(test)]

@@ -1,7 +1,14 @@
 //! The primary's side: starting views, heartbeats and leases, client requests, shipping
 //! entries to backups and committing them.
 
-use super::*;
+use std::collections::{BTreeSet, VecDeque};
+
+use faultline_protocol::{ErrorCode, Op, Request, Response};
+use faultline_replica::{ClientToken, Command, Millis, Outbox};
+
+use super::{PbCore, Pending, Primary, Progress, State, ViewChange, MAX_APPEND};
+use crate::msg::{Append, Entry, Heartbeat, Msg, NewView, Persist};
+use crate::settings::Replication;
 
 impl Primary {
     /// Start catching up a node that holds a prefix of this view's log (it installed this
@@ -56,15 +63,13 @@ impl PbCore {
         members.extend(targets.iter().cloned());
         tracing::info!(node = %self.id, view, index, targets = ?targets, "starting view");
         for t in &targets {
-            out.send(
-                t.clone(),
-                Msg::NewView {
-                    view,
-                    members: members.clone(),
-                    index,
-                    state: state.clone(),
-                },
-            );
+            let new_view = NewView {
+                view,
+                members: members.clone(),
+                index,
+                state: state.clone(),
+            };
+            out.send(t.clone(), Msg::NewView(new_view));
         }
         self.view_members = members;
         if let State::Primary(p) = &mut self.state {
@@ -151,13 +156,13 @@ impl PbCore {
                 .lease_until
                 .max(now + self.timing.lease.saturating_sub(self.timing.drift));
         }
-        let msg = Msg::Heartbeat {
+        let msg = Msg::Heartbeat(Heartbeat {
             view: self.seen_view,
             members: self.view_members.clone(),
             commit,
             last,
             round: p.round,
-        };
+        });
         for n in self.nodes.iter().filter(|n| **n != self.id) {
             out.send(n.clone(), msg.clone());
         }
@@ -369,15 +374,13 @@ impl PbCore {
                 let upto = last.min(g.sent + MAX_APPEND as u64);
                 let entries =
                     self.entries[(from - base - 1) as usize..(upto - base) as usize].to_vec();
-                out.send(
-                    m.clone(),
-                    Msg::Append {
-                        view,
-                        from,
-                        entries,
-                        commit: commit.max(commit0),
-                    },
-                );
+                let append = Append {
+                    view,
+                    first: from,
+                    entries,
+                    commit: commit.max(commit0),
+                };
+                out.send(m.clone(), Msg::Append(append));
                 g.sent = upto;
             }
         }

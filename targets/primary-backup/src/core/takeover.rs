@@ -1,6 +1,11 @@
 //! A backup's side of failover: when it may take over, and the probe round before it does.
 
-use super::*;
+use std::collections::BTreeMap;
+
+use faultline_replica::{Millis, Outbox};
+
+use super::{Candidate, PbCore, State};
+use crate::msg::{Msg, Persist, Probe};
 
 impl PbCore {
     pub(super) fn become_candidate(&mut self, now: Millis, bootstrap: bool) {
@@ -42,13 +47,11 @@ impl PbCore {
         if !matches!(c.last_probe, Some(at) if now.saturating_sub(at) < timing.heartbeat) {
             c.last_probe = Some(now);
             for n in &others {
-                out.send(
-                    n.clone(),
-                    Msg::Probe {
-                        view: seen,
-                        nonce: c.nonce,
-                    },
-                );
+                let probe = Probe {
+                    view: seen,
+                    nonce: c.nonce,
+                };
+                out.send(n.clone(), Msg::Probe(probe));
             }
         }
         if let Some(higher) = c
