@@ -2,6 +2,7 @@
 //! matters (fixed seed, 1 ms delays, explicit partitions and crashes).
 
 use faultline_protocol::{ErrorCode, Op, Role};
+use faultline_replica::testkit::core::{cas, read, write};
 
 use crate::msg::{Msg, Reject};
 use crate::settings::{Replication, Settings};
@@ -17,17 +18,6 @@ fn cluster(settings: Settings) -> Sim {
         assert_eq!(sim.role(n), Some(Role::Follower), "{n}");
     }
     sim
-}
-
-fn write(key: &str, value: i64) -> Op {
-    Op::Write {
-        key: key.into(),
-        value,
-    }
-}
-
-fn read(key: &str) -> Op {
-    Op::Read { key: key.into() }
 }
 
 #[test]
@@ -235,30 +225,9 @@ fn paused_primary_does_not_serve_stale_reads_with_a_lease() {
 #[test]
 fn cas_is_evaluated_in_log_order() {
     let mut sim = cluster(Settings::default());
-    let a = sim.request(
-        "n1",
-        Op::Cas {
-            key: "c".into(),
-            from: None,
-            to: 1,
-        },
-    );
-    let b = sim.request(
-        "n1",
-        Op::Cas {
-            key: "c".into(),
-            from: Some(1),
-            to: 2,
-        },
-    );
-    let c = sim.request(
-        "n1",
-        Op::Cas {
-            key: "c".into(),
-            from: Some(1),
-            to: 3,
-        },
-    );
+    let a = sim.request("n1", cas("c", None, 1));
+    let b = sim.request("n1", cas("c", Some(1), 2));
+    let c = sim.request("n1", cas("c", Some(1), 3));
     sim.run_for(20);
     assert!(sim.reply(a).unwrap().ok);
     assert!(sim.reply(b).unwrap().ok);

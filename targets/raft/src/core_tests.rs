@@ -1,7 +1,8 @@
 //! Scenario tests of the pure core, driven through the simulator with small fixed delays and
 //! explicit partitions and crashes. Every step still runs the simulator's safety checks.
 
-use faultline_protocol::{ErrorCode, Op, Role};
+use faultline_protocol::{ErrorCode, Role};
+use faultline_replica::testkit::core::{cas, others, read, write};
 use faultline_replica::{Input, Millis};
 
 use crate::msg::{Msg, Vote, VoteReply};
@@ -22,21 +23,6 @@ fn cluster(settings: Settings) -> (Sim, String) {
     (sim, leader)
 }
 
-fn write(key: &str, value: i64) -> Op {
-    Op::Write {
-        key: key.into(),
-        value,
-    }
-}
-
-fn read(key: &str) -> Op {
-    Op::Read { key: key.into() }
-}
-
-fn others(sim: &Sim, id: &str) -> Vec<String> {
-    sim.nodes.iter().filter(|n| *n != id).cloned().collect()
-}
-
 #[test]
 fn fresh_cluster_waits_for_every_node_before_electing() {
     let mut sim = Sim::new(3, 3, Settings::default(), &[]);
@@ -55,7 +41,7 @@ fn fresh_cluster_waits_for_every_node_before_electing() {
 #[test]
 fn write_is_acknowledged_only_once_a_quorum_has_it() {
     let (mut sim, leader) = cluster(Settings::default());
-    for f in others(&sim, &leader) {
+    for f in others(&sim.nodes, &leader) {
         sim.blocked.insert((leader.clone(), f));
     }
     let t = sim.request(&leader, write("a", 1)).unwrap();
@@ -153,7 +139,7 @@ fn lagging_follower_catches_up_from_a_snapshot() {
         ..Settings::default()
     };
     let (mut sim, leader) = cluster(settings);
-    let lagger = others(&sim, &leader)[0].clone();
+    let lagger = others(&sim.nodes, &leader)[0].clone();
     sim.crash(&lagger);
     for i in 0..100 {
         sim.request(&leader, write(&format!("k{}", i % 4), i))
@@ -178,7 +164,7 @@ fn node_with_an_empty_disk_votes_only_after_catching_up() {
         sim.request(&leader, write("a", i)).unwrap();
     }
     sim.run_for(50).unwrap();
-    let victim = others(&sim, &leader)[0].clone();
+    let victim = others(&sim.nodes, &leader)[0].clone();
     sim.crash(&victim);
     sim.disks.insert(victim.clone(), MemDisk::new(false));
     sim.start(&victim);
@@ -244,7 +230,7 @@ fn vote_twice_in_one_term(bugs: &[&str]) -> (Sim, [String; 3], u64, bool, Result
     sim.run_for(50).unwrap();
     assert!(writes.iter().all(|w| sim.reply(*w).is_some_and(|r| r.ok)));
     let t = sim.core(&l).unwrap().term();
-    let [a, c]: [String; 2] = others(&sim, &l).try_into().unwrap();
+    let [a, c]: [String; 2] = others(&sim.nodes, &l).try_into().unwrap();
 
     // 2. L crashes; A campaigns in t+1 (every election timeout has passed) and C elects it.
     sim.crash(&l);
@@ -348,23 +334,14 @@ fn followers_forward_writes_and_reads_to_the_leader() {
         ..Settings::default()
     };
     let (mut sim, leader) = cluster(settings);
-    let f = others(&sim, &leader)[0].clone();
+    let f = others(&sim.nodes, &leader)[0].clone();
     let w = sim.request(&f, write("x", 7)).unwrap();
     sim.run_for(30).unwrap();
     assert!(sim.reply(w).unwrap().ok, "{:?}", sim.reply(w));
     let r = sim.request(&f, read("x")).unwrap();
     sim.run_for(30).unwrap();
     assert_eq!(sim.reply(r).unwrap().value, Some(Some(7)));
-    let c = sim
-        .request(
-            &f,
-            Op::Cas {
-                key: "x".into(),
-                from: Some(1),
-                to: 2,
-            },
-        )
-        .unwrap();
+    let c = sim.request(&f, cas("x", Some(1), 2)).unwrap();
     sim.run_for(30).unwrap();
     assert_eq!(
         sim.reply(c).unwrap().error.as_ref().unwrap().code,
@@ -379,7 +356,7 @@ fn a_candidate_asks_again_for_votes_it_lost() {
     // whole election timeout for its next campaign.
     let (mut sim, leader) = cluster(Settings::default());
     sim.crash(&leader);
-    let [a, c] = <[String; 2]>::try_from(others(&sim, &leader)).unwrap();
+    let [a, c] = <[String; 2]>::try_from(others(&sim.nodes, &leader)).unwrap();
     sim.blocked.insert((a.clone(), c.clone()));
     sim.now += 400;
     sim.step(&a, Input::Tick).unwrap();
