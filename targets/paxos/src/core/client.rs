@@ -43,7 +43,7 @@ impl ForwardingCore for PaxosCore {
     }
 
     fn request_timeout(&self) -> Millis {
-        self.timing.request
+        self.timing.request_timeout
     }
 
     fn read_local(&self, key: &str) -> Option<i64> {

@@ -58,12 +58,12 @@ impl PaxosCore {
     /// Resend phase 1a every heartbeat to peers that have not promised (a request lost to a
     /// restarting peer must not cost a whole timeout).
     pub(super) fn resend_prepares(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        let hb = self.timing.heartbeat;
+        let heartbeat_interval = self.timing.heartbeat;
         let peers = self.peers();
         let State::Preparing(p) = &mut self.state else {
             return;
         };
-        if now < p.sent + hb {
+        if now < p.sent + heartbeat_interval {
             return;
         }
         p.sent = now;
@@ -384,7 +384,8 @@ impl PaxosCore {
     /// Send a lagging node the chosen values it lacks (or the snapshot, when they are folded
     /// into it), at most once per heartbeat unless it made progress.
     fn catch_up(&mut self, now: Millis, to: &str, out: &mut Outbox<Msg, Persist>) {
-        let (hb, max_batch) = (self.timing.heartbeat, self.settings.max_batch as u64);
+        let (heartbeat_interval, max_batch) =
+            (self.timing.heartbeat, self.settings.max_batch as u64);
         let (commit, snap_slot, applied) = (self.commit, self.snap_slot, self.applied);
         let State::Leader(l) = &mut self.state else {
             return;
@@ -397,7 +398,7 @@ impl PaxosCore {
             return;
         }
         if let Some((at, their)) = peer.catch_up {
-            if now < at + hb && peer.chosen <= their {
+            if now < at + heartbeat_interval && peer.chosen <= their {
                 return;
             }
         }
@@ -428,15 +429,15 @@ impl PaxosCore {
     /// minimum takeover timeout less the drift margin: every acceptor that acknowledged it
     /// refuses to promise another node for the minimum timeout after it heard the round.
     fn update_lease(&mut self) {
-        let (q, election_timeout_min, drift) = (
+        let (quorum, election_timeout_min, drift) = (
             self.quorum,
             self.timing.election_timeout_min,
-            self.timing.drift,
+            self.timing.clock_drift,
         );
         let State::Leader(l) = &mut self.state else {
             return;
         };
-        let acked = quorum_round(l, q);
+        let acked = quorum_round(l, quorum);
         if let Some(&(_, start)) = l.round_starts.iter().rev().find(|(r, _)| *r <= acked) {
             l.lease_until = l
                 .lease_until
@@ -473,11 +474,11 @@ impl PaxosCore {
     /// Leader work on a tick: step down without a quorum, time out requests, heartbeat and
     /// resend proposals that are not yet chosen.
     pub(super) fn tick_leader(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        let (quorum, election_timeout_max, hb, req) = (
+        let (quorum, election_timeout_max, heartbeat_interval, request_timeout) = (
             self.quorum,
             self.timing.election_timeout_max,
             self.timing.heartbeat,
-            self.timing.request,
+            self.timing.request_timeout,
         );
         let State::Leader(l) = &mut self.state else {
             return;
@@ -497,13 +498,13 @@ impl PaxosCore {
         // come first.
         let mut expired = Vec::new();
         while let Some(entry) = l.pending.first_entry() {
-            if now < entry.get().at + req {
+            if now < entry.get().at + request_timeout {
                 break;
             }
             let p = entry.remove();
             expired.push((p.waiter, p.read));
         }
-        let beat = now >= l.last_heartbeat + hb;
+        let beat = now >= l.last_heartbeat + heartbeat_interval;
         for (w, read) in expired {
             let message = if read {
                 "read not executed within request_timeout"
@@ -521,7 +522,8 @@ impl PaxosCore {
     /// Resend proposals older than a heartbeat to the followers that have not accepted them
     /// (runs of consecutive slots, `max_batch` values a message, [`RESEND_MAX`] a follower).
     fn resend(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        let (hb, max_batch) = (self.timing.heartbeat, self.settings.max_batch as u64);
+        let (heartbeat_interval, max_batch) =
+            (self.timing.heartbeat, self.settings.max_batch as u64);
         let commit = self.commit;
         let peers: Vec<(String, u64)> = self
             .peers()
@@ -541,7 +543,9 @@ impl PaxosCore {
             let due = l
                 .proposals
                 .iter()
-                .filter(|(s, p)| p.acks & bit == 0 && now >= p.sent_at + hb && **s < l.unsent)
+                .filter(|(s, p)| {
+                    p.acks & bit == 0 && now >= p.sent_at + heartbeat_interval && **s < l.unsent
+                })
                 .take(RESEND_MAX);
             for (&slot, p) in due {
                 resent.push(slot);

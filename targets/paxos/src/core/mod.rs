@@ -55,8 +55,8 @@ pub(crate) struct Timing {
     pub heartbeat: Millis,
     pub election_timeout_min: Millis,
     pub election_timeout_max: Millis,
-    pub drift: Millis,
-    pub request: Millis,
+    pub clock_drift: Millis,
+    pub request_timeout: Millis,
 }
 
 #[derive(Debug)]
@@ -218,8 +218,8 @@ impl PaxosCore {
             election_timeout_min: ms(settings.election_timeout[0]).max(2),
             election_timeout_max: ms(settings.election_timeout[1])
                 .max(ms(settings.election_timeout[0]).max(2)),
-            drift: ms(settings.clock_drift),
-            request: ms(settings.request_timeout).max(1),
+            clock_drift: ms(settings.clock_drift),
+            request_timeout: ms(settings.request_timeout).max(1),
         };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let incarnation = rng.gen::<u64>();

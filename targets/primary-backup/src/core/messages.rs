@@ -222,7 +222,7 @@ impl PbCore {
         let (primary_alive, members, candidate) = match &self.state {
             State::Primary(p) => (p.change.is_none(), Some(self.view_members.clone()), false),
             State::Backup => (
-                now.saturating_sub(self.last_heartbeat) < self.timing.takeover,
+                now.saturating_sub(self.last_heartbeat) < self.timing.takeover_timeout,
                 self.confirmed.then(|| self.view_members.clone()),
                 false,
             ),

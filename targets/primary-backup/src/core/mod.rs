@@ -50,11 +50,13 @@ struct Bugs {
 #[derive(Debug, Clone, Copy)]
 struct Timing {
     heartbeat: Millis,
-    takeover: Millis,
+    takeover_timeout: Millis,
+    /// How long a candidate waits for every node to answer its probe.
     round: Millis,
     lease: Millis,
-    drift: Millis,
-    replication: Millis,
+    clock_drift: Millis,
+    replication_timeout: Millis,
+    /// A gap between ticks longer than this means the node loop stalled.
     stall: Millis,
 }
 
@@ -95,7 +97,7 @@ struct Primary {
     round: u64,
     rounds: VecDeque<(u64, Millis)>,
     lease_until: Millis,
-    last_hb: Option<Millis>,
+    last_heartbeat_sent: Option<Millis>,
     joiners: BTreeMap<String, Millis>,
     /// Nodes invited to a view that did not ack in time, and when: not invited again for a
     /// while, so a half-reachable node cannot stall writes with back-to-back view changes.
@@ -186,11 +188,11 @@ impl PbCore {
         let lease = ms(settings.lease_duration());
         let timing = Timing {
             heartbeat: ms(settings.heartbeat).max(1),
-            takeover: ms(settings.takeover_timeout).max(2),
+            takeover_timeout: ms(settings.takeover_timeout).max(2),
             round: ms(settings.takeover_timeout).max(1),
             lease,
-            drift: ms(settings.clock_drift),
-            replication: ms(settings.replication_timeout).max(1),
+            clock_drift: ms(settings.clock_drift),
+            replication_timeout: ms(settings.replication_timeout).max(1),
             stall: (2 * ms(settings.heartbeat)).max(20),
         };
         let bugs = Bugs {
@@ -406,7 +408,8 @@ impl PbCore {
             State::Primary(_) => self.tick_primary(now, out),
             State::Backup => {
                 if let Some(rank) = self.takeover_rank() {
-                    let wait = self.timing.takeover + rank as u64 * self.timing.takeover / 2;
+                    let wait = self.timing.takeover_timeout
+                        + rank as u64 * self.timing.takeover_timeout / 2;
                     if now.saturating_sub(self.last_heartbeat) > wait {
                         self.become_candidate(now, false);
                         self.tick_candidate(now, out);

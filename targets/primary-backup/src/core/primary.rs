@@ -123,8 +123,8 @@ impl PbCore {
         }
         p.last_change_end = now;
         p.rounds.clear();
-        p.lease_until = change.started + self.timing.lease.saturating_sub(self.timing.drift);
-        p.last_hb = None;
+        p.lease_until = change.started + self.timing.lease.saturating_sub(self.timing.clock_drift);
+        p.last_heartbeat_sent = None;
         let mut view_members = vec![self.id.clone()];
         view_members.extend(p.members.iter().cloned());
         tracing::info!(node = %self.id, view = change.view, members = ?view_members, "view established");
@@ -150,11 +150,11 @@ impl PbCore {
         while p.rounds.len() > 64 {
             p.rounds.pop_front();
         }
-        p.last_hb = Some(now);
+        p.last_heartbeat_sent = Some(now);
         if p.members.is_empty() {
             p.lease_until = p
                 .lease_until
-                .max(now + self.timing.lease.saturating_sub(self.timing.drift));
+                .max(now + self.timing.lease.saturating_sub(self.timing.clock_drift));
         }
         let msg = Msg::Heartbeat(Heartbeat {
             view: self.seen_view,
@@ -184,7 +184,7 @@ impl PbCore {
         if let Some(&(_, sent)) = p.rounds.iter().find(|(r, _)| *r == round) {
             p.lease_until = p
                 .lease_until
-                .max(sent + self.timing.lease.saturating_sub(self.timing.drift));
+                .max(sent + self.timing.lease.saturating_sub(self.timing.clock_drift));
         }
     }
 
@@ -258,7 +258,7 @@ impl PbCore {
         while p
             .pending
             .front()
-            .is_some_and(|w| now >= w.at + timing.replication)
+            .is_some_and(|w| now >= w.at + timing.replication_timeout)
         {
             if let Some(w) = p.pending.pop_front() {
                 out.reply(
@@ -271,7 +271,7 @@ impl PbCore {
         while p
             .deferred
             .front()
-            .is_some_and(|(_, _, at)| now >= at + timing.replication)
+            .is_some_and(|(_, _, at)| now >= at + timing.replication_timeout)
         {
             if let Some((token, req, _)) = p.deferred.pop_front() {
                 out.reply(
@@ -292,20 +292,20 @@ impl PbCore {
             }
         }
         p.joiners
-            .retain(|_, at| now.saturating_sub(*at) <= timing.takeover);
+            .retain(|_, at| now.saturating_sub(*at) <= timing.takeover_timeout);
         p.snubbed
-            .retain(|_, at| now.saturating_sub(*at) <= 5 * timing.takeover);
+            .retain(|_, at| now.saturating_sub(*at) <= 5 * timing.takeover_timeout);
         let snubbed = &p.snubbed;
         p.joiners.retain(|j, _| !snubbed.contains_key(j));
         let members = &p.members;
         p.progress.retain(|id, g| {
-            members.contains(id) || now.saturating_sub(g.last_ack) <= timing.takeover
+            members.contains(id) || now.saturating_sub(g.last_ack) <= timing.takeover_timeout
         });
         let dead: Vec<String> = p
             .members
             .iter()
             .filter(|m| {
-                !matches!(p.progress.get(*m), Some(g) if now.saturating_sub(g.last_ack) <= timing.takeover)
+                !matches!(p.progress.get(*m), Some(g) if now.saturating_sub(g.last_ack) <= timing.takeover_timeout)
             })
             .cloned()
             .collect();
@@ -325,7 +325,7 @@ impl PbCore {
             self.start_view_change(now, targets, out);
             return;
         }
-        if !matches!(p.last_hb, Some(at) if now.saturating_sub(at) < timing.heartbeat) {
+        if !matches!(p.last_heartbeat_sent, Some(at) if now.saturating_sub(at) < timing.heartbeat) {
             self.heartbeat(now, out);
         }
         self.flush_primary(now, out, true);

@@ -45,7 +45,7 @@ impl ForwardingCore for RaftCore {
     }
 
     fn request_timeout(&self) -> Millis {
-        self.timing.request
+        self.timing.request_timeout
     }
 
     fn read_local(&self, key: &str) -> Option<i64> {
@@ -124,11 +124,11 @@ impl RaftCore {
     pub(crate) fn serve_reads(&mut self, out: &mut Outbox<Msg, Persist>) {
         let (commit, applied, term) = (self.commit, self.applied, self.hard.term);
         let committed_in_term = self.term_at(commit) == Some(term);
-        let q = self.quorum;
+        let quorum = self.quorum;
         let State::Leader(l) = &mut self.state else {
             return;
         };
-        let acked = quorum_round(l, q);
+        let acked = quorum_round(l, quorum);
         let mut ready = Vec::new();
         let mut keep = VecDeque::new();
         for mut r in std::mem::take(&mut l.reads) {

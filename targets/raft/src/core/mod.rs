@@ -59,8 +59,8 @@ pub(crate) struct Timing {
     pub heartbeat: Millis,
     pub election_timeout_min: Millis,
     pub election_timeout_max: Millis,
-    pub drift: Millis,
-    pub request: Millis,
+    pub clock_drift: Millis,
+    pub request_timeout: Millis,
 }
 
 #[derive(Debug)]
@@ -206,8 +206,8 @@ impl RaftCore {
             election_timeout_min: ms(settings.election_timeout[0]).max(2),
             election_timeout_max: ms(settings.election_timeout[1])
                 .max(ms(settings.election_timeout[0]).max(2)),
-            drift: ms(settings.clock_drift),
-            request: ms(settings.request_timeout).max(1),
+            clock_drift: ms(settings.clock_drift),
+            request_timeout: ms(settings.request_timeout).max(1),
         };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let incarnation = rng.gen::<u64>();
@@ -512,11 +512,11 @@ impl RaftCore {
     /// Leader work on a tick: heartbeats, CheckQuorum, request timeouts.
     fn tick_leader(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
         let quorum = self.quorum;
-        let (check_quorum, election_timeout_max, hb, req) = (
+        let (check_quorum, election_timeout_max, heartbeat_interval, request_timeout) = (
             self.settings.check_quorum,
             self.timing.election_timeout_max,
             self.timing.heartbeat,
-            self.timing.request,
+            self.timing.request_timeout,
         );
         let State::Leader(l) = &mut self.state else {
             return;
@@ -534,19 +534,23 @@ impl RaftCore {
         }
         let mut expired = Vec::new();
         l.pending.retain(|_, p| {
-            if now >= p.at + req {
+            if now >= p.at + request_timeout {
                 expired.push(p.waiter.clone());
                 false
             } else {
                 true
             }
         });
-        while l.reads.front().is_some_and(|r| now >= r.at + req) {
+        while l
+            .reads
+            .front()
+            .is_some_and(|r| now >= r.at + request_timeout)
+        {
             if let Some(r) = l.reads.pop_front() {
                 expired.push(r.waiter);
             }
         }
-        let beat = now >= l.last_heartbeat + hb;
+        let beat = now >= l.last_heartbeat + heartbeat_interval;
         for waiter in expired {
             let result = failure(FailKind::Timeout, "not committed within request_timeout");
             self.answer(waiter, result, out);

@@ -16,7 +16,7 @@ impl RaftCore {
         out: &mut Outbox<Msg, Persist>,
         heartbeat: bool,
     ) {
-        let (term, commit, last, snap_index, max_batch, hb) = (
+        let (term, commit, last, snap_index, max_batch, heartbeat_interval) = (
             self.hard.term,
             self.commit,
             self.last_index(),
@@ -43,7 +43,7 @@ impl RaftCore {
         for (peer, pr) in l.progress.iter_mut() {
             if pr.next <= snap_index {
                 // Compacted away: ship the applied state instead (small: a KV map).
-                if pr.probe_sent.is_none_or(|t| now >= t + hb) {
+                if pr.probe_sent.is_none_or(|t| now >= t + heartbeat_interval) {
                     pr.probe_sent = Some(now);
                     pr.mode = Mode::Probe;
                     pr.inflight.clear();
@@ -53,7 +53,7 @@ impl RaftCore {
             }
             match pr.mode {
                 Mode::Probe => {
-                    let due = pr.probe_sent.is_none_or(|t| now >= t + hb);
+                    let due = pr.probe_sent.is_none_or(|t| now >= t + heartbeat_interval);
                     if due || heartbeat {
                         pr.probe_sent = Some(now);
                         let n = (last + 1 - pr.next).min(max_batch as u64);
@@ -361,11 +361,11 @@ impl RaftCore {
         if lease_bug {
             let mut acks: Vec<Millis> = l.progress.values().map(|p| p.last_ack).collect();
             acks.sort_unstable_by(|a, b| b.cmp(a));
-            let q = self.quorum;
-            if q >= 2 {
+            let quorum = self.quorum;
+            if quorum >= 2 {
                 l.lease_until = l
                     .lease_until
-                    .max(acks[q - 2] + self.timing.election_timeout_max);
+                    .max(acks[quorum - 2] + self.timing.election_timeout_max);
             }
         } else {
             self.renew_lease();
@@ -381,12 +381,13 @@ impl RaftCore {
     /// elected before `round start + election_timeout[0]` (voters refuse votes that long after
     /// hearing from this leader); minus the clock-drift margin.
     pub(crate) fn renew_lease(&mut self) {
-        let q = self.quorum;
-        let (election_timeout_min, drift) = (self.timing.election_timeout_min, self.timing.drift);
+        let quorum = self.quorum;
+        let (election_timeout_min, drift) =
+            (self.timing.election_timeout_min, self.timing.clock_drift);
         let State::Leader(l) = &mut self.state else {
             return;
         };
-        let round = quorum_round(l, q);
+        let round = quorum_round(l, quorum);
         if let Some(&(_, at)) = l.round_starts.iter().find(|(r, _)| *r == round) {
             l.lease_until = l
                 .lease_until
