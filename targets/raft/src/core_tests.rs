@@ -379,3 +379,143 @@ fn a_candidate_asks_again_for_votes_it_lost() {
         "the request was not resent after a heartbeat"
     );
 }
+
+/// Messages became structs (`Msg::Vote(Vote)`) and the forwarding fields got full names;
+/// the bytes on the wire are those of the former struct variants with their short names.
+#[test]
+fn messages_encode_as_before_they_were_structs() {
+    use faultline_replica::codec::encode;
+    use faultline_replica::forward::{Forward, ForwardReply};
+    use faultline_replica::{Command, FwdOp, OpResult};
+    use serde::Serialize;
+
+    use crate::msg::{Append, Entry, EntryOp, ProbeReply};
+
+    /// The message enum as it was, variant for variant.
+    #[derive(Serialize)]
+    #[allow(dead_code)]
+    enum Before {
+        Vote {
+            term: u64,
+            pre: bool,
+            last_index: u64,
+            last_term: u64,
+        },
+        VoteReply {
+            term: u64,
+            pre: bool,
+            granted: bool,
+        },
+        Append {
+            term: u64,
+            prev_index: u64,
+            prev_term: u64,
+            entries: Vec<Entry>,
+            commit: u64,
+            last: u64,
+            round: u64,
+        },
+        AppendReply,
+        Snapshot,
+        Forward {
+            inc: u64,
+            fid: u64,
+            op: FwdOp,
+        },
+        ForwardReply {
+            fid: u64,
+            result: OpResult,
+        },
+        Probe,
+        ProbeReply {
+            term: u64,
+            last: u64,
+        },
+    }
+    let entries = vec![Entry {
+        term: 3,
+        op: EntryOp::Cmd(Command::Write {
+            key: "k".into(),
+            value: 7,
+        }),
+    }];
+    let op = FwdOp::Read { key: "k".into() };
+    let pairs = [
+        (
+            encode(&Msg::Vote(Vote {
+                term: 4,
+                pre: true,
+                last_index: 9,
+                last_term: 3,
+            })),
+            encode(&Before::Vote {
+                term: 4,
+                pre: true,
+                last_index: 9,
+                last_term: 3,
+            }),
+        ),
+        (
+            encode(&Msg::VoteReply(VoteReply {
+                term: 4,
+                pre: false,
+                granted: true,
+            })),
+            encode(&Before::VoteReply {
+                term: 4,
+                pre: false,
+                granted: true,
+            }),
+        ),
+        (
+            encode(&Msg::Append(Append {
+                term: 4,
+                prev_index: 8,
+                prev_term: 3,
+                entries: entries.clone(),
+                commit: 8,
+                last: 9,
+                round: 2,
+            })),
+            encode(&Before::Append {
+                term: 4,
+                prev_index: 8,
+                prev_term: 3,
+                entries,
+                commit: 8,
+                last: 9,
+                round: 2,
+            }),
+        ),
+        (
+            encode(&Msg::Forward(Forward {
+                incarnation: 11,
+                forward_id: 5,
+                op: op.clone(),
+            })),
+            encode(&Before::Forward {
+                inc: 11,
+                fid: 5,
+                op,
+            }),
+        ),
+        (
+            encode(&Msg::ForwardReply(ForwardReply {
+                forward_id: 5,
+                result: OpResult::Value(Some(1)),
+            })),
+            encode(&Before::ForwardReply {
+                fid: 5,
+                result: OpResult::Value(Some(1)),
+            }),
+        ),
+        (encode(&Msg::Probe), encode(&Before::Probe)),
+        (
+            encode(&Msg::ProbeReply(ProbeReply { term: 4, last: 0 })),
+            encode(&Before::ProbeReply { term: 4, last: 0 }),
+        ),
+    ];
+    for (now, before) in pairs {
+        assert_eq!(now.unwrap(), before.unwrap());
+    }
+}
