@@ -25,7 +25,7 @@ impl PaxosCore {
         self.step_down(out);
         let ballot = Ballot {
             round: self.max_round.max(self.meta.promised.round) + 1,
-            node: self.me,
+            node: self.ballot_node,
         };
         self.max_round = ballot.round;
         self.meta.promised = ballot;
@@ -218,7 +218,7 @@ impl PaxosCore {
 
     /// The leader accepts its own proposal (durably, before it is sent anywhere).
     fn accept_own(&mut self, slot: u64, value: Value, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        let me = self.my_bit();
+        let me = self.own_ack_bit();
         let State::Leader(l) = &mut self.state else {
             return;
         };
@@ -306,7 +306,7 @@ impl PaxosCore {
             gap,
             round,
         } = accepted;
-        let bit = self.bit(&from);
+        let bit = self.ack_bit(&from);
         let State::Leader(l) = &mut self.state else {
             return;
         };
@@ -529,7 +529,7 @@ impl PaxosCore {
             .peers()
             .into_iter()
             .map(|p| {
-                let b = self.bit(&p);
+                let b = self.ack_bit(&p);
                 (p, b)
             })
             .collect();

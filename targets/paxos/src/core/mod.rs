@@ -152,7 +152,7 @@ pub struct PaxosCore {
     pub(crate) id: String,
     pub(crate) nodes: Vec<String>,
     /// This node's number in ballots (its 1-based position in `nodes`).
-    pub(crate) me: u32,
+    pub(crate) ballot_node: u32,
     pub(crate) quorum: usize,
     pub(crate) settings: Settings,
     pub(crate) timing: Timing,
@@ -225,7 +225,7 @@ impl PaxosCore {
         let incarnation = rng.gen::<u64>();
         let next_tag = (rng.gen::<u64>() >> 20) << 20;
         let quorum = nodes.len() / 2 + 1;
-        let me = nodes
+        let ballot_node = nodes
             .iter()
             .position(|n| n == id)
             .map_or(0, |i| i as u32 + 1);
@@ -233,7 +233,7 @@ impl PaxosCore {
         PaxosCore {
             id: id.to_owned(),
             nodes,
-            me,
+            ballot_node,
             quorum,
             settings,
             timing,
@@ -327,12 +327,12 @@ impl PaxosCore {
     }
 
     /// This node's bit in a proposal's acknowledgements.
-    pub(crate) fn my_bit(&self) -> u64 {
-        1u64 << ((self.me as usize).saturating_sub(1) % 64)
+    pub(crate) fn own_ack_bit(&self) -> u64 {
+        1u64 << ((self.ballot_node as usize).saturating_sub(1) % 64)
     }
 
     /// `node`'s bit in a proposal's acknowledgements (its position in the member list).
-    pub(crate) fn bit(&self, node: &str) -> u64 {
+    pub(crate) fn ack_bit(&self, node: &str) -> u64 {
         self.nodes
             .iter()
             .position(|n| n == node)

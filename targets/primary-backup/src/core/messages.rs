@@ -42,21 +42,25 @@ impl PbCore {
                 }
             }
             Msg::HeartbeatAck(ack) => {
-                if let Some(g) = self.acked_progress(now, from, ack.view, ack.in_sync, ack.last) {
-                    g.acked_round = g.acked_round.max(ack.round);
+                if let Some(progress) =
+                    self.acked_progress(now, from, ack.view, ack.in_sync, ack.last)
+                {
+                    progress.acked_round = progress.acked_round.max(ack.round);
                 }
                 if ack.view == self.seen_view {
                     self.renew_lease();
                 }
             }
             Msg::AppendAck(ack) => {
-                if let Some(g) = self.acked_progress(now, from, ack.view, ack.in_sync, ack.last) {
-                    if ack.last > g.matched {
-                        g.matched = ack.last;
-                        g.last_progress = now;
+                if let Some(progress) =
+                    self.acked_progress(now, from, ack.view, ack.in_sync, ack.last)
+                {
+                    if ack.last > progress.matched {
+                        progress.matched = ack.last;
+                        progress.last_progress = now;
                     }
                     if ack.gap {
-                        g.sent = g.matched;
+                        progress.sent = progress.matched;
                     }
                 }
             }
@@ -267,8 +271,8 @@ impl PbCore {
             }
             return None;
         }
-        let g = p.progress.get_mut(&from)?;
-        g.last_ack = now;
-        Some(g)
+        let progress = p.progress.get_mut(&from)?;
+        progress.last_ack = now;
+        Some(progress)
     }
 }

@@ -397,9 +397,9 @@ impl PbCore {
             tracing::warn!(node = %self.id, "node loop stalled; restarting failure timers");
             self.last_heartbeat = now;
             if let State::Primary(p) = &mut self.state {
-                for g in p.progress.values_mut() {
-                    g.last_ack = now;
-                    g.last_progress = now;
+                for progress in p.progress.values_mut() {
+                    progress.last_ack = now;
+                    progress.last_progress = now;
                 }
             }
         }
@@ -429,7 +429,9 @@ impl PbCore {
         }
         if let State::Primary(p) = &self.state {
             let behind = p.members.iter().any(|m| !p.progress.contains_key(m))
-                || p.progress.values().any(|g| g.matched < self.applied);
+                || p.progress
+                    .values()
+                    .any(|progress| progress.matched < self.applied);
             if p.change.is_some() || behind {
                 return;
             }

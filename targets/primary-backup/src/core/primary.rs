@@ -176,7 +176,7 @@ impl PbCore {
             .members
             .iter()
             .filter_map(|m| p.progress.get(m))
-            .map(|g| g.acked_round)
+            .map(|progress| progress.acked_round)
             .min()
         else {
             return;
@@ -285,10 +285,12 @@ impl PbCore {
             self.check_change_done(now, out);
             return;
         }
-        for g in p.progress.values_mut() {
-            if g.matched < g.sent && now.saturating_sub(g.last_progress) > 2 * timing.heartbeat {
-                g.sent = g.matched;
-                g.last_progress = now;
+        for progress in p.progress.values_mut() {
+            if progress.matched < progress.sent
+                && now.saturating_sub(progress.last_progress) > 2 * timing.heartbeat
+            {
+                progress.sent = progress.matched;
+                progress.last_progress = now;
             }
         }
         p.joiners
@@ -298,14 +300,14 @@ impl PbCore {
         let snubbed = &p.snubbed;
         p.joiners.retain(|j, _| !snubbed.contains_key(j));
         let members = &p.members;
-        p.progress.retain(|id, g| {
-            members.contains(id) || now.saturating_sub(g.last_ack) <= timing.takeover_timeout
+        p.progress.retain(|id, progress| {
+            members.contains(id) || now.saturating_sub(progress.last_ack) <= timing.takeover_timeout
         });
         let dead: Vec<String> = p
             .members
             .iter()
             .filter(|m| {
-                !matches!(p.progress.get(*m), Some(g) if now.saturating_sub(g.last_ack) <= timing.takeover_timeout)
+                !matches!(p.progress.get(*m), Some(progress) if now.saturating_sub(progress.last_ack) <= timing.takeover_timeout)
             })
             .cloned()
             .collect();
@@ -356,22 +358,22 @@ impl PbCore {
             .members
             .iter()
             .filter_map(|m| p.progress.get(m))
-            .map(|g| g.matched)
+            .map(|progress| progress.matched)
             .fold(last, u64::min);
         let commit = if sync { members_have } else { last };
         let mut promoted = false;
-        for (m, g) in p.progress.iter_mut() {
+        for (m, progress) in p.progress.iter_mut() {
             // Promote a learner once it is within one append of the log's end: it catches up
             // within a round trip (sync commits wait for it from now on), and it counts as a
             // confirmed backup only once it holds everything committed.
-            if !p.members.contains(m) && g.matched + MAX_APPEND as u64 >= last {
+            if !p.members.contains(m) && progress.matched + MAX_APPEND as u64 >= last {
                 tracing::info!(node = %self.id, view, backup = %m, "caught-up backup joins the view");
                 p.members.push(m.clone());
                 promoted = true;
             }
-            while ship && g.sent < last {
-                let from = g.sent + 1;
-                let upto = last.min(g.sent + MAX_APPEND as u64);
+            while ship && progress.sent < last {
+                let from = progress.sent + 1;
+                let upto = last.min(progress.sent + MAX_APPEND as u64);
                 let entries =
                     self.entries[(from - base - 1) as usize..(upto - base) as usize].to_vec();
                 let append = Append {
@@ -381,7 +383,7 @@ impl PbCore {
                     commit: commit.max(commit0),
                 };
                 out.send(m.clone(), Msg::Append(append));
-                g.sent = upto;
+                progress.sent = upto;
             }
         }
         if promoted {
