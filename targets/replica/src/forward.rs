@@ -224,3 +224,170 @@ pub trait ForwardingCore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use faultline_protocol::{ErrorCode, Role};
+
+    use super::*;
+
+    #[derive(Debug, PartialEq)]
+    enum TestMsg {
+        Forward(Forward),
+        Reply(ForwardReply),
+    }
+
+    impl From<Forward> for TestMsg {
+        fn from(forward: Forward) -> Self {
+            TestMsg::Forward(forward)
+        }
+    }
+
+    impl From<ForwardReply> for TestMsg {
+        fn from(reply: ForwardReply) -> Self {
+            TestMsg::Reply(reply)
+        }
+    }
+
+    /// A node that knows `leader` and, when it leads, records the operations it runs.
+    struct TestCore {
+        id: String,
+        leader: Option<String>,
+        forwarded: Forwarded,
+        seen: ForwardsSeen,
+        ran: Vec<(Waiter, FwdOp)>,
+    }
+
+    impl TestCore {
+        fn new(id: &str, leader: &str) -> Self {
+            TestCore {
+                id: id.into(),
+                leader: Some(leader.into()),
+                forwarded: Forwarded::new(7),
+                seen: ForwardsSeen::default(),
+                ran: Vec::new(),
+            }
+        }
+    }
+
+    impl ForwardingCore for TestCore {
+        type Msg = TestMsg;
+        type Persist = ();
+
+        fn node_id(&self) -> &str {
+            &self.id
+        }
+        fn known_leader(&self) -> Option<&String> {
+            self.leader.as_ref()
+        }
+        fn leads(&self) -> bool {
+            self.leader.as_deref() == Some(self.id.as_str())
+        }
+        fn forwards_to_leader(&self) -> bool {
+            true
+        }
+        fn reads_locally(&self) -> bool {
+            false
+        }
+        fn no_leader_reason(&self) -> &'static str {
+            "testing"
+        }
+        fn status(&self) -> Status {
+            Status {
+                node: self.id.clone(),
+                role: Role::Follower,
+                term: 1,
+                leader: self.leader.clone(),
+                commit: 0,
+                applied: None,
+                role_us: None,
+            }
+        }
+        fn request_timeout(&self) -> Millis {
+            100
+        }
+        fn read_local(&self, _key: &str) -> Option<i64> {
+            None
+        }
+        fn forwarded(&mut self) -> &mut Forwarded {
+            &mut self.forwarded
+        }
+        fn forwards_seen(&mut self) -> Option<&mut ForwardsSeen> {
+            let leads = self.leads();
+            leads.then_some(&mut self.seen)
+        }
+        fn lead_op(
+            &mut self,
+            _now: Millis,
+            waiter: Waiter,
+            op: FwdOp,
+            _out: &mut Outbox<TestMsg, ()>,
+        ) {
+            self.ran.push((waiter, op));
+        }
+    }
+
+    fn write(id: u64) -> Request {
+        Request {
+            id,
+            op: Op::Write {
+                key: "k".into(),
+                value: 1,
+            },
+        }
+    }
+
+    #[test]
+    fn a_follower_forwards_and_the_leader_runs_each_forward_once() {
+        let mut follower = TestCore::new("n2", "n1");
+        let mut leader = TestCore::new("n1", "n1");
+        let mut out = Outbox::default();
+        follower.on_client(0, ClientToken(3), write(10), &mut out);
+        let [(to, TestMsg::Forward(forward))] = out.messages.as_slice() else {
+            panic!("one forward expected: {:?}", out.messages);
+        };
+        assert_eq!(to, "n1");
+        let mut at_leader = Outbox::default();
+        leader.on_forward(1, "n2".into(), forward.clone(), &mut at_leader);
+        leader.on_forward(2, "n2".into(), forward.clone(), &mut at_leader);
+        assert_eq!(leader.ran.len(), 1, "a duplicate forward ran again");
+        let (waiter, _) = leader.ran.pop().unwrap();
+        leader.answer(waiter, OpResult::Done, &mut at_leader);
+        let Some((to, TestMsg::Reply(reply))) = at_leader.messages.pop() else {
+            panic!("no reply to the follower");
+        };
+        assert_eq!(to, "n2");
+        let mut back = Outbox::default();
+        follower.on_forward_reply(reply.clone(), &mut back);
+        assert_eq!(back.replies, vec![(ClientToken(3), Response::done(10))]);
+        follower.on_forward_reply(reply, &mut back);
+        assert_eq!(back.replies.len(), 1, "answered twice");
+    }
+
+    #[test]
+    fn unanswered_forwards_time_out_and_a_leaderless_node_is_unavailable() {
+        let mut follower = TestCore::new("n2", "n1");
+        let mut out = Outbox::default();
+        follower.on_client(0, ClientToken(3), write(10), &mut out);
+        follower.expire_forwards(99, &mut out);
+        assert!(out.replies.is_empty());
+        follower.expire_forwards(100, &mut out);
+        let [(ClientToken(3), timeout)] = out.replies.as_slice() else {
+            panic!("one timeout expected: {:?}", out.replies);
+        };
+        assert_eq!(timeout.error.as_ref().unwrap().code, ErrorCode::Timeout);
+        follower.leader = None;
+        let mut out = Outbox::default();
+        follower.on_client(200, ClientToken(4), write(11), &mut out);
+        assert!(out.messages.is_empty());
+        let error = out.replies[0].1.error.clone().unwrap();
+        assert_eq!(error.code, ErrorCode::Unavailable);
+        assert!(
+            error
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("testing")),
+            "{error:?}"
+        );
+    }
+}
