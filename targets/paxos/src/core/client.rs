@@ -1,6 +1,7 @@
 //! Client requests: writes and log reads take slots, lease reads are answered from the
-//! leader's state, followers forward to the leader (`forward: true`), and outcomes become
-//! responses.
+//! leader's state. Routing, forwarding to the leader (`forward: true`) and answering are
+//! `faultline_replica::forward`'s; this file gives it what Multi-Paxos knows
+//! ([`ForwardingCore`]).
 
 use faultline_protocol::Status;
 use faultline_replica::forward::{ForwardingCore, Waiter};

@@ -1,5 +1,6 @@
-//! Client requests: writes through the log, the three read paths (§8, thesis §6.4),
-//! forwarding to the leader, and turning outcomes into responses.
+//! Client requests: writes through the log and the three read paths (§8, thesis §6.4).
+//! Routing, forwarding to the leader and answering are `faultline_replica::forward`'s; this
+//! file gives it what Raft knows ([`ForwardingCore`]).
 
 use std::collections::VecDeque;
 
