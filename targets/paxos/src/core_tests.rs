@@ -1,9 +1,10 @@
 //! Scenario tests of the pure core, driven through the simulator with small fixed delays and
 //! explicit partitions and crashes. Every step still runs the simulator's safety checks.
 
-use faultline_protocol::{Op, Role};
+use faultline_protocol::Role;
+use faultline_replica::testkit::core::{others, read, write};
 
-use crate::msg::{Msg, Value};
+use crate::msg::{Accept, Msg, Nack, Value};
 use crate::settings::{ReadMode, Settings};
 use crate::sim::Sim;
 use crate::storage::MemDisk;
@@ -23,21 +24,6 @@ fn cluster_with(settings: Settings, bugs: &[&str]) -> (Sim, String) {
 
 fn cluster(settings: Settings) -> (Sim, String) {
     cluster_with(settings, &[])
-}
-
-fn write(key: &str, value: i64) -> Op {
-    Op::Write {
-        key: key.into(),
-        value,
-    }
-}
-
-fn read(key: &str) -> Op {
-    Op::Read { key: key.into() }
-}
-
-fn others(sim: &Sim, id: &str) -> Vec<String> {
-    sim.nodes.iter().filter(|n| *n != id).cloned().collect()
 }
 
 /// Read `key` at the current leader (after letting one settle).
@@ -68,7 +54,7 @@ fn fresh_cluster_waits_for_every_node_before_taking_over() {
 #[test]
 fn write_is_acknowledged_only_once_a_quorum_accepted_it() {
     let (mut sim, leader) = cluster(Settings::default());
-    for f in others(&sim, &leader) {
+    for f in others(&sim.nodes, &leader) {
         sim.blocked.insert((leader.clone(), f));
     }
     let t = sim.request(&leader, write("a", 1)).unwrap();
@@ -114,7 +100,7 @@ fn isolated_leader_steps_down_and_the_majority_takes_over() {
 /// the key at the new leader gives.
 fn minority_accepted_value_after_leader_crash(bugs: &[&str]) -> Option<i64> {
     let (mut sim, old) = cluster_with(Settings::default(), bugs);
-    let fs = others(&sim, &old);
+    let fs = others(&sim.nodes, &old);
     let (a, b) = (fs[0].clone(), fs[1].clone());
     sim.blocked.insert((old.clone(), b.clone()));
     sim.blocked.insert((a.clone(), old.clone()));
@@ -156,7 +142,7 @@ fn skip_phase1_recovery_drops_a_value_only_a_minority_accepted() {
 #[test]
 fn a_gap_nobody_accepted_is_filled_with_a_noop() {
     let (mut sim, old) = cluster(Settings::default());
-    let fs = others(&sim, &old);
+    let fs = others(&sim.nodes, &old);
     let (a, b) = (fs[0].clone(), fs[1].clone());
     // The first proposal reaches nobody; the second only `a`, whose answer is lost.
     sim.blocked.insert((old.clone(), a.clone()));
@@ -279,7 +265,7 @@ fn a_lagging_node_catches_up_from_a_snapshot() {
         ..Settings::default()
     };
     let (mut sim, leader) = cluster(settings);
-    let lagging = others(&sim, &leader)[0].clone();
+    let lagging = others(&sim.nodes, &leader)[0].clone();
     sim.crash(&lagging);
     for i in 1..=100 {
         sim.request(&leader, write(&format!("k{}", i % 5), i))
@@ -306,7 +292,7 @@ fn a_wiped_node_acts_as_acceptor_only_after_catching_up() {
         sim.request(&leader, write("a", i)).unwrap();
     }
     sim.run_for(100).unwrap();
-    let wiped = others(&sim, &leader)[0].clone();
+    let wiped = others(&sim.nodes, &leader)[0].clone();
     sim.crash(&wiped);
     sim.disks.insert(wiped.clone(), MemDisk::new(false));
     sim.start(&wiped);
@@ -324,31 +310,31 @@ fn a_wiped_node_acts_as_acceptor_only_after_catching_up() {
 #[test]
 fn a_lower_ballot_is_refused_with_the_promise() {
     let (mut sim, leader) = cluster(Settings::default());
-    let f = others(&sim, &leader)[0].clone();
+    let f = others(&sim.nodes, &leader)[0].clone();
     let promised = sim.core(&f).unwrap().inspect().promised;
     let low = crate::msg::Ballot { round: 0, node: 1 };
     sim.step(
         &f,
         faultline_replica::Input::Peer {
             from: leader.clone(),
-            msg: Msg::Accept {
+            msg: Msg::Accept(Accept {
                 ballot: low,
                 first: 1,
                 values: vec![Value::Noop],
                 chosen: 0,
                 last: 1,
                 round: 0,
-            },
+            }),
         },
     )
     .unwrap();
     let nack = sim.in_flight().into_iter().any(|(from, to, m)| {
         from == f
             && to == leader
-            && m == Msg::Nack {
+            && m == Msg::Nack(Nack {
                 ballot: low,
                 promised,
-            }
+            })
     });
     assert!(nack, "no nack for a lower ballot");
 }
@@ -371,7 +357,7 @@ fn bridge_then_silence(bugs: &[&str]) -> Result<(), String> {
     sim.max_delay = 1;
     sim.run_for(600)?;
     let old = sim.leader().ok_or("no leader")?;
-    let fs = others(&sim, &old);
+    let fs = others(&sim.nodes, &old);
     let (b, c) = (fs[0].clone(), fs[1].clone());
     sim.blocked.insert((old.clone(), b.clone()));
     sim.blocked.insert((b.clone(), old.clone()));

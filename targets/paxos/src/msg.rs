@@ -6,6 +6,7 @@
 use faultline_replica::{Command, KvState};
 use serde::{Deserialize, Serialize};
 
+pub use faultline_replica::forward::{Forward, ForwardReply};
 pub use faultline_replica::{FailKind, FwdOp, OpResult};
 
 /// A ballot: `(round, node)`, ordered by round, then by the proposing node's position in the
@@ -60,76 +61,106 @@ pub struct Reported {
 /// Messages between nodes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Msg {
-    /// Phase 1a: promise `ballot` and report what you accepted from slot `from` on.
-    Prepare {
-        ballot: Ballot,
-        from: u64,
-    },
-    /// Phase 1b. `snapshot`: the acceptor's state folded through a slot at or past `from`
-    /// (those slots' values are gone, but they are chosen and executed).
-    Promise {
-        ballot: Ballot,
-        from: u64,
-        reported: Vec<Reported>,
-        snapshot: Option<(u64, KvState)>,
-    },
-    /// The receiver promised (or accepted in) a higher ballot: the sender is not leading.
-    Nack {
-        ballot: Ballot,
-        promised: Ballot,
-    },
-    /// Phase 2a for slots `first..first + values.len()`; with no values, a heartbeat.
-    /// `chosen`: the leader's chosen prefix (every slot through it is chosen and the leader
-    /// knows its value); `last`: the highest slot the leader has proposed; `round`: its
-    /// heartbeat round, echoed in the reply (leases).
-    Accept {
-        ballot: Ballot,
-        first: u64,
-        values: Vec<Value>,
-        chosen: u64,
-        last: u64,
-        round: u64,
-    },
-    /// Phase 2b: slots `first..first + count` accepted in `ballot` (count 0: a heartbeat
-    /// answer). `chosen`: the acceptor's own chosen prefix; `gap`: it saw slots chosen that it
-    /// cannot fill from what it accepted, and asks for their values ([`Msg::Learn`]).
-    Accepted {
-        ballot: Ballot,
-        first: u64,
-        count: u64,
-        chosen: u64,
-        gap: bool,
-        round: u64,
-    },
-    /// Chosen values for slots `first..`, sent to a node that reported a gap.
-    Learn {
-        ballot: Ballot,
-        first: u64,
-        values: Vec<Value>,
-    },
-    /// The leader's state folded through `slot`, for a node behind its snapshot.
-    Snapshot {
-        ballot: Ballot,
-        slot: u64,
-        state: KvState,
-    },
-    /// Follower to leader: run this client operation for me (`forward: true`). `inc`: the
-    /// sending process's incarnation (random per start); `fid`: its sequence number there.
-    Forward {
-        inc: u64,
-        fid: u64,
-        op: FwdOp,
-    },
-    ForwardReply {
-        fid: u64,
-        result: OpResult,
-    },
+    Prepare(Prepare),
+    Promise(Promise),
+    Nack(Nack),
+    Accept(Accept),
+    Accepted(Accepted),
+    Learn(Learn),
+    Snapshot(CatchUpSnapshot),
+    Forward(Forward),
+    ForwardReply(ForwardReply),
     /// A node that has never been an acceptor asks what its peers hold (amnesia guard).
     Probe,
-    ProbeReply {
-        promised: Ballot,
-        empty: bool,
-    },
+    ProbeReply(ProbeReply),
+}
+
+/// Phase 1a: promise `ballot` and report what you accepted from slot `from_slot` on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prepare {
+    pub ballot: Ballot,
+    #[serde(rename = "from")]
+    pub from_slot: u64,
+}
+
+/// Phase 1b. `snapshot`: the acceptor's state folded through a slot at or past `from_slot`
+/// (those slots' values are gone, but they are chosen and executed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Promise {
+    pub ballot: Ballot,
+    #[serde(rename = "from")]
+    pub from_slot: u64,
+    pub reported: Vec<Reported>,
+    pub snapshot: Option<(u64, KvState)>,
+}
+
+/// The receiver promised (or accepted in) a higher ballot: the sender is not leading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Nack {
+    pub ballot: Ballot,
+    pub promised: Ballot,
+}
+
+/// Phase 2a for slots `first..first + values.len()`; with no values, a heartbeat. `chosen`:
+/// the leader's chosen prefix (every slot through it is chosen and the leader knows its
+/// value); `last`: the highest slot the leader has proposed; `round`: its heartbeat round,
+/// echoed in the reply (leases).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accept {
+    pub ballot: Ballot,
+    pub first: u64,
+    pub values: Vec<Value>,
+    pub chosen: u64,
+    pub last: u64,
+    pub round: u64,
+}
+
+/// Phase 2b: slots `first..first + count` accepted in `ballot` (count 0: a heartbeat answer).
+/// `chosen`: the acceptor's own chosen prefix; `gap`: it saw slots chosen that it cannot fill
+/// from what it accepted, and asks for their values ([`Msg::Learn`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accepted {
+    pub ballot: Ballot,
+    pub first: u64,
+    pub count: u64,
+    pub chosen: u64,
+    pub gap: bool,
+    pub round: u64,
+}
+
+/// Chosen values for slots `first..`, sent to a node that reported a gap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Learn {
+    pub ballot: Ballot,
+    pub first: u64,
+    pub values: Vec<Value>,
+}
+
+/// The leader's state folded through `slot`, for a node behind its snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CatchUpSnapshot {
+    pub ballot: Ballot,
+    pub slot: u64,
+    pub state: KvState,
+}
+
+/// The answer to [`Msg::Probe`]: the peer's promise, and whether it holds nothing at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeReply {
+    pub promised: Ballot,
+    pub empty: bool,
+}
+
+impl From<Forward> for Msg {
+    fn from(forward: Forward) -> Msg {
+        Msg::Forward(forward)
+    }
+}
+
+impl From<ForwardReply> for Msg {
+    fn from(reply: ForwardReply) -> Msg {
+        Msg::ForwardReply(reply)
+    }
 }
 
 /// The acceptor's promise and whether this data directory may act as an acceptor (see

@@ -2,8 +2,9 @@
 //! matters (fixed seed, 1 ms delays, explicit partitions and crashes).
 
 use faultline_protocol::{ErrorCode, Op, Role};
+use faultline_replica::testkit::core::{cas, read, write};
 
-use crate::msg::Msg;
+use crate::msg::{Msg, Reject};
 use crate::settings::{Replication, Settings};
 use crate::sim::Sim;
 
@@ -17,17 +18,6 @@ fn cluster(settings: Settings) -> Sim {
         assert_eq!(sim.role(n), Some(Role::Follower), "{n}");
     }
     sim
-}
-
-fn write(key: &str, value: i64) -> Op {
-    Op::Write {
-        key: key.into(),
-        value,
-    }
-}
-
-fn read(key: &str) -> Op {
-    Op::Read { key: key.into() }
 }
 
 #[test]
@@ -171,7 +161,7 @@ fn primary_fenced_by_a_newer_view_fails_pending_writes_indefinitely() {
     let pending = sim.request("n1", write("a", 1));
     sim.run_for(10);
     assert_eq!(sim.reply(pending), None);
-    sim.deliver("n1", "n2", Msg::Reject { view: 2 });
+    sim.deliver("n1", "n2", Msg::Reject(Reject { view: 2 }));
     let err = sim.reply(pending).unwrap().error.clone().unwrap();
     assert_eq!(err.code, ErrorCode::Timeout);
     assert!(!err.definite, "the write may have reached a backup");
@@ -235,30 +225,9 @@ fn paused_primary_does_not_serve_stale_reads_with_a_lease() {
 #[test]
 fn cas_is_evaluated_in_log_order() {
     let mut sim = cluster(Settings::default());
-    let a = sim.request(
-        "n1",
-        Op::Cas {
-            key: "c".into(),
-            from: None,
-            to: 1,
-        },
-    );
-    let b = sim.request(
-        "n1",
-        Op::Cas {
-            key: "c".into(),
-            from: Some(1),
-            to: 2,
-        },
-    );
-    let c = sim.request(
-        "n1",
-        Op::Cas {
-            key: "c".into(),
-            from: Some(1),
-            to: 3,
-        },
-    );
+    let a = sim.request("n1", cas("c", None, 1));
+    let b = sim.request("n1", cas("c", Some(1), 2));
+    let c = sim.request("n1", cas("c", Some(1), 3));
     sim.run_for(20);
     assert!(sim.reply(a).unwrap().ok);
     assert!(sim.reply(b).unwrap().ok);

@@ -1,10 +1,11 @@
 //! Scenario tests of the pure core, driven through the simulator with small fixed delays and
 //! explicit partitions and crashes. Every step still runs the simulator's safety checks.
 
-use faultline_protocol::{ErrorCode, Op, Role};
+use faultline_protocol::{ErrorCode, Role};
+use faultline_replica::testkit::core::{cas, others, read, write};
 use faultline_replica::{Input, Millis};
 
-use crate::msg::Msg;
+use crate::msg::{Msg, Vote, VoteReply};
 use crate::settings::{ReadMode, Settings};
 use crate::sim::Sim;
 use crate::storage::MemDisk;
@@ -20,21 +21,6 @@ fn cluster(settings: Settings) -> (Sim, String) {
         assert_eq!(c.term(), sim.core(&leader).unwrap().term());
     }
     (sim, leader)
-}
-
-fn write(key: &str, value: i64) -> Op {
-    Op::Write {
-        key: key.into(),
-        value,
-    }
-}
-
-fn read(key: &str) -> Op {
-    Op::Read { key: key.into() }
-}
-
-fn others(sim: &Sim, id: &str) -> Vec<String> {
-    sim.nodes.iter().filter(|n| *n != id).cloned().collect()
 }
 
 #[test]
@@ -55,7 +41,7 @@ fn fresh_cluster_waits_for_every_node_before_electing() {
 #[test]
 fn write_is_acknowledged_only_once_a_quorum_has_it() {
     let (mut sim, leader) = cluster(Settings::default());
-    for f in others(&sim, &leader) {
+    for f in others(&sim.nodes, &leader) {
         sim.blocked.insert((leader.clone(), f));
     }
     let t = sim.request(&leader, write("a", 1)).unwrap();
@@ -153,7 +139,7 @@ fn lagging_follower_catches_up_from_a_snapshot() {
         ..Settings::default()
     };
     let (mut sim, leader) = cluster(settings);
-    let lagger = others(&sim, &leader)[0].clone();
+    let lagger = others(&sim.nodes, &leader)[0].clone();
     sim.crash(&lagger);
     for i in 0..100 {
         sim.request(&leader, write(&format!("k{}", i % 4), i))
@@ -178,7 +164,7 @@ fn node_with_an_empty_disk_votes_only_after_catching_up() {
         sim.request(&leader, write("a", i)).unwrap();
     }
     sim.run_for(50).unwrap();
-    let victim = others(&sim, &leader)[0].clone();
+    let victim = others(&sim.nodes, &leader)[0].clone();
     sim.crash(&victim);
     sim.disks.insert(victim.clone(), MemDisk::new(false));
     sim.start(&victim);
@@ -208,11 +194,11 @@ fn restarted_node_remembers_its_vote_unless_the_bug_is_planted() {
 }
 
 fn is_vote(m: &Msg) -> bool {
-    matches!(m, Msg::Vote { pre: false, .. })
+    matches!(m, Msg::Vote(Vote { pre: false, .. }))
 }
 
 fn is_vote_reply(m: &Msg) -> bool {
-    matches!(m, Msg::VoteReply { pre: false, .. })
+    matches!(m, Msg::VoteReply(VoteReply { pre: false, .. }))
 }
 
 /// The interleaving that makes `forget-vote-on-restart` elect two leaders in one term, driven
@@ -244,7 +230,7 @@ fn vote_twice_in_one_term(bugs: &[&str]) -> (Sim, [String; 3], u64, bool, Result
     sim.run_for(50).unwrap();
     assert!(writes.iter().all(|w| sim.reply(*w).is_some_and(|r| r.ok)));
     let t = sim.core(&l).unwrap().term();
-    let [a, c]: [String; 2] = others(&sim, &l).try_into().unwrap();
+    let [a, c]: [String; 2] = others(&sim.nodes, &l).try_into().unwrap();
 
     // 2. L crashes; A campaigns in t+1 (every election timeout has passed) and C elects it.
     sim.crash(&l);
@@ -290,7 +276,7 @@ fn vote_twice_in_one_term(bugs: &[&str]) -> (Sim, [String; 3], u64, bool, Result
         .into_iter()
         .filter(|(f, to, m)| *f == c && *to == l && is_vote_reply(m))
         .collect();
-    let [(_, _, Msg::VoteReply { term, granted, .. })] = answers.as_slice() else {
+    let [(_, _, Msg::VoteReply(VoteReply { term, granted, .. }))] = answers.as_slice() else {
         panic!("C answers L's vote request once: {answers:?}");
     };
     assert_eq!(*term, t + 1);
@@ -348,23 +334,14 @@ fn followers_forward_writes_and_reads_to_the_leader() {
         ..Settings::default()
     };
     let (mut sim, leader) = cluster(settings);
-    let f = others(&sim, &leader)[0].clone();
+    let f = others(&sim.nodes, &leader)[0].clone();
     let w = sim.request(&f, write("x", 7)).unwrap();
     sim.run_for(30).unwrap();
     assert!(sim.reply(w).unwrap().ok, "{:?}", sim.reply(w));
     let r = sim.request(&f, read("x")).unwrap();
     sim.run_for(30).unwrap();
     assert_eq!(sim.reply(r).unwrap().value, Some(Some(7)));
-    let c = sim
-        .request(
-            &f,
-            Op::Cas {
-                key: "x".into(),
-                from: Some(1),
-                to: 2,
-            },
-        )
-        .unwrap();
+    let c = sim.request(&f, cas("x", Some(1), 2)).unwrap();
     sim.run_for(30).unwrap();
     assert_eq!(
         sim.reply(c).unwrap().error.as_ref().unwrap().code,
@@ -379,14 +356,14 @@ fn a_candidate_asks_again_for_votes_it_lost() {
     // whole election timeout for its next campaign.
     let (mut sim, leader) = cluster(Settings::default());
     sim.crash(&leader);
-    let [a, c] = <[String; 2]>::try_from(others(&sim, &leader)).unwrap();
+    let [a, c] = <[String; 2]>::try_from(others(&sim.nodes, &leader)).unwrap();
     sim.blocked.insert((a.clone(), c.clone()));
     sim.now += 400;
     sim.step(&a, Input::Tick).unwrap();
     let asked = |sim: &Sim| {
         sim.in_flight()
             .iter()
-            .filter(|(from, to, m)| *from == a && *to == c && matches!(m, Msg::Vote { .. }))
+            .filter(|(from, to, m)| *from == a && *to == c && matches!(m, Msg::Vote(_)))
             .count()
     };
     assert_eq!(asked(&sim), 0, "the first request should have been dropped");
@@ -401,4 +378,144 @@ fn a_candidate_asks_again_for_votes_it_lost() {
         1,
         "the request was not resent after a heartbeat"
     );
+}
+
+/// Messages became structs (`Msg::Vote(Vote)`) and the forwarding fields got full names;
+/// the bytes on the wire are those of the former struct variants with their short names.
+#[test]
+fn messages_encode_as_before_they_were_structs() {
+    use faultline_replica::codec::encode;
+    use faultline_replica::forward::{Forward, ForwardReply};
+    use faultline_replica::{Command, FwdOp, OpResult};
+    use serde::Serialize;
+
+    use crate::msg::{Append, Entry, EntryOp, ProbeReply};
+
+    /// The message enum as it was, variant for variant.
+    #[derive(Serialize)]
+    #[allow(dead_code)]
+    enum Before {
+        Vote {
+            term: u64,
+            pre: bool,
+            last_index: u64,
+            last_term: u64,
+        },
+        VoteReply {
+            term: u64,
+            pre: bool,
+            granted: bool,
+        },
+        Append {
+            term: u64,
+            prev_index: u64,
+            prev_term: u64,
+            entries: Vec<Entry>,
+            commit: u64,
+            last: u64,
+            round: u64,
+        },
+        AppendReply,
+        Snapshot,
+        Forward {
+            inc: u64,
+            fid: u64,
+            op: FwdOp,
+        },
+        ForwardReply {
+            fid: u64,
+            result: OpResult,
+        },
+        Probe,
+        ProbeReply {
+            term: u64,
+            last: u64,
+        },
+    }
+    let entries = vec![Entry {
+        term: 3,
+        op: EntryOp::Cmd(Command::Write {
+            key: "k".into(),
+            value: 7,
+        }),
+    }];
+    let op = FwdOp::Read { key: "k".into() };
+    let pairs = [
+        (
+            encode(&Msg::Vote(Vote {
+                term: 4,
+                pre: true,
+                last_index: 9,
+                last_term: 3,
+            })),
+            encode(&Before::Vote {
+                term: 4,
+                pre: true,
+                last_index: 9,
+                last_term: 3,
+            }),
+        ),
+        (
+            encode(&Msg::VoteReply(VoteReply {
+                term: 4,
+                pre: false,
+                granted: true,
+            })),
+            encode(&Before::VoteReply {
+                term: 4,
+                pre: false,
+                granted: true,
+            }),
+        ),
+        (
+            encode(&Msg::Append(Append {
+                term: 4,
+                prev_index: 8,
+                prev_term: 3,
+                entries: entries.clone(),
+                commit: 8,
+                last: 9,
+                round: 2,
+            })),
+            encode(&Before::Append {
+                term: 4,
+                prev_index: 8,
+                prev_term: 3,
+                entries,
+                commit: 8,
+                last: 9,
+                round: 2,
+            }),
+        ),
+        (
+            encode(&Msg::Forward(Forward {
+                incarnation: 11,
+                forward_id: 5,
+                op: op.clone(),
+            })),
+            encode(&Before::Forward {
+                inc: 11,
+                fid: 5,
+                op,
+            }),
+        ),
+        (
+            encode(&Msg::ForwardReply(ForwardReply {
+                forward_id: 5,
+                result: OpResult::Value(Some(1)),
+            })),
+            encode(&Before::ForwardReply {
+                fid: 5,
+                result: OpResult::Value(Some(1)),
+            }),
+        ),
+        (encode(&Msg::Probe), encode(&Before::Probe)),
+        (
+            encode(&Msg::ProbeReply(ProbeReply { term: 4, last: 0 })),
+            encode(&Before::ProbeReply { term: 4, last: 0 }),
+        ),
+    ];
+    for (now, before) in pairs {
+        assert_eq!(now.unwrap(), before.unwrap());
+    }
 }

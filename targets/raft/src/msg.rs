@@ -6,6 +6,7 @@
 use faultline_replica::{Command, KvState};
 use serde::{Deserialize, Serialize};
 
+pub use faultline_replica::forward::{Forward, ForwardReply};
 pub use faultline_replica::{FailKind, FwdOp, OpResult};
 
 /// What a log entry does when it is applied.
@@ -30,69 +31,80 @@ pub struct Entry {
 /// Messages between nodes. Every message but the forwarding ones carries the sender's term.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Msg {
-    /// RequestVote (§5.2), or a PreVote (thesis §9.6) when `pre`: then `term` is the term the
-    /// sender would campaign in, and nobody changes state on receiving it.
-    Vote {
-        term: u64,
-        pre: bool,
-        last_index: u64,
-        last_term: u64,
-    },
-    VoteReply {
-        term: u64,
-        pre: bool,
-        granted: bool,
-    },
-    /// AppendEntries (§5.3). `last`: the leader's last index when it sent this (a restarted
-    /// node with an empty data directory becomes a voter once it holds that much). `round`:
-    /// the leader's heartbeat round, echoed in the reply (ReadIndex and leases).
-    Append {
-        term: u64,
-        prev_index: u64,
-        prev_term: u64,
-        entries: Vec<Entry>,
-        commit: u64,
-        last: u64,
-        round: u64,
-    },
-    /// `success`: the follower's log matches the leader's through `index`. Otherwise `index`
-    /// is the rejected `prev_index` and `hint_index`/`hint_term` drive fast backtracking: the
-    /// follower's first index of its conflicting term (`hint_term`), or its last index + 1
-    /// when its log is too short (`hint_term: None`).
-    AppendReply {
-        term: u64,
-        success: bool,
-        index: u64,
-        hint_index: u64,
-        hint_term: Option<u64>,
-        round: u64,
-    },
-    /// InstallSnapshot (§7): the whole state machine after entry `index` (of term `snap_term`).
-    Snapshot {
-        term: u64,
-        index: u64,
-        snap_term: u64,
-        state: KvState,
-        last: u64,
-        round: u64,
-    },
-    /// Follower to leader: run this client operation for me (`forward: true`). `inc`: the
-    /// sending process's incarnation (random per start); `fid`: its sequence number there.
-    Forward {
-        inc: u64,
-        fid: u64,
-        op: FwdOp,
-    },
-    ForwardReply {
-        fid: u64,
-        result: OpResult,
-    },
+    Vote(Vote),
+    VoteReply(VoteReply),
+    Append(Append),
+    AppendReply(AppendReply),
+    Snapshot(InstallSnapshot),
+    Forward(Forward),
+    ForwardReply(ForwardReply),
     /// A node that has never been a voter asks what its peers hold (bootstrap guard).
     Probe,
-    ProbeReply {
-        term: u64,
-        last: u64,
-    },
+    ProbeReply(ProbeReply),
+}
+
+/// RequestVote (§5.2), or a PreVote (thesis §9.6) when `pre`: then `term` is the term the
+/// sender would campaign in, and nobody changes state on receiving it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vote {
+    pub term: u64,
+    pub pre: bool,
+    pub last_index: u64,
+    pub last_term: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoteReply {
+    pub term: u64,
+    pub pre: bool,
+    pub granted: bool,
+}
+
+/// AppendEntries (§5.3). `last`: the leader's last index when it sent this (a restarted node
+/// with an empty data directory becomes a voter once it holds that much). `round`: the
+/// leader's heartbeat round, echoed in the reply (ReadIndex and leases).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Append {
+    pub term: u64,
+    pub prev_index: u64,
+    pub prev_term: u64,
+    pub entries: Vec<Entry>,
+    pub commit: u64,
+    pub last: u64,
+    pub round: u64,
+}
+
+/// `success`: the follower's log matches the leader's through `index`. Otherwise `index` is
+/// the rejected `prev_index` and `hint_index`/`hint_term` drive fast backtracking: the
+/// follower's first index of its conflicting term (`hint_term`), or its last index + 1 when
+/// its log is too short (`hint_term: None`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppendReply {
+    pub term: u64,
+    pub success: bool,
+    pub index: u64,
+    pub hint_index: u64,
+    pub hint_term: Option<u64>,
+    pub round: u64,
+}
+
+/// InstallSnapshot (§7): the whole state machine after entry `index` (of term `snap_term`);
+/// `last` and `round` as in [`Append`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstallSnapshot {
+    pub term: u64,
+    pub index: u64,
+    pub snap_term: u64,
+    pub state: KvState,
+    pub last: u64,
+    pub round: u64,
+}
+
+/// The answer to [`Msg::Probe`]: the peer's term and last log index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeReply {
+    pub term: u64,
+    pub last: u64,
 }
 
 /// Term, vote, and whether this data directory may vote (see `README.md`, "Amnesia guard").
@@ -119,4 +131,16 @@ pub enum Persist {
         state: KvState,
         tail: Vec<Entry>,
     },
+}
+
+impl From<Forward> for Msg {
+    fn from(forward: Forward) -> Msg {
+        Msg::Forward(forward)
+    }
+}
+
+impl From<ForwardReply> for Msg {
+    fn from(reply: ForwardReply) -> Msg {
+        Msg::ForwardReply(reply)
+    }
 }

@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::core::RaftCore;
-use crate::msg::{Entry, EntryOp, Msg, Persist};
+use crate::msg::{Entry, EntryOp, Msg, Persist, VoteReply};
 use crate::settings::Settings;
 use crate::storage::MemDisk;
 
@@ -203,11 +203,11 @@ impl Sim {
         let granted_vote = out.messages.iter().any(|(_, m)| {
             matches!(
                 m,
-                Msg::VoteReply {
+                Msg::VoteReply(VoteReply {
                     pre: false,
                     granted: true,
                     ..
-                }
+                })
             )
         });
         for (to, msg) in out.messages {

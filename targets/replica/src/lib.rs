@@ -8,6 +8,7 @@
 
 pub mod codec;
 pub mod driver;
+pub mod forward;
 pub mod kv;
 pub mod log;
 mod logging;

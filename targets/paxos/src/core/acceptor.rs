@@ -1,7 +1,13 @@
 //! The acceptor and learner side: phase 1b (promise), phase 2b (accept), learning chosen
 //! values from a leader's announcements, catch-up and snapshots, and the amnesia guard.
 
-use super::*;
+use faultline_replica::{Millis, Outbox};
+
+use super::{PaxosCore, State};
+use crate::msg::{
+    Accept, Accepted, Ballot, CatchUpSnapshot, Learn, Msg, Nack, Persist, Prepare, ProbeReply,
+    Promise,
+};
 
 impl PaxosCore {
     /// Phase 1b: promise `ballot` unless a higher one was promised (then say so), and report
@@ -10,22 +16,16 @@ impl PaxosCore {
         &mut self,
         now: Millis,
         from: String,
-        ballot: Ballot,
-        slot: u64,
+        prepare: Prepare,
         out: &mut Outbox<Msg, Persist>,
     ) {
+        let Prepare { ballot, from_slot } = prepare;
         if !self.meta.acceptor {
             // Amnesia guard: this disk may have forgotten promises and acceptances.
             return;
         }
         if ballot < self.meta.promised {
-            out.send(
-                from,
-                Msg::Nack {
-                    ballot,
-                    promised: self.meta.promised,
-                },
-            );
+            out.send(from, self.nack(ballot));
             return;
         }
         let from_leader = self.leader.as_deref() == Some(from.as_str());
@@ -45,41 +45,43 @@ impl PaxosCore {
             self.leader = None;
             self.reset_takeover_timer(now);
         }
-        let (reported, snapshot) = self.report(slot);
-        out.send(
-            from,
-            Msg::Promise {
-                ballot,
-                from: slot,
-                reported,
-                snapshot,
-            },
-        );
+        let (reported, snapshot) = self.report(from_slot);
+        let promise = Promise {
+            ballot,
+            from_slot,
+            reported,
+            snapshot,
+        };
+        out.send(from, Msg::Promise(promise));
+    }
+
+    /// The refusal of a prepare or accept in `ballot`, below this node's promise.
+    fn nack(&self, ballot: Ballot) -> Msg {
+        Msg::Nack(Nack {
+            ballot,
+            promised: self.meta.promised,
+        })
     }
 
     /// Phase 2b, and learning from the chosen prefix the leader announces.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn on_accept(
         &mut self,
         now: Millis,
         from: String,
-        ballot: Ballot,
-        first: u64,
-        values: Vec<Value>,
-        chosen: u64,
-        last: u64,
-        round: u64,
+        accept: Accept,
         out: &mut Outbox<Msg, Persist>,
     ) {
+        let Accept {
+            ballot,
+            first,
+            values,
+            chosen,
+            last,
+            round,
+        } = accept;
         let lower = ballot < self.meta.promised;
         if lower && !self.bugs.accept_lower_ballot {
-            out.send(
-                from,
-                Msg::Nack {
-                    ballot,
-                    promised: self.meta.promised,
-                },
-            );
+            out.send(from, self.nack(ballot));
             return;
         }
         if !lower {
@@ -100,7 +102,7 @@ impl PaxosCore {
             }
             self.leader = Some(from.clone());
             self.leader_ballot = ballot;
-            self.promise_blocked_until = now + self.t.eto_min;
+            self.promise_blocked_until = now + self.timing.election_timeout_min;
             self.reset_takeover_timer(now);
         }
         self.leader_chosen = self.leader_chosen.max(chosen);
@@ -134,22 +136,23 @@ impl PaxosCore {
         let gap = self.learn_through(ballot, chosen, out);
         self.execute(out);
         self.maybe_become_acceptor(out);
-        out.send(
-            from,
-            Msg::Accepted {
-                ballot,
-                first,
-                count,
-                chosen: self.commit,
-                gap: gap && self.may_ask_gap(now),
-                round,
-            },
-        );
+        let accepted = Accepted {
+            ballot,
+            first,
+            count,
+            chosen: self.commit,
+            gap: gap && self.may_ask_gap(now),
+            round,
+        };
+        out.send(from, Msg::Accepted(accepted));
     }
 
     /// Ask for missing chosen values at most once per heartbeat (the answer may be in flight).
     fn may_ask_gap(&mut self, now: Millis) -> bool {
-        if self.gap_asked.is_some_and(|t| now < t + self.t.heartbeat) {
+        if self
+            .gap_asked
+            .is_some_and(|t| now < t + self.timing.heartbeat)
+        {
             return false;
         }
         self.gap_asked = Some(now);
@@ -161,11 +164,14 @@ impl PaxosCore {
         &mut self,
         now: Millis,
         from: String,
-        ballot: Ballot,
-        first: u64,
-        values: Vec<Value>,
+        learn: Learn,
         out: &mut Outbox<Msg, Persist>,
     ) {
+        let Learn {
+            ballot,
+            first,
+            values,
+        } = learn;
         for (i, value) in values.into_iter().enumerate() {
             let slot = first + i as u64;
             if self.mark_chosen(slot, value.clone()) {
@@ -180,13 +186,11 @@ impl PaxosCore {
         &mut self,
         now: Millis,
         from: String,
-        ballot: Ballot,
-        slot: u64,
-        state: KvState,
+        snapshot: CatchUpSnapshot,
         out: &mut Outbox<Msg, Persist>,
     ) {
-        self.install_snapshot(slot, state, out);
-        self.caught_up_some(now, from, ballot, out);
+        self.install_snapshot(snapshot.slot, snapshot.state, out);
+        self.caught_up_some(now, from, snapshot.ballot, out);
     }
 
     /// After catch-up values or a snapshot: fill what follows from acceptances in the
@@ -203,17 +207,15 @@ impl PaxosCore {
         self.execute(out);
         self.maybe_become_acceptor(out);
         self.gap_asked = None;
-        out.send(
-            from,
-            Msg::Accepted {
-                ballot,
-                first: 0,
-                count: 0,
-                chosen: self.commit,
-                gap: gap && self.may_ask_gap(now),
-                round: 0,
-            },
-        );
+        let accepted = Accepted {
+            ballot,
+            first: 0,
+            count: 0,
+            chosen: self.commit,
+            gap: gap && self.may_ask_gap(now),
+            round: 0,
+        };
+        out.send(from, Msg::Accepted(accepted));
     }
 
     // ---- amnesia guard --------------------------------------------------------------------
@@ -224,7 +226,10 @@ impl PaxosCore {
         if self.commit != 0 || !self.accepted.is_empty() || !self.chosen.is_empty() {
             return;
         }
-        if self.last_probe.is_some_and(|t| now < t + self.t.heartbeat) {
+        if self
+            .last_probe
+            .is_some_and(|t| now < t + self.timing.heartbeat)
+        {
             return;
         }
         self.last_probe = Some(now);
@@ -236,10 +241,10 @@ impl PaxosCore {
     pub(super) fn on_probe_reply(
         &mut self,
         from: String,
-        promised: Ballot,
-        empty: bool,
+        reply: ProbeReply,
         out: &mut Outbox<Msg, Persist>,
     ) {
+        let ProbeReply { promised, empty } = reply;
         if self.meta.acceptor || self.commit != 0 || !self.accepted.is_empty() {
             return;
         }

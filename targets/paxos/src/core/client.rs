@@ -1,104 +1,69 @@
 //! Client requests: writes and log reads take slots, lease reads are answered from the
-//! leader's state, followers forward to the leader (`forward: true`), and outcomes become
-//! responses.
+//! leader's state. Routing, forwarding to the leader (`forward: true`) and answering are
+//! `faultline_replica::forward`'s; this file gives it what Multi-Paxos knows
+//! ([`ForwardingCore`]).
 
-use faultline_protocol::{Op, Request, Response};
-use faultline_replica::{to_response, Command};
+use faultline_protocol::Status;
+use faultline_replica::forward::{ForwardingCore, Waiter};
+use faultline_replica::{Forwarded, ForwardsSeen, Millis, Outbox};
 
-use super::*;
-use crate::msg::FwdOp;
+use super::{PaxosCore, Pending, State};
+use crate::msg::{FwdOp, Msg, OpResult, Persist, Value};
 use crate::settings::ReadMode;
 
-impl PaxosCore {
-    pub(super) fn on_client(
-        &mut self,
-        now: Millis,
-        token: ClientToken,
-        req: Request,
-        out: &mut Outbox<Msg, Persist>,
-    ) {
-        let op = match req.op {
-            Op::Status => {
-                out.reply(token, Response::status(req.id, self.status()));
-                return;
-            }
-            Op::Read { key } => FwdOp::Read { key },
-            Op::Write { key, value } => FwdOp::Cmd(Command::Write { key, value }),
-            Op::Cas { key, from, to } => FwdOp::Cmd(Command::Cas { key, from, to }),
-        };
-        let waiter = Waiter::Local { token, id: req.id };
-        let local_read = self.bugs.stale_local_reads && matches!(op, FwdOp::Read { .. });
-        if !self.is_leader() && !local_read {
-            if let (true, Some(leader)) = (self.settings.forward, self.leader.clone()) {
-                if leader != self.id {
-                    let (inc, fid) = self.forwarded.add(token, req.id, now);
-                    out.send(leader, Msg::Forward { inc, fid, op });
-                    return;
-                }
-            }
-        }
-        self.handle_op(now, waiter, op, out);
+impl ForwardingCore for PaxosCore {
+    type Msg = Msg;
+    type Persist = Persist;
+
+    fn node_id(&self) -> &str {
+        &self.id
     }
 
-    pub(super) fn on_forward(
-        &mut self,
-        now: Millis,
-        from: String,
-        inc: u64,
-        fid: u64,
-        op: FwdOp,
-        out: &mut Outbox<Msg, Persist>,
-    ) {
-        if let State::Leader(l) = &mut self.state {
-            if !l.forwards_seen.first_time(&from, inc, fid) {
-                return;
-            }
-        }
-        self.handle_op(now, Waiter::Remote { from, fid }, op, out);
+    fn known_leader(&self) -> Option<&String> {
+        self.leader.as_ref()
     }
 
-    pub(super) fn on_forward_reply(
-        &mut self,
-        fid: u64,
-        result: OpResult,
-        out: &mut Outbox<Msg, Persist>,
-    ) {
-        if let Some((token, id)) = self.forwarded.answered(fid) {
-            self.answer(Waiter::Local { token, id }, result, out);
+    fn leads(&self) -> bool {
+        self.is_leader()
+    }
+
+    fn forwards_to_leader(&self) -> bool {
+        self.settings.forward
+    }
+
+    fn reads_locally(&self) -> bool {
+        self.bugs.stale_local_reads
+    }
+
+    fn no_leader_reason(&self) -> &'static str {
+        "takeover in progress"
+    }
+
+    fn status(&self) -> Status {
+        PaxosCore::status(self)
+    }
+
+    fn request_timeout(&self) -> Millis {
+        self.timing.request_timeout
+    }
+
+    fn read_local(&self, key: &str) -> Option<i64> {
+        self.kv.read(key)
+    }
+
+    fn forwarded(&mut self) -> &mut Forwarded {
+        &mut self.forwarded
+    }
+
+    fn forwards_seen(&mut self) -> Option<&mut ForwardsSeen> {
+        match &mut self.state {
+            State::Leader(l) => Some(&mut l.forwards_seen),
+            _ => None,
         }
     }
 
-    pub(super) fn expire_forwards(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        for (token, id) in self.forwarded.expire(now, self.t.request) {
-            self.answer(
-                Waiter::Local { token, id },
-                OpResult::forward_timeout(),
-                out,
-            );
-        }
-    }
-
-    fn not_leader(&self) -> OpResult {
-        OpResult::not_leader(self.leader.as_ref(), &self.id, "takeover in progress")
-    }
-
-    fn handle_op(
-        &mut self,
-        now: Millis,
-        waiter: Waiter,
-        op: FwdOp,
-        out: &mut Outbox<Msg, Persist>,
-    ) {
-        if let (true, FwdOp::Read { key }) = (self.bugs.stale_local_reads, &op) {
-            let v = self.kv.read(key);
-            self.answer(waiter, OpResult::Value(v), out);
-            return;
-        }
-        if !self.is_leader() {
-            let r = self.not_leader();
-            self.answer(waiter, r, out);
-            return;
-        }
+    /// Lease reads are answered from this leader's state; writes and other reads take a slot.
+    fn lead_op(&mut self, now: Millis, waiter: Waiter, op: FwdOp, out: &mut Outbox<Msg, Persist>) {
         if let FwdOp::Read { key } = &op {
             if self.settings.read == ReadMode::Lease && self.lease_holds(now) {
                 let v = self.kv.read(key);
@@ -125,7 +90,9 @@ impl PaxosCore {
             );
         }
     }
+}
 
+impl PaxosCore {
     /// The lease holds and this leader has executed every slot its takeover recovered (so
     /// its state holds everything chosen before its ballot) and everything chosen since.
     fn lease_holds(&self, now: Millis) -> bool {
@@ -134,14 +101,6 @@ impl PaxosCore {
                 now < l.lease_until && self.applied >= l.recovery_end && self.applied == self.commit
             }
             _ => false,
-        }
-    }
-
-    /// Deliver an outcome to a local client or back to the follower that forwarded it.
-    pub(crate) fn answer(&self, waiter: Waiter, result: OpResult, out: &mut Outbox<Msg, Persist>) {
-        match waiter {
-            Waiter::Remote { from, fid } => out.send(from, Msg::ForwardReply { fid, result }),
-            Waiter::Local { token, id } => out.reply(token, to_response(id, result)),
         }
     }
 }

@@ -3,7 +3,16 @@
 //! heartbeats, retransmission, catch-up of lagging nodes, the leader lease and stepping down
 //! when no quorum answers.
 
-use super::*;
+use std::collections::{BTreeMap, VecDeque};
+
+use faultline_replica::forward::{failure, ForwardingCore};
+use faultline_replica::{ForwardsSeen, KvState, Millis, Outbox};
+
+use super::{Leader, PaxosCore, Peer, Preparing, Proposal, State};
+use crate::msg::{
+    Accept, Accepted, Ballot, CatchUpSnapshot, FailKind, Learn, Msg, Nack, Persist, Prepare,
+    Promise, Reported, Value,
+};
 
 /// Heartbeat rounds remembered for leases.
 const ROUNDS_KEPT: usize = 256;
@@ -16,7 +25,7 @@ impl PaxosCore {
         self.step_down(out);
         let ballot = Ballot {
             round: self.max_round.max(self.meta.promised.round) + 1,
-            node: self.me,
+            node: self.ballot_node,
         };
         self.max_round = ballot.round;
         self.meta.promised = ballot;
@@ -36,8 +45,12 @@ impl PaxosCore {
         let (reported, snapshot) = self.report(from);
         merge(&mut p, self.id.clone(), reported, snapshot);
         self.state = State::Preparing(Box::new(p));
+        let prepare = Prepare {
+            ballot,
+            from_slot: from,
+        };
         for peer in self.peers() {
-            out.send(peer, Msg::Prepare { ballot, from });
+            out.send(peer, Msg::Prepare(prepare.clone()));
         }
         self.maybe_lead(now, out);
     }
@@ -45,24 +58,22 @@ impl PaxosCore {
     /// Resend phase 1a every heartbeat to peers that have not promised (a request lost to a
     /// restarting peer must not cost a whole timeout).
     pub(super) fn resend_prepares(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        let hb = self.t.heartbeat;
+        let heartbeat_interval = self.timing.heartbeat;
         let peers = self.peers();
         let State::Preparing(p) = &mut self.state else {
             return;
         };
-        if now < p.sent + hb {
+        if now < p.sent + heartbeat_interval {
             return;
         }
         p.sent = now;
         for peer in peers {
             if !p.promised.contains(&peer) {
-                out.send(
-                    peer,
-                    Msg::Prepare {
-                        ballot: p.ballot,
-                        from: p.from,
-                    },
-                );
+                let prepare = Prepare {
+                    ballot: p.ballot,
+                    from_slot: p.from,
+                };
+                out.send(peer, Msg::Prepare(prepare));
             }
         }
     }
@@ -71,28 +82,21 @@ impl PaxosCore {
         &mut self,
         now: Millis,
         from: String,
-        ballot: Ballot,
-        reported: Vec<Reported>,
-        snapshot: Option<(u64, KvState)>,
+        promise: Promise,
         out: &mut Outbox<Msg, Persist>,
     ) {
         let State::Preparing(p) = &mut self.state else {
             return;
         };
-        if p.ballot != ballot || p.promised.contains(&from) {
+        if p.ballot != promise.ballot || p.promised.contains(&from) {
             return;
         }
-        merge(p, from, reported, snapshot);
+        merge(p, from, promise.reported, promise.snapshot);
         self.maybe_lead(now, out);
     }
 
-    pub(super) fn on_nack(
-        &mut self,
-        now: Millis,
-        ballot: Ballot,
-        promised: Ballot,
-        out: &mut Outbox<Msg, Persist>,
-    ) {
+    pub(super) fn on_nack(&mut self, now: Millis, nack: Nack, out: &mut Outbox<Msg, Persist>) {
+        let Nack { ballot, promised } = nack;
         self.max_round = self.max_round.max(promised.round);
         if promised <= ballot || ballot != self.ballot() {
             return;
@@ -214,7 +218,7 @@ impl PaxosCore {
 
     /// The leader accepts its own proposal (durably, before it is sent anywhere).
     fn accept_own(&mut self, slot: u64, value: Value, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        let me = self.my_bit();
+        let me = self.own_ack_bit();
         let State::Leader(l) = &mut self.state else {
             return;
         };
@@ -271,38 +275,38 @@ impl PaxosCore {
                         .unwrap_or(Value::Noop)
                 })
                 .collect();
+            let accept = Accept {
+                ballot: l.ballot,
+                first: slot,
+                values,
+                chosen: commit,
+                last,
+                round: l.round,
+            };
             for peer in &peers {
-                out.send(
-                    peer.clone(),
-                    Msg::Accept {
-                        ballot: l.ballot,
-                        first: slot,
-                        values: values.clone(),
-                        chosen: commit,
-                        last,
-                        round: l.round,
-                    },
-                );
+                out.send(peer.clone(), Msg::Accept(accept.clone()));
             }
             slot = end;
         }
         l.unsent = l.next_slot;
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn on_accepted(
         &mut self,
         now: Millis,
         from: String,
-        ballot: Ballot,
-        first: u64,
-        count: u64,
-        chosen: u64,
-        gap: bool,
-        round: u64,
+        accepted: Accepted,
         out: &mut Outbox<Msg, Persist>,
     ) {
-        let bit = self.bit(&from);
+        let Accepted {
+            ballot,
+            first,
+            count,
+            chosen,
+            gap,
+            round,
+        } = accepted;
+        let bit = self.ack_bit(&from);
         let State::Leader(l) = &mut self.state else {
             return;
         };
@@ -380,7 +384,8 @@ impl PaxosCore {
     /// Send a lagging node the chosen values it lacks (or the snapshot, when they are folded
     /// into it), at most once per heartbeat unless it made progress.
     fn catch_up(&mut self, now: Millis, to: &str, out: &mut Outbox<Msg, Persist>) {
-        let (hb, max_batch) = (self.t.heartbeat, self.settings.max_batch as u64);
+        let (heartbeat_interval, max_batch) =
+            (self.timing.heartbeat, self.settings.max_batch as u64);
         let (commit, snap_slot, applied) = (self.commit, self.snap_slot, self.applied);
         let State::Leader(l) = &mut self.state else {
             return;
@@ -393,20 +398,18 @@ impl PaxosCore {
             return;
         }
         if let Some((at, their)) = peer.catch_up {
-            if now < at + hb && peer.chosen <= their {
+            if now < at + heartbeat_interval && peer.chosen <= their {
                 return;
             }
         }
         peer.catch_up = Some((now, peer.chosen));
         if peer.chosen < snap_slot {
-            out.send(
-                to.to_owned(),
-                Msg::Snapshot {
-                    ballot,
-                    slot: applied,
-                    state: self.kv.clone(),
-                },
-            );
+            let snapshot = CatchUpSnapshot {
+                ballot,
+                slot: applied,
+                state: self.kv.clone(),
+            };
+            out.send(to, Msg::Snapshot(snapshot));
             return;
         }
         let first = peer.chosen + 1;
@@ -414,27 +417,31 @@ impl PaxosCore {
         let values: Vec<Value> = (first..=end)
             .map_while(|s| self.chosen.get(&s).cloned())
             .collect();
-        out.send(
-            to.to_owned(),
-            Msg::Learn {
-                ballot,
-                first,
-                values,
-            },
-        );
+        let learn = Learn {
+            ballot,
+            first,
+            values,
+        };
+        out.send(to, Msg::Learn(learn));
     }
 
     /// The lease runs from the start of the newest round a quorum acknowledged, for the
     /// minimum takeover timeout less the drift margin: every acceptor that acknowledged it
     /// refuses to promise another node for the minimum timeout after it heard the round.
     fn update_lease(&mut self) {
-        let (q, eto_min, drift) = (self.quorum, self.t.eto_min, self.t.drift);
+        let (quorum, election_timeout_min, drift) = (
+            self.quorum,
+            self.timing.election_timeout_min,
+            self.timing.clock_drift,
+        );
         let State::Leader(l) = &mut self.state else {
             return;
         };
-        let acked = quorum_round(l, q);
+        let acked = quorum_round(l, quorum);
         if let Some(&(_, start)) = l.round_starts.iter().rev().find(|(r, _)| *r <= acked) {
-            l.lease_until = l.lease_until.max((start + eto_min).saturating_sub(drift));
+            l.lease_until = l
+                .lease_until
+                .max((start + election_timeout_min).saturating_sub(drift));
         }
     }
 
@@ -452,37 +459,35 @@ impl PaxosCore {
         }
         l.last_heartbeat = now;
         for peer in peers {
-            out.send(
-                peer,
-                Msg::Accept {
-                    ballot: l.ballot,
-                    first: l.next_slot,
-                    values: Vec::new(),
-                    chosen: commit,
-                    last: l.next_slot - 1,
-                    round: l.round,
-                },
-            );
+            let heartbeat = Accept {
+                ballot: l.ballot,
+                first: l.next_slot,
+                values: Vec::new(),
+                chosen: commit,
+                last: l.next_slot - 1,
+                round: l.round,
+            };
+            out.send(peer, Msg::Accept(heartbeat));
         }
     }
 
     /// Leader work on a tick: step down without a quorum, time out requests, heartbeat and
     /// resend proposals that are not yet chosen.
     pub(super) fn tick_leader(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        let (quorum, eto_max, hb, req) = (
+        let (quorum, election_timeout_max, heartbeat_interval, request_timeout) = (
             self.quorum,
-            self.t.eto_max,
-            self.t.heartbeat,
-            self.t.request,
+            self.timing.election_timeout_max,
+            self.timing.heartbeat,
+            self.timing.request_timeout,
         );
         let State::Leader(l) = &mut self.state else {
             return;
         };
-        if now >= l.since + eto_max {
+        if now >= l.since + election_timeout_max {
             let mut acks: Vec<Millis> = l.peers.values().map(|p| p.last_ack).collect();
             acks.sort_unstable_by(|a, b| b.cmp(a));
             let heard = if quorum <= 1 { now } else { acks[quorum - 2] };
-            if now.saturating_sub(heard) >= eto_max {
+            if now.saturating_sub(heard) >= election_timeout_max {
                 tracing::warn!(node = %self.id, ballot = %l.ballot, "no quorum heard within the takeover timeout; stepping down");
                 self.step_down(out);
                 self.reset_takeover_timer(now);
@@ -493,28 +498,20 @@ impl PaxosCore {
         // come first.
         let mut expired = Vec::new();
         while let Some(entry) = l.pending.first_entry() {
-            if now < entry.get().at + req {
+            if now < entry.get().at + request_timeout {
                 break;
             }
             let p = entry.remove();
             expired.push((p.waiter, p.read));
         }
-        let beat = now >= l.last_heartbeat + hb;
+        let beat = now >= l.last_heartbeat + heartbeat_interval;
         for (w, read) in expired {
             let message = if read {
                 "read not executed within request_timeout"
             } else {
                 "not chosen within request_timeout"
             };
-            self.answer(
-                w,
-                OpResult::Fail {
-                    kind: FailKind::Timeout,
-                    leader: None,
-                    message: message.into(),
-                },
-                out,
-            );
+            self.answer(w, failure(FailKind::Timeout, message), out);
         }
         if beat {
             self.heartbeat(now, out);
@@ -525,13 +522,14 @@ impl PaxosCore {
     /// Resend proposals older than a heartbeat to the followers that have not accepted them
     /// (runs of consecutive slots, `max_batch` values a message, [`RESEND_MAX`] a follower).
     fn resend(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        let (hb, max_batch) = (self.t.heartbeat, self.settings.max_batch as u64);
+        let (heartbeat_interval, max_batch) =
+            (self.timing.heartbeat, self.settings.max_batch as u64);
         let commit = self.commit;
         let peers: Vec<(String, u64)> = self
             .peers()
             .into_iter()
             .map(|p| {
-                let b = self.bit(&p);
+                let b = self.ack_bit(&p);
                 (p, b)
             })
             .collect();
@@ -545,7 +543,9 @@ impl PaxosCore {
             let due = l
                 .proposals
                 .iter()
-                .filter(|(s, p)| p.acks & bit == 0 && now >= p.sent_at + hb && **s < l.unsent)
+                .filter(|(s, p)| {
+                    p.acks & bit == 0 && now >= p.sent_at + heartbeat_interval && **s < l.unsent
+                })
                 .take(RESEND_MAX);
             for (&slot, p) in due {
                 resent.push(slot);
@@ -560,17 +560,15 @@ impl PaxosCore {
                 }
             }
             for (first, values) in runs {
-                out.send(
-                    peer.clone(),
-                    Msg::Accept {
-                        ballot: l.ballot,
-                        first,
-                        values,
-                        chosen: commit,
-                        last,
-                        round: l.round,
-                    },
-                );
+                let accept = Accept {
+                    ballot: l.ballot,
+                    first,
+                    values,
+                    chosen: commit,
+                    last,
+                    round: l.round,
+                };
+                out.send(peer.clone(), Msg::Accept(accept));
             }
         }
         for slot in resent {

@@ -13,13 +13,12 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use faultline_protocol::{Role, Status};
-use faultline_replica::{
-    Applied, ClientToken, Core, Forwarded, ForwardsSeen, Input, KvState, Millis, Outbox,
-};
+use faultline_replica::forward::{applied_result, failure, ForwardingCore, Waiter};
+use faultline_replica::{Core, Forwarded, ForwardsSeen, Input, KvState, Millis, Outbox};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::msg::{Ballot, FailKind, Meta, Msg, OpResult, Persist, Reported, Value};
+use crate::msg::{Ballot, FailKind, Meta, Msg, OpResult, Persist, ProbeReply, Reported, Value};
 use crate::settings::Settings;
 use crate::storage::Recovered;
 
@@ -54,17 +53,10 @@ pub(crate) struct Bugs {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timing {
     pub heartbeat: Millis,
-    pub eto_min: Millis,
-    pub eto_max: Millis,
-    pub drift: Millis,
-    pub request: Millis,
-}
-
-/// Who waits for the outcome of a client operation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Waiter {
-    Local { token: ClientToken, id: u64 },
-    Remote { from: String, fid: u64 },
+    pub election_timeout_min: Millis,
+    pub election_timeout_max: Millis,
+    pub clock_drift: Millis,
+    pub request_timeout: Millis,
 }
 
 #[derive(Debug)]
@@ -160,10 +152,10 @@ pub struct PaxosCore {
     pub(crate) id: String,
     pub(crate) nodes: Vec<String>,
     /// This node's number in ballots (its 1-based position in `nodes`).
-    pub(crate) me: u32,
+    pub(crate) ballot_node: u32,
     pub(crate) quorum: usize,
     pub(crate) settings: Settings,
-    pub(crate) t: Timing,
+    pub(crate) timing: Timing,
     pub(crate) bugs: Bugs,
     pub(crate) rng: ChaCha8Rng,
     pub(crate) meta: Meta,
@@ -221,18 +213,19 @@ impl PaxosCore {
             stale_local_reads: has(BUG_STALE_LOCAL_READS),
             accept_lower_ballot: has(BUG_ACCEPT_LOWER_BALLOT),
         };
-        let t = Timing {
+        let timing = Timing {
             heartbeat: ms(settings.heartbeat).max(1),
-            eto_min: ms(settings.election_timeout[0]).max(2),
-            eto_max: ms(settings.election_timeout[1]).max(ms(settings.election_timeout[0]).max(2)),
-            drift: ms(settings.clock_drift),
-            request: ms(settings.request_timeout).max(1),
+            election_timeout_min: ms(settings.election_timeout[0]).max(2),
+            election_timeout_max: ms(settings.election_timeout[1])
+                .max(ms(settings.election_timeout[0]).max(2)),
+            clock_drift: ms(settings.clock_drift),
+            request_timeout: ms(settings.request_timeout).max(1),
         };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let incarnation = rng.gen::<u64>();
         let next_tag = (rng.gen::<u64>() >> 20) << 20;
         let quorum = nodes.len() / 2 + 1;
-        let me = nodes
+        let ballot_node = nodes
             .iter()
             .position(|n| n == id)
             .map_or(0, |i| i as u32 + 1);
@@ -240,10 +233,10 @@ impl PaxosCore {
         PaxosCore {
             id: id.to_owned(),
             nodes,
-            me,
+            ballot_node,
             quorum,
             settings,
-            t,
+            timing,
             bugs,
             rng,
             max_round: recovered.meta.promised.round,
@@ -334,12 +327,12 @@ impl PaxosCore {
     }
 
     /// This node's bit in a proposal's acknowledgements.
-    pub(crate) fn my_bit(&self) -> u64 {
-        1u64 << ((self.me as usize).saturating_sub(1) % 64)
+    pub(crate) fn own_ack_bit(&self) -> u64 {
+        1u64 << ((self.ballot_node as usize).saturating_sub(1) % 64)
     }
 
     /// `node`'s bit in a proposal's acknowledgements (its position in the member list).
-    pub(crate) fn bit(&self, node: &str) -> u64 {
+    pub(crate) fn ack_bit(&self, node: &str) -> u64 {
         self.nodes
             .iter()
             .position(|n| n == node)
@@ -351,8 +344,9 @@ impl PaxosCore {
     }
 
     pub(crate) fn reset_takeover_timer(&mut self, now: Millis) {
-        let span = self.t.eto_max - self.t.eto_min;
-        self.takeover_deadline = now + self.t.eto_min + self.rng.gen_range(0..=span);
+        let span = self.timing.election_timeout_max - self.timing.election_timeout_min;
+        self.takeover_deadline =
+            now + self.timing.election_timeout_min + self.rng.gen_range(0..=span);
     }
 
     /// Leave the leader or preparing role. Writes waiting to be chosen may still be chosen
@@ -363,17 +357,12 @@ impl PaxosCore {
             tracing::info!(node = %self.id, ballot = %l.ballot, pending = l.pending.len(), "stepping down as leader");
             for (_, p) in l.pending {
                 let result = if p.read {
-                    OpResult::Fail {
-                        kind: FailKind::NotLeader,
-                        leader: None,
-                        message: "leader stepped down".into(),
-                    }
+                    failure(FailKind::NotLeader, "leader stepped down")
                 } else {
-                    OpResult::Fail {
-                        kind: FailKind::Timeout,
-                        leader: None,
-                        message: "leader stepped down before the write was chosen".into(),
-                    }
+                    failure(
+                        FailKind::Timeout,
+                        "leader stepped down before the write was chosen",
+                    )
                 };
                 self.answer(p.waiter, result, out);
             }
@@ -461,20 +450,7 @@ impl PaxosCore {
             };
             let (result, tag) = match value {
                 Value::Noop => (None, None),
-                Value::Cmd { cmd, tag } => {
-                    let r = match self.kv.apply(cmd) {
-                        Applied::Done => OpResult::Done,
-                        Applied::CasMismatch { current } => OpResult::Fail {
-                            kind: FailKind::CasMismatch,
-                            leader: None,
-                            message: format!(
-                                "current value is {}",
-                                current.map_or_else(|| "null".to_owned(), |v| v.to_string())
-                            ),
-                        },
-                    };
-                    (Some(r), Some(*tag))
-                }
+                Value::Cmd { cmd, tag } => (Some(applied_result(self.kv.apply(cmd))), Some(*tag)),
                 Value::Read { key, tag } => (Some(OpResult::Value(self.kv.read(key))), Some(*tag)),
             };
             self.applied = slot;
@@ -487,11 +463,10 @@ impl PaxosCore {
                     (Some(r), Some(t)) if t == p.tag => r,
                     // Another value took the slot: this proposal had no effect here, but the
                     // client cannot be told it never will (indefinite).
-                    _ => OpResult::Fail {
-                        kind: FailKind::Timeout,
-                        leader: None,
-                        message: "another value was chosen in the proposal's slot".into(),
-                    },
+                    _ => failure(
+                        FailKind::Timeout,
+                        "another value was chosen in the proposal's slot",
+                    ),
                 };
                 self.answer(p.waiter, r, out);
             }
@@ -589,7 +564,7 @@ impl PaxosCore {
         self.booted = true;
         // After a restart this node may have acknowledged a leader's lease just before it
         // died: refuse promises to others for one minimum timeout, as if it had just heard it.
-        self.promise_blocked_until = now + self.t.eto_min;
+        self.promise_blocked_until = now + self.timing.election_timeout_min;
         self.reset_takeover_timer(now);
         if !self.meta.acceptor && self.nodes.len() == 1 {
             self.meta.acceptor = true;
@@ -643,56 +618,27 @@ impl Core for PaxosCore {
 impl PaxosCore {
     fn on_peer(&mut self, now: Millis, from: String, msg: Msg, out: &mut Outbox<Msg, Persist>) {
         match msg {
-            Msg::Prepare { ballot, from: slot } => self.on_prepare(now, from, ballot, slot, out),
-            Msg::Promise {
-                ballot,
-                from: _,
-                reported,
-                snapshot,
-            } => self.on_promise(now, from, ballot, reported, snapshot, out),
-            Msg::Nack { ballot, promised } => self.on_nack(now, ballot, promised, out),
-            Msg::Accept {
-                ballot,
-                first,
-                values,
-                chosen,
-                last,
-                round,
-            } => self.on_accept(now, from, ballot, first, values, chosen, last, round, out),
-            Msg::Accepted {
-                ballot,
-                first,
-                count,
-                chosen,
-                gap,
-                round,
-            } => self.on_accepted(now, from, ballot, first, count, chosen, gap, round, out),
-            Msg::Learn {
-                ballot,
-                first,
-                values,
-            } => self.on_learn(now, from, ballot, first, values, out),
-            Msg::Snapshot {
-                ballot,
-                slot,
-                state,
-            } => self.on_snapshot(now, from, ballot, slot, state, out),
-            Msg::Forward { inc, fid, op } => self.on_forward(now, from, inc, fid, op, out),
-            Msg::ForwardReply { fid, result } => self.on_forward_reply(fid, result, out),
+            Msg::Prepare(prepare) => self.on_prepare(now, from, prepare, out),
+            Msg::Promise(promise) => self.on_promise(now, from, promise, out),
+            Msg::Nack(nack) => self.on_nack(now, nack, out),
+            Msg::Accept(accept) => self.on_accept(now, from, accept, out),
+            Msg::Accepted(accepted) => self.on_accepted(now, from, accepted, out),
+            Msg::Learn(learn) => self.on_learn(now, from, learn, out),
+            Msg::Snapshot(snapshot) => self.on_snapshot(now, from, snapshot, out),
+            Msg::Forward(forward) => self.on_forward(now, from, forward, out),
+            Msg::ForwardReply(reply) => self.on_forward_reply(reply, out),
             Msg::Probe => {
                 let empty = self.commit == 0
                     && self.accepted.is_empty()
                     && self.chosen.is_empty()
                     && self.snap_slot == 0;
-                out.send(
-                    from,
-                    Msg::ProbeReply {
-                        promised: self.meta.promised,
-                        empty,
-                    },
-                );
+                let reply = ProbeReply {
+                    promised: self.meta.promised,
+                    empty,
+                };
+                out.send(from, Msg::ProbeReply(reply));
             }
-            Msg::ProbeReply { promised, empty } => self.on_probe_reply(from, promised, empty, out),
+            Msg::ProbeReply(reply) => self.on_probe_reply(from, reply, out),
         }
     }
 }

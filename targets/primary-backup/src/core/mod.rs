@@ -7,10 +7,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use faultline_protocol::{ErrorCode, Op, Request, Response, Role, Status};
+use faultline_protocol::{ErrorCode, Request, Response, Role, Status};
+use faultline_replica::forward::value_text;
 use faultline_replica::{Applied, ClientToken, Command, Core, Input, KvState, Millis, Outbox};
 
-use crate::msg::{Entry, Msg, Persist};
+use crate::msg::{Entry, Msg, Persist, ProbeReply};
 use crate::settings::{Replication, Settings};
 
 mod messages;
@@ -49,11 +50,13 @@ struct Bugs {
 #[derive(Debug, Clone, Copy)]
 struct Timing {
     heartbeat: Millis,
-    takeover: Millis,
+    takeover_timeout: Millis,
+    /// How long a candidate waits for every node to answer its probe.
     round: Millis,
     lease: Millis,
-    drift: Millis,
-    replication: Millis,
+    clock_drift: Millis,
+    replication_timeout: Millis,
+    /// A gap between ticks longer than this means the node loop stalled.
     stall: Millis,
 }
 
@@ -94,7 +97,7 @@ struct Primary {
     round: u64,
     rounds: VecDeque<(u64, Millis)>,
     lease_until: Millis,
-    last_hb: Option<Millis>,
+    last_heartbeat_sent: Option<Millis>,
     joiners: BTreeMap<String, Millis>,
     /// Nodes invited to a view that did not ack in time, and when: not invited again for a
     /// while, so a half-reachable node cannot stall writes with back-to-back view changes.
@@ -102,20 +105,12 @@ struct Primary {
     last_change_end: Millis,
 }
 
-#[derive(Debug, Clone)]
-struct ProbeAnswer {
-    view: u64,
-    primary_alive: bool,
-    members: Option<Vec<String>>,
-    candidate: bool,
-}
-
 #[derive(Debug)]
 struct Candidate {
     nonce: u64,
     started: Millis,
     last_probe: Option<Millis>,
-    answers: BTreeMap<String, ProbeAnswer>,
+    answers: BTreeMap<String, ProbeReply>,
     /// First start of a fresh cluster: become primary of view 1 once every node answered with
     /// view 0.
     bootstrap: bool,
@@ -149,7 +144,7 @@ pub struct PbCore {
     nodes: Vec<String>,
     rank: usize,
     settings: Settings,
-    t: Timing,
+    timing: Timing,
     bugs: Bugs,
     seen_view: u64,
     /// The view whose NewView state this node installed (or started, as primary); 0: none
@@ -191,13 +186,13 @@ impl PbCore {
     ) -> Self {
         let rank = nodes.iter().position(|n| n == id).unwrap_or(0);
         let lease = ms(settings.lease_duration());
-        let t = Timing {
+        let timing = Timing {
             heartbeat: ms(settings.heartbeat).max(1),
-            takeover: ms(settings.takeover_timeout).max(2),
+            takeover_timeout: ms(settings.takeover_timeout).max(2),
             round: ms(settings.takeover_timeout).max(1),
             lease,
-            drift: ms(settings.clock_drift),
-            replication: ms(settings.replication_timeout).max(1),
+            clock_drift: ms(settings.clock_drift),
+            replication_timeout: ms(settings.replication_timeout).max(1),
             stall: (2 * ms(settings.heartbeat)).max(20),
         };
         let bugs = Bugs {
@@ -220,7 +215,7 @@ impl PbCore {
             nodes,
             rank,
             settings,
-            t,
+            timing,
             bugs,
             seen_view: recovered.seen_view,
             installed_view: 0,
@@ -342,7 +337,7 @@ impl PbCore {
                                 w.id,
                                 ErrorCode::CasMismatch,
                             )
-                            .with_message(format!("current value is {}", fmt_value(current))),
+                            .with_message(format!("current value is {}", value_text(current))),
                         };
                         out.reply(w.token, resp);
                     }
@@ -394,7 +389,7 @@ impl PbCore {
     fn on_tick(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
         let stalled = self
             .last_tick
-            .is_some_and(|t| now.saturating_sub(t) > self.t.stall);
+            .is_some_and(|t| now.saturating_sub(t) > self.timing.stall);
         self.last_tick = Some(now);
         if stalled {
             // We were paused or starved: give peers a fresh timeout before judging them, so a
@@ -402,9 +397,9 @@ impl PbCore {
             tracing::warn!(node = %self.id, "node loop stalled; restarting failure timers");
             self.last_heartbeat = now;
             if let State::Primary(p) = &mut self.state {
-                for g in p.progress.values_mut() {
-                    g.last_ack = now;
-                    g.last_progress = now;
+                for progress in p.progress.values_mut() {
+                    progress.last_ack = now;
+                    progress.last_progress = now;
                 }
             }
         }
@@ -413,7 +408,8 @@ impl PbCore {
             State::Primary(_) => self.tick_primary(now, out),
             State::Backup => {
                 if let Some(rank) = self.takeover_rank() {
-                    let wait = self.t.takeover + rank as u64 * self.t.takeover / 2;
+                    let wait = self.timing.takeover_timeout
+                        + rank as u64 * self.timing.takeover_timeout / 2;
                     if now.saturating_sub(self.last_heartbeat) > wait {
                         self.become_candidate(now, false);
                         self.tick_candidate(now, out);
@@ -433,7 +429,9 @@ impl PbCore {
         }
         if let State::Primary(p) = &self.state {
             let behind = p.members.iter().any(|m| !p.progress.contains_key(m))
-                || p.progress.values().any(|g| g.matched < self.applied);
+                || p.progress
+                    .values()
+                    .any(|progress| progress.matched < self.applied);
             if p.change.is_some() || behind {
                 return;
             }
@@ -482,10 +480,6 @@ impl Core for PbCore {
             self.settings.replication == Replication::Sync && !self.bugs.ack_before_replicate;
         self.flush_primary(now, out, eager);
     }
-}
-
-fn fmt_value(v: Option<i64>) -> String {
-    v.map_or_else(|| "null".to_owned(), |v| v.to_string())
 }
 
 #[cfg(test)]

@@ -1,7 +1,14 @@
 //! The primary's side: starting views, heartbeats and leases, client requests, shipping
 //! entries to backups and committing them.
 
-use super::*;
+use std::collections::{BTreeSet, VecDeque};
+
+use faultline_protocol::{ErrorCode, Op, Request, Response};
+use faultline_replica::{ClientToken, Command, Millis, Outbox};
+
+use super::{PbCore, Pending, Primary, Progress, State, ViewChange, MAX_APPEND};
+use crate::msg::{Append, Entry, Heartbeat, Msg, NewView, Persist};
+use crate::settings::Replication;
 
 impl Primary {
     /// Start catching up a node that holds a prefix of this view's log (it installed this
@@ -56,15 +63,13 @@ impl PbCore {
         members.extend(targets.iter().cloned());
         tracing::info!(node = %self.id, view, index, targets = ?targets, "starting view");
         for t in &targets {
-            out.send(
-                t.clone(),
-                Msg::NewView {
-                    view,
-                    members: members.clone(),
-                    index,
-                    state: state.clone(),
-                },
-            );
+            let new_view = NewView {
+                view,
+                members: members.clone(),
+                index,
+                state: state.clone(),
+            };
+            out.send(t.clone(), Msg::NewView(new_view));
         }
         self.view_members = members;
         if let State::Primary(p) = &mut self.state {
@@ -84,7 +89,7 @@ impl PbCore {
             return;
         };
         let Some(change) = &p.change else { return };
-        if change.acked.len() < change.targets.len() && now < change.started + self.t.round {
+        if change.acked.len() < change.targets.len() && now < change.started + self.timing.round {
             return;
         }
         let Some(change) = p.change.take() else {
@@ -118,8 +123,8 @@ impl PbCore {
         }
         p.last_change_end = now;
         p.rounds.clear();
-        p.lease_until = change.started + self.t.lease.saturating_sub(self.t.drift);
-        p.last_hb = None;
+        p.lease_until = change.started + self.timing.lease.saturating_sub(self.timing.clock_drift);
+        p.last_heartbeat_sent = None;
         let mut view_members = vec![self.id.clone()];
         view_members.extend(p.members.iter().cloned());
         tracing::info!(node = %self.id, view = change.view, members = ?view_members, "view established");
@@ -145,19 +150,19 @@ impl PbCore {
         while p.rounds.len() > 64 {
             p.rounds.pop_front();
         }
-        p.last_hb = Some(now);
+        p.last_heartbeat_sent = Some(now);
         if p.members.is_empty() {
             p.lease_until = p
                 .lease_until
-                .max(now + self.t.lease.saturating_sub(self.t.drift));
+                .max(now + self.timing.lease.saturating_sub(self.timing.clock_drift));
         }
-        let msg = Msg::Heartbeat {
+        let msg = Msg::Heartbeat(Heartbeat {
             view: self.seen_view,
             members: self.view_members.clone(),
             commit,
             last,
             round: p.round,
-        };
+        });
         for n in self.nodes.iter().filter(|n| **n != self.id) {
             out.send(n.clone(), msg.clone());
         }
@@ -171,7 +176,7 @@ impl PbCore {
             .members
             .iter()
             .filter_map(|m| p.progress.get(m))
-            .map(|g| g.acked_round)
+            .map(|progress| progress.acked_round)
             .min()
         else {
             return;
@@ -179,7 +184,7 @@ impl PbCore {
         if let Some(&(_, sent)) = p.rounds.iter().find(|(r, _)| *r == round) {
             p.lease_until = p
                 .lease_until
-                .max(sent + self.t.lease.saturating_sub(self.t.drift));
+                .max(sent + self.timing.lease.saturating_sub(self.timing.clock_drift));
         }
     }
 
@@ -246,14 +251,14 @@ impl PbCore {
     }
 
     pub(super) fn tick_primary(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        let t = self.t;
+        let timing = self.timing;
         let State::Primary(p) = &mut self.state else {
             return;
         };
         while p
             .pending
             .front()
-            .is_some_and(|w| now >= w.at + t.replication)
+            .is_some_and(|w| now >= w.at + timing.replication_timeout)
         {
             if let Some(w) = p.pending.pop_front() {
                 out.reply(
@@ -266,7 +271,7 @@ impl PbCore {
         while p
             .deferred
             .front()
-            .is_some_and(|(_, _, at)| now >= at + t.replication)
+            .is_some_and(|(_, _, at)| now >= at + timing.replication_timeout)
         {
             if let Some((token, req, _)) = p.deferred.pop_front() {
                 out.reply(
@@ -280,30 +285,34 @@ impl PbCore {
             self.check_change_done(now, out);
             return;
         }
-        for g in p.progress.values_mut() {
-            if g.matched < g.sent && now.saturating_sub(g.last_progress) > 2 * t.heartbeat {
-                g.sent = g.matched;
-                g.last_progress = now;
+        for progress in p.progress.values_mut() {
+            if progress.matched < progress.sent
+                && now.saturating_sub(progress.last_progress) > 2 * timing.heartbeat
+            {
+                progress.sent = progress.matched;
+                progress.last_progress = now;
             }
         }
         p.joiners
-            .retain(|_, at| now.saturating_sub(*at) <= t.takeover);
+            .retain(|_, at| now.saturating_sub(*at) <= timing.takeover_timeout);
         p.snubbed
-            .retain(|_, at| now.saturating_sub(*at) <= 5 * t.takeover);
+            .retain(|_, at| now.saturating_sub(*at) <= 5 * timing.takeover_timeout);
         let snubbed = &p.snubbed;
         p.joiners.retain(|j, _| !snubbed.contains_key(j));
         let members = &p.members;
-        p.progress
-            .retain(|id, g| members.contains(id) || now.saturating_sub(g.last_ack) <= t.takeover);
+        p.progress.retain(|id, progress| {
+            members.contains(id) || now.saturating_sub(progress.last_ack) <= timing.takeover_timeout
+        });
         let dead: Vec<String> = p
             .members
             .iter()
             .filter(|m| {
-                !matches!(p.progress.get(*m), Some(g) if now.saturating_sub(g.last_ack) <= t.takeover)
+                !matches!(p.progress.get(*m), Some(progress) if now.saturating_sub(progress.last_ack) <= timing.takeover_timeout)
             })
             .cloned()
             .collect();
-        let join = !p.joiners.is_empty() && now.saturating_sub(p.last_change_end) >= t.heartbeat;
+        let join =
+            !p.joiners.is_empty() && now.saturating_sub(p.last_change_end) >= timing.heartbeat;
         if !dead.is_empty() || join {
             let mut targets: BTreeSet<String> = p
                 .members
@@ -318,7 +327,7 @@ impl PbCore {
             self.start_view_change(now, targets, out);
             return;
         }
-        if !matches!(p.last_hb, Some(at) if now.saturating_sub(at) < t.heartbeat) {
+        if !matches!(p.last_heartbeat_sent, Some(at) if now.saturating_sub(at) < timing.heartbeat) {
             self.heartbeat(now, out);
         }
         self.flush_primary(now, out, true);
@@ -349,34 +358,32 @@ impl PbCore {
             .members
             .iter()
             .filter_map(|m| p.progress.get(m))
-            .map(|g| g.matched)
+            .map(|progress| progress.matched)
             .fold(last, u64::min);
         let commit = if sync { members_have } else { last };
         let mut promoted = false;
-        for (m, g) in p.progress.iter_mut() {
+        for (m, progress) in p.progress.iter_mut() {
             // Promote a learner once it is within one append of the log's end: it catches up
             // within a round trip (sync commits wait for it from now on), and it counts as a
             // confirmed backup only once it holds everything committed.
-            if !p.members.contains(m) && g.matched + MAX_APPEND as u64 >= last {
+            if !p.members.contains(m) && progress.matched + MAX_APPEND as u64 >= last {
                 tracing::info!(node = %self.id, view, backup = %m, "caught-up backup joins the view");
                 p.members.push(m.clone());
                 promoted = true;
             }
-            while ship && g.sent < last {
-                let from = g.sent + 1;
-                let upto = last.min(g.sent + MAX_APPEND as u64);
+            while ship && progress.sent < last {
+                let from = progress.sent + 1;
+                let upto = last.min(progress.sent + MAX_APPEND as u64);
                 let entries =
                     self.entries[(from - base - 1) as usize..(upto - base) as usize].to_vec();
-                out.send(
-                    m.clone(),
-                    Msg::Append {
-                        view,
-                        from,
-                        entries,
-                        commit: commit.max(commit0),
-                    },
-                );
-                g.sent = upto;
+                let append = Append {
+                    view,
+                    first: from,
+                    entries,
+                    commit: commit.max(commit0),
+                };
+                out.send(m.clone(), Msg::Append(append));
+                progress.sent = upto;
             }
         }
         if promoted {

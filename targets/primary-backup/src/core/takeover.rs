@@ -1,6 +1,11 @@
 //! A backup's side of failover: when it may take over, and the probe round before it does.
 
-use super::*;
+use std::collections::BTreeMap;
+
+use faultline_replica::{Millis, Outbox};
+
+use super::{Candidate, PbCore, State};
+use crate::msg::{Msg, Persist, Probe};
 
 impl PbCore {
     pub(super) fn become_candidate(&mut self, now: Millis, bootstrap: bool) {
@@ -32,23 +37,21 @@ impl PbCore {
     }
 
     pub(super) fn tick_candidate(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        let t = self.t;
+        let timing = self.timing;
         let seen = self.seen_view;
         let old_primary = self.owner(seen).map(str::to_owned);
         let others: Vec<String> = self.others().cloned().collect();
         let State::Candidate(c) = &mut self.state else {
             return;
         };
-        if !matches!(c.last_probe, Some(at) if now.saturating_sub(at) < t.heartbeat) {
+        if !matches!(c.last_probe, Some(at) if now.saturating_sub(at) < timing.heartbeat) {
             c.last_probe = Some(now);
             for n in &others {
-                out.send(
-                    n.clone(),
-                    Msg::Probe {
-                        view: seen,
-                        nonce: c.nonce,
-                    },
-                );
+                let probe = Probe {
+                    view: seen,
+                    nonce: c.nonce,
+                };
+                out.send(n.clone(), Msg::Probe(probe));
             }
         }
         if let Some(higher) = c
@@ -71,7 +74,7 @@ impl PbCore {
         }
         let expected = others.iter().filter(|n| Some(*n) != old_primary.as_ref());
         let all_in = expected.clone().all(|n| c.answers.contains_key(n));
-        if !all_in && now < c.started + t.round {
+        if !all_in && now < c.started + timing.round {
             return;
         }
         let answers = std::mem::take(&mut c.answers);

@@ -1,102 +1,71 @@
-//! Client requests: writes through the log, the three read paths (§8, thesis §6.4),
-//! forwarding to the leader, and turning outcomes into responses.
+//! Client requests: writes through the log and the three read paths (§8, thesis §6.4).
+//! Routing, forwarding to the leader and answering are `faultline_replica::forward`'s; this
+//! file gives it what Raft knows ([`ForwardingCore`]).
 
-use faultline_protocol::{Op, Request, Response};
-use faultline_replica::{to_response, Command};
+use std::collections::VecDeque;
+
+use faultline_protocol::Status;
+use faultline_replica::forward::{ForwardingCore, Waiter};
+use faultline_replica::{Forwarded, ForwardsSeen, Millis, Outbox};
 
 use super::replication::quorum_round;
-use super::*;
-use crate::msg::FwdOp;
+use super::{PendingRead, PendingWrite, RaftCore, State};
+use crate::msg::{EntryOp, FwdOp, Msg, OpResult, Persist};
 use crate::settings::ReadMode;
 
-impl RaftCore {
-    pub(super) fn on_client(
-        &mut self,
-        now: Millis,
-        token: ClientToken,
-        req: Request,
-        out: &mut Outbox<Msg, Persist>,
-    ) {
-        let op = match req.op {
-            Op::Status => {
-                out.reply(token, Response::status(req.id, self.status()));
-                return;
-            }
-            Op::Read { key } => FwdOp::Read { key },
-            Op::Write { key, value } => FwdOp::Cmd(Command::Write { key, value }),
-            Op::Cas { key, from, to } => FwdOp::Cmd(Command::Cas { key, from, to }),
-        };
-        let waiter = Waiter::Local { token, id: req.id };
-        let local_read = self.bugs.stale_local_reads && matches!(op, FwdOp::Read { .. });
-        if !self.is_leader() && !local_read {
-            if let (true, Some(leader)) = (self.settings.forward, self.leader.clone()) {
-                let (inc, fid) = self.forwarded.add(token, req.id, now);
-                out.send(leader, Msg::Forward { inc, fid, op });
-                return;
-            }
-        }
-        self.handle_op(now, waiter, op, out);
+impl ForwardingCore for RaftCore {
+    type Msg = Msg;
+    type Persist = Persist;
+
+    fn node_id(&self) -> &str {
+        &self.id
     }
 
-    pub(super) fn on_forward(
-        &mut self,
-        now: Millis,
-        from: String,
-        inc: u64,
-        fid: u64,
-        op: FwdOp,
-        out: &mut Outbox<Msg, Persist>,
-    ) {
-        if let State::Leader(l) = &mut self.state {
-            if !l.forwards_seen.first_time(&from, inc, fid) {
-                return;
-            }
-        }
-        self.handle_op(now, Waiter::Remote { from, fid }, op, out);
+    fn known_leader(&self) -> Option<&String> {
+        self.leader.as_ref()
     }
 
-    pub(super) fn on_forward_reply(
-        &mut self,
-        fid: u64,
-        result: OpResult,
-        out: &mut Outbox<Msg, Persist>,
-    ) {
-        if let Some((token, id)) = self.forwarded.answered(fid) {
-            self.answer(Waiter::Local { token, id }, result, out);
+    fn leads(&self) -> bool {
+        self.is_leader()
+    }
+
+    fn forwards_to_leader(&self) -> bool {
+        self.settings.forward
+    }
+
+    fn reads_locally(&self) -> bool {
+        self.bugs.stale_local_reads
+    }
+
+    fn no_leader_reason(&self) -> &'static str {
+        "election in progress"
+    }
+
+    fn status(&self) -> Status {
+        RaftCore::status(self)
+    }
+
+    fn request_timeout(&self) -> Millis {
+        self.timing.request_timeout
+    }
+
+    fn read_local(&self, key: &str) -> Option<i64> {
+        self.kv.read(key)
+    }
+
+    fn forwarded(&mut self) -> &mut Forwarded {
+        &mut self.forwarded
+    }
+
+    fn forwards_seen(&mut self) -> Option<&mut ForwardsSeen> {
+        match &mut self.state {
+            State::Leader(l) => Some(&mut l.forwards_seen),
+            _ => None,
         }
     }
 
-    pub(super) fn expire_forwards(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        for (token, id) in self.forwarded.expire(now, self.t.request) {
-            self.answer(
-                Waiter::Local { token, id },
-                OpResult::forward_timeout(),
-                out,
-            );
-        }
-    }
-
-    fn not_leader(&self) -> OpResult {
-        OpResult::not_leader(self.leader.as_ref(), &self.id, "election in progress")
-    }
-
-    fn handle_op(
-        &mut self,
-        now: Millis,
-        waiter: Waiter,
-        op: FwdOp,
-        out: &mut Outbox<Msg, Persist>,
-    ) {
-        if let (true, FwdOp::Read { key }) = (self.bugs.stale_local_reads, &op) {
-            let v = self.kv.read(key);
-            self.answer(waiter, OpResult::Value(v), out);
-            return;
-        }
-        if !self.is_leader() {
-            let r = self.not_leader();
-            self.answer(waiter, r, out);
-            return;
-        }
+    /// Writes go through the log; reads take the configured read path.
+    fn lead_op(&mut self, now: Millis, waiter: Waiter, op: FwdOp, out: &mut Outbox<Msg, Persist>) {
         match op {
             FwdOp::Cmd(cmd) => {
                 let index = self.append(EntryOp::Cmd(cmd), out);
@@ -107,7 +76,9 @@ impl RaftCore {
             FwdOp::Read { key } => self.read(now, waiter, key, out),
         }
     }
+}
 
+impl RaftCore {
     fn read(&mut self, now: Millis, waiter: Waiter, key: String, out: &mut Outbox<Msg, Persist>) {
         let committed_in_term = self.term_at(self.commit) == Some(self.hard.term);
         match self.settings.read {
@@ -154,11 +125,11 @@ impl RaftCore {
     pub(crate) fn serve_reads(&mut self, out: &mut Outbox<Msg, Persist>) {
         let (commit, applied, term) = (self.commit, self.applied, self.hard.term);
         let committed_in_term = self.term_at(commit) == Some(term);
-        let q = self.quorum;
+        let quorum = self.quorum;
         let State::Leader(l) = &mut self.state else {
             return;
         };
-        let acked = quorum_round(l, q);
+        let acked = quorum_round(l, quorum);
         let mut ready = Vec::new();
         let mut keep = VecDeque::new();
         for mut r in std::mem::take(&mut l.reads) {
@@ -175,14 +146,6 @@ impl RaftCore {
         for r in ready {
             let v = self.kv.read(&r.key);
             self.answer(r.waiter, OpResult::Value(v), out);
-        }
-    }
-
-    /// Deliver an outcome to a local client or back to the follower that forwarded it.
-    pub(crate) fn answer(&self, waiter: Waiter, result: OpResult, out: &mut Outbox<Msg, Persist>) {
-        match waiter {
-            Waiter::Remote { from, fid } => out.send(from, Msg::ForwardReply { fid, result }),
-            Waiter::Local { token, id } => out.reply(token, to_response(id, result)),
         }
     }
 }

@@ -2,7 +2,12 @@
 //! the amnesia guard: a data directory that never voted must first catch up or prove the
 //! cluster empty (README.md, "Amnesia guard").
 
-use super::*;
+use std::collections::{BTreeSet, VecDeque};
+
+use faultline_replica::{Millis, Outbox};
+
+use super::{Leader, Mode, Progress, RaftCore, State};
+use crate::msg::{EntryOp, Msg, Persist, ProbeReply, Vote, VoteReply};
 
 impl RaftCore {
     /// Is `(last_term, last_index)` at least as up to date as this node's log (§5.4.1)?
@@ -51,7 +56,7 @@ impl RaftCore {
             State::Candidate { votes } => (votes, false, self.hard.term),
             _ => return,
         };
-        if now < self.votes_sent + self.t.heartbeat {
+        if now < self.votes_sent + self.timing.heartbeat {
             return;
         }
         let msg = self.vote_request(term, pre);
@@ -65,12 +70,12 @@ impl RaftCore {
 
     /// A (pre-)vote request for `term`, carrying this node's log position (§5.4.1).
     fn vote_request(&self, term: u64, pre: bool) -> Msg {
-        Msg::Vote {
+        Msg::Vote(Vote {
             term,
             pre,
             last_index: self.last_index(),
             last_term: self.last_term(),
-        }
+        })
     }
 
     fn check_votes(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
@@ -85,17 +90,19 @@ impl RaftCore {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn on_vote(
         &mut self,
         now: Millis,
         from: String,
-        term: u64,
-        pre: bool,
-        last_index: u64,
-        last_term: u64,
+        vote: Vote,
         out: &mut Outbox<Msg, Persist>,
     ) {
+        let Vote {
+            term,
+            pre,
+            last_index,
+            last_term,
+        } = vote;
         // Stickiness: while a leader was heard within the minimum election timeout (or this
         // leader heard its quorum), ignore campaigns entirely: they come from a node that is
         // partitioned or slow, and granting them would break leader leases.
@@ -103,11 +110,11 @@ impl RaftCore {
         if term > self.hard.term && blocked {
             out.send(
                 from,
-                Msg::VoteReply {
+                Msg::VoteReply(VoteReply {
                     term: self.hard.term,
                     pre,
                     granted: false,
-                },
+                }),
             );
             return;
         }
@@ -116,11 +123,11 @@ impl RaftCore {
                 self.hard.voter && term > self.hard.term && self.log_ok(last_term, last_index);
             out.send(
                 from,
-                Msg::VoteReply {
+                Msg::VoteReply(VoteReply {
                     term: if granted { term } else { self.hard.term },
                     pre: true,
                     granted,
-                },
+                }),
             );
             return;
         }
@@ -140,11 +147,11 @@ impl RaftCore {
         }
         out.send(
             from,
-            Msg::VoteReply {
+            Msg::VoteReply(VoteReply {
                 term: self.hard.term,
                 pre: false,
                 granted,
-            },
+            }),
         );
     }
 
@@ -155,18 +162,17 @@ impl RaftCore {
         };
         let mut acks: Vec<Millis> = l.progress.values().map(|p| p.last_ack).collect();
         acks.sort_unstable_by(|a, b| b.cmp(a));
-        self.quorum <= 1 || now < acks[self.quorum - 2] + self.t.eto_min
+        self.quorum <= 1 || now < acks[self.quorum - 2] + self.timing.election_timeout_min
     }
 
     pub(super) fn on_vote_reply(
         &mut self,
         now: Millis,
         from: String,
-        term: u64,
-        pre: bool,
-        granted: bool,
+        reply: VoteReply,
         out: &mut Outbox<Msg, Persist>,
     ) {
+        let VoteReply { term, pre, granted } = reply;
         if term > self.hard.term && !(pre && granted) {
             self.become_follower(now, term, None, out);
             return;
@@ -224,7 +230,10 @@ impl RaftCore {
         if self.last_index() != 0 {
             return;
         }
-        if self.last_probe.is_some_and(|t| now < t + self.t.heartbeat) {
+        if self
+            .last_probe
+            .is_some_and(|t| now < t + self.timing.heartbeat)
+        {
             return;
         }
         self.last_probe = Some(now);
@@ -236,10 +245,10 @@ impl RaftCore {
     pub(super) fn on_probe_reply(
         &mut self,
         from: String,
-        term: u64,
-        last: u64,
+        reply: ProbeReply,
         out: &mut Outbox<Msg, Persist>,
     ) {
+        let ProbeReply { term, last } = reply;
         if self.hard.voter || self.last_index() != 0 {
             return;
         }

@@ -12,13 +12,12 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use faultline_protocol::{Role, Status};
-use faultline_replica::{
-    Applied, ClientToken, Core, Forwarded, ForwardsSeen, Input, KvState, Millis, Outbox,
-};
+use faultline_replica::forward::{applied_result, failure, ForwardingCore, Waiter};
+use faultline_replica::{Core, Forwarded, ForwardsSeen, Input, KvState, Millis, Outbox};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::msg::{Entry, EntryOp, FailKind, HardState, Msg, OpResult, Persist};
+use crate::msg::{Entry, EntryOp, FailKind, HardState, Msg, OpResult, Persist, ProbeReply};
 use crate::settings::Settings;
 use crate::storage::Recovered;
 
@@ -58,17 +57,10 @@ pub(crate) struct Bugs {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timing {
     pub heartbeat: Millis,
-    pub eto_min: Millis,
-    pub eto_max: Millis,
-    pub drift: Millis,
-    pub request: Millis,
-}
-
-/// Who waits for the outcome of a client operation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Waiter {
-    Local { token: ClientToken, id: u64 },
-    Remote { from: String, fid: u64 },
+    pub election_timeout_min: Millis,
+    pub election_timeout_max: Millis,
+    pub clock_drift: Millis,
+    pub request_timeout: Millis,
 }
 
 #[derive(Debug)]
@@ -154,7 +146,7 @@ pub struct RaftCore {
     pub(crate) nodes: Vec<String>,
     pub(crate) quorum: usize,
     pub(crate) settings: Settings,
-    pub(crate) t: Timing,
+    pub(crate) timing: Timing,
     pub(crate) bugs: Bugs,
     pub(crate) rng: ChaCha8Rng,
     pub(crate) hard: HardState,
@@ -209,12 +201,13 @@ impl RaftCore {
         if bugs.forget_vote_on_restart {
             recovered.hard.vote = None;
         }
-        let t = Timing {
+        let timing = Timing {
             heartbeat: ms(settings.heartbeat).max(1),
-            eto_min: ms(settings.election_timeout[0]).max(2),
-            eto_max: ms(settings.election_timeout[1]).max(ms(settings.election_timeout[0]).max(2)),
-            drift: ms(settings.clock_drift),
-            request: ms(settings.request_timeout).max(1),
+            election_timeout_min: ms(settings.election_timeout[0]).max(2),
+            election_timeout_max: ms(settings.election_timeout[1])
+                .max(ms(settings.election_timeout[0]).max(2)),
+            clock_drift: ms(settings.clock_drift),
+            request_timeout: ms(settings.request_timeout).max(1),
         };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let incarnation = rng.gen::<u64>();
@@ -224,7 +217,7 @@ impl RaftCore {
             nodes,
             quorum,
             settings,
-            t,
+            timing,
             bugs,
             rng,
             hard: recovered.hard,
@@ -341,8 +334,9 @@ impl RaftCore {
     }
 
     pub(crate) fn reset_election_timer(&mut self, now: Millis) {
-        let span = self.t.eto_max - self.t.eto_min;
-        self.election_deadline = now + self.t.eto_min + self.rng.gen_range(0..=span);
+        let span = self.timing.election_timeout_max - self.timing.election_timeout_min;
+        self.election_deadline =
+            now + self.timing.election_timeout_min + self.rng.gen_range(0..=span);
     }
 
     /// Move to `term` (if newer) as a follower of `leader` (if known). Persists the term.
@@ -372,26 +366,15 @@ impl RaftCore {
         if let State::Leader(l) = old {
             tracing::info!(node = %self.id, term = self.hard.term, pending = l.pending.len(), "stepping down as leader");
             for (_, p) in l.pending {
-                self.answer(
-                    p.waiter,
-                    OpResult::Fail {
-                        kind: FailKind::Timeout,
-                        leader: None,
-                        message: "leader stepped down before the write committed".into(),
-                    },
-                    out,
+                let result = failure(
+                    FailKind::Timeout,
+                    "leader stepped down before the write committed",
                 );
+                self.answer(p.waiter, result, out);
             }
             for r in l.reads {
-                self.answer(
-                    r.waiter,
-                    OpResult::Fail {
-                        kind: FailKind::NotLeader,
-                        leader: None,
-                        message: "leader stepped down".into(),
-                    },
-                    out,
-                );
+                let result = failure(FailKind::NotLeader, "leader stepped down");
+                self.answer(r.waiter, result, out);
             }
         }
         self.leader = None;
@@ -406,17 +389,7 @@ impl RaftCore {
             let pos = (index - self.snap_index - 1) as usize;
             let result = match &self.entries[pos].op {
                 EntryOp::Noop => None,
-                EntryOp::Cmd(cmd) => Some(match self.kv.apply(cmd) {
-                    Applied::Done => OpResult::Done,
-                    Applied::CasMismatch { current } => OpResult::Fail {
-                        kind: FailKind::CasMismatch,
-                        leader: None,
-                        message: format!(
-                            "current value is {}",
-                            current.map_or_else(|| "null".to_owned(), |v| v.to_string())
-                        ),
-                    },
-                }),
+                EntryOp::Cmd(cmd) => Some(applied_result(self.kv.apply(cmd))),
                 EntryOp::Read { key } => Some(OpResult::Value(self.kv.read(key))),
             };
             self.applied = index;
@@ -461,7 +434,7 @@ impl RaftCore {
         // died: refuse votes for one minimum election timeout, as if it had just heard one.
         // (The bug `forget-vote-on-restart` forgets that too: it forgets it ever voted.)
         if !self.bugs.forget_vote_on_restart {
-            self.vote_blocked_until = now + self.t.eto_min;
+            self.vote_blocked_until = now + self.timing.election_timeout_min;
         }
         self.reset_election_timer(now);
         if !self.hard.voter && self.nodes.len() == 1 {
@@ -518,74 +491,41 @@ impl Core for RaftCore {
 impl RaftCore {
     fn on_peer(&mut self, now: Millis, from: String, msg: Msg, out: &mut Outbox<Msg, Persist>) {
         match msg {
-            Msg::Vote {
-                term,
-                pre,
-                last_index,
-                last_term,
-            } => self.on_vote(now, from, term, pre, last_index, last_term, out),
-            Msg::VoteReply { term, pre, granted } => {
-                self.on_vote_reply(now, from, term, pre, granted, out)
-            }
-            Msg::Append {
-                term,
-                prev_index,
-                prev_term,
-                entries,
-                commit,
-                last,
-                round,
-            } => self.on_append(
-                now, from, term, prev_index, prev_term, entries, commit, last, round, out,
-            ),
-            Msg::AppendReply {
-                term,
-                success,
-                index,
-                hint_index,
-                hint_term,
-                round,
-            } => self.on_append_reply(
-                now, from, term, success, index, hint_index, hint_term, round, out,
-            ),
-            Msg::Snapshot {
-                term,
-                index,
-                snap_term,
-                state,
-                last,
-                round,
-            } => self.on_snapshot(now, from, term, index, snap_term, state, last, round, out),
-            Msg::Forward { inc, fid, op } => self.on_forward(now, from, inc, fid, op, out),
-            Msg::ForwardReply { fid, result } => self.on_forward_reply(fid, result, out),
-            Msg::Probe => out.send(
-                from,
-                Msg::ProbeReply {
+            Msg::Vote(vote) => self.on_vote(now, from, vote, out),
+            Msg::VoteReply(reply) => self.on_vote_reply(now, from, reply, out),
+            Msg::Append(append) => self.on_append(now, from, append, out),
+            Msg::AppendReply(reply) => self.on_append_reply(now, from, reply, out),
+            Msg::Snapshot(snapshot) => self.on_snapshot(now, from, snapshot, out),
+            Msg::Forward(forward) => self.on_forward(now, from, forward, out),
+            Msg::ForwardReply(reply) => self.on_forward_reply(reply, out),
+            Msg::Probe => {
+                let reply = ProbeReply {
                     term: self.hard.term,
                     last: self.last_index(),
-                },
-            ),
-            Msg::ProbeReply { term, last } => self.on_probe_reply(from, term, last, out),
+                };
+                out.send(from, Msg::ProbeReply(reply));
+            }
+            Msg::ProbeReply(reply) => self.on_probe_reply(from, reply, out),
         }
     }
 
     /// Leader work on a tick: heartbeats, CheckQuorum, request timeouts.
     fn tick_leader(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
         let quorum = self.quorum;
-        let (check_quorum, eto_max, hb, req) = (
+        let (check_quorum, election_timeout_max, heartbeat_interval, request_timeout) = (
             self.settings.check_quorum,
-            self.t.eto_max,
-            self.t.heartbeat,
-            self.t.request,
+            self.timing.election_timeout_max,
+            self.timing.heartbeat,
+            self.timing.request_timeout,
         );
         let State::Leader(l) = &mut self.state else {
             return;
         };
-        if check_quorum && now >= l.since + eto_max {
+        if check_quorum && now >= l.since + election_timeout_max {
             let mut acks: Vec<Millis> = l.progress.values().map(|p| p.last_ack).collect();
             acks.sort_unstable_by(|a, b| b.cmp(a));
             let heard = if quorum <= 1 { now } else { acks[quorum - 2] };
-            if now.saturating_sub(heard) >= eto_max {
+            if now.saturating_sub(heard) >= election_timeout_max {
                 tracing::warn!(node = %self.id, term = self.hard.term, "no quorum heard within the election timeout; stepping down (CheckQuorum)");
                 self.step_down(now, out);
                 self.reset_election_timer(now);
@@ -594,29 +534,26 @@ impl RaftCore {
         }
         let mut expired = Vec::new();
         l.pending.retain(|_, p| {
-            if now >= p.at + req {
+            if now >= p.at + request_timeout {
                 expired.push(p.waiter.clone());
                 false
             } else {
                 true
             }
         });
-        while l.reads.front().is_some_and(|r| now >= r.at + req) {
+        while l
+            .reads
+            .front()
+            .is_some_and(|r| now >= r.at + request_timeout)
+        {
             if let Some(r) = l.reads.pop_front() {
                 expired.push(r.waiter);
             }
         }
-        let beat = now >= l.last_heartbeat + hb;
-        for w in expired {
-            self.answer(
-                w,
-                OpResult::Fail {
-                    kind: FailKind::Timeout,
-                    leader: None,
-                    message: "not committed within request_timeout".into(),
-                },
-                out,
-            );
+        let beat = now >= l.last_heartbeat + heartbeat_interval;
+        for waiter in expired {
+            let result = failure(FailKind::Timeout, "not committed within request_timeout");
+            self.answer(waiter, result, out);
         }
         if beat {
             self.send_appends(now, out, true);

@@ -2,7 +2,10 @@
 //! followers that fell behind compaction (§7), and the commit rule with the current-term
 //! restriction (§5.4.2).
 
-use super::*;
+use faultline_replica::{Millis, Outbox};
+
+use super::{Leader, Mode, RaftCore, State, MAX_INFLIGHT, ROUNDS_KEPT};
+use crate::msg::{Append, AppendReply, InstallSnapshot, Msg, Persist};
 
 impl RaftCore {
     /// Leader: send every follower what it is missing. `heartbeat`: also send an (empty)
@@ -13,13 +16,13 @@ impl RaftCore {
         out: &mut Outbox<Msg, Persist>,
         heartbeat: bool,
     ) {
-        let (term, commit, last, snap_index, max_batch, hb) = (
+        let (term, commit, last, snap_index, max_batch, heartbeat_interval) = (
             self.hard.term,
             self.commit,
             self.last_index(),
             self.snap_index,
             self.settings.max_batch,
-            self.t.heartbeat,
+            self.timing.heartbeat,
         );
         let State::Leader(l) = &mut self.state else {
             return;
@@ -40,7 +43,7 @@ impl RaftCore {
         for (peer, pr) in l.progress.iter_mut() {
             if pr.next <= snap_index {
                 // Compacted away: ship the applied state instead (small: a KV map).
-                if pr.probe_sent.is_none_or(|t| now >= t + hb) {
+                if pr.probe_sent.is_none_or(|t| now >= t + heartbeat_interval) {
                     pr.probe_sent = Some(now);
                     pr.mode = Mode::Probe;
                     pr.inflight.clear();
@@ -50,7 +53,7 @@ impl RaftCore {
             }
             match pr.mode {
                 Mode::Probe => {
-                    let due = pr.probe_sent.is_none_or(|t| now >= t + hb);
+                    let due = pr.probe_sent.is_none_or(|t| now >= t + heartbeat_interval);
                     if due || heartbeat {
                         pr.probe_sent = Some(now);
                         let n = (last + 1 - pr.next).min(max_batch as u64);
@@ -77,33 +80,29 @@ impl RaftCore {
             let prev_term = self.term_at(prev_index).unwrap_or(0);
             let lo = (from - snap_index - 1) as usize;
             let entries = self.entries[lo..lo + n as usize].to_vec();
-            out.send(
-                peer,
-                Msg::Append {
-                    term,
-                    prev_index,
-                    prev_term,
-                    entries,
-                    commit,
-                    last,
-                    round,
-                },
-            );
+            let append = Append {
+                term,
+                prev_index,
+                prev_term,
+                entries,
+                commit,
+                last,
+                round,
+            };
+            out.send(peer, Msg::Append(append));
         }
         for peer in snapshots {
             let index = self.applied;
             tracing::debug!(node = %self.id, %peer, index, "sending snapshot");
-            out.send(
-                peer,
-                Msg::Snapshot {
-                    term,
-                    index,
-                    snap_term: self.term_at(index).unwrap_or(self.snap_term),
-                    state: self.kv.clone(),
-                    last,
-                    round,
-                },
-            );
+            let snapshot = InstallSnapshot {
+                term,
+                index,
+                snap_term: self.term_at(index).unwrap_or(self.snap_term),
+                state: self.kv.clone(),
+                last,
+                round,
+            };
+            out.send(peer, Msg::Snapshot(snapshot));
         }
     }
 
@@ -128,29 +127,32 @@ impl RaftCore {
         self.apply_committed(out);
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn on_append(
         &mut self,
         now: Millis,
         from: String,
-        term: u64,
-        mut prev_index: u64,
-        mut prev_term: u64,
-        mut entries: Vec<Entry>,
-        commit: u64,
-        leader_last: u64,
-        round: u64,
+        append: Append,
         out: &mut Outbox<Msg, Persist>,
     ) {
-        let reject =
-            |me: &Self, index: u64, hint_index: u64, hint_term: Option<u64>| Msg::AppendReply {
+        let Append {
+            term,
+            mut prev_index,
+            mut prev_term,
+            mut entries,
+            commit,
+            last: leader_last,
+            round,
+        } = append;
+        let reject = |me: &Self, index: u64, hint_index: u64, hint_term: Option<u64>| {
+            Msg::AppendReply(AppendReply {
                 term: me.hard.term,
                 success: false,
                 index,
                 hint_index,
                 hint_term,
                 round,
-            };
+            })
+        };
         if term < self.hard.term {
             out.send(from, reject(self, prev_index, 0, None));
             return;
@@ -205,17 +207,19 @@ impl RaftCore {
             self.commit = new_commit;
             self.apply_committed(out);
         }
-        out.send(
-            from,
-            Msg::AppendReply {
-                term: self.hard.term,
-                success: true,
-                index: matched,
-                hint_index: 0,
-                hint_term: None,
-                round,
-            },
-        );
+        out.send(from, self.append_reply(true, matched, round));
+    }
+
+    /// The reply to an Append or snapshot that needs no backtracking hint.
+    fn append_reply(&self, success: bool, index: u64, round: u64) -> Msg {
+        Msg::AppendReply(AppendReply {
+            term: self.hard.term,
+            success,
+            index,
+            hint_index: 0,
+            hint_term: None,
+            round,
+        })
     }
 
     /// A valid leader of `term` spoke: follow it and restart the election timer.
@@ -227,34 +231,28 @@ impl RaftCore {
             self.become_follower(now, term, Some(from.to_owned()), out);
         }
         self.reset_election_timer(now);
-        self.vote_blocked_until = self.vote_blocked_until.max(now + self.t.eto_min);
+        self.vote_blocked_until = self
+            .vote_blocked_until
+            .max(now + self.timing.election_timeout_min);
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn on_snapshot(
         &mut self,
         now: Millis,
         from: String,
-        term: u64,
-        index: u64,
-        snap_term: u64,
-        state: KvState,
-        leader_last: u64,
-        round: u64,
+        snapshot: InstallSnapshot,
         out: &mut Outbox<Msg, Persist>,
     ) {
+        let InstallSnapshot {
+            term,
+            index,
+            snap_term,
+            state,
+            last: leader_last,
+            round,
+        } = snapshot;
         if term < self.hard.term {
-            out.send(
-                from,
-                Msg::AppendReply {
-                    term: self.hard.term,
-                    success: false,
-                    index,
-                    hint_index: 0,
-                    hint_term: None,
-                    round,
-                },
-            );
+            out.send(from, self.append_reply(false, index, round));
             return;
         }
         self.heard_leader(now, term, &from, out);
@@ -280,32 +278,24 @@ impl RaftCore {
             });
             self.maybe_become_voter(leader_last, out);
         }
-        out.send(
-            from,
-            Msg::AppendReply {
-                term: self.hard.term,
-                success: true,
-                index,
-                hint_index: 0,
-                hint_term: None,
-                round,
-            },
-        );
+        out.send(from, self.append_reply(true, index, round));
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn on_append_reply(
         &mut self,
         now: Millis,
         from: String,
-        term: u64,
-        success: bool,
-        index: u64,
-        hint_index: u64,
-        hint_term: Option<u64>,
-        round: u64,
+        reply: AppendReply,
         out: &mut Outbox<Msg, Persist>,
     ) {
+        let AppendReply {
+            term,
+            success,
+            index,
+            hint_index,
+            hint_term,
+            round,
+        } = reply;
         if term > self.hard.term {
             self.become_follower(now, term, None, out);
             return;
@@ -371,9 +361,11 @@ impl RaftCore {
         if lease_bug {
             let mut acks: Vec<Millis> = l.progress.values().map(|p| p.last_ack).collect();
             acks.sort_unstable_by(|a, b| b.cmp(a));
-            let q = self.quorum;
-            if q >= 2 {
-                l.lease_until = l.lease_until.max(acks[q - 2] + self.t.eto_max);
+            let quorum = self.quorum;
+            if quorum >= 2 {
+                l.lease_until = l
+                    .lease_until
+                    .max(acks[quorum - 2] + self.timing.election_timeout_max);
             }
         } else {
             self.renew_lease();
@@ -389,14 +381,17 @@ impl RaftCore {
     /// elected before `round start + election_timeout[0]` (voters refuse votes that long after
     /// hearing from this leader); minus the clock-drift margin.
     pub(crate) fn renew_lease(&mut self) {
-        let q = self.quorum;
-        let (eto_min, drift) = (self.t.eto_min, self.t.drift);
+        let quorum = self.quorum;
+        let (election_timeout_min, drift) =
+            (self.timing.election_timeout_min, self.timing.clock_drift);
         let State::Leader(l) = &mut self.state else {
             return;
         };
-        let round = quorum_round(l, q);
+        let round = quorum_round(l, quorum);
         if let Some(&(_, at)) = l.round_starts.iter().find(|(r, _)| *r == round) {
-            l.lease_until = l.lease_until.max((at + eto_min).saturating_sub(drift));
+            l.lease_until = l
+                .lease_until
+                .max((at + election_timeout_min).saturating_sub(drift));
         }
     }
 }
