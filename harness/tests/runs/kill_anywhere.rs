@@ -30,7 +30,7 @@ fn experiment() -> String {
 }
 
 /// How long a recorded line may wait before it reaches the file (`FLUSH_EVERY` in
-/// harness/src/history/recorder.rs), and the scheduling slack allowed on top of it on a loaded
+/// checker/src/history/recorder.rs), and the scheduling slack allowed on top of it on a loaded
 /// two-core machine. Without the periodic flush, a 64 KiB buffer at 300 ops/s would hold
 /// about two seconds of history, far past this bound.
 const FLUSH_EVERY_MS: u64 = 100;

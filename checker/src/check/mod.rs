@@ -29,7 +29,7 @@ mod wgl;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use html::esc as html_escape;
+pub use html::esc as html_escape;
 pub use html::{counterexample_file_name, counterexample_pages, render_counterexample_html};
 pub use kv::{KvAppend, KvHistory, KvKind, KvOp, KvRecord, KvState};
 pub use leaders::{two_leaders, LeaderClaim, TwoLeaders};

@@ -383,7 +383,7 @@ fn truncate(s: &str, max: usize) -> String {
 }
 
 /// Escape text for HTML content and attribute values.
-pub(crate) fn esc(s: &str) -> String {
+pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
