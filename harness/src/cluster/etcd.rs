@@ -86,8 +86,8 @@ pub static KIND: TargetKind = TargetKind {
     peer_links_proxied: false,
     load: |input| {
         input.no_command("etcd")?;
-        let settings =
-            EtcdSettings::from_map(input.settings).map_err(|e| format!("target.settings: {e}"))?;
+        let settings = EtcdSettings::from_map(input.settings)
+            .map_err(|e| format!("target.settings: for etcd, {e}"))?;
         Ok(Arc::new(Etcd {
             binary: input.program("etcd"),
             settings,

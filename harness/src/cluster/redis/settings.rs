@@ -89,8 +89,8 @@ pub static KIND: TargetKind = TargetKind {
     peer_links_proxied: false,
     load: |input| {
         input.no_command("redis-sentinel")?;
-        let settings =
-            RedisSettings::from_map(input.settings).map_err(|e| format!("target.settings: {e}"))?;
+        let settings = RedisSettings::from_map(input.settings)
+            .map_err(|e| format!("target.settings: for redis-sentinel, {e}"))?;
         if let Some(q) = settings.quorum.filter(|&q| q > input.nodes) {
             return Err(format!(
                 "target.settings: settings.quorum ({q}) is more than the {} Sentinels (one per \
