@@ -17,6 +17,8 @@ pub mod peer;
 pub mod process;
 pub mod server;
 pub mod settings;
+#[cfg(feature = "sim")]
+pub mod sim;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
