@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use faultline_replica::sim::{self, Protocol, Reads, SameStates};
+use faultline_replica::sim::{self, Boot, Names, Protocol, Reads, SameStates};
 use faultline_replica::Millis;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -15,15 +15,14 @@ use rand_chacha::ChaCha8Rng;
 use crate::core::PaxosCore;
 use crate::msg::Value;
 use crate::settings::Settings;
-use crate::storage::MemDisk;
+use crate::storage::Recovered;
 
 /// A simulated Multi-Paxos cluster.
 pub(crate) type Sim = sim::Sim<Paxos>;
 
-/// Multi-Paxos's settings, planted bugs and invariant bookkeeping in a [`Sim`].
+/// Multi-Paxos's invariant bookkeeping in a [`Sim`].
+#[derive(Default)]
 pub(crate) struct Paxos {
-    pub settings: Settings,
-    pub bugs: Vec<String>,
     /// slot -> the value some node knows chosen there.
     pub chosen: BTreeMap<u64, Value>,
     states: SameStates,
@@ -32,34 +31,18 @@ pub(crate) struct Paxos {
 impl Protocol for Paxos {
     type Core = PaxosCore;
     type Settings = Settings;
-    type Disk = MemDisk;
-    const LEADER_SAFETY: &'static str = "leader safety";
-    const TERM: &'static str = "ballot";
-    const POSITION: Option<&'static str> = Some("slot");
+    type Image = Recovered;
+    const NAMES: Names = Names::new("leader safety", "ballot", Some("slot"));
 
-    fn new(settings: Settings, bugs: &[&str]) -> Self {
-        Paxos {
-            settings,
-            bugs: bugs.iter().map(|b| b.to_string()).collect(),
-            chosen: BTreeMap::new(),
-            states: SameStates::default(),
-        }
-    }
-
-    fn disk(&self) -> MemDisk {
-        MemDisk::new(self.bugs.iter().any(|b| b == crate::BUG_ACK_BEFORE_PERSIST))
-    }
-
-    fn boot(&self, id: &str, nodes: &[String], disk: &MemDisk, rng: &mut ChaCha8Rng) -> PaxosCore {
-        let seed = rng.gen();
-        let rec = disk.recovered.clone();
+    fn boot(b: Boot<'_, Self>, rng: &mut ChaCha8Rng) -> PaxosCore {
+        let rec = b.recovered.clone();
         PaxosCore::new(
-            id,
-            nodes.to_vec(),
-            self.settings.clone(),
-            &self.bugs,
+            b.id,
+            b.nodes.to_vec(),
+            b.settings.clone(),
+            b.bugs,
             rec,
-            seed,
+            rng.gen(),
         )
     }
 
@@ -114,16 +97,6 @@ impl Protocol for Paxos {
             i.applied,
             i.accepted.keys().collect::<Vec<_>>()
         )
-    }
-}
-
-impl sim::SimDisk for MemDisk {
-    type Persist = crate::msg::Persist;
-    fn persist(&mut self, now: Millis, actions: &[Self::Persist]) {
-        MemDisk::persist(self, now, actions);
-    }
-    fn crash(&mut self) {
-        MemDisk::crash(self);
     }
 }
 

@@ -15,15 +15,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use faultline_replica::{
-    decode_log_record, decode_record, encode_record, KvState, LazyLog, Log, Millis, Snapshot,
-    Storage, StorageError,
+    decode_log_record, decode_record, encode_record, KvState, LazyLog, Log, Snapshot, Storage,
+    StorageError,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::msg::{Ballot, Meta, Persist, Value};
 
-/// How long `ack-before-persist` keeps log records in user space before writing them out.
-pub const LAZY_FLUSH_MS: Millis = 1_000;
+pub use faultline_replica::log::LAZY_FLUSH_MS;
 
 /// One log record on disk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,29 +97,6 @@ impl Recovered {
                     }
                 }
                 self.prefix = self.chosen_prefix();
-            }
-        }
-    }
-
-    fn apply(&mut self, action: &Persist) {
-        match action {
-            Persist::Meta(m) => self.meta = *m,
-            Persist::Snapshot { slot, state, tail } => {
-                self.snap_slot = *slot;
-                self.prefix = *slot;
-                self.state = state.clone();
-                self.accepted.clear();
-                self.chosen.clear();
-                for p in tail {
-                    if let Some(r) = record(p) {
-                        self.replay(r);
-                    }
-                }
-            }
-            other => {
-                if let Some(r) = record(other) {
-                    self.replay(r);
-                }
             }
         }
     }
@@ -235,49 +211,45 @@ impl Storage for FileStorage {
     }
 }
 
-/// An in-memory image of the data directory with the same semantics, for simulations. With
-/// `lazy` (the bug `ack-before-persist`) log records wait in `buffer` until a later persist
-/// after [`LAZY_FLUSH_MS`] writes them out, and [`MemDisk::crash`] loses them.
-#[derive(Debug, Clone, Default)]
-pub struct MemDisk {
-    pub recovered: Recovered,
-    pub lazy: bool,
-    buffer: Vec<Persist>,
-    last_flush: Millis,
-}
+/// An in-memory image of the data directory with the same semantics, for simulations.
+#[cfg(test)]
+pub type MemDisk = faultline_replica::sim::Disk<Recovered>;
 
-impl MemDisk {
-    pub fn new(lazy: bool) -> Self {
-        MemDisk {
-            lazy,
-            ..MemDisk::default()
-        }
-    }
+#[cfg(test)]
+impl faultline_replica::sim::DiskImage for Recovered {
+    type Persist = Persist;
 
-    pub fn persist(&mut self, now: Millis, actions: &[Persist]) {
-        for a in actions {
-            match a {
-                // The promise file is written at once (the bug buffers only log records).
-                Persist::Meta(_) => self.recovered.apply(a),
-                Persist::Snapshot { .. } => {
-                    self.buffer.clear();
-                    self.recovered.apply(a);
+    fn apply(&mut self, action: &Persist) {
+        match action {
+            Persist::Meta(m) => self.meta = *m,
+            Persist::Snapshot { slot, state, tail } => {
+                self.snap_slot = *slot;
+                self.prefix = *slot;
+                self.state = state.clone();
+                self.accepted.clear();
+                self.chosen.clear();
+                for p in tail {
+                    if let Some(r) = record(p) {
+                        self.replay(r);
+                    }
                 }
-                _ if self.lazy => self.buffer.push(a.clone()),
-                _ => self.recovered.apply(a),
             }
-        }
-        if now >= self.last_flush + LAZY_FLUSH_MS {
-            self.last_flush = now;
-            for b in std::mem::take(&mut self.buffer) {
-                self.recovered.apply(&b);
+            other => {
+                if let Some(r) = record(other) {
+                    self.replay(r);
+                }
             }
         }
     }
 
-    /// The process died: what only lived in its memory is gone.
-    pub fn crash(&mut self) {
-        self.buffer.clear();
+    /// Log records wait under `ack-before-persist`; the promise file is written at once.
+    fn durability(action: &Persist) -> faultline_replica::sim::Durability {
+        use faultline_replica::sim::Durability;
+        match action {
+            Persist::Meta(_) => Durability::Direct,
+            Persist::Snapshot { .. } => Durability::Snapshot,
+            _ => Durability::Log,
+        }
     }
 }
 

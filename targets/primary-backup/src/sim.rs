@@ -6,52 +6,27 @@
 use std::ops::{Deref, DerefMut};
 
 use faultline_protocol::{Op, Role};
-use faultline_replica::sim::{self, Protocol};
+use faultline_replica::sim::{self, Boot, Names, Protocol};
 use faultline_replica::{ClientToken, Input, Millis};
 use rand_chacha::ChaCha8Rng;
 
-use crate::core::PbCore;
-use crate::msg::{Msg, Persist};
+use crate::core::{PbCore, Recovered};
+use crate::msg::Msg;
 use crate::settings::Settings;
-use crate::storage::MemDisk;
 
-/// Primary-backup's settings and planted bugs in a [`Sim`].
-pub(crate) struct Pb {
-    pub settings: Settings,
-    pub bugs: Vec<String>,
-}
+/// Primary-backup in a [`Sim`]: no invariants besides the simulator's own.
+#[derive(Default)]
+pub(crate) struct Pb;
 
 impl Protocol for Pb {
     type Core = PbCore;
     type Settings = Settings;
-    type Disk = MemDisk;
-    const LEADER_SAFETY: &'static str = "view safety";
-    const TERM: &'static str = "view";
-    const POSITION: Option<&'static str> = None;
+    type Image = Recovered;
+    const NAMES: Names = Names::new("view safety", "view", None);
 
-    fn new(settings: Settings, bugs: &[&str]) -> Self {
-        Pb {
-            settings,
-            bugs: bugs.iter().map(|b| b.to_string()).collect(),
-        }
-    }
-
-    fn disk(&self) -> MemDisk {
-        MemDisk::default()
-    }
-
-    fn boot(&self, id: &str, nodes: &[String], disk: &MemDisk, _: &mut ChaCha8Rng) -> PbCore {
-        let rec = disk.recovered.clone();
-        PbCore::new(id, nodes.to_vec(), self.settings.clone(), &self.bugs, rec)
-    }
-}
-
-impl sim::SimDisk for MemDisk {
-    type Persist = Persist;
-    fn persist(&mut self, _: Millis, actions: &[Persist]) {
-        for p in actions {
-            self.apply(p);
-        }
+    fn boot(b: Boot<'_, Self>, _: &mut ChaCha8Rng) -> PbCore {
+        let rec = b.recovered.clone();
+        PbCore::new(b.id, b.nodes.to_vec(), b.settings.clone(), b.bugs, rec)
     }
 }
 

@@ -137,14 +137,15 @@ impl Storage for FileStorage {
 }
 
 /// An in-memory image of the data directory with the same semantics, for simulations.
-#[derive(Debug, Clone, Default)]
-pub struct MemDisk {
-    pub recovered: Recovered,
-}
+#[cfg(test)]
+pub type MemDisk = faultline_replica::sim::Disk<Recovered>;
 
-impl MemDisk {
-    pub fn apply(&mut self, action: &Persist) {
-        let r = &mut self.recovered;
+#[cfg(test)]
+impl faultline_replica::sim::DiskImage for Recovered {
+    type Persist = Persist;
+
+    fn apply(&mut self, action: &Persist) {
+        let r = self;
         match action {
             Persist::View(v) => r.seen_view = *v,
             Persist::Append(e) => {
@@ -236,7 +237,7 @@ mod tests {
             }),
         ];
         for a in actions.iter().chain(&compaction) {
-            mem.apply(a);
+            mem.persist(0, std::slice::from_ref(a));
         }
         st.persist(actions).unwrap();
         st.persist(compaction).unwrap();

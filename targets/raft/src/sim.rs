@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use faultline_replica::sim::{self, Protocol, Reads, SameStates, StepOut};
+use faultline_replica::sim::{self, Boot, Names, Protocol, Reads, SameStates, StepOut};
 use faultline_replica::Millis;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -14,15 +14,14 @@ use rand_chacha::ChaCha8Rng;
 use crate::core::RaftCore;
 use crate::msg::{Entry, EntryOp, Msg};
 use crate::settings::Settings;
-use crate::storage::MemDisk;
+use crate::storage::Recovered;
 
 /// A simulated Raft cluster.
 pub(crate) type Sim = sim::Sim<Raft>;
 
-/// Raft's settings, planted bugs and invariant bookkeeping in a [`Sim`].
+/// Raft's invariant bookkeeping in a [`Sim`].
+#[derive(Default)]
 pub(crate) struct Raft {
-    pub settings: Settings,
-    pub bugs: Vec<String>,
     /// (index, term) -> (op, term of the previous entry): log matching.
     seen: HashMap<(u64, u64), (EntryOp, u64)>,
     /// index -> committed entry.
@@ -35,37 +34,12 @@ pub(crate) struct Raft {
 impl Protocol for Raft {
     type Core = RaftCore;
     type Settings = Settings;
-    type Disk = MemDisk;
-    const LEADER_SAFETY: &'static str = "election safety";
-    const TERM: &'static str = "term";
-    const POSITION: Option<&'static str> = Some("log index");
+    type Image = Recovered;
+    const NAMES: Names = Names::new("election safety", "term", Some("log index"));
 
-    fn new(settings: Settings, bugs: &[&str]) -> Self {
-        Raft {
-            settings,
-            bugs: bugs.iter().map(|b| b.to_string()).collect(),
-            seen: HashMap::new(),
-            committed: BTreeMap::new(),
-            states: SameStates::default(),
-            checked_leaders: BTreeSet::new(),
-        }
-    }
-
-    fn disk(&self) -> MemDisk {
-        MemDisk::new(self.bugs.iter().any(|b| b == crate::BUG_ACK_BEFORE_PERSIST))
-    }
-
-    fn boot(&self, id: &str, nodes: &[String], disk: &MemDisk, rng: &mut ChaCha8Rng) -> RaftCore {
-        let seed = rng.gen();
-        let rec = disk.recovered.clone();
-        RaftCore::new(
-            id,
-            nodes.to_vec(),
-            self.settings.clone(),
-            &self.bugs,
-            rec,
-            seed,
-        )
+    fn boot(b: Boot<'_, Self>, rng: &mut ChaCha8Rng) -> RaftCore {
+        let (nodes, settings, rec) = (b.nodes.to_vec(), b.settings.clone(), b.recovered.clone());
+        RaftCore::new(b.id, nodes, settings, b.bugs, rec, rng.gen())
     }
 
     fn check(
@@ -149,16 +123,6 @@ impl Protocol for Raft {
                 }
             )
         })
-    }
-}
-
-impl sim::SimDisk for MemDisk {
-    type Persist = crate::msg::Persist;
-    fn persist(&mut self, now: Millis, actions: &[Self::Persist]) {
-        MemDisk::persist(self, now, actions);
-    }
-    fn crash(&mut self) {
-        MemDisk::crash(self);
     }
 }
 

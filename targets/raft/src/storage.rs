@@ -15,15 +15,14 @@
 use std::path::Path;
 
 use faultline_replica::{
-    decode_log_record, decode_record, encode_record, KvState, LazyLog, Log, Millis, Snapshot,
-    Storage, StorageError,
+    decode_log_record, decode_record, encode_record, KvState, LazyLog, Log, Snapshot, Storage,
+    StorageError,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::msg::{Entry, HardState, Persist};
 
-/// How long `ack-before-persist` keeps log records in user space before writing them out.
-pub const LAZY_FLUSH_MS: Millis = 1_000;
+pub use faultline_replica::log::LAZY_FLUSH_MS;
 
 /// One log record on disk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,26 +57,6 @@ impl Recovered {
             .truncate((index - self.snap_index - 1) as usize);
         self.entries.push(entry);
         true
-    }
-
-    fn apply(&mut self, action: &Persist) {
-        match action {
-            Persist::Hard(h) => self.hard = h.clone(),
-            Persist::Append { index, entry } => {
-                self.replay(*index, entry.clone());
-            }
-            Persist::Snapshot {
-                index,
-                term,
-                state,
-                tail,
-            } => {
-                self.snap_index = *index;
-                self.snap_term = *term;
-                self.state = state.clone();
-                self.entries = tail.clone();
-            }
-        }
     }
 }
 
@@ -176,52 +155,42 @@ impl Storage for FileStorage {
     }
 }
 
-/// An in-memory image of the data directory with the same semantics, for simulations. With
-/// `lazy` (the bug `ack-before-persist`) appends wait in `buffer` until [`MemDisk::tick`]
-/// writes them out, and [`MemDisk::crash`] loses them.
-#[derive(Debug, Clone, Default)]
-pub struct MemDisk {
-    pub recovered: Recovered,
-    pub lazy: bool,
-    buffer: Vec<Persist>,
-    last_flush: Millis,
-}
+/// An in-memory image of the data directory with the same semantics, for simulations.
+#[cfg(test)]
+pub type MemDisk = faultline_replica::sim::Disk<Recovered>;
 
-impl MemDisk {
-    pub fn new(lazy: bool) -> Self {
-        MemDisk {
-            lazy,
-            ..MemDisk::default()
-        }
-    }
+#[cfg(test)]
+impl faultline_replica::sim::DiskImage for Recovered {
+    type Persist = Persist;
 
-    pub fn persist(&mut self, now: Millis, actions: &[Persist]) {
-        for a in actions {
-            match a {
-                Persist::Append { .. } if self.lazy => self.buffer.push(a.clone()),
-                Persist::Snapshot { .. } if self.lazy => {
-                    self.buffer.clear();
-                    self.recovered.apply(a);
-                }
-                _ => {
-                    for b in std::mem::take(&mut self.buffer) {
-                        self.recovered.apply(&b);
-                    }
-                    self.recovered.apply(a);
-                }
+    fn apply(&mut self, action: &Persist) {
+        match action {
+            Persist::Hard(h) => self.hard = h.clone(),
+            Persist::Append { index, entry } => {
+                self.replay(*index, entry.clone());
             }
-        }
-        if now >= self.last_flush + LAZY_FLUSH_MS {
-            self.last_flush = now;
-            for b in std::mem::take(&mut self.buffer) {
-                self.recovered.apply(&b);
+            Persist::Snapshot {
+                index,
+                term,
+                state,
+                tail,
+            } => {
+                self.snap_index = *index;
+                self.snap_term = *term;
+                self.state = state.clone();
+                self.entries = tail.clone();
             }
         }
     }
 
-    /// The process died: what only lived in its memory is gone.
-    pub fn crash(&mut self) {
-        self.buffer.clear();
+    /// Log records wait under `ack-before-persist`; a vote goes after them.
+    fn durability(action: &Persist) -> faultline_replica::sim::Durability {
+        use faultline_replica::sim::Durability;
+        match action {
+            Persist::Append { .. } => Durability::Log,
+            Persist::Hard(_) => Durability::AfterLog,
+            Persist::Snapshot { .. } => Durability::Snapshot,
+        }
     }
 }
 

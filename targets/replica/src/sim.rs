@@ -6,9 +6,9 @@
 //! safety properties; every successful read is checked against the writes acknowledged before it
 //! began ([`Reads`]).
 //!
-//! A protocol supplies a [`Protocol`] (how to boot a core from its disk, its invariants and
-//! hooks) and a [`SimDisk`] (its data directory in memory; [`LazyDisk`] models one with the
-//! planted bug `ack-before-persist`). [`random_run`] is the randomized workload the protocols'
+//! A protocol supplies a [`Protocol`]: how to boot a core from its data directory's image
+//! ([`DiskImage`], kept in a [`Disk`], which also models the planted bug `ack-before-persist`),
+//! its invariants and its fault hooks. [`random_run`] is the randomized workload the protocols'
 //! safety tests share.
 
 use std::cmp::Reverse;
@@ -20,6 +20,10 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::driver::{ClientToken, Core, Input, Millis, Outbox};
 use crate::kv::{Command, KvState};
+use crate::log::LAZY_FLUSH_MS;
+
+/// The planted bug a [`Disk`] models: log records are acknowledged before they are durable.
+pub const BUG_ACK_BEFORE_PERSIST: &str = "ack-before-persist";
 
 /// Interval between two [`Input::Tick`]s of every node, in simulated ms.
 pub const TICK: Millis = 5;
@@ -29,43 +33,53 @@ pub type StepOut<P> = Outbox<Msg<P>, <<P as Protocol>::Core as Core>::Persist>;
 /// `P`'s peer message type.
 pub type Msg<P> = <<P as Protocol>::Core as Core>::Msg;
 
-/// A node's data directory in memory: it takes the core's persist actions and survives crashes
-/// (except what only lived in the process's memory).
-pub trait SimDisk {
-    type Persist;
-    /// Perform `actions` at `now`.
-    fn persist(&mut self, now: Millis, actions: &[Self::Persist]);
-    /// The process died (kill -9): forget what was not written out yet.
-    fn crash(&mut self) {}
+/// How a protocol's errors name its properties and positions.
+#[derive(Debug, Clone, Copy)]
+pub struct Names {
+    /// The property "at most one leader per term" ("election safety").
+    pub leader_safety: &'static str,
+    /// A term ("term", "ballot", "view").
+    pub term: &'static str,
+    /// A position of the sequence of commands ("log index", "slot"), if the protocol's
+    /// [`Protocol::check`] tells [`Reads`] where writes landed; `None` turns the read check (and
+    /// its bookkeeping) off.
+    pub position: Option<&'static str>,
 }
 
-/// What a protocol tells the simulator.
-pub trait Protocol {
+impl Names {
+    pub const fn new(
+        leader_safety: &'static str,
+        term: &'static str,
+        position: Option<&'static str>,
+    ) -> Self {
+        Names {
+            leader_safety,
+            term,
+            position,
+        }
+    }
+}
+
+/// What a booting core gets: who it is, its cluster, settings and bugs, and its disk's image.
+pub struct Boot<'a, P: Protocol> {
+    pub id: &'a str,
+    pub nodes: &'a [String],
+    pub settings: &'a P::Settings,
+    pub bugs: &'a [String],
+    pub recovered: &'a P::Image,
+}
+
+/// What a protocol tells the simulator. The value holds the invariants' bookkeeping.
+pub trait Protocol: Default {
     type Core: Core;
     /// The node's settings.
     type Settings;
-    type Disk: SimDisk<Persist = <Self::Core as Core>::Persist>;
-    /// The property "at most one leader per term" is called this in errors.
-    const LEADER_SAFETY: &'static str;
-    /// What the protocol calls a term ("term", "ballot", "view").
-    const TERM: &'static str;
-    /// What the protocol calls a position of its sequence of commands ("log index", "slot"),
-    /// if its [`Protocol::check`] tells [`Reads`] where writes landed; `None` turns the read
-    /// check (and its bookkeeping) off.
-    const POSITION: Option<&'static str>;
+    /// What a node recovers from its data directory.
+    type Image: DiskImage<Persist = <Self::Core as Core>::Persist>;
+    const NAMES: Names;
 
-    /// The protocol with these settings and planted bugs, before any step.
-    fn new(settings: Self::Settings, bugs: &[&str]) -> Self;
-    /// An empty data directory.
-    fn disk(&self) -> Self::Disk;
-    /// A core for `id` started (or restarted) from `disk`.
-    fn boot(
-        &self,
-        id: &str,
-        nodes: &[String],
-        disk: &Self::Disk,
-        rng: &mut ChaCha8Rng,
-    ) -> Self::Core;
+    /// A core started (or restarted) as `b` says.
+    fn boot(b: Boot<'_, Self>, rng: &mut ChaCha8Rng) -> Self::Core;
     /// The safety properties, checked after every step of the live node `id`. Tell `reads` the
     /// position of every committed write ([`Reads::learned`]).
     fn check(
@@ -208,7 +222,7 @@ impl SameStates {
     }
 }
 
-/// Which persist actions a [`LazyDisk`] buffers with the planted bug `ack-before-persist`.
+/// Which persist actions a [`Disk`] buffers with the planted bug `ack-before-persist`.
 pub enum Durability {
     /// Buffered under the bug (log records).
     Log,
@@ -220,27 +234,35 @@ pub enum Durability {
     Snapshot,
 }
 
-/// What a [`LazyDisk`] holds: the image of a data directory that persist actions update.
+/// What a [`Disk`] holds: the image of a data directory that persist actions update.
 pub trait DiskImage: Default {
     type Persist: Clone;
     fn apply(&mut self, action: &Self::Persist);
-    fn durability(action: &Self::Persist) -> Durability;
+    fn durability(_action: &Self::Persist) -> Durability {
+        Durability::Direct
+    }
 }
 
-/// A data directory in memory with the same semantics as the file storage. With `lazy` (the
-/// planted bug `ack-before-persist`) log records wait in a buffer until it is written out,
-/// at most once per `flush_ms`, and a crash loses them.
-#[derive(Debug, Clone, Default)]
-pub struct LazyDisk<R: DiskImage, const FLUSH_MS: Millis> {
+/// A data directory in memory with the same semantics as the file storage; it survives
+/// crashes. With `lazy` (the planted bug [`BUG_ACK_BEFORE_PERSIST`]) log records wait in a
+/// buffer until it is written out, at most once per [`LAZY_FLUSH_MS`], and a crash loses them.
+#[derive(Debug, Clone)]
+pub struct Disk<R: DiskImage> {
     pub recovered: R,
     pub lazy: bool,
     buffer: Vec<R::Persist>,
     last_flush: Millis,
 }
 
-impl<R: DiskImage, const FLUSH_MS: Millis> LazyDisk<R, FLUSH_MS> {
+impl<R: DiskImage> Default for Disk<R> {
+    fn default() -> Self {
+        Disk::new(false)
+    }
+}
+
+impl<R: DiskImage> Disk<R> {
     pub fn new(lazy: bool) -> Self {
-        LazyDisk {
+        Disk {
             recovered: R::default(),
             lazy,
             buffer: Vec::new(),
@@ -253,12 +275,9 @@ impl<R: DiskImage, const FLUSH_MS: Millis> LazyDisk<R, FLUSH_MS> {
             self.recovered.apply(&b);
         }
     }
-}
 
-impl<R: DiskImage, const FLUSH_MS: Millis> SimDisk for LazyDisk<R, FLUSH_MS> {
-    type Persist = R::Persist;
-
-    fn persist(&mut self, now: Millis, actions: &[R::Persist]) {
+    /// Perform `actions` at `now`.
+    pub fn persist(&mut self, now: Millis, actions: &[R::Persist]) {
         for a in actions {
             match R::durability(a) {
                 Durability::Log if self.lazy => self.buffer.push(a.clone()),
@@ -273,13 +292,14 @@ impl<R: DiskImage, const FLUSH_MS: Millis> SimDisk for LazyDisk<R, FLUSH_MS> {
                 }
             }
         }
-        if now >= self.last_flush + FLUSH_MS {
+        if now >= self.last_flush + LAZY_FLUSH_MS {
             self.last_flush = now;
             self.write_out();
         }
     }
 
-    fn crash(&mut self) {
+    /// The process died (kill -9): what only lived in its memory is gone.
+    pub fn crash(&mut self) {
         self.buffer.clear();
     }
 }
@@ -289,11 +309,14 @@ pub struct Sim<P: Protocol> {
     pub rng: ChaCha8Rng,
     pub now: Millis,
     pub nodes: Vec<String>,
-    /// The protocol: its settings, planted bugs and invariant bookkeeping.
+    /// Of every node, from its next start.
+    pub settings: P::Settings,
+    pub bugs: Vec<String>,
+    /// The protocol's invariant bookkeeping.
     pub proto: P,
     /// `None`: the node is down.
     pub cores: BTreeMap<String, Option<P::Core>>,
-    pub disks: BTreeMap<String, P::Disk>,
+    pub disks: BTreeMap<String, Disk<P::Image>>,
     /// (deliver at, seq), a key of `in_flight`.
     queue: BinaryHeap<Reverse<(Millis, u64)>>,
     in_flight: BTreeMap<u64, (String, String, Msg<P>)>,
@@ -333,14 +356,17 @@ where
     /// `n` nodes `n1..` with these settings and planted bugs, all started, with no loss, no
     /// duplication and delays up to 3 ms.
     pub fn new(seed: u64, n: usize, settings: P::Settings, bugs: &[&str]) -> Self {
-        let proto = P::new(settings, bugs);
         let nodes: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
-        let disks = nodes.iter().map(|n| (n.clone(), proto.disk())).collect();
+        let bugs: Vec<String> = bugs.iter().map(|b| b.to_string()).collect();
+        let lazy = bugs.iter().any(|b| b == BUG_ACK_BEFORE_PERSIST);
+        let disks = nodes.iter().map(|n| (n.clone(), Disk::new(lazy))).collect();
         let mut sim = Sim {
             rng: ChaCha8Rng::seed_from_u64(seed),
             now: 0,
             nodes: nodes.clone(),
-            proto,
+            settings,
+            bugs,
+            proto: P::default(),
             cores: BTreeMap::new(),
             disks,
             queue: BinaryHeap::new(),
@@ -358,7 +384,7 @@ where
             restarts: BTreeMap::new(),
             replies: BTreeMap::new(),
             reads: Reads {
-                position: P::POSITION,
+                position: P::NAMES.position,
                 ..Reads::default()
             },
             next_token: 0,
@@ -375,9 +401,14 @@ where
     /// Start (or restart) `id` from its disk.
     pub fn start(&mut self, id: &str) {
         self.restarts.remove(id);
-        let core = self
-            .proto
-            .boot(id, &self.nodes, &self.disks[id], &mut self.rng);
+        let boot = Boot {
+            id,
+            nodes: &self.nodes,
+            settings: &self.settings,
+            bugs: &self.bugs,
+            recovered: &self.disks[id].recovered,
+        };
+        let core = P::boot(boot, &mut self.rng);
         self.cores.insert(id.to_owned(), Some(core));
     }
 
@@ -392,8 +423,7 @@ where
 
     /// The disk of `id` is lost: it restarts empty.
     pub fn wipe(&mut self, id: &str) {
-        let disk = self.proto.disk();
-        self.disks.insert(id.to_owned(), disk);
+        self.disks.insert(id.to_owned(), Disk::default());
     }
 
     pub fn core(&self, id: &str) -> Option<&P::Core> {
@@ -488,8 +518,8 @@ where
             if first != id {
                 return Err(format!(
                     "{}: {first} and {id} both lead {} {term} ({now}ms)",
-                    P::LEADER_SAFETY,
-                    P::TERM
+                    P::NAMES.leader_safety,
+                    P::NAMES.term
                 ));
             }
         }
@@ -845,7 +875,7 @@ pub fn assert_safe_runs<P: Protocol>(
             r.acked_writes,
             r.ok_reads,
             r.leaderships,
-            P::TERM
+            P::NAMES.term
         );
         assert!(
             r.acked_writes > 500,
