@@ -5,10 +5,10 @@
 //! slot), and (by the simulator) reads never miss an acknowledged write. Below, the randomized
 //! tests.
 
-use std::collections::BTreeMap;
-
-use faultline_replica::sim::{self, Boot, Names, Protocol, Reads, SameStates};
-use faultline_replica::Millis;
+use faultline_replica::sim::{
+    self, Boot, Carries, Committed, Names, Protocol, SameStates, SimCore, Stepped,
+};
+use faultline_replica::{Command, Millis};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -24,60 +24,27 @@ pub(crate) type Sim = sim::Sim<Paxos>;
 #[derive(Default)]
 pub(crate) struct Paxos {
     /// slot -> the value some node knows chosen there.
-    pub chosen: BTreeMap<u64, Value>,
+    chosen: Committed<Value>,
     states: SameStates,
 }
 
 impl Protocol for Paxos {
     type Core = PaxosCore;
-    type Settings = Settings;
-    type Image = Recovered;
     const NAMES: Names = Names::new("leader safety", "ballot", Some("slot"));
 
-    fn boot(b: Boot<'_, Self>, rng: &mut ChaCha8Rng) -> PaxosCore {
-        let rec = b.recovered.clone();
-        PaxosCore::new(
-            b.id,
-            b.nodes.to_vec(),
-            b.settings.clone(),
-            b.bugs,
-            rec,
-            rng.gen(),
-        )
-    }
-
-    fn check(
-        &mut self,
-        id: &str,
-        core: &PaxosCore,
-        now: Millis,
-        reads: &mut Reads,
-    ) -> Result<(), String> {
-        let c = core.inspect();
+    fn check(&mut self, s: Stepped<'_, PaxosCore>) -> Result<(), String> {
+        let c = s.core.inspect();
         // Agreement: no two different values are chosen in one slot.
-        for (&slot, v) in &c.chosen {
-            match self.chosen.get(&slot) {
-                Some(known) if known != v => {
-                    return Err(format!(
-                        "agreement: {id} knows {v:?} chosen at slot {slot}, another node knows {known:?} ({now}ms)"
-                    ));
-                }
-                Some(_) => {}
-                None => {
-                    self.chosen.insert(slot, v.clone());
-                    if let Value::Cmd { cmd, .. } = v {
-                        reads.learned(cmd, slot);
-                    }
-                }
-            }
-        }
-        // Every node executes the same sequence: the same state after the same slot.
-        if !self.states.agrees(c.applied, &c.kv) {
+        let chosen = c.chosen.iter().map(|(slot, v)| (*slot, v));
+        if let Err((slot, v, known)) = self.chosen.commit_all(chosen, s.reads) {
             return Err(format!(
-                "execution: {id}'s state after executing slot {} differs from another node's ({now}ms)",
-                c.applied
+                "agreement: {} knows {v:?} chosen at slot {slot}, another node knows {known:?} ({}ms)",
+                s.id, s.now
             ));
         }
+        // Every node executes the same sequence: the same state after the same slot.
+        self.states
+            .check("execution", s.id, c.applied, &c.kv, s.now)?;
         Ok(())
     }
 
@@ -96,6 +63,32 @@ impl Protocol for Paxos {
             i.commit,
             i.applied,
             i.accepted.keys().collect::<Vec<_>>()
+        )
+    }
+}
+
+impl Carries for Value {
+    fn command(&self) -> Option<&Command> {
+        match self {
+            Value::Cmd { cmd, .. } => Some(cmd),
+            _ => None,
+        }
+    }
+}
+
+impl SimCore for PaxosCore {
+    type Settings = Settings;
+    type Image = Recovered;
+
+    fn boot(b: Boot<'_, Self>, rng: &mut ChaCha8Rng) -> Self {
+        let rec = b.recovered.clone();
+        PaxosCore::new(
+            b.id,
+            b.nodes.to_vec(),
+            b.settings.clone(),
+            b.bugs,
+            rec,
+            rng.gen(),
         )
     }
 }

@@ -6,7 +6,7 @@
 use std::ops::{Deref, DerefMut};
 
 use faultline_protocol::{Op, Role};
-use faultline_replica::sim::{self, Boot, Names, Protocol};
+use faultline_replica::sim::{self, Boot, Names, Protocol, SimCore};
 use faultline_replica::{ClientToken, Input, Millis};
 use rand_chacha::ChaCha8Rng;
 
@@ -20,11 +20,14 @@ pub(crate) struct Pb;
 
 impl Protocol for Pb {
     type Core = PbCore;
+    const NAMES: Names = Names::new("view safety", "view", None);
+}
+
+impl SimCore for PbCore {
     type Settings = Settings;
     type Image = Recovered;
-    const NAMES: Names = Names::new("view safety", "view", None);
 
-    fn boot(b: Boot<'_, Self>, _: &mut ChaCha8Rng) -> PbCore {
+    fn boot(b: Boot<'_, Self>, _: &mut ChaCha8Rng) -> Self {
         let rec = b.recovered.clone();
         PbCore::new(b.id, b.nodes.to_vec(), b.settings.clone(), b.bugs, rec)
     }
@@ -106,6 +109,20 @@ mod tests {
     use rand::Rng;
     use std::collections::BTreeSet;
 
+    fn settings(replication: Replication, lease: bool) -> Settings {
+        Settings {
+            replication,
+            lease,
+            ..Settings::default()
+        }
+    }
+
+    /// Write `key = value` through `to`.
+    fn write(sim: &mut Sim, to: &str, key: &str, value: i64) -> ClientToken {
+        let key = key.to_owned();
+        sim.request(to, Op::Write { key, value })
+    }
+
     struct Acked {
         key: String,
         value: i64,
@@ -160,13 +177,7 @@ mod tests {
             if let Some(p) = sim.primary() {
                 counter += 1;
                 let key = format!("w{counter}");
-                let t = sim.request(
-                    &p,
-                    Op::Write {
-                        key: key.clone(),
-                        value: counter,
-                    },
-                );
+                let t = write(&mut sim, &p, &key, counter);
                 writes.push((t, key, counter));
                 if !acked.is_empty() {
                     let i = sim.rng.gen_range(0..acked.len());
@@ -245,10 +256,7 @@ mod tests {
         let seed0 = env("PB_SIM_SEED", 1);
         let runs = env("PB_SIM_RUNS", 6);
         for seed in seed0..seed0 + runs {
-            let settings = Settings {
-                lease: seed % 3 == 0,
-                ..Settings::default()
-            };
+            let settings = settings(Replication::Sync, seed % 3 == 0);
             let acked = crash_only_run(seed, settings, &[])
                 .unwrap_or_else(|e| panic!("{e}\nreproduce with PB_SIM_SEED={seed} PB_SIM_RUNS=1"));
             assert!(
@@ -289,11 +297,7 @@ mod tests {
     /// Pause the primary past the takeover timeout, write through its successor, resume it and
     /// read at once from the old primary. Returns (stale reads served, reads refused).
     fn pause_run(seed: u64, lease: bool) -> (usize, usize) {
-        let settings = Settings {
-            lease,
-            ..Settings::default()
-        };
-        let mut sim = Sim::new(seed, 3, settings);
+        let mut sim = Sim::new(seed, 3, settings(Replication::Sync, lease));
         sim.max_delay = 5;
         sim.run_for(200);
         let (mut stale, mut refused) = (0, 0);
@@ -313,13 +317,7 @@ mod tests {
             };
             counter += 1;
             let key = format!("p{counter}");
-            let w = sim.request(
-                &new,
-                Op::Write {
-                    key: key.clone(),
-                    value: counter,
-                },
-            );
+            let w = write(&mut sim, &new, &key, counter);
             sim.run_for(30);
             let acked = sim.reply(w).is_some_and(|r| r.ok);
             sim.resume(&old);
@@ -360,10 +358,7 @@ mod tests {
     /// loses acknowledged writes: the matrix cell "async x kill primary = lost writes".
     #[test]
     fn async_replication_loses_acknowledged_writes_on_primary_crash() {
-        let settings = Settings {
-            replication: Replication::Async,
-            ..Settings::default()
-        };
+        let settings = settings(Replication::Async, false);
         let lost = (1..=6u64)
             .filter_map(|seed| crash_only_run(seed, settings.clone(), &[]).err())
             .filter(|e| e.contains("lost"))
@@ -377,11 +372,7 @@ mod tests {
     fn lossy_network_never_has_two_primaries_in_a_view() {
         for seed in 100..104u64 {
             for replication in [Replication::Sync, Replication::Async] {
-                let settings = Settings {
-                    replication,
-                    ..Settings::default()
-                };
-                let mut sim = Sim::new(seed, 3, settings);
+                let mut sim = Sim::new(seed, 3, settings(replication, false));
                 sim.loss = 0.05;
                 sim.max_delay = 30;
                 let mut ok = 0;

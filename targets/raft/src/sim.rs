@@ -4,10 +4,12 @@
 //! safety, and (by the simulator) that reads never miss an acknowledged write. The fault
 //! injection point: a node that just granted a vote. Below, the randomized tests.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
-use faultline_replica::sim::{self, Boot, Names, Protocol, Reads, SameStates, StepOut};
-use faultline_replica::Millis;
+use faultline_replica::sim::{
+    self, Boot, Carries, Committed, Names, Protocol, SameStates, SimCore, StepOut, Stepped,
+};
+use faultline_replica::Command;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -25,7 +27,7 @@ pub(crate) struct Raft {
     /// (index, term) -> (op, term of the previous entry): log matching.
     seen: HashMap<(u64, u64), (EntryOp, u64)>,
     /// index -> committed entry.
-    pub committed: BTreeMap<u64, Entry>,
+    committed: Committed<Entry>,
     states: SameStates,
     /// Which (node, term) leaderships were checked for completeness.
     checked_leaders: BTreeSet<(String, u64)>,
@@ -33,23 +35,11 @@ pub(crate) struct Raft {
 
 impl Protocol for Raft {
     type Core = RaftCore;
-    type Settings = Settings;
-    type Image = Recovered;
     const NAMES: Names = Names::new("election safety", "term", Some("log index"));
 
-    fn boot(b: Boot<'_, Self>, rng: &mut ChaCha8Rng) -> RaftCore {
-        let (nodes, settings, rec) = (b.nodes.to_vec(), b.settings.clone(), b.recovered.clone());
-        RaftCore::new(b.id, nodes, settings, b.bugs, rec, rng.gen())
-    }
-
-    fn check(
-        &mut self,
-        id: &str,
-        core: &RaftCore,
-        now: Millis,
-        reads: &mut Reads,
-    ) -> Result<(), String> {
-        let c = core.inspect();
+    fn check(&mut self, s: Stepped<'_, RaftCore>) -> Result<(), String> {
+        let (id, now) = (s.id, s.now);
+        let c = s.core.inspect();
         // Log matching: an (index, term) pair always names the same entry after the same
         // predecessor term, so logs that share it share everything before it.
         let mut prev_term = c.snap_term;
@@ -71,34 +61,20 @@ impl Protocol for Raft {
             prev_term = e.term;
         }
         // State machine safety: committed entries never differ between nodes.
-        for index in (c.snap_index + 1)..=c.commit {
-            let e = &c.entries[(index - c.snap_index - 1) as usize];
-            match self.committed.get(&index) {
-                Some(known) if known != e => {
-                    return Err(format!(
-                        "state machine safety: {id} committed {e:?} at {index}, another node committed {known:?} ({now}ms)"
-                    ));
-                }
-                Some(_) => {}
-                None => {
-                    self.committed.insert(index, e.clone());
-                    if let EntryOp::Cmd(cmd) = &e.op {
-                        reads.learned(cmd, index);
-                    }
-                }
-            }
-        }
-        if !self.states.agrees(c.applied, &c.kv) {
+        let first = c.snap_index + 1;
+        let committed = (first..=c.commit).map(|i| (i, &c.entries[(i - first) as usize]));
+        if let Err((index, e, known)) = self.committed.commit_all(committed, s.reads) {
             return Err(format!(
-                "state machine safety: {id}'s state after applying {} differs from another node's ({now}ms)",
-                c.applied
+                "state machine safety: {id} committed {e:?} at {index}, another node committed {known:?} ({now}ms)"
             ));
         }
+        let safety = "state machine safety";
+        self.states.check(safety, id, c.applied, &c.kv, now)?;
         // Leader completeness: a new leader holds every entry committed before its term.
         if c.role == faultline_protocol::Role::Leader
             && self.checked_leaders.insert((id.to_owned(), c.term))
         {
-            for (&index, e) in self.committed.range(c.snap_index + 1..) {
+            for (&index, e) in self.committed.from(c.snap_index + 1) {
                 let have = c.entries.get((index - c.snap_index - 1) as usize);
                 if have != Some(e) {
                     return Err(format!(
@@ -123,6 +99,25 @@ impl Protocol for Raft {
                 }
             )
         })
+    }
+}
+
+impl Carries for Entry {
+    fn command(&self) -> Option<&Command> {
+        match &self.op {
+            EntryOp::Cmd(cmd) => Some(cmd),
+            _ => None,
+        }
+    }
+}
+
+impl SimCore for RaftCore {
+    type Settings = Settings;
+    type Image = Recovered;
+
+    fn boot(b: Boot<'_, Self>, rng: &mut ChaCha8Rng) -> Self {
+        let (nodes, settings, rec) = (b.nodes.to_vec(), b.settings.clone(), b.recovered.clone());
+        RaftCore::new(b.id, nodes, settings, b.bugs, rec, rng.gen())
     }
 }
 

@@ -61,34 +61,45 @@ impl Names {
 }
 
 /// What a booting core gets: who it is, its cluster, settings and bugs, and its disk's image.
-pub struct Boot<'a, P: Protocol> {
+pub struct Boot<'a, C: SimCore> {
     pub id: &'a str,
     pub nodes: &'a [String],
-    pub settings: &'a P::Settings,
+    pub settings: &'a C::Settings,
     pub bugs: &'a [String],
-    pub recovered: &'a P::Image,
+    pub recovered: &'a C::Image,
 }
 
-/// What a protocol tells the simulator. The value holds the invariants' bookkeeping.
-pub trait Protocol: Default {
-    type Core: Core;
+/// A core the simulator can start: from its settings and what it recovered from its disk.
+pub trait SimCore: Core + Sized {
     /// The node's settings.
     type Settings;
     /// What a node recovers from its data directory.
-    type Image: DiskImage<Persist = <Self::Core as Core>::Persist>;
-    const NAMES: Names;
+    type Image: DiskImage<Persist = Self::Persist>;
 
     /// A core started (or restarted) as `b` says.
-    fn boot(b: Boot<'_, Self>, rng: &mut ChaCha8Rng) -> Self::Core;
-    /// The safety properties, checked after every step of the live node `id`. Tell `reads` the
+    fn boot(b: Boot<'_, Self>, rng: &mut ChaCha8Rng) -> Self;
+}
+
+/// A node that just took a step, for [`Protocol::check`].
+pub struct Stepped<'a, C> {
+    pub id: &'a str,
+    pub core: &'a C,
+    pub now: Millis,
+    pub reads: &'a mut Reads,
+}
+
+/// `P`'s settings.
+pub type Settings<P> = <<P as Protocol>::Core as SimCore>::Settings;
+
+/// What a protocol tells the simulator besides how its core boots: its invariants and fault
+/// hooks. The value holds the invariants' bookkeeping.
+pub trait Protocol: Default {
+    type Core: SimCore;
+    const NAMES: Names;
+
+    /// The safety properties, checked after every step of a live node. Tell `s.reads` the
     /// position of every committed write ([`Reads::learned`]).
-    fn check(
-        &mut self,
-        _id: &str,
-        _core: &Self::Core,
-        _now: Millis,
-        _reads: &mut Reads,
-    ) -> Result<(), String> {
+    fn check(&mut self, _s: Stepped<'_, Self::Core>) -> Result<(), String> {
         Ok(())
     }
     /// A fault injection point: should the node that produced `out` crash right after this step
@@ -203,20 +214,79 @@ impl Reads {
     }
 }
 
+/// The sequence of values every node commits (log entries, chosen slot values): a position
+/// never holds two different values, by any node's knowledge.
+#[derive(Debug)]
+pub struct Committed<V>(BTreeMap<u64, V>);
+
+impl<V> Default for Committed<V> {
+    fn default() -> Self {
+        Committed(BTreeMap::new())
+    }
+}
+
+/// A committed value that may carry a client command (a log entry, a slot's value).
+pub trait Carries {
+    fn command(&self) -> Option<&Command>;
+}
+
+impl<V: Clone + PartialEq + Carries> Committed<V> {
+    /// A node committed each `(position, value)` of `values`: `Err((position, value, known))`
+    /// at the first that differs from the value `known` committed there before. New commands'
+    /// positions go to `reads`.
+    pub fn commit_all<'v>(
+        &mut self,
+        values: impl IntoIterator<Item = (u64, &'v V)>,
+        reads: &mut Reads,
+    ) -> Result<(), (u64, &'v V, &V)>
+    where
+        V: 'v,
+    {
+        for (pos, v) in values {
+            match self.0.get(&pos) {
+                Some(known) if known != v => return Err((pos, v, &self.0[&pos])),
+                Some(_) => {}
+                None => {
+                    self.0.insert(pos, v.clone());
+                    if let Some(cmd) = v.command() {
+                        reads.learned(cmd, pos);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The committed values from position `from` on.
+    pub fn from(&self, from: u64) -> impl Iterator<Item = (&u64, &V)> {
+        self.0.range(from..)
+    }
+}
+
 /// "Every node executes the same sequence": the state machine after executing through a
 /// position is the same on every node.
 #[derive(Debug, Default)]
 pub struct SameStates(HashMap<u64, KvState>);
 
 impl SameStates {
-    /// Whether `kv`, the state after executing through `applied`, agrees with what other nodes
-    /// had there (the first one seen is remembered).
-    pub fn agrees(&mut self, applied: u64, kv: &KvState) -> bool {
+    /// `kv` is `id`'s state after executing through `applied`: an error naming `property` if
+    /// another node had a different one there (the first one seen is remembered).
+    pub fn check(
+        &mut self,
+        property: &str,
+        id: &str,
+        applied: u64,
+        kv: &KvState,
+        now: Millis,
+    ) -> Result<(), String> {
         match self.0.get(&applied) {
-            Some(s) => s == kv,
+            Some(s) if s != kv => Err(format!(
+                "{property}: {id}'s state after executing through {applied} differs from another node's ({now}ms)"
+            )),
+            Some(_) => Ok(()),
             None => {
                 self.0.insert(applied, kv.clone());
-                true
+                Ok(())
             }
         }
     }
@@ -310,13 +380,13 @@ pub struct Sim<P: Protocol> {
     pub now: Millis,
     pub nodes: Vec<String>,
     /// Of every node, from its next start.
-    pub settings: P::Settings,
+    pub settings: Settings<P>,
     pub bugs: Vec<String>,
     /// The protocol's invariant bookkeeping.
     pub proto: P,
     /// `None`: the node is down.
     pub cores: BTreeMap<String, Option<P::Core>>,
-    pub disks: BTreeMap<String, Disk<P::Image>>,
+    pub disks: BTreeMap<String, Disk<<P::Core as SimCore>::Image>>,
     /// (deliver at, seq), a key of `in_flight`.
     queue: BinaryHeap<Reverse<(Millis, u64)>>,
     in_flight: BTreeMap<u64, (String, String, Msg<P>)>,
@@ -355,7 +425,7 @@ where
 {
     /// `n` nodes `n1..` with these settings and planted bugs, all started, with no loss, no
     /// duplication and delays up to 3 ms.
-    pub fn new(seed: u64, n: usize, settings: P::Settings, bugs: &[&str]) -> Self {
+    pub fn new(seed: u64, n: usize, settings: Settings<P>, bugs: &[&str]) -> Self {
         let nodes: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
         let bugs: Vec<String> = bugs.iter().map(|b| b.to_string()).collect();
         let lazy = bugs.iter().any(|b| b == BUG_ACK_BEFORE_PERSIST);
@@ -408,7 +478,7 @@ where
             bugs: &self.bugs,
             recovered: &self.disks[id].recovered,
         };
-        let core = P::boot(boot, &mut self.rng);
+        let core = P::Core::boot(boot, &mut self.rng);
         self.cores.insert(id.to_owned(), Some(core));
     }
 
@@ -523,7 +593,13 @@ where
                 ));
             }
         }
-        self.proto.check(id, core, now, &mut self.reads)?;
+        let reads = &mut self.reads;
+        self.proto.check(Stepped {
+            id,
+            core,
+            now,
+            reads,
+        })?;
         if !self.reads.pending.is_empty() {
             self.reads.settle();
         }
@@ -705,7 +781,7 @@ const KEYS: [&str; 3] = ["a", "b", "c"];
 /// Errors carry the step and simulated time ([`Sim::at`]).
 pub fn random_run<P: Protocol>(
     seed: u64,
-    settings: P::Settings,
+    settings: Settings<P>,
     bugs: &[&str],
     w: &Workload,
     setup: impl FnOnce(&mut Sim<P>),
@@ -853,7 +929,7 @@ pub fn assert_safe_runs<P: Protocol>(
     package: &str,
     runs: u64,
     w: Workload,
-    settings: impl Fn(u64) -> P::Settings,
+    settings: impl Fn(u64) -> Settings<P>,
 ) where
     Msg<P>: Clone,
 {
@@ -901,7 +977,7 @@ pub fn first_catch<P: Protocol>(
     seeds: std::ops::RangeInclusive<u64>,
     bug: &str,
     w: &Workload,
-    settings: impl Fn(u64) -> P::Settings,
+    settings: impl Fn(u64) -> Settings<P>,
     setup: impl Fn(&mut Sim<P>),
 ) -> Option<(u64, String)>
 where
