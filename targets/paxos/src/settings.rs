@@ -59,35 +59,15 @@ impl Default for Settings {
     }
 }
 
-impl Settings {
-    /// Parse and validate; the error names the offending field.
-    pub fn from_map(map: &serde_json::Map<String, serde_json::Value>) -> Result<Self, String> {
-        let settings: Settings = faultline_replica::parse_settings(map, "paxos")?;
-        settings.validate()?;
-        Ok(settings)
-    }
-
-    pub fn validate(&self) -> Result<(), String> {
-        faultline_replica::settings::ConsensusSettings {
-            heartbeat: self.heartbeat,
-            election_timeout: self.election_timeout,
-            max_batch: self.max_batch,
-            snapshot_threshold: self.snapshot_threshold,
-            request_timeout: self.request_timeout,
-            lease: self.read == ReadMode::Lease,
-            clock_drift: self.clock_drift,
-        }
-        .validate()
-    }
-}
+faultline_replica::consensus_settings!(Settings, "paxos", ReadMode::Lease);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use faultline_replica::NodeSettings;
 
     fn parse(json: &str) -> Result<Settings, String> {
-        let v: serde_json::Value = serde_json::from_str(json).unwrap();
-        Settings::from_map(v.as_object().unwrap())
+        Settings::from_json(json)
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use faultline_replica::NodeSettings;
 use serde::{Deserialize, Serialize};
 
 /// How a primary acknowledges writes.
@@ -54,19 +55,20 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// Parse and validate; the error names the offending field.
-    pub fn from_map(map: &serde_json::Map<String, serde_json::Value>) -> Result<Self, String> {
-        let settings: Settings = faultline_replica::parse_settings(map, "primary-backup")?;
-        settings.validate()?;
-        Ok(settings)
-    }
-
     /// The effective lease length.
     pub fn lease_duration(&self) -> Duration {
         self.lease_duration.unwrap_or(self.takeover_timeout / 2)
     }
+}
 
-    pub fn validate(&self) -> Result<(), String> {
+impl NodeSettings for Settings {
+    const KIND: &'static str = "primary-backup";
+
+    fn tick(&self) -> Duration {
+        (self.heartbeat / 5).clamp(Duration::from_millis(1), Duration::from_millis(10))
+    }
+
+    fn validate(&self) -> Result<(), String> {
         let ms = |d: Duration| humantime_serde::re::humantime::format_duration(d).to_string();
         if self.heartbeat.is_zero() {
             return Err("settings.heartbeat must be greater than 0".into());
@@ -105,8 +107,7 @@ mod tests {
     use super::*;
 
     fn parse(json: &str) -> Result<Settings, String> {
-        let v: serde_json::Value = serde_json::from_str(json).unwrap();
-        Settings::from_map(v.as_object().unwrap())
+        Settings::from_json(json)
     }
 
     #[test]

@@ -136,6 +136,24 @@ impl Storage for FileStorage {
     }
 }
 
+impl faultline_replica::OpenStorage for FileStorage {
+    type Recovered = Recovered;
+
+    fn open_dir(dir: &Path, _bugs: &[String]) -> Result<(Self, Recovered), StorageError> {
+        FileStorage::open(dir)
+    }
+
+    fn log_recovered(id: &str, r: &Recovered, _bugs: &[String]) {
+        tracing::info!(
+            node = %id,
+            view = r.seen_view,
+            base = r.base,
+            entries = r.entries.len(),
+            "recovered state"
+        );
+    }
+}
+
 /// An in-memory image of the data directory with the same semantics, for simulations.
 #[cfg(test)]
 pub type MemDisk = faultline_replica::sim::Disk<Recovered>;

@@ -155,6 +155,27 @@ impl Storage for FileStorage {
     }
 }
 
+impl faultline_replica::OpenStorage for FileStorage {
+    type Recovered = Recovered;
+
+    fn open_dir(dir: &Path, bugs: &[String]) -> Result<(Self, Recovered), StorageError> {
+        FileStorage::open(dir, bugs.iter().any(|b| b == crate::BUG_ACK_BEFORE_PERSIST))
+    }
+
+    fn log_recovered(id: &str, r: &Recovered, bugs: &[String]) {
+        tracing::info!(
+            node = %id,
+            term = r.hard.term,
+            vote = ?r.hard.vote,
+            voter = r.hard.voter,
+            snapshot = r.snap_index,
+            entries = r.entries.len(),
+            bugs = ?bugs,
+            "recovered state"
+        );
+    }
+}
+
 /// An in-memory image of the data directory with the same semantics, for simulations.
 #[cfg(test)]
 pub type MemDisk = faultline_replica::sim::Disk<Recovered>;

@@ -29,9 +29,9 @@ pub use log::{
     decode_log_record, decode_record, encode_record, LazyLog, Log, Snapshot, StorageError,
 };
 pub use logging::init_node_logging;
-pub use node::{check_node, open_storage, serve_core, NodeError};
+pub use node::{check_node, open_storage, serve_core, NodeCore, NodeError, OpenStorage, Start};
 pub use outcome::{to_response, FailKind, Forwarded, ForwardsSeen, FwdOp, OpResult};
 pub use peer::PeerNet;
 pub use process::{run_until_signal, Shutdown};
 pub use server::{ClientRequest, Reply};
-pub use settings::{duration_pair, parse_settings};
+pub use settings::{duration_pair, parse_settings, NodeSettings};

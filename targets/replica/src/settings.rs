@@ -1,5 +1,7 @@
-//! What every node's `settings:` parsing shares: errors that name the offending field, and the
-//! `[min, max]` duration pair of timeout ranges.
+//! What every node's `settings:` parsing shares: errors that name the offending field, the
+//! [`NodeSettings`] trait (parse, validate, tick), the checks and tick the consensus nodes
+//! share ([`consensus_settings!`](crate::consensus_settings)), and the `[min, max]` duration
+//! pair of timeout ranges.
 
 use std::time::Duration;
 
@@ -23,6 +25,69 @@ pub fn parse_settings<T: DeserializeOwned>(
             None => format!("invalid {kind} settings: {e}"),
         }
     })
+}
+
+/// A reference node's `settings:`: parsed with the defaults filling what is missing, then
+/// checked across fields.
+pub trait NodeSettings: DeserializeOwned {
+    /// The node kind, named in an error no single field is to blame for.
+    const KIND: &'static str;
+
+    /// Checks across fields; the error names the offending field.
+    fn validate(&self) -> Result<(), String>;
+
+    /// Interval of the core's ticks: its timeouts fire late by up to one.
+    fn tick(&self) -> Duration;
+
+    /// Parse and validate; the error names the offending field.
+    fn from_map(map: &serde_json::Map<String, serde_json::Value>) -> Result<Self, String> {
+        let settings: Self = parse_settings(map, Self::KIND)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Parse and validate a JSON object (as `from_map`).
+    fn from_json(json: &str) -> Result<Self, String> {
+        let v: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        let map = v.as_object().ok_or("settings must be a JSON object")?;
+        Self::from_map(map)
+    }
+}
+
+/// Implements [`NodeSettings`] for the settings struct of a consensus node (Raft,
+/// Multi-Paxos) with the fields of [`ConsensusSettings`] and `read` (`$lease`: its lease
+/// mode): they validate as [`ConsensusSettings::validate`] does, and tick every
+/// [`consensus_tick`].
+#[macro_export]
+macro_rules! consensus_settings {
+    ($settings:ty, $kind:literal, $lease:path) => {
+        impl $crate::settings::NodeSettings for $settings {
+            const KIND: &'static str = $kind;
+
+            fn validate(&self) -> Result<(), String> {
+                $crate::settings::ConsensusSettings {
+                    heartbeat: self.heartbeat,
+                    election_timeout: self.election_timeout,
+                    max_batch: self.max_batch,
+                    snapshot_threshold: self.snapshot_threshold,
+                    request_timeout: self.request_timeout,
+                    lease: self.read == $lease,
+                    clock_drift: self.clock_drift,
+                }
+                .validate()
+            }
+
+            fn tick(&self) -> std::time::Duration {
+                $crate::settings::consensus_tick(self.heartbeat)
+            }
+        }
+    };
+}
+
+/// The tick of a consensus node: timeouts fire on a tick, so they run late by up to one; keep
+/// it at 2 ms or less so the election timeout range is what the settings say.
+pub fn consensus_tick(heartbeat: Duration) -> Duration {
+    (heartbeat / 25).clamp(Duration::from_millis(1), Duration::from_millis(2))
 }
 
 /// The settings a consensus node (Raft, Multi-Paxos) shares, as its `validate` sees them.
