@@ -14,10 +14,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use faultline_replica::{
-    decode_log_record, decode_record, encode_record, KvState, LazyLog, Log, Snapshot, Storage,
-    StorageError,
-};
+use faultline_replica::datadir::{DataDir, Files};
+use faultline_replica::{KvState, Storage, StorageError};
 use serde::{Deserialize, Serialize};
 
 use crate::msg::{Ballot, Meta, Persist, Value};
@@ -124,56 +122,33 @@ fn record(p: &Persist) -> Option<Record> {
 }
 
 /// File-backed storage with group commit: the log records of one batch share one fsync.
-pub struct FileStorage {
-    meta: Snapshot,
-    snapshot: Snapshot,
-    log: LazyLog,
-}
+pub struct FileStorage(DataDir);
 
 impl FileStorage {
     /// Open (creating) the data directory and recover what it holds. `lazy`: the planted bug
     /// `ack-before-persist`.
     pub fn open(dir: &Path, lazy: bool) -> Result<(FileStorage, Recovered), StorageError> {
-        std::fs::create_dir_all(dir).map_err(|source| StorageError::Io {
-            op: "create",
-            path: dir.to_owned(),
-            source,
-        })?;
-        let meta = Snapshot::new(dir.join("meta"));
-        let snapshot = Snapshot::new(dir.join("snapshot"));
-        let mut rec = Recovered::default();
-        if let Some(b) = meta.read()? {
-            rec.meta = decode_record("meta", meta.path(), &b)?;
-        }
-        if let Some(b) = snapshot.read()? {
-            let (slot, state, tail): (u64, KvState, Vec<Record>) =
-                decode_record("snapshot", snapshot.path(), &b)?;
-            rec.snap_slot = slot;
-            rec.prefix = slot;
-            rec.state = state;
-            for r in tail {
-                rec.replay(r);
-            }
-        }
-        let log_path = dir.join("log");
-        let (mut log, records) = Log::open(&log_path)?;
-        for (i, r) in records.iter().enumerate() {
-            let Some(r) = decode_log_record::<Record>(&log_path, r)? else {
-                log.keep_first(&records, i)?;
-                break;
+        let recover = |f: Files<'_, Meta, (u64, KvState, Vec<Record>)>| {
+            let mut rec = Recovered {
+                meta: f.meta.unwrap_or_default(),
+                ..Recovered::default()
             };
+            if let Some((slot, state, tail)) = f.snapshot {
+                rec.snap_slot = slot;
+                rec.prefix = slot;
+                rec.state = state;
+                for r in tail {
+                    rec.replay(r);
+                }
+            }
+            Ok(rec)
+        };
+        let replay = |rec: &mut Recovered, r: Record| {
             rec.replay(r);
-        }
-        let lazy = lazy.then(|| std::time::Duration::from_millis(LAZY_FLUSH_MS));
-        let log = LazyLog::new(log, lazy)?;
-        Ok((
-            FileStorage {
-                meta,
-                snapshot,
-                log,
-            },
-            rec,
-        ))
+            true
+        };
+        let (dir, rec) = DataDir::open(dir, ("meta", "meta"), lazy, recover, replay)?;
+        Ok((FileStorage(dir), rec))
     }
 }
 
@@ -181,33 +156,22 @@ impl Storage for FileStorage {
     type Persist = Persist;
 
     fn persist(&mut self, actions: Vec<Persist>) -> Result<(), StorageError> {
-        let mut batch: Vec<Vec<u8>> = Vec::new();
         for action in actions {
             match action {
-                Persist::Meta(m) => {
-                    // Acceptances before a promise in the same batch reach the disk first: the
-                    // order of the batch is the order of the core's decisions.
-                    self.log.append_batch(&std::mem::take(&mut batch))?;
-                    self.meta.write(&encode_record("meta", &m)?)?;
-                }
+                // Acceptances before a promise in the same batch reach the disk first.
+                Persist::Meta(m) => self.0.write_meta(&m)?,
                 Persist::Snapshot { slot, state, tail } => {
-                    // What is kept of later slots goes into the snapshot file itself, so no
-                    // crash can leave the new snapshot without it (the log is emptied after).
-                    batch.clear();
                     let tail: Vec<Record> = tail.iter().filter_map(record).collect();
-                    self.snapshot
-                        .write(&encode_record("snapshot", &(slot, &state, &tail))?)?;
-                    self.log.reset()?;
+                    self.0.replace_log(&(slot, &state, &tail))?;
                 }
                 other => {
                     if let Some(r) = record(&other) {
-                        batch.push(encode_record("log record", &r)?);
+                        self.0.append("log record", &r)?;
                     }
                 }
             }
         }
-        self.log.append_batch(&std::mem::take(&mut batch))?;
-        self.log.flush_lazy(false)
+        self.0.finish()
     }
 }
 

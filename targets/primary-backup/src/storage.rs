@@ -15,20 +15,15 @@
 
 use std::path::Path;
 
-use faultline_replica::{
-    decode_log_record, decode_record, encode_record, KvState, Log, Snapshot, Storage, StorageError,
-};
+use faultline_replica::datadir::{DataDir, Files};
+use faultline_replica::{KvState, Storage, StorageError};
 
 use crate::core::Recovered;
 use crate::msg::{Entry, Persist};
 
 /// File-backed storage with group commit: consecutive appends in one batch share an fsync.
 #[derive(Debug)]
-pub struct FileStorage {
-    view: Snapshot,
-    snapshot: Snapshot,
-    log: Log,
-}
+pub struct FileStorage(DataDir);
 
 fn corrupt(what: &'static str, path: &Path, e: impl std::fmt::Display) -> StorageError {
     StorageError::Corrupt {
@@ -41,67 +36,35 @@ fn corrupt(what: &'static str, path: &Path, e: impl std::fmt::Display) -> Storag
 impl FileStorage {
     /// Open (creating) the data directory and recover what it holds.
     pub fn open(dir: &Path) -> Result<(FileStorage, Recovered), StorageError> {
-        std::fs::create_dir_all(dir).map_err(|source| StorageError::Io {
-            op: "create",
-            path: dir.to_owned(),
-            source,
-        })?;
-        let view = Snapshot::new(dir.join("view"));
-        let snapshot = Snapshot::new(dir.join("snapshot"));
-        let seen_view = match view.read()? {
-            Some(b) => decode_record("view file", view.path(), &b)?,
-            None => 0,
-        };
-        let (base, state, tail): (u64, KvState, Vec<Entry>) = match snapshot.read()? {
-            Some(b) => decode_record("snapshot", snapshot.path(), &b)?,
-            None => (0, KvState::new(), Vec::new()),
-        };
-        let mut entries = Vec::new();
-        for e in tail {
-            if e.index != base + entries.len() as u64 + 1 {
-                return Err(corrupt(
-                    "snapshot",
-                    snapshot.path(),
-                    format!("kept entry {} out of sequence", e.index),
-                ));
+        let recover = |f: Files<'_, u64, (u64, KvState, Vec<Entry>)>| {
+            let (base, state, tail) = f.snapshot.unwrap_or_default();
+            let mut entries = Vec::new();
+            for e in tail {
+                if e.index != base + entries.len() as u64 + 1 {
+                    let detail = format!("kept entry {} out of sequence", e.index);
+                    return Err(corrupt("snapshot", f.snapshot_path, detail));
+                }
+                entries.push(e.cmd);
             }
-            entries.push(e.cmd);
-        }
-        let (mut log, records) = Log::open(&dir.join("log"))?;
-        for (i, r) in records.iter().enumerate() {
-            let Some(e) = decode_log_record::<Entry>(log.path(), r)? else {
-                log.keep_first(&records, i)?;
-                break;
-            };
-            // Entries the snapshot already holds: the log was not emptied after the last
-            // compaction when the node stopped. The log only ever appends, so they are equal.
-            if e.index <= base + entries.len() as u64 {
-                continue;
-            }
-            if e.index != base + entries.len() as u64 + 1 {
-                tracing::warn!(
-                    index = e.index,
-                    "log entry out of sequence; ignoring the rest of the log"
-                );
-                log.keep_first(&records, i)?;
-                break;
-            }
-            entries.push(e.cmd);
-        }
-        let recovered = Recovered {
-            seen_view,
-            base,
-            state,
-            entries,
+            let seen_view = f.meta.unwrap_or(0);
+            Ok(Recovered {
+                seen_view,
+                base,
+                state,
+                entries,
+            })
         };
-        Ok((
-            FileStorage {
-                view,
-                snapshot,
-                log,
-            },
-            recovered,
-        ))
+        // Entries the snapshot already holds: the log was not emptied after the last
+        // compaction when the node stopped. The log only ever appends, so they are equal.
+        let replay = |r: &mut Recovered, e: Entry| {
+            let next = r.base + r.entries.len() as u64 + 1;
+            if e.index == next {
+                r.entries.push(e.cmd);
+            }
+            e.index <= next
+        };
+        let (dir, rec) = DataDir::open(dir, ("view", "view file"), false, recover, replay)?;
+        Ok((FileStorage(dir), rec))
     }
 }
 
@@ -109,30 +72,23 @@ impl Storage for FileStorage {
     type Persist = Persist;
 
     fn persist(&mut self, actions: Vec<Persist>) -> Result<(), StorageError> {
-        let mut batch: Vec<Vec<u8>> = Vec::new();
         for action in actions {
             match action {
-                Persist::Append(e) => batch.push(encode_record("log entry", &e)?),
-                Persist::View(v) => {
-                    self.log.append_batch(&std::mem::take(&mut batch))?;
-                    self.view.write(&encode_record("view file", &v)?)?;
-                }
+                Persist::Append(e) => self.0.append("log entry", &e)?,
+                Persist::View(v) => self.0.write_meta(&v)?,
                 Persist::Install { index, state } => {
-                    batch.clear();
-                    self.log.reset()?;
+                    self.0.reset_log()?;
                     let none: &[Entry] = &[];
-                    self.snapshot
-                        .write(&encode_record("snapshot", &(index, &state, none))?)?;
+                    self.0.write_snapshot(&(index, &state, none))?;
                 }
                 Persist::Compact { index, state, tail } => {
-                    self.log.append_batch(&std::mem::take(&mut batch))?;
-                    self.snapshot
-                        .write(&encode_record("snapshot", &(index, &state, &tail))?)?;
-                    self.log.reset()?;
+                    self.0.flush_log()?;
+                    self.0.write_snapshot(&(index, &state, &tail))?;
+                    self.0.reset_log()?;
                 }
             }
         }
-        self.log.append_batch(&batch)
+        self.0.finish()
     }
 }
 
@@ -188,7 +144,7 @@ impl faultline_replica::sim::DiskImage for Recovered {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use faultline_replica::Command;
+    use faultline_replica::{Command, Log, Snapshot};
 
     fn w(i: i64) -> Command {
         Command::Write {

@@ -14,10 +14,8 @@
 
 use std::path::Path;
 
-use faultline_replica::{
-    decode_log_record, decode_record, encode_record, KvState, LazyLog, Log, Snapshot, Storage,
-    StorageError,
-};
+use faultline_replica::datadir::{DataDir, Files};
+use faultline_replica::{KvState, Storage, StorageError};
 use serde::{Deserialize, Serialize};
 
 use crate::msg::{Entry, HardState, Persist};
@@ -61,61 +59,27 @@ impl Recovered {
 }
 
 /// File-backed storage with group commit: the log records of one batch share one fsync.
-pub struct FileStorage {
-    meta: Snapshot,
-    snapshot: Snapshot,
-    log: LazyLog,
-}
+pub struct FileStorage(DataDir);
 
 impl FileStorage {
     /// Open (creating) the data directory and recover what it holds. `lazy`: the planted bug
     /// `ack-before-persist`.
     pub fn open(dir: &Path, lazy: bool) -> Result<(FileStorage, Recovered), StorageError> {
-        std::fs::create_dir_all(dir).map_err(|source| StorageError::Io {
-            op: "create",
-            path: dir.to_owned(),
-            source,
-        })?;
-        let meta = Snapshot::new(dir.join("meta"));
-        let snapshot = Snapshot::new(dir.join("snapshot"));
-        let mut rec = Recovered::default();
-        if let Some(b) = meta.read()? {
-            rec.hard = decode_record("meta", meta.path(), &b)?;
-        }
-        if let Some(b) = snapshot.read()? {
-            let (index, term, state, tail): (u64, u64, KvState, Vec<Entry>) =
-                decode_record("snapshot", snapshot.path(), &b)?;
-            rec.snap_index = index;
-            rec.snap_term = term;
-            rec.state = state;
-            rec.entries = tail;
-        }
-        let log_path = dir.join("log");
-        let (mut log, records) = Log::open(&log_path)?;
-        for (i, r) in records.iter().enumerate() {
-            let Some(d) = decode_log_record::<DiskEntry>(&log_path, r)? else {
-                log.keep_first(&records, i)?;
-                break;
-            };
-            if !rec.replay(d.index, d.entry) {
-                tracing::warn!(
-                    index = d.index,
-                    "log record out of sequence; ignoring the rest of the log"
-                );
-                log.keep_first(&records, i)?;
-                break;
-            }
-        }
-        let lazy = lazy.then(|| std::time::Duration::from_millis(LAZY_FLUSH_MS));
-        let log = LazyLog::new(log, lazy)?;
-        Ok((
-            FileStorage {
-                meta,
-                snapshot,
-                log,
-            },
-            rec,
-        ))
+        type Snap = (u64, u64, KvState, Vec<Entry>);
+        let recover = |f: Files<'_, HardState, Snap>| {
+            let (snap_index, snap_term, state, entries) = f.snapshot.unwrap_or_default();
+            let hard = f.meta.unwrap_or_default();
+            Ok(Recovered {
+                hard,
+                snap_index,
+                snap_term,
+                state,
+                entries,
+            })
+        };
+        let replay = |rec: &mut Recovered, d: DiskEntry| rec.replay(d.index, d.entry);
+        let (dir, rec) = DataDir::open(dir, ("meta", "meta"), lazy, recover, replay)?;
+        Ok((FileStorage(dir), rec))
     }
 }
 
@@ -123,35 +87,21 @@ impl Storage for FileStorage {
     type Persist = Persist;
 
     fn persist(&mut self, actions: Vec<Persist>) -> Result<(), StorageError> {
-        let mut batch: Vec<Vec<u8>> = Vec::new();
         for action in actions {
             match action {
                 Persist::Append { index, entry } => {
-                    batch.push(encode_record("log record", &DiskEntry { index, entry })?)
+                    self.0.append("log record", &DiskEntry { index, entry })?
                 }
-                Persist::Hard(h) => {
-                    // Entries before a vote in the same batch reach the disk first: the order
-                    // of the batch is the order of the core's decisions.
-                    self.log.append_batch(&std::mem::take(&mut batch))?;
-                    self.meta.write(&encode_record("meta", &h)?)?;
-                }
+                Persist::Hard(h) => self.0.write_meta(&h)?,
                 Persist::Snapshot {
                     index,
                     term,
                     state,
                     tail,
-                } => {
-                    // The entries kept after the snapshot go into the snapshot file itself, so no
-                    // crash can leave the new snapshot without them (the log is emptied after).
-                    batch.clear();
-                    let blob = encode_record("snapshot", &(index, term, &state, &tail))?;
-                    self.snapshot.write(&blob)?;
-                    self.log.reset()?;
-                }
+                } => self.0.replace_log(&(index, term, &state, &tail))?,
             }
         }
-        self.log.append_batch(&std::mem::take(&mut batch))?;
-        self.log.flush_lazy(false)
+        self.0.finish()
     }
 }
 
@@ -219,7 +169,7 @@ impl faultline_replica::sim::DiskImage for Recovered {
 mod tests {
     use super::*;
     use crate::msg::EntryOp;
-    use faultline_replica::Command;
+    use faultline_replica::{encode_record, Command, Log};
 
     fn e(term: u64, i: i64) -> Entry {
         Entry {

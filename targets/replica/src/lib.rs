@@ -7,6 +7,7 @@
 //! wires them with [`server`], [`peer::PeerNet`] and [`driver::drive`].
 
 pub mod codec;
+pub mod datadir;
 pub mod driver;
 pub mod kv;
 pub mod log;
@@ -23,6 +24,7 @@ pub mod sim;
 pub mod testkit;
 
 pub use codec::{CodecError, FORMAT_VERSION};
+pub use datadir::DataDir;
 pub use driver::{drive, ClientToken, Core, DriverError, DriverIo, Input, Millis, Outbox, Storage};
 pub use kv::{Applied, Command, KvState};
 pub use log::{
