@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use faultline_replica::datadir::{DataDir, Files};
-use faultline_replica::{KvState, Storage, StorageError};
+use faultline_replica::{KvState, OpenStorage, Storage, StorageError};
 use serde::{Deserialize, Serialize};
 
 use crate::msg::{Ballot, Meta, Persist, Value};
@@ -53,6 +53,22 @@ pub struct Recovered {
     /// Replay's running chosen prefix (so each marker walks only the slots it adds: replay
     /// stays linear in the log's length).
     prefix: u64,
+}
+
+impl std::fmt::Display for Recovered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (promised, acceptor) = (self.meta.promised, self.meta.acceptor);
+        write!(
+            f,
+            "promised {promised} acceptor {acceptor}, snapshot at {}",
+            self.snap_slot
+        )?;
+        let (chosen, accepted) = (self.chosen.len(), self.accepted.len());
+        write!(
+            f,
+            ", {chosen} chosen and {accepted} accepted slots after it"
+        )
+    }
 }
 
 impl Recovered {
@@ -124,10 +140,10 @@ fn record(p: &Persist) -> Option<Record> {
 /// File-backed storage with group commit: the log records of one batch share one fsync.
 pub struct FileStorage(DataDir);
 
-impl FileStorage {
-    /// Open (creating) the data directory and recover what it holds. `lazy`: the planted bug
-    /// `ack-before-persist`.
-    pub fn open(dir: &Path, lazy: bool) -> Result<(FileStorage, Recovered), StorageError> {
+impl OpenStorage for FileStorage {
+    type Recovered = Recovered;
+
+    fn open(dir: &Path, lazy: bool) -> Result<(FileStorage, Recovered), StorageError> {
         let recover = |f: Files<'_, Meta, (u64, KvState, Vec<Record>)>| {
             let mut rec = Recovered {
                 meta: f.meta.unwrap_or_default(),
@@ -172,27 +188,6 @@ impl Storage for FileStorage {
             }
         }
         self.0.finish()
-    }
-}
-
-impl faultline_replica::OpenStorage for FileStorage {
-    type Recovered = Recovered;
-
-    fn open_dir(dir: &Path, bugs: &[String]) -> Result<(Self, Recovered), StorageError> {
-        FileStorage::open(dir, bugs.iter().any(|b| b == crate::BUG_ACK_BEFORE_PERSIST))
-    }
-
-    fn log_recovered(id: &str, r: &Recovered, bugs: &[String]) {
-        tracing::info!(
-            node = %id,
-            promised = %r.meta.promised,
-            acceptor = r.meta.acceptor,
-            snapshot = r.snap_slot,
-            chosen = r.chosen.len(),
-            accepted = r.accepted.len(),
-            bugs = ?bugs,
-            "recovered state"
-        );
     }
 }
 

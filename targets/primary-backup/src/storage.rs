@@ -16,10 +16,21 @@
 use std::path::Path;
 
 use faultline_replica::datadir::{DataDir, Files};
-use faultline_replica::{KvState, Storage, StorageError};
+use faultline_replica::{KvState, OpenStorage, Storage, StorageError};
 
 use crate::core::Recovered;
 use crate::msg::{Entry, Persist};
+
+impl std::fmt::Display for Recovered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.entries.len();
+        write!(
+            f,
+            "view {}, base {}, {n} entries",
+            self.seen_view, self.base
+        )
+    }
+}
 
 /// File-backed storage with group commit: consecutive appends in one batch share an fsync.
 #[derive(Debug)]
@@ -33,9 +44,11 @@ fn corrupt(what: &'static str, path: &Path, e: impl std::fmt::Display) -> Storag
     }
 }
 
-impl FileStorage {
-    /// Open (creating) the data directory and recover what it holds.
-    pub fn open(dir: &Path) -> Result<(FileStorage, Recovered), StorageError> {
+impl OpenStorage for FileStorage {
+    type Recovered = Recovered;
+
+    /// Primary-backup plants no storage bug: `lazy` is ignored.
+    fn open(dir: &Path, _lazy: bool) -> Result<(FileStorage, Recovered), StorageError> {
         let recover = |f: Files<'_, u64, (u64, KvState, Vec<Entry>)>| {
             let (base, state, tail) = f.snapshot.unwrap_or_default();
             let mut entries = Vec::new();
@@ -92,24 +105,6 @@ impl Storage for FileStorage {
     }
 }
 
-impl faultline_replica::OpenStorage for FileStorage {
-    type Recovered = Recovered;
-
-    fn open_dir(dir: &Path, _bugs: &[String]) -> Result<(Self, Recovered), StorageError> {
-        FileStorage::open(dir)
-    }
-
-    fn log_recovered(id: &str, r: &Recovered, _bugs: &[String]) {
-        tracing::info!(
-            node = %id,
-            view = r.seen_view,
-            base = r.base,
-            entries = r.entries.len(),
-            "recovered state"
-        );
-    }
-}
-
 /// An in-memory image of the data directory with the same semantics, for simulations.
 #[cfg(test)]
 pub type MemDisk = faultline_replica::sim::Disk<Recovered>;
@@ -156,7 +151,7 @@ mod tests {
     #[test]
     fn file_storage_recovers_view_snapshot_and_log() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut st, rec) = FileStorage::open(dir.path()).unwrap();
+        let (mut st, rec) = FileStorage::open(dir.path(), false).unwrap();
         assert_eq!(rec, Recovered::default());
         let mut mem = MemDisk::default();
         let mut state = KvState::new();
@@ -216,7 +211,7 @@ mod tests {
         st.persist(actions).unwrap();
         st.persist(compaction).unwrap();
         drop(st);
-        let (_, rec) = FileStorage::open(dir.path()).unwrap();
+        let (_, rec) = FileStorage::open(dir.path(), false).unwrap();
         assert_eq!(rec, mem.recovered);
         assert_eq!(rec.seen_view, 4);
         assert_eq!(rec.base, 7);
@@ -239,7 +234,7 @@ mod tests {
     fn a_crash_inside_a_compaction_loses_no_entry() {
         for emptied in [false, true] {
             let dir = tempfile::tempdir().unwrap();
-            let (mut st, _) = FileStorage::open(dir.path()).unwrap();
+            let (mut st, _) = FileStorage::open(dir.path(), false).unwrap();
             st.persist((1..=4).map(|i| Persist::Append(e(i))).collect())
                 .unwrap();
             let log = dir.path().join("log");
@@ -257,14 +252,14 @@ mod tests {
             drop(st);
             // The state the crash left: the old log back, or an empty one.
             std::fs::write(&log, if emptied { &[][..] } else { &before[..] }).unwrap();
-            let (mut st, rec) = FileStorage::open(dir.path()).unwrap();
+            let (mut st, rec) = FileStorage::open(dir.path(), false).unwrap();
             assert_eq!(rec.base, 2, "emptied: {emptied}");
             assert_eq!(rec.entries, vec![w(3), w(4)], "emptied: {emptied}");
             assert_eq!(rec.state.read("k2"), Some(2));
             // And the log goes on from there.
             st.persist(vec![Persist::Append(e(5))]).unwrap();
             drop(st);
-            let (_, rec) = FileStorage::open(dir.path()).unwrap();
+            let (_, rec) = FileStorage::open(dir.path(), false).unwrap();
             assert_eq!(rec.entries, vec![w(3), w(4), w(5)], "emptied: {emptied}");
         }
     }
@@ -274,7 +269,7 @@ mod tests {
     #[test]
     fn files_of_another_format_version_are_refused_by_name() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut st, _) = FileStorage::open(dir.path()).unwrap();
+        let (mut st, _) = FileStorage::open(dir.path(), false).unwrap();
         st.persist(vec![Persist::View(3), Persist::Append(e(1))])
             .unwrap();
         drop(st);
@@ -283,7 +278,9 @@ mod tests {
         let (mut log, _) = Log::open(&dir.path().join("log")).unwrap();
         log.append_batch(&[other]).unwrap();
         drop(log);
-        let err = FileStorage::open(dir.path()).unwrap_err().to_string();
+        let err = FileStorage::open(dir.path(), false)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("log") && err.contains("format version"),
             "{err}"
@@ -293,7 +290,9 @@ mod tests {
         let mut blob = faultline_replica::codec::encode(&3u64).unwrap();
         blob[0] = 0;
         Snapshot::new(dir.path().join("view")).write(&blob).unwrap();
-        let err = FileStorage::open(dir.path()).unwrap_err().to_string();
+        let err = FileStorage::open(dir.path(), false)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("view") && err.contains("format version 0"),
             "{err}"

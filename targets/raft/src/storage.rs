@@ -15,7 +15,7 @@
 use std::path::Path;
 
 use faultline_replica::datadir::{DataDir, Files};
-use faultline_replica::{KvState, Storage, StorageError};
+use faultline_replica::{KvState, OpenStorage, Storage, StorageError};
 use serde::{Deserialize, Serialize};
 
 use crate::msg::{Entry, HardState, Persist};
@@ -41,6 +41,19 @@ pub struct Recovered {
     pub entries: Vec<Entry>,
 }
 
+impl std::fmt::Display for Recovered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let h = &self.hard;
+        write!(f, "term {} vote {:?} voter {}", h.term, h.vote, h.voter)?;
+        write!(
+            f,
+            ", snapshot at {}, {} entries",
+            self.snap_index,
+            self.entries.len()
+        )
+    }
+}
+
 impl Recovered {
     /// Replay one log record (see the module docs).
     fn replay(&mut self, index: u64, entry: Entry) -> bool {
@@ -61,10 +74,10 @@ impl Recovered {
 /// File-backed storage with group commit: the log records of one batch share one fsync.
 pub struct FileStorage(DataDir);
 
-impl FileStorage {
-    /// Open (creating) the data directory and recover what it holds. `lazy`: the planted bug
-    /// `ack-before-persist`.
-    pub fn open(dir: &Path, lazy: bool) -> Result<(FileStorage, Recovered), StorageError> {
+impl OpenStorage for FileStorage {
+    type Recovered = Recovered;
+
+    fn open(dir: &Path, lazy: bool) -> Result<(FileStorage, Recovered), StorageError> {
         type Snap = (u64, u64, KvState, Vec<Entry>);
         let recover = |f: Files<'_, HardState, Snap>| {
             let (snap_index, snap_term, state, entries) = f.snapshot.unwrap_or_default();
@@ -102,27 +115,6 @@ impl Storage for FileStorage {
             }
         }
         self.0.finish()
-    }
-}
-
-impl faultline_replica::OpenStorage for FileStorage {
-    type Recovered = Recovered;
-
-    fn open_dir(dir: &Path, bugs: &[String]) -> Result<(Self, Recovered), StorageError> {
-        FileStorage::open(dir, bugs.iter().any(|b| b == crate::BUG_ACK_BEFORE_PERSIST))
-    }
-
-    fn log_recovered(id: &str, r: &Recovered, bugs: &[String]) {
-        tracing::info!(
-            node = %id,
-            term = r.hard.term,
-            vote = ?r.hard.vote,
-            voter = r.hard.voter,
-            snapshot = r.snap_index,
-            entries = r.entries.len(),
-            bugs = ?bugs,
-            "recovered state"
-        );
     }
 }
 

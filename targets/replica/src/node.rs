@@ -12,7 +12,7 @@ pub use faultline_protocol::NodeConfig;
 use tokio::sync::mpsc;
 
 use crate::driver::{drive, Core, DriverError, DriverIo, Storage};
-use crate::log::StorageError;
+use crate::log::{StorageError, BUG_ACK_BEFORE_PERSIST};
 use crate::peer::PeerNet;
 pub use crate::settings::NodeSettings;
 
@@ -21,15 +21,12 @@ pub type SettingsMap = serde_json::Map<String, serde_json::Value>;
 
 /// A node's file storage: opened from its data directory.
 pub trait OpenStorage: Storage + Sized {
-    /// What a node recovers from its data directory.
-    type Recovered: Send + 'static;
+    /// What a node recovers from its data directory (logged at start-up as it displays).
+    type Recovered: std::fmt::Display + Send + 'static;
 
-    /// Open (creating) the data directory `dir` of a node with the planted `bugs` and recover
-    /// what it holds.
-    fn open_dir(dir: &Path, bugs: &[String]) -> Result<(Self, Self::Recovered), StorageError>;
-
-    /// Log what node `id` recovered.
-    fn log_recovered(id: &str, recovered: &Self::Recovered, bugs: &[String]);
+    /// Open (creating) the data directory `dir` and recover what it holds. `lazy`: the
+    /// planted bug [`BUG_ACK_BEFORE_PERSIST`] (storages that implement it).
+    fn open(dir: &Path, lazy: bool) -> Result<(Self, Self::Recovered), StorageError>;
 }
 
 /// What a core starts from.
@@ -70,9 +67,10 @@ pub async fn serve_node<C: NodeCore>(
 ) -> Result<(), NodeError> {
     let settings = C::Settings::from_map(&config.settings).map_err(NodeError::Settings)?;
     let nodes = check_node(&config, kind, known)?;
-    let (dir, bugs) = (config.data_dir.clone(), config.bugs.clone());
-    let (storage, recovered) = open_storage(move || C::Storage::open_dir(&dir, &bugs)).await?;
-    C::Storage::log_recovered(&config.id, &recovered, &config.bugs);
+    let dir = config.data_dir.clone();
+    let lazy = config.bugs.iter().any(|b| b == BUG_ACK_BEFORE_PERSIST);
+    let (storage, recovered) = open_storage(move || C::Storage::open(&dir, lazy)).await?;
+    tracing::info!(node = %config.id, %recovered, bugs = ?config.bugs, "recovered state");
     let tick = settings.tick();
     let core = C::start(Start {
         id: config.id.clone(),

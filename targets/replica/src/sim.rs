@@ -20,10 +20,8 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::driver::{ClientToken, Core, Input, Millis, Outbox};
 use crate::kv::{Command, KvState};
+pub use crate::log::BUG_ACK_BEFORE_PERSIST;
 use crate::log::LAZY_FLUSH_MS;
-
-/// The planted bug a [`Disk`] models: log records are acknowledged before they are durable.
-pub const BUG_ACK_BEFORE_PERSIST: &str = "ack-before-persist";
 
 /// Interval between two [`Input::Tick`]s of every node, in simulated ms.
 pub const TICK: Millis = 5;
