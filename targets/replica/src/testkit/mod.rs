@@ -216,6 +216,61 @@ pub fn wait_for(
     }
 }
 
+/// Start a node for every config.
+pub fn start_all<E: std::fmt::Debug + Send + 'static>(
+    configs: &[NodeConfig],
+    serve: ServeFn<E>,
+) -> Vec<Node<E>> {
+    configs
+        .iter()
+        .cloned()
+        .map(|c| Node::start(c, serve))
+        .collect()
+}
+
+/// Closed-loop load for 3 s from as many clients as the environment variable `clients_var`
+/// says (else `clients`), each sending `op(client, n)` for its `n`-th operation to `addr`;
+/// prints the throughput. Not a pass/fail test of speed (tests do not assert wall-clock
+/// figures).
+pub fn report_throughput(
+    addr: SocketAddr,
+    clients_var: &str,
+    clients: usize,
+    op: fn(usize, u64) -> Op,
+) {
+    let secs = 3;
+    let clients: usize = std::env::var(clients_var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(clients);
+    let start = Instant::now();
+    let threads: Vec<_> = (0..clients)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let mut client = Client::connect(addr);
+                let (mut n, mut ok) = (0u64, 0u64);
+                while start.elapsed() < Duration::from_secs(secs) {
+                    n += 1;
+                    ok += u64::from(client.call(op(c, n)).ok);
+                }
+                (n, ok)
+            })
+        })
+        .collect();
+    let (mut total, mut ok) = (0, 0);
+    for t in threads {
+        let (n, o) = t.join().unwrap();
+        total += n;
+        ok += o;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    eprintln!(
+        "{clients} clients: {total} ops ({ok} ok) in {elapsed:.2}s = {:.0} ops/s, {:.0} ok/s",
+        total as f64 / elapsed,
+        ok as f64 / elapsed
+    );
+}
+
 /// The position of node `id` in `configs`.
 pub fn index_of(configs: &[NodeConfig], id: &str) -> usize {
     configs.iter().position(|c| c.id == id).unwrap()
