@@ -98,7 +98,9 @@ mod tests {
     use super::*;
     use crate::settings::ReadMode;
     use crate::{BUG_ACCEPT_LOWER_BALLOT, BUG_SKIP_PHASE1_RECOVERY, BUG_STALE_LOCAL_READS};
-    use faultline_replica::sim::{assert_safe_runs, first_catch, random_run, Workload};
+    use faultline_replica::sim::{
+        assert_safe_runs, first_catch, print_catches, random_run, Workload,
+    };
     use std::time::Duration;
 
     fn settings_for(seed: u64) -> Settings {
@@ -171,5 +173,15 @@ mod tests {
                 panic!("seed {seed} without {bug}: {e}");
             }
         }
+    }
+
+    /// Where the randomized workload (8 s runs, seeds 1..=12, no extra faults) first catches
+    /// each planted bug, for the README's table:
+    /// `cargo test -p faultline-paxos --release planted_bug_catches -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn planted_bug_catches() {
+        let w = workload(8_000);
+        print_catches::<Paxos>(crate::KNOWN_BUGS, 1..=12, &w, settings_for);
     }
 }

@@ -126,7 +126,9 @@ mod tests {
     use super::*;
     use crate::settings::ReadMode;
     use crate::{BUG_COMMIT_WITHOUT_QUORUM, BUG_FORGET_VOTE_ON_RESTART, BUG_STALE_LOCAL_READS};
-    use faultline_replica::sim::{assert_safe_runs, first_catch, random_run, Workload};
+    use faultline_replica::sim::{
+        assert_safe_runs, first_catch, print_catches, random_run, Workload,
+    };
     use std::time::Duration;
 
     fn settings_for(seed: u64) -> Settings {
@@ -203,5 +205,15 @@ mod tests {
             !caught.is_empty(),
             "{BUG_FORGET_VOTE_ON_RESTART}: no seed caught it"
         );
+    }
+
+    /// Where the randomized workload (8 s runs, seeds 1..=12, no extra faults) first catches
+    /// each planted bug, for the README's table:
+    /// `cargo test -p faultline-raft --release planted_bug_catches -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn planted_bug_catches() {
+        let w = Workload::new(8_000);
+        print_catches::<Raft>(crate::KNOWN_BUGS, 1..=12, &w, settings_for);
     }
 }

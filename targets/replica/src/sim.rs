@@ -991,3 +991,21 @@ where
     }
     caught
 }
+
+/// For the table of catches (an ignored test with `--nocapture`): for each of `bugs`, the
+/// first seed of `seeds` whose [`random_run`] with it fails, where (step, simulated ms) and
+/// how; or that none did.
+pub fn print_catches<P: Protocol>(
+    bugs: &[&str],
+    seeds: std::ops::RangeInclusive<u64>,
+    w: &Workload,
+    settings: impl Fn(u64) -> Settings<P>,
+) where
+    Msg<P>: Clone,
+{
+    for bug in bugs {
+        if first_catch::<P>(seeds.clone(), bug, w, &settings, |_| {}).is_none() {
+            eprintln!("{bug}: no seed of {seeds:?} caught it in {} ms runs", w.ms);
+        }
+    }
+}
