@@ -34,13 +34,4 @@ pub const KNOWN_BUGS: &[&str] = &[
     BUG_ACCEPT_LOWER_BALLOT,
 ];
 
-faultline_replica::node_api!(PaxosCore, "paxos");
-
-impl faultline_replica::NodeCore for PaxosCore {
-    type Settings = Settings;
-    type Storage = storage::FileStorage;
-
-    fn start(s: faultline_replica::Start<Self>) -> Self {
-        PaxosCore::new(&s.id, s.nodes, s.settings, &s.bugs, s.recovered, s.seed)
-    }
-}
+faultline_replica::node_api!(PaxosCore: "paxos", Settings, storage::FileStorage);

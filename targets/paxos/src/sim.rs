@@ -5,17 +5,12 @@
 //! slot), and (by the simulator) reads never miss an acknowledged write. Below, the randomized
 //! tests.
 
-use faultline_replica::sim::{
-    self, Boot, Carries, Committed, Names, Protocol, SameStates, SimCore, Stepped,
-};
+use faultline_replica::sim::{self, Carries, Committed, Names, Protocol, SameStates, Stepped};
 use faultline_replica::{Command, Millis};
-use rand::Rng;
-use rand_chacha::ChaCha8Rng;
 
 use crate::core::PaxosCore;
 use crate::msg::Value;
 use crate::settings::Settings;
-use crate::storage::Recovered;
 
 /// A simulated Multi-Paxos cluster.
 pub(crate) type Sim = sim::Sim<Paxos>;
@@ -73,23 +68,6 @@ impl Carries for Value {
             Value::Cmd { cmd, .. } => Some(cmd),
             _ => None,
         }
-    }
-}
-
-impl SimCore for PaxosCore {
-    type Settings = Settings;
-    type Image = Recovered;
-
-    fn boot(b: Boot<'_, Self>, rng: &mut ChaCha8Rng) -> Self {
-        let rec = b.recovered.clone();
-        PaxosCore::new(
-            b.id,
-            b.nodes.to_vec(),
-            b.settings.clone(),
-            b.bugs,
-            rec,
-            rng.gen(),
-        )
     }
 }
 

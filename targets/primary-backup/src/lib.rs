@@ -28,13 +28,4 @@ pub use crate::settings::{Replication, Settings};
 ///   `replication: async`.
 pub const KNOWN_BUGS: &[&str] = &[BUG_ACK_BEFORE_REPLICATE, BUG_STALE_BACKUP_READS];
 
-faultline_replica::node_api!(PbCore, "primary-backup");
-
-impl faultline_replica::NodeCore for PbCore {
-    type Settings = Settings;
-    type Storage = storage::FileStorage;
-
-    fn start(s: faultline_replica::Start<Self>) -> Self {
-        PbCore::new(&s.id, s.nodes, s.settings, &s.bugs, s.recovered)
-    }
-}
+faultline_replica::node_api!(PbCore: "primary-backup", Settings, storage::FileStorage, unseeded);

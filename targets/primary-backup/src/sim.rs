@@ -6,11 +6,10 @@
 use std::ops::{Deref, DerefMut};
 
 use faultline_protocol::{Op, Role};
-use faultline_replica::sim::{self, Boot, Names, Protocol, SimCore};
+use faultline_replica::sim::{self, Names, Protocol};
 use faultline_replica::{ClientToken, Input, Millis};
-use rand_chacha::ChaCha8Rng;
 
-use crate::core::{PbCore, Recovered};
+use crate::core::PbCore;
 use crate::msg::Msg;
 use crate::settings::Settings;
 
@@ -21,16 +20,6 @@ pub(crate) struct Pb;
 impl Protocol for Pb {
     type Core = PbCore;
     const NAMES: Names = Names::new("view safety", "view", None);
-}
-
-impl SimCore for PbCore {
-    type Settings = Settings;
-    type Image = Recovered;
-
-    fn boot(b: Boot<'_, Self>, _: &mut ChaCha8Rng) -> Self {
-        let rec = b.recovered.clone();
-        PbCore::new(b.id, b.nodes.to_vec(), b.settings.clone(), b.bugs, rec)
-    }
 }
 
 /// A simulated primary-backup cluster: the shared simulator, whose safety violations panic,

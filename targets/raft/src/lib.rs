@@ -33,13 +33,4 @@ pub const KNOWN_BUGS: &[&str] = &[
     BUG_LEASE_WITHOUT_MARGIN,
 ];
 
-faultline_replica::node_api!(RaftCore, "raft");
-
-impl faultline_replica::NodeCore for RaftCore {
-    type Settings = Settings;
-    type Storage = storage::FileStorage;
-
-    fn start(s: faultline_replica::Start<Self>) -> Self {
-        RaftCore::new(&s.id, s.nodes, s.settings, &s.bugs, s.recovered, s.seed)
-    }
-}
+faultline_replica::node_api!(RaftCore: "raft", Settings, storage::FileStorage);

@@ -7,16 +7,13 @@
 use std::collections::{BTreeSet, HashMap};
 
 use faultline_replica::sim::{
-    self, Boot, Carries, Committed, Names, Protocol, SameStates, SimCore, StepOut, Stepped,
+    self, Carries, Committed, Names, Protocol, SameStates, StepOut, Stepped,
 };
 use faultline_replica::Command;
-use rand::Rng;
-use rand_chacha::ChaCha8Rng;
 
 use crate::core::RaftCore;
 use crate::msg::{Entry, EntryOp, Msg};
 use crate::settings::Settings;
-use crate::storage::Recovered;
 
 /// A simulated Raft cluster.
 pub(crate) type Sim = sim::Sim<Raft>;
@@ -108,16 +105,6 @@ impl Carries for Entry {
             EntryOp::Cmd(cmd) => Some(cmd),
             _ => None,
         }
-    }
-}
-
-impl SimCore for RaftCore {
-    type Settings = Settings;
-    type Image = Recovered;
-
-    fn boot(b: Boot<'_, Self>, rng: &mut ChaCha8Rng) -> Self {
-        let (nodes, settings, rec) = (b.nodes.to_vec(), b.settings.clone(), b.recovered.clone());
-        RaftCore::new(b.id, nodes, settings, b.bugs, rec, rng.gen())
     }
 }
 

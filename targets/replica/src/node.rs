@@ -41,10 +41,12 @@ pub struct Start<C: NodeCore> {
     pub seed: u64,
 }
 
-/// A protocol's core as a reference node runs it.
+/// A protocol's core as a reference node runs it (implemented by [`node_api!`](crate::node_api)).
 pub trait NodeCore: Core + Sized {
     type Settings: NodeSettings;
     type Storage: OpenStorage<Persist = Self::Persist>;
+    /// Whether the core takes [`Start::seed`] (the simulator draws one only then).
+    const SEEDED: bool;
 
     fn start(s: Start<Self>) -> Self;
 }
@@ -97,11 +99,37 @@ pub fn run_node<C: NodeCore>(
     .map_err(NodeError::Runtime)?
 }
 
-/// A node crate's public start-up functions, for its core `$core` of kind `$kind` with its
-/// `KNOWN_BUGS`: `Error`, `validate_settings`, `run` and `serve`.
+/// A node crate's start-up: [`NodeCore`] for its core `$core` (of kind `$kind`, with
+/// `$settings` and `$storage`, started by `$core::new(id, nodes, settings, bugs, recovered,
+/// seed)`, or without the seed after `unseeded`), and its public `Error`,
+/// `validate_settings`, `run` and `serve` (with its `KNOWN_BUGS`).
 #[macro_export]
 macro_rules! node_api {
-    ($core:ty, $kind:literal) => {
+    ($core:ty: $kind:literal, $settings:ty, $storage:ty) => {
+        impl $crate::node::NodeCore for $core {
+            type Settings = $settings;
+            type Storage = $storage;
+            const SEEDED: bool = true;
+
+            fn start(s: $crate::node::Start<Self>) -> Self {
+                <$core>::new(&s.id, s.nodes, s.settings, &s.bugs, s.recovered, s.seed)
+            }
+        }
+        $crate::node_api!(@fns $core, $kind);
+    };
+    ($core:ty: $kind:literal, $settings:ty, $storage:ty, unseeded) => {
+        impl $crate::node::NodeCore for $core {
+            type Settings = $settings;
+            type Storage = $storage;
+            const SEEDED: bool = false;
+
+            fn start(s: $crate::node::Start<Self>) -> Self {
+                <$core>::new(&s.id, s.nodes, s.settings, &s.bugs, s.recovered)
+            }
+        }
+        $crate::node_api!(@fns $core, $kind);
+    };
+    (@fns $core:ty, $kind:literal) => {
         /// Why a node could not start or had to stop.
         pub use $crate::NodeError as Error;
 

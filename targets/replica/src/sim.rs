@@ -22,6 +22,7 @@ use crate::driver::{ClientToken, Core, Input, Millis, Outbox};
 use crate::kv::{Command, KvState};
 pub use crate::log::BUG_ACK_BEFORE_PERSIST;
 use crate::log::LAZY_FLUSH_MS;
+use crate::node::{NodeCore, OpenStorage, Start};
 
 /// Interval between two [`Input::Tick`]s of every node, in simulated ms.
 pub const TICK: Millis = 5;
@@ -67,16 +68,40 @@ pub struct Boot<'a, C: SimCore> {
     pub recovered: &'a C::Image,
 }
 
-/// A core the simulator can start: from its settings and what it recovered from its disk.
-pub trait SimCore: Core + Sized {
-    /// The node's settings.
-    type Settings;
+/// A node's core as the simulator starts it: as the node does ([`NodeCore::start`]), from
+/// the image of its data directory in a [`Disk`] and with a seed from the simulation's rng
+/// (drawn only for cores that take one).
+pub trait SimCore: NodeCore {
     /// What a node recovers from its data directory.
-    type Image: DiskImage<Persist = Self::Persist>;
+    type Image: DiskImage<Persist = Self::Persist> + Clone;
 
     /// A core started (or restarted) as `b` says.
     fn boot(b: Boot<'_, Self>, rng: &mut ChaCha8Rng) -> Self;
 }
+
+impl<C> SimCore for C
+where
+    C: NodeCore,
+    C::Settings: Clone,
+    Recovered<C>: DiskImage<Persist = C::Persist> + Clone,
+{
+    type Image = Recovered<C>;
+
+    fn boot(b: Boot<'_, Self>, rng: &mut ChaCha8Rng) -> Self {
+        let seed = if C::SEEDED { rng.gen() } else { 0 };
+        C::start(Start {
+            id: b.id.to_owned(),
+            nodes: b.nodes.to_vec(),
+            settings: b.settings.clone(),
+            bugs: b.bugs.to_vec(),
+            recovered: b.recovered.clone(),
+            seed,
+        })
+    }
+}
+
+/// What a node of core `C` recovers from its data directory.
+pub type Recovered<C> = <<C as NodeCore>::Storage as OpenStorage>::Recovered;
 
 /// A node that just took a step, for [`Protocol::check`].
 pub struct Stepped<'a, C> {
@@ -87,7 +112,7 @@ pub struct Stepped<'a, C> {
 }
 
 /// `P`'s settings.
-pub type Settings<P> = <<P as Protocol>::Core as SimCore>::Settings;
+pub type Settings<P> = <<P as Protocol>::Core as NodeCore>::Settings;
 
 /// What a protocol tells the simulator besides how its core boots: its invariants and fault
 /// hooks. The value holds the invariants' bookkeeping.
