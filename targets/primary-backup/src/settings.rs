@@ -106,16 +106,12 @@ impl NodeSettings for Settings {
 mod tests {
     use super::*;
 
-    fn parse(json: &str) -> Result<Settings, String> {
-        Settings::from_json(json)
-    }
-
     #[test]
     fn defaults_and_overrides() {
-        let d = parse("{}").unwrap();
+        let d = Settings::from_json("{}").unwrap();
         assert_eq!(d, Settings::default());
         assert_eq!(d.lease_duration(), Duration::from_millis(100));
-        let s = parse(r#"{"heartbeat":"20ms","takeover_timeout":"1s","replication":"async","lease":true,"lease_duration":"300ms"}"#).unwrap();
+        let s = Settings::from_json(r#"{"heartbeat":"20ms","takeover_timeout":"1s","replication":"async","lease":true,"lease_duration":"300ms"}"#).unwrap();
         assert_eq!(s.heartbeat, Duration::from_millis(20));
         assert_eq!(s.replication, Replication::Async);
         assert_eq!(s.lease_duration(), Duration::from_millis(300));
@@ -138,9 +134,6 @@ mod tests {
                 "settings.replication_timeout",
             ),
         ];
-        for (json, field) in cases {
-            let err = parse(json).unwrap_err();
-            assert!(err.contains(field), "{json}: {err}");
-        }
+        faultline_replica::testkit::settings::assert_errors_name_the_field::<Settings>(&cases);
     }
 }

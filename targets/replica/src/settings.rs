@@ -54,17 +54,67 @@ pub trait NodeSettings: DeserializeOwned {
     }
 }
 
-/// Implements [`NodeSettings`] for the settings struct of a consensus node (Raft,
-/// Multi-Paxos) with the fields of [`ConsensusSettings`] and `read` (`$lease`: its lease
-/// mode): they validate as [`ConsensusSettings::validate`] does, and tick every
-/// [`consensus_tick`].
+/// Defines the settings struct of a consensus node (Raft, Multi-Paxos): the fields of
+/// [`ConsensusSettings`] (their defaults in [`ConsensusSettings::DEFAULT`]) and the protocol's
+/// own `$field: $ty = $default`, among them `read` (`$lease`: its lease mode); they parse with
+/// [`NodeSettings`] (durations as humantime strings, unknown fields refused), validate as
+/// [`ConsensusSettings::validate`] does, and tick every [`consensus_tick`]. The invoking crate
+/// depends on `serde` and `humantime_serde`.
 #[macro_export]
 macro_rules! consensus_settings {
-    ($settings:ty, $kind:literal, $lease:path) => {
+    (
+        $(#[$meta:meta])*
+        pub struct $settings:ident {
+            $($(#[$fmeta:meta])* pub $field:ident: $ty:ty = $default:expr,)*
+        }
+        kind = $kind:literal;
+        lease = $lease:path;
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct $settings {
+            /// Interval of the leader's heartbeats (replication messages, empty when there is
+            /// nothing to replicate).
+            #[serde(with = "humantime_serde")]
+            pub heartbeat: std::time::Duration,
+            /// `[min, max]`: a node that hears no leader for a random time in this range tries
+            /// to become leader (a Raft election, a Paxos takeover with a higher ballot). YAML:
+            /// a two-element list of humantime strings.
+            #[serde(with = "faultline_replica::duration_pair")]
+            pub election_timeout: [std::time::Duration; 2],
+            /// Most entries (values) in one replication message.
+            pub max_batch: usize,
+            /// Applied entries (executed slots) kept before they are folded into a snapshot.
+            pub snapshot_threshold: u64,
+            /// Margin subtracted from the leader lease for clock rate differences (`read:
+            /// lease`).
+            #[serde(with = "humantime_serde")]
+            pub clock_drift: std::time::Duration,
+            /// Followers forward client requests to the leader instead of answering
+            /// `not_leader`.
+            pub forward: bool,
+            /// A write not committed (or a forwarded request not answered) after this long is
+            /// answered `timeout` (indefinite).
+            #[serde(with = "humantime_serde")]
+            pub request_timeout: std::time::Duration,
+            $($(#[$fmeta])* pub $field: $ty,)*
+        }
+
         impl $crate::settings::NodeSettings for $settings {
             const KIND: &'static str = $kind;
 
             fn validate(&self) -> Result<(), String> {
+                $crate::settings::AsConsensus::consensus(self).validate()
+            }
+
+            fn tick(&self) -> std::time::Duration {
+                $crate::settings::consensus_tick(self.heartbeat)
+            }
+        }
+
+        impl $crate::settings::AsConsensus for $settings {
+            fn consensus(&self) -> $crate::settings::ConsensusSettings {
                 $crate::settings::ConsensusSettings {
                     heartbeat: self.heartbeat,
                     election_timeout: self.election_timeout,
@@ -73,15 +123,32 @@ macro_rules! consensus_settings {
                     request_timeout: self.request_timeout,
                     lease: self.read == $lease,
                     clock_drift: self.clock_drift,
+                    forward: self.forward,
                 }
-                .validate()
             }
+        }
 
-            fn tick(&self) -> std::time::Duration {
-                $crate::settings::consensus_tick(self.heartbeat)
+        impl Default for $settings {
+            fn default() -> Self {
+                let d = $crate::settings::ConsensusSettings::DEFAULT;
+                $settings {
+                    heartbeat: d.heartbeat,
+                    election_timeout: d.election_timeout,
+                    max_batch: d.max_batch,
+                    snapshot_threshold: d.snapshot_threshold,
+                    request_timeout: d.request_timeout,
+                    clock_drift: d.clock_drift,
+                    forward: d.forward,
+                    $($field: $default,)*
+                }
             }
         }
     };
+}
+
+/// Settings that hold the fields of [`ConsensusSettings`].
+pub trait AsConsensus {
+    fn consensus(&self) -> ConsensusSettings;
 }
 
 /// The tick of a consensus node: timeouts fire on a tick, so they run late by up to one; keep
@@ -101,9 +168,23 @@ pub struct ConsensusSettings {
     /// `read: lease` is set (then `clock_drift` must fit in the minimum timeout).
     pub lease: bool,
     pub clock_drift: Duration,
+    /// Followers forward client requests to the leader.
+    pub forward: bool,
 }
 
 impl ConsensusSettings {
+    /// The defaults of a consensus node (`lease`: its read mode's, `false` here).
+    pub const DEFAULT: ConsensusSettings = ConsensusSettings {
+        heartbeat: Duration::from_millis(50),
+        election_timeout: [Duration::from_millis(150), Duration::from_millis(300)],
+        max_batch: 512,
+        snapshot_threshold: 10_000,
+        request_timeout: Duration::from_secs(1),
+        lease: false,
+        clock_drift: Duration::from_millis(10),
+        forward: false,
+    };
+
     /// Check what the node kinds share; the error names the offending field.
     pub fn validate(&self) -> Result<(), String> {
         let f = |d: Duration| humantime::format_duration(d).to_string();

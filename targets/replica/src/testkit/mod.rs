@@ -15,6 +15,7 @@ use faultline_protocol::{decode_response, encode, NodeConfig, Op, Request, Respo
 use tokio::sync::oneshot;
 
 pub mod consensus;
+pub mod settings;
 
 /// `n` distinct free ports on a loopback address of this process's own (`127.x.y.z`, from its
 /// pid), all bound at once and then released: no two are the same, and a connection to
