@@ -2,6 +2,16 @@
 
 use serde::{Deserialize, Serialize};
 
+faultline_replica::consensus_settings! {
+    kind = "paxos";
+    lease = ReadMode::Lease;
+    /// The node's settings, parsed from `NodeConfig::settings`. Durations are humantime strings.
+    pub struct Settings {
+        /// How reads are served.
+        pub read: ReadMode = ReadMode::Log,
+    }
+}
+
 /// How reads are served (README.md, "Reads").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -14,16 +24,6 @@ pub enum ReadMode {
     Lease,
 }
 
-faultline_replica::consensus_settings! {
-    /// The node's settings, parsed from `NodeConfig::settings`. Durations are humantime strings.
-    pub struct Settings {
-        /// How reads are served.
-        pub read: ReadMode = ReadMode::Log,
-    }
-    kind = "paxos";
-    lease = ReadMode::Lease;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -32,8 +32,10 @@ mod tests {
 
     #[test]
     fn defaults_and_overrides() {
-        let s: Settings = assert_consensus_overrides("");
-        assert_eq!(s.read, ReadMode::Lease);
+        assert_eq!(
+            assert_consensus_overrides::<Settings>("").read,
+            ReadMode::Lease
+        );
         let log = Settings::from_json(r#"{"read":"log"}"#).unwrap();
         assert_eq!(log.read, ReadMode::Log);
     }

@@ -2,6 +2,21 @@
 
 use serde::{Deserialize, Serialize};
 
+faultline_replica::consensus_settings! {
+    kind = "raft";
+    lease = ReadMode::Lease;
+    /// The node's settings, parsed from `NodeConfig::settings`. Durations are humantime strings.
+    pub struct Settings {
+        /// How reads are served.
+        pub read: ReadMode = ReadMode::ReadIndex,
+        /// PreVote (thesis §9.6): campaign only after a quorum says it would vote.
+        pub pre_vote: bool = true,
+        /// CheckQuorum (thesis §6.2): a leader steps down when it has not heard from a quorum
+        /// for `election_timeout[1]`.
+        pub check_quorum: bool = true,
+    }
+}
+
 /// How reads are served (README.md, "Reads").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -13,21 +28,6 @@ pub enum ReadMode {
     ReadIndex,
     /// Leader lease (thesis §6.4.1): answered locally while the lease holds, else as ReadIndex.
     Lease,
-}
-
-faultline_replica::consensus_settings! {
-    /// The node's settings, parsed from `NodeConfig::settings`. Durations are humantime strings.
-    pub struct Settings {
-        /// PreVote (thesis §9.6): campaign only after a quorum says it would vote.
-        pub pre_vote: bool = true,
-        /// CheckQuorum (thesis §6.2): a leader steps down when it has not heard from a quorum
-        /// for `election_timeout[1]`.
-        pub check_quorum: bool = true,
-        /// How reads are served.
-        pub read: ReadMode = ReadMode::ReadIndex,
-    }
-    kind = "raft";
-    lease = ReadMode::Lease;
 }
 
 #[cfg(test)]

@@ -63,12 +63,12 @@ pub trait NodeSettings: DeserializeOwned {
 #[macro_export]
 macro_rules! consensus_settings {
     (
+        kind = $kind:literal;
+        lease = $lease:path;
         $(#[$meta:meta])*
         pub struct $settings:ident {
             $($(#[$fmeta:meta])* pub $field:ident: $ty:ty = $default:expr,)*
         }
-        kind = $kind:literal;
-        lease = $lease:path;
     ) => {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
