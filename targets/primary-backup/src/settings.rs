@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use faultline_replica::settings::{longer, nonzero, shorter};
 use faultline_replica::NodeSettings;
 use serde::{Deserialize, Serialize};
 
@@ -69,34 +70,14 @@ impl NodeSettings for Settings {
     }
 
     fn validate(&self) -> Result<(), String> {
-        let ms = |d: Duration| humantime_serde::re::humantime::format_duration(d).to_string();
-        if self.heartbeat.is_zero() {
-            return Err("settings.heartbeat must be greater than 0".into());
-        }
-        if self.takeover_timeout <= self.heartbeat {
-            return Err(format!(
-                "settings.takeover_timeout ({}) must be longer than settings.heartbeat ({})",
-                ms(self.takeover_timeout),
-                ms(self.heartbeat)
-            ));
-        }
-        if self.replication_timeout.is_zero() {
-            return Err("settings.replication_timeout must be greater than 0".into());
-        }
-        let lease = self.lease_duration();
-        if lease >= self.takeover_timeout {
-            return Err(format!(
-                "settings.lease_duration ({}) must be shorter than settings.takeover_timeout ({})",
-                ms(lease),
-                ms(self.takeover_timeout)
-            ));
-        }
-        if self.lease && self.clock_drift >= lease {
-            return Err(format!(
-                "settings.clock_drift ({}) must be shorter than settings.lease_duration ({})",
-                ms(self.clock_drift),
-                ms(lease)
-            ));
+        let takeover = ("settings.takeover_timeout", self.takeover_timeout);
+        nonzero("heartbeat", self.heartbeat)?;
+        longer(takeover, ("settings.heartbeat", self.heartbeat))?;
+        nonzero("replication_timeout", self.replication_timeout)?;
+        let lease = ("settings.lease_duration", self.lease_duration());
+        shorter(lease, takeover)?;
+        if self.lease {
+            shorter(("settings.clock_drift", self.clock_drift), lease)?;
         }
         Ok(())
     }

@@ -187,23 +187,15 @@ impl ConsensusSettings {
 
     /// Check what the node kinds share; the error names the offending field.
     pub fn validate(&self) -> Result<(), String> {
-        let f = |d: Duration| humantime::format_duration(d).to_string();
         let [min, max] = self.election_timeout;
-        if self.heartbeat.is_zero() {
-            return Err("settings.heartbeat must be greater than 0".into());
-        }
-        if min <= self.heartbeat {
-            return Err(format!(
-                "settings.election_timeout: the minimum ({}) must be longer than settings.heartbeat ({})",
-                f(min),
-                f(self.heartbeat)
-            ));
-        }
+        nonzero("heartbeat", self.heartbeat)?;
+        let min_name = "settings.election_timeout: the minimum";
+        longer((min_name, min), ("settings.heartbeat", self.heartbeat))?;
         if max < min {
             return Err(format!(
                 "settings.election_timeout: the maximum ({}) must not be below the minimum ({})",
-                f(max),
-                f(min)
+                show(max),
+                show(min)
             ));
         }
         if self.max_batch == 0 {
@@ -212,17 +204,56 @@ impl ConsensusSettings {
         if self.snapshot_threshold == 0 {
             return Err("settings.snapshot_threshold must be at least 1".into());
         }
-        if self.request_timeout.is_zero() {
-            return Err("settings.request_timeout must be greater than 0".into());
-        }
+        nonzero("request_timeout", self.request_timeout)?;
         if self.lease && self.clock_drift >= min {
             return Err(format!(
                 "settings.clock_drift ({}) must be shorter than the minimum settings.election_timeout ({}) with read: lease",
-                f(self.clock_drift),
-                f(min)
+                show(self.clock_drift),
+                show(min)
             ));
         }
         Ok(())
+    }
+}
+
+/// A duration as settings write it (`150ms`).
+fn show(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// The duration setting `field` must be greater than 0.
+pub fn nonzero(field: &str, d: Duration) -> Result<(), String> {
+    match d.is_zero() {
+        true => Err(format!("settings.{field} must be greater than 0")),
+        false => Ok(()),
+    }
+}
+
+/// `(name, duration)`: the first must be longer than the second.
+pub fn longer(long: (&str, Duration), short: (&str, Duration)) -> Result<(), String> {
+    match long.1 > short.1 {
+        true => Ok(()),
+        false => Err(format!(
+            "{} ({}) must be longer than {} ({})",
+            long.0,
+            show(long.1),
+            short.0,
+            show(short.1)
+        )),
+    }
+}
+
+/// `(name, duration)`: the first must be shorter than the second.
+pub fn shorter(short: (&str, Duration), long: (&str, Duration)) -> Result<(), String> {
+    match short.1 < long.1 {
+        true => Ok(()),
+        false => Err(format!(
+            "{} ({}) must be shorter than {} ({})",
+            short.0,
+            show(short.1),
+            long.0,
+            show(long.1)
+        )),
     }
 }
 
