@@ -14,13 +14,17 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use faultline_replica::datadir::{DataDir, Files};
-use faultline_replica::{KvState, OpenStorage, Storage, StorageError};
+use faultline_replica::datadir::{DataDir, Files, Layout};
+use faultline_replica::{KvState, StorageError};
 use serde::{Deserialize, Serialize};
 
 use crate::msg::{Ballot, Meta, Persist, Value};
 
 pub use faultline_replica::log::LAZY_FLUSH_MS;
+
+/// An in-memory image of the data directory with the same semantics, for simulations.
+#[cfg(test)]
+pub type MemDisk = faultline_replica::sim::Disk<Recovered>;
 
 /// One log record on disk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,64 +141,7 @@ fn record(p: &Persist) -> Option<Record> {
     })
 }
 
-/// File-backed storage with group commit: the log records of one batch share one fsync.
-pub struct FileStorage(DataDir);
-
-impl OpenStorage for FileStorage {
-    type Recovered = Recovered;
-
-    fn open(dir: &Path, lazy: bool) -> Result<(FileStorage, Recovered), StorageError> {
-        let recover = |f: Files<'_, Meta, (u64, KvState, Vec<Record>)>| {
-            let mut rec = Recovered {
-                meta: f.meta.unwrap_or_default(),
-                ..Recovered::default()
-            };
-            if let Some((slot, state, tail)) = f.snapshot {
-                rec.snap_slot = slot;
-                rec.prefix = slot;
-                rec.state = state;
-                for r in tail {
-                    rec.replay(r);
-                }
-            }
-            Ok(rec)
-        };
-        let replay = |rec: &mut Recovered, r: Record| {
-            rec.replay(r);
-            true
-        };
-        let (dir, rec) = DataDir::open(dir, ("meta", "meta"), lazy, recover, replay)?;
-        Ok((FileStorage(dir), rec))
-    }
-}
-
-impl Storage for FileStorage {
-    type Persist = Persist;
-
-    fn persist(&mut self, actions: Vec<Persist>) -> Result<(), StorageError> {
-        for action in actions {
-            match action {
-                // Acceptances before a promise in the same batch reach the disk first.
-                Persist::Meta(m) => self.0.write_meta(&m)?,
-                Persist::Snapshot { slot, state, tail } => {
-                    let tail: Vec<Record> = tail.iter().filter_map(record).collect();
-                    self.0.replace_log(&(slot, &state, &tail))?;
-                }
-                other => {
-                    if let Some(r) = record(&other) {
-                        self.0.append("log record", &r)?;
-                    }
-                }
-            }
-        }
-        self.0.finish()
-    }
-}
-
-/// An in-memory image of the data directory with the same semantics, for simulations.
-#[cfg(test)]
-pub type MemDisk = faultline_replica::sim::Disk<Recovered>;
-
+/// Recovery from persist actions, for the simulator's in-memory disk.
 #[cfg(test)]
 impl faultline_replica::sim::DiskImage for Recovered {
     type Persist = Persist;
@@ -233,10 +180,58 @@ impl faultline_replica::sim::DiskImage for Recovered {
     }
 }
 
+/// File-backed storage with group commit: the log records of one batch share one fsync.
+pub type FileStorage = faultline_replica::datadir::FileStorage<Persist>;
+
+impl Layout for Persist {
+    type Recovered = Recovered;
+
+    fn open(dir: &Path, lazy: bool) -> Result<(DataDir, Recovered), StorageError> {
+        let recover = |f: Files<'_, Meta, (u64, KvState, Vec<Record>)>| {
+            let mut rec = Recovered {
+                meta: f.meta.unwrap_or_default(),
+                ..Recovered::default()
+            };
+            if let Some((slot, state, tail)) = f.snapshot {
+                rec.snap_slot = slot;
+                rec.prefix = slot;
+                rec.state = state;
+                for r in tail {
+                    rec.replay(r);
+                }
+            }
+            Ok(rec)
+        };
+        let replay = |rec: &mut Recovered, r: Record| {
+            rec.replay(r);
+            true
+        };
+        DataDir::open(dir, ("meta", "meta"), lazy, recover, replay)
+    }
+
+    fn write(self, dir: &mut DataDir) -> Result<(), StorageError> {
+        match self {
+            // Acceptances before a promise in the same batch reach the disk first.
+            Persist::Meta(m) => dir.write_meta(&m)?,
+            Persist::Snapshot { slot, state, tail } => {
+                let tail: Vec<Record> = tail.iter().filter_map(record).collect();
+                dir.replace_log(&(slot, &state, &tail))?;
+            }
+            other => {
+                if let Some(r) = record(&other) {
+                    dir.append("log record", &r)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use faultline_replica::Command;
+    use faultline_replica::{OpenStorage, Storage};
 
     fn v(i: i64) -> Value {
         Value::Cmd {

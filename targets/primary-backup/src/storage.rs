@@ -15,8 +15,8 @@
 
 use std::path::Path;
 
-use faultline_replica::datadir::{DataDir, Files};
-use faultline_replica::{KvState, OpenStorage, Storage, StorageError};
+use faultline_replica::datadir::{DataDir, Files, Layout};
+use faultline_replica::{KvState, StorageError};
 
 use crate::core::Recovered;
 use crate::msg::{Entry, Persist};
@@ -32,83 +32,7 @@ impl std::fmt::Display for Recovered {
     }
 }
 
-/// File-backed storage with group commit: consecutive appends in one batch share an fsync.
-#[derive(Debug)]
-pub struct FileStorage(DataDir);
-
-fn corrupt(what: &'static str, path: &Path, e: impl std::fmt::Display) -> StorageError {
-    StorageError::Corrupt {
-        what,
-        path: path.to_owned(),
-        detail: e.to_string(),
-    }
-}
-
-impl OpenStorage for FileStorage {
-    type Recovered = Recovered;
-
-    /// Primary-backup plants no storage bug: `lazy` is ignored.
-    fn open(dir: &Path, _lazy: bool) -> Result<(FileStorage, Recovered), StorageError> {
-        let recover = |f: Files<'_, u64, (u64, KvState, Vec<Entry>)>| {
-            let (base, state, tail) = f.snapshot.unwrap_or_default();
-            let mut entries = Vec::new();
-            for e in tail {
-                if e.index != base + entries.len() as u64 + 1 {
-                    let detail = format!("kept entry {} out of sequence", e.index);
-                    return Err(corrupt("snapshot", f.snapshot_path, detail));
-                }
-                entries.push(e.cmd);
-            }
-            let seen_view = f.meta.unwrap_or(0);
-            Ok(Recovered {
-                seen_view,
-                base,
-                state,
-                entries,
-            })
-        };
-        // Entries the snapshot already holds: the log was not emptied after the last
-        // compaction when the node stopped. The log only ever appends, so they are equal.
-        let replay = |r: &mut Recovered, e: Entry| {
-            let next = r.base + r.entries.len() as u64 + 1;
-            if e.index == next {
-                r.entries.push(e.cmd);
-            }
-            e.index <= next
-        };
-        let (dir, rec) = DataDir::open(dir, ("view", "view file"), false, recover, replay)?;
-        Ok((FileStorage(dir), rec))
-    }
-}
-
-impl Storage for FileStorage {
-    type Persist = Persist;
-
-    fn persist(&mut self, actions: Vec<Persist>) -> Result<(), StorageError> {
-        for action in actions {
-            match action {
-                Persist::Append(e) => self.0.append("log entry", &e)?,
-                Persist::View(v) => self.0.write_meta(&v)?,
-                Persist::Install { index, state } => {
-                    self.0.reset_log()?;
-                    let none: &[Entry] = &[];
-                    self.0.write_snapshot(&(index, &state, none))?;
-                }
-                Persist::Compact { index, state, tail } => {
-                    self.0.flush_log()?;
-                    self.0.write_snapshot(&(index, &state, &tail))?;
-                    self.0.reset_log()?;
-                }
-            }
-        }
-        self.0.finish()
-    }
-}
-
-/// An in-memory image of the data directory with the same semantics, for simulations.
-#[cfg(test)]
-pub type MemDisk = faultline_replica::sim::Disk<Recovered>;
-
+/// Recovery from persist actions, for the simulator's in-memory disk.
 #[cfg(test)]
 impl faultline_replica::sim::DiskImage for Recovered {
     type Persist = Persist;
@@ -136,10 +60,76 @@ impl faultline_replica::sim::DiskImage for Recovered {
     }
 }
 
+/// File-backed storage with group commit: the log records of one batch share one fsync.
+pub type FileStorage = faultline_replica::datadir::FileStorage<Persist>;
+
+fn corrupt(what: &'static str, path: &Path, e: impl std::fmt::Display) -> StorageError {
+    StorageError::Corrupt {
+        what,
+        path: path.to_owned(),
+        detail: e.to_string(),
+    }
+}
+
+impl Layout for Persist {
+    type Recovered = Recovered;
+
+    /// Primary-backup plants no storage bug: `lazy` is ignored.
+    fn open(dir: &Path, _lazy: bool) -> Result<(DataDir, Recovered), StorageError> {
+        let recover = |f: Files<'_, u64, (u64, KvState, Vec<Entry>)>| {
+            let (base, state, tail) = f.snapshot.unwrap_or_default();
+            let mut entries = Vec::new();
+            for e in tail {
+                if e.index != base + entries.len() as u64 + 1 {
+                    let detail = format!("kept entry {} out of sequence", e.index);
+                    return Err(corrupt("snapshot", f.snapshot_path, detail));
+                }
+                entries.push(e.cmd);
+            }
+            let seen_view = f.meta.unwrap_or(0);
+            Ok(Recovered {
+                seen_view,
+                base,
+                state,
+                entries,
+            })
+        };
+        // Entries the snapshot already holds: the log was not emptied after the last
+        // compaction when the node stopped. The log only ever appends, so they are equal.
+        let replay = |r: &mut Recovered, e: Entry| {
+            let next = r.base + r.entries.len() as u64 + 1;
+            if e.index == next {
+                r.entries.push(e.cmd);
+            }
+            e.index <= next
+        };
+        DataDir::open(dir, ("view", "view file"), false, recover, replay)
+    }
+
+    fn write(self, dir: &mut DataDir) -> Result<(), StorageError> {
+        match self {
+            Persist::Append(e) => dir.append("log entry", &e)?,
+            Persist::View(v) => dir.write_meta(&v)?,
+            Persist::Install { index, state } => {
+                dir.reset_log()?;
+                let none: &[Entry] = &[];
+                dir.write_snapshot(&(index, &state, none))?;
+            }
+            Persist::Compact { index, state, tail } => {
+                dir.flush_log()?;
+                dir.write_snapshot(&(index, &state, &tail))?;
+                dir.reset_log()?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use faultline_replica::{Command, Log, Snapshot};
+    use faultline_replica::{OpenStorage, Storage};
 
     fn w(i: i64) -> Command {
         Command::Write {
@@ -153,7 +143,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut st, rec) = FileStorage::open(dir.path(), false).unwrap();
         assert_eq!(rec, Recovered::default());
-        let mut mem = MemDisk::default();
+        let mut mem = faultline_replica::sim::Disk::<Recovered>::default();
         let mut state = KvState::new();
         state.apply(&w(1));
         let actions = vec![

@@ -14,13 +14,17 @@
 
 use std::path::Path;
 
-use faultline_replica::datadir::{DataDir, Files};
-use faultline_replica::{KvState, OpenStorage, Storage, StorageError};
+use faultline_replica::datadir::{DataDir, Files, Layout};
+use faultline_replica::{KvState, StorageError};
 use serde::{Deserialize, Serialize};
 
 use crate::msg::{Entry, HardState, Persist};
 
 pub use faultline_replica::log::LAZY_FLUSH_MS;
+
+/// An in-memory image of the data directory with the same semantics, for simulations.
+#[cfg(test)]
+pub type MemDisk = faultline_replica::sim::Disk<Recovered>;
 
 /// One log record on disk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,57 +75,7 @@ impl Recovered {
     }
 }
 
-/// File-backed storage with group commit: the log records of one batch share one fsync.
-pub struct FileStorage(DataDir);
-
-impl OpenStorage for FileStorage {
-    type Recovered = Recovered;
-
-    fn open(dir: &Path, lazy: bool) -> Result<(FileStorage, Recovered), StorageError> {
-        type Snap = (u64, u64, KvState, Vec<Entry>);
-        let recover = |f: Files<'_, HardState, Snap>| {
-            let (snap_index, snap_term, state, entries) = f.snapshot.unwrap_or_default();
-            let hard = f.meta.unwrap_or_default();
-            Ok(Recovered {
-                hard,
-                snap_index,
-                snap_term,
-                state,
-                entries,
-            })
-        };
-        let replay = |rec: &mut Recovered, d: DiskEntry| rec.replay(d.index, d.entry);
-        let (dir, rec) = DataDir::open(dir, ("meta", "meta"), lazy, recover, replay)?;
-        Ok((FileStorage(dir), rec))
-    }
-}
-
-impl Storage for FileStorage {
-    type Persist = Persist;
-
-    fn persist(&mut self, actions: Vec<Persist>) -> Result<(), StorageError> {
-        for action in actions {
-            match action {
-                Persist::Append { index, entry } => {
-                    self.0.append("log record", &DiskEntry { index, entry })?
-                }
-                Persist::Hard(h) => self.0.write_meta(&h)?,
-                Persist::Snapshot {
-                    index,
-                    term,
-                    state,
-                    tail,
-                } => self.0.replace_log(&(index, term, &state, &tail))?,
-            }
-        }
-        self.0.finish()
-    }
-}
-
-/// An in-memory image of the data directory with the same semantics, for simulations.
-#[cfg(test)]
-pub type MemDisk = faultline_replica::sim::Disk<Recovered>;
-
+/// Recovery from persist actions, for the simulator's in-memory disk.
 #[cfg(test)]
 impl faultline_replica::sim::DiskImage for Recovered {
     type Persist = Persist;
@@ -157,11 +111,52 @@ impl faultline_replica::sim::DiskImage for Recovered {
     }
 }
 
+/// File-backed storage with group commit: the log records of one batch share one fsync.
+pub type FileStorage = faultline_replica::datadir::FileStorage<Persist>;
+
+impl Layout for Persist {
+    type Recovered = Recovered;
+
+    fn open(dir: &Path, lazy: bool) -> Result<(DataDir, Recovered), StorageError> {
+        type Snap = (u64, u64, KvState, Vec<Entry>);
+        let recover = |f: Files<'_, HardState, Snap>| {
+            let (snap_index, snap_term, state, entries) = f.snapshot.unwrap_or_default();
+            let hard = f.meta.unwrap_or_default();
+            Ok(Recovered {
+                hard,
+                snap_index,
+                snap_term,
+                state,
+                entries,
+            })
+        };
+        let replay = |rec: &mut Recovered, d: DiskEntry| rec.replay(d.index, d.entry);
+        DataDir::open(dir, ("meta", "meta"), lazy, recover, replay)
+    }
+
+    fn write(self, dir: &mut DataDir) -> Result<(), StorageError> {
+        match self {
+            Persist::Append { index, entry } => {
+                dir.append("log record", &DiskEntry { index, entry })?
+            }
+            Persist::Hard(h) => dir.write_meta(&h)?,
+            Persist::Snapshot {
+                index,
+                term,
+                state,
+                tail,
+            } => dir.replace_log(&(index, term, &state, &tail))?,
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::msg::EntryOp;
     use faultline_replica::{encode_record, Command, Log};
+    use faultline_replica::{OpenStorage, Storage};
 
     fn e(term: u64, i: i64) -> Entry {
         Entry {

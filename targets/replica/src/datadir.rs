@@ -144,3 +144,42 @@ impl DataDir {
         self.log.flush_lazy(false)
     }
 }
+
+/// A protocol's layout of its data directory: how its persist actions (`Self`) are written
+/// and how what they wrote is recovered.
+pub trait Layout: Sized + Send + 'static {
+    /// What a node recovers (logged at start-up as it displays).
+    type Recovered: std::fmt::Display + Send + 'static;
+
+    /// Open (creating) `dir` and recover what it holds ([`DataDir::open`]). `lazy`: the
+    /// planted bug `ack-before-persist` (layouts that implement it).
+    fn open(dir: &Path, lazy: bool) -> Result<(DataDir, Self::Recovered), StorageError>;
+
+    /// Write this action as part of the batch being persisted.
+    fn write(self, dir: &mut DataDir) -> Result<(), StorageError>;
+}
+
+/// File-backed storage of the persist actions `P` with group commit: the log records of one
+/// batch share one fsync.
+#[derive(Debug)]
+pub struct FileStorage<P>(DataDir, std::marker::PhantomData<fn(P)>);
+
+impl<P: Layout> crate::node::OpenStorage for FileStorage<P> {
+    type Recovered = P::Recovered;
+
+    fn open(dir: &Path, lazy: bool) -> Result<(Self, P::Recovered), StorageError> {
+        let (dir, recovered) = P::open(dir, lazy)?;
+        Ok((FileStorage(dir, std::marker::PhantomData), recovered))
+    }
+}
+
+impl<P: Layout> crate::driver::Storage for FileStorage<P> {
+    type Persist = P;
+
+    fn persist(&mut self, actions: Vec<P>) -> Result<(), StorageError> {
+        for action in actions {
+            action.write(&mut self.0)?;
+        }
+        self.0.finish()
+    }
+}
