@@ -230,6 +230,7 @@ impl Layout for Persist {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use faultline_replica::testkit::assert_recovers_as_modelled;
     use faultline_replica::Command;
     use faultline_replica::{OpenStorage, Storage};
 
@@ -257,10 +258,6 @@ mod tests {
 
     #[test]
     fn file_storage_recovers_what_the_mem_disk_models() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut st, rec) = FileStorage::open(dir.path(), false).unwrap();
-        assert_eq!(rec, Recovered::default());
-        let mut mem = MemDisk::new(false);
         let mut state = KvState::new();
         state.apply(&Command::Write {
             key: "s".into(),
@@ -306,13 +303,7 @@ mod tests {
                 acc(3, b(3, 1), v(31)),
             ],
         ];
-        for batch in batches {
-            mem.persist(0, &batch);
-            st.persist(batch).unwrap();
-        }
-        drop(st);
-        let (_, rec) = FileStorage::open(dir.path(), false).unwrap();
-        assert_eq!(rec, mem.recovered);
+        let rec = assert_recovers_as_modelled::<FileStorage>(batches);
         assert_eq!(rec.snap_slot, 2);
         assert_eq!(rec.meta.promised, b(1, 1));
         assert_eq!(rec.chosen.keys().copied().collect::<Vec<_>>(), vec![3, 5]);

@@ -155,6 +155,7 @@ impl Layout for Persist {
 mod tests {
     use super::*;
     use crate::msg::EntryOp;
+    use faultline_replica::testkit::assert_recovers_as_modelled;
     use faultline_replica::{encode_record, Command, Log};
     use faultline_replica::{OpenStorage, Storage};
 
@@ -174,10 +175,6 @@ mod tests {
 
     #[test]
     fn file_storage_recovers_what_the_mem_disk_models() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut st, rec) = FileStorage::open(dir.path(), false).unwrap();
-        assert_eq!(rec, Recovered::default());
-        let mut mem = MemDisk::new(false);
         let mut state = KvState::new();
         state.apply(&Command::Write {
             key: "s".into(),
@@ -207,13 +204,7 @@ mod tests {
             ],
             vec![app(5, e(3, 51))],
         ];
-        for b in batches {
-            mem.persist(0, &b);
-            st.persist(b).unwrap();
-        }
-        drop(st);
-        let (_, rec) = FileStorage::open(dir.path(), false).unwrap();
-        assert_eq!(rec, mem.recovered);
+        let rec = assert_recovers_as_modelled::<FileStorage>(batches);
         assert_eq!((rec.snap_index, rec.snap_term), (3, 2));
         assert_eq!(rec.entries, vec![e(2, 40), e(3, 51)]);
         assert_eq!(rec.hard.vote.as_deref(), Some("n1"));

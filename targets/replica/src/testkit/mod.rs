@@ -276,3 +276,26 @@ pub fn report_throughput(
 pub fn index_of(configs: &[NodeConfig], id: &str) -> usize {
     configs.iter().position(|c| c.id == id).unwrap()
 }
+
+/// Persist `batches` through the file storage `S` in a fresh data directory and into the
+/// simulator's in-memory disk: reopened, the files recover what the disk models. Returns it.
+#[cfg(feature = "sim")]
+pub fn assert_recovers_as_modelled<S>(batches: Vec<Vec<S::Persist>>) -> S::Recovered
+where
+    S: crate::OpenStorage,
+    S::Persist: Clone,
+    S::Recovered: crate::sim::DiskImage<Persist = S::Persist> + PartialEq + std::fmt::Debug,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let (mut st, rec) = S::open(dir.path(), false).unwrap();
+    assert_eq!(rec, S::Recovered::default());
+    let mut mem = crate::sim::Disk::<S::Recovered>::new(false);
+    for b in batches {
+        mem.persist(0, &b);
+        st.persist(b).unwrap();
+    }
+    drop(st);
+    let (_, rec) = S::open(dir.path(), false).unwrap();
+    assert_eq!(rec, mem.recovered);
+    rec
+}
