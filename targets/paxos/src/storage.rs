@@ -230,7 +230,7 @@ impl Layout for Persist {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use faultline_replica::testkit::assert_recovers_as_modelled;
+    use faultline_replica::testkit::{assert_recovers_as_modelled, state_with};
     use faultline_replica::Command;
     use faultline_replica::{OpenStorage, Storage};
 
@@ -258,11 +258,6 @@ mod tests {
 
     #[test]
     fn file_storage_recovers_what_the_mem_disk_models() {
-        let mut state = KvState::new();
-        state.apply(&Command::Write {
-            key: "s".into(),
-            value: 1,
-        });
         let batches = vec![
             vec![
                 Persist::Meta(Meta {
@@ -286,7 +281,7 @@ mod tests {
             vec![
                 Persist::Snapshot {
                     slot: 2,
-                    state: state.clone(),
+                    state: state_with("s", 1),
                     tail: vec![
                         Persist::Learn {
                             slot: 3,

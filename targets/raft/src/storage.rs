@@ -155,7 +155,7 @@ impl Layout for Persist {
 mod tests {
     use super::*;
     use crate::msg::EntryOp;
-    use faultline_replica::testkit::assert_recovers_as_modelled;
+    use faultline_replica::testkit::{assert_recovers_as_modelled, state_with};
     use faultline_replica::{encode_record, Command, Log};
     use faultline_replica::{OpenStorage, Storage};
 
@@ -175,11 +175,6 @@ mod tests {
 
     #[test]
     fn file_storage_recovers_what_the_mem_disk_models() {
-        let mut state = KvState::new();
-        state.apply(&Command::Write {
-            key: "s".into(),
-            value: 1,
-        });
         let batches = vec![
             vec![
                 Persist::Hard(HardState {
@@ -197,7 +192,7 @@ mod tests {
                 Persist::Snapshot {
                     index: 3,
                     term: 2,
-                    state: state.clone(),
+                    state: state_with("s", 1),
                     tail: vec![e(2, 40)],
                 },
                 app(5, e(2, 50)),

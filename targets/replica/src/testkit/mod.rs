@@ -277,6 +277,16 @@ pub fn index_of(configs: &[NodeConfig], id: &str) -> usize {
     configs.iter().position(|c| c.id == id).unwrap()
 }
 
+/// A state machine that holds `key = value`.
+pub fn state_with(key: &str, value: i64) -> crate::KvState {
+    let mut state = crate::KvState::new();
+    state.apply(&crate::Command::Write {
+        key: key.to_owned(),
+        value,
+    });
+    state
+}
+
 /// Persist `batches` through the file storage `S` in a fresh data directory and into the
 /// simulator's in-memory disk: reopened, the files recover what the disk models. Returns it.
 #[cfg(feature = "sim")]
