@@ -37,14 +37,7 @@ fn three_nodes_replicate_fail_over_and_recover() {
 
     // Writes and reads through the primary, pipelined on one connection.
     let mut c1 = Client::connect(configs[0].client_addr);
-    let ops = (0..200)
-        .map(|i| Op::Write {
-            key: format!("k{}", i % 5),
-            value: i,
-        })
-        .collect();
-    let replies = c1.pipeline(ops);
-    assert!(replies.values().all(|r| r.ok), "{replies:?}");
+    c1.write_all(200, 5);
     let r = c1.call(Op::Read { key: "k4".into() });
     assert_eq!(r.value, Some(Some(199)));
     let r = c1.call(Op::Cas {

@@ -34,14 +34,7 @@ pub fn replicate_fail_over_and_recover<E: std::fmt::Debug + Send + 'static>(serv
 
     // Writes and reads through the leader, pipelined on one connection.
     let mut c = Client::connect(configs[li].client_addr);
-    let ops = (0..300)
-        .map(|i| Op::Write {
-            key: format!("k{}", i % 5),
-            value: i,
-        })
-        .collect();
-    let replies = c.pipeline(ops);
-    assert!(replies.values().all(|r| r.ok), "{replies:?}");
+    c.write_all(300, 5);
     assert_eq!(c.call(Op::Read { key: "k4".into() }).value, Some(Some(299)));
     let r = c.call(Op::Cas {
         key: "k4".into(),
@@ -141,14 +134,7 @@ pub fn forward_lease_reads_and_restart<E: std::fmt::Debug + Send + 'static>(serv
     let fi = (index_of(&configs, &leader) + 1) % 3;
     let mut c = Client::connect(configs[fi].client_addr);
     // Enough writes through a follower to compact the logs a few times.
-    let ops = (0..200)
-        .map(|i| Op::Write {
-            key: format!("k{}", i % 3),
-            value: i,
-        })
-        .collect();
-    let replies = c.pipeline(ops);
-    assert!(replies.values().all(|r| r.ok), "{replies:?}");
+    c.write_all(200, 3);
     assert_eq!(c.call(Op::Read { key: "k2".into() }).value, Some(Some(197)));
     for n in nodes.iter_mut() {
         n.stop();

@@ -138,6 +138,18 @@ impl Client {
         decode_response(reply.trim_end().as_bytes()).unwrap()
     }
 
+    /// Pipeline `n` writes, `k{i % keys} = i` for `i` in `0..n`; every one must succeed.
+    pub fn write_all(&mut self, n: i64, keys: i64) {
+        let ops = (0..n)
+            .map(|i| Op::Write {
+                key: format!("k{}", i % keys),
+                value: i,
+            })
+            .collect();
+        let replies = self.pipeline(ops);
+        assert!(replies.values().all(|r| r.ok), "{replies:?}");
+    }
+
     /// Pipeline `ops` and collect responses by id.
     pub fn pipeline(&mut self, ops: Vec<Op>) -> BTreeMap<u64, Response> {
         let mut buf = Vec::new();
