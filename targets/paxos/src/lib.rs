@@ -18,12 +18,13 @@ mod core_tests;
 #[cfg(test)]
 mod sim;
 
+pub use crate::settings::{ReadMode, Settings};
+pub use crate::storage::Recovered;
+
 pub use crate::core::{
     Inspect, PaxosCore, BUG_ACCEPT_LOWER_BALLOT, BUG_ACK_BEFORE_PERSIST, BUG_SKIP_PHASE1_RECOVERY,
     BUG_STALE_LOCAL_READS,
 };
-pub use crate::settings::{ReadMode, Settings};
-pub use crate::storage::Recovered;
 
 /// Planted bugs this node implements (`bugs:` in an experiment); README.md documents each with
 /// the rule of Paxos it breaks and the faults that expose it.

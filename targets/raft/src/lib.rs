@@ -16,12 +16,13 @@ mod core_tests;
 #[cfg(test)]
 mod sim;
 
+pub use crate::settings::{ReadMode, Settings};
+pub use crate::storage::Recovered;
+
 pub use crate::core::{
     Inspect, RaftCore, BUG_ACK_BEFORE_PERSIST, BUG_COMMIT_WITHOUT_QUORUM,
     BUG_FORGET_VOTE_ON_RESTART, BUG_LEASE_WITHOUT_MARGIN, BUG_STALE_LOCAL_READS,
 };
-pub use crate::settings::{ReadMode, Settings};
-pub use crate::storage::Recovered;
 
 /// Planted bugs this node implements (`bugs:` in an experiment); README.md documents each with
 /// the Raft paper section it violates and the faults that expose it.
