@@ -2,9 +2,11 @@
 //! with group commit, atomic snapshots, the client server, the peer transport, and the driver
 //! that runs a protocol's pure core against them.
 //!
-//! A protocol crate implements [`driver::Core`] (pure: inputs in, persist/send/reply out) and
-//! [`driver::Storage`] (its durable layout on top of [`log::Log`] and [`log::Snapshot`]), then
-//! wires them with [`server`], [`peer::PeerNet`] and [`driver::drive`].
+//! A protocol crate implements [`driver::Core`] (pure: inputs in, persist/send/reply out),
+//! [`datadir::Layout`] for its persist actions (how they are written to the [`DataDir`] and
+//! recovered) and [`NodeSettings`] for its settings; [`node_api!`] then gives it its node
+//! start-up (server, peer transport and driver, [`node`]). Feature `sim`: the deterministic
+//! simulator its tests run the core in ([`sim`]); feature `testkit`: in-process clusters.
 
 pub mod codec;
 pub mod datadir;
