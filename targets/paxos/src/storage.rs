@@ -14,16 +14,17 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use faultline_replica::{
-    decode_log_record, decode_record, encode_record, KvState, LazyLog, Log, Millis, Snapshot,
-    Storage, StorageError,
-};
+use faultline_replica::datadir::{DataDir, Files, Layout};
+use faultline_replica::{KvState, StorageError};
 use serde::{Deserialize, Serialize};
 
 use crate::msg::{Ballot, Meta, Persist, Value};
 
-/// How long `ack-before-persist` keeps log records in user space before writing them out.
-pub const LAZY_FLUSH_MS: Millis = 1_000;
+pub use faultline_replica::log::LAZY_FLUSH_MS;
+
+/// An in-memory image of the data directory with the same semantics, for simulations.
+#[cfg(test)]
+pub type MemDisk = faultline_replica::sim::Disk<Recovered>;
 
 /// One log record on disk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +57,22 @@ pub struct Recovered {
     /// Replay's running chosen prefix (so each marker walks only the slots it adds: replay
     /// stays linear in the log's length).
     prefix: u64,
+}
+
+impl std::fmt::Display for Recovered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (promised, acceptor) = (self.meta.promised, self.meta.acceptor);
+        write!(
+            f,
+            "promised {promised} acceptor {acceptor}, snapshot at {}",
+            self.snap_slot
+        )?;
+        let (chosen, accepted) = (self.chosen.len(), self.accepted.len());
+        write!(
+            f,
+            ", {chosen} chosen and {accepted} accepted slots after it"
+        )
+    }
 }
 
 impl Recovered {
@@ -101,29 +118,6 @@ impl Recovered {
             }
         }
     }
-
-    fn apply(&mut self, action: &Persist) {
-        match action {
-            Persist::Meta(m) => self.meta = *m,
-            Persist::Snapshot { slot, state, tail } => {
-                self.snap_slot = *slot;
-                self.prefix = *slot;
-                self.state = state.clone();
-                self.accepted.clear();
-                self.chosen.clear();
-                for p in tail {
-                    if let Some(r) = record(p) {
-                        self.replay(r);
-                    }
-                }
-            }
-            other => {
-                if let Some(r) = record(other) {
-                    self.replay(r);
-                }
-            }
-        }
-    }
 }
 
 /// The log record of a persist action (none for meta and snapshots).
@@ -147,144 +141,98 @@ fn record(p: &Persist) -> Option<Record> {
     })
 }
 
-/// File-backed storage with group commit: the log records of one batch share one fsync.
-pub struct FileStorage {
-    meta: Snapshot,
-    snapshot: Snapshot,
-    log: LazyLog,
-}
-
-impl FileStorage {
-    /// Open (creating) the data directory and recover what it holds. `lazy`: the planted bug
-    /// `ack-before-persist`.
-    pub fn open(dir: &Path, lazy: bool) -> Result<(FileStorage, Recovered), StorageError> {
-        std::fs::create_dir_all(dir).map_err(|source| StorageError::Io {
-            op: "create",
-            path: dir.to_owned(),
-            source,
-        })?;
-        let meta = Snapshot::new(dir.join("meta"));
-        let snapshot = Snapshot::new(dir.join("snapshot"));
-        let mut rec = Recovered::default();
-        if let Some(b) = meta.read()? {
-            rec.meta = decode_record("meta", meta.path(), &b)?;
-        }
-        if let Some(b) = snapshot.read()? {
-            let (slot, state, tail): (u64, KvState, Vec<Record>) =
-                decode_record("snapshot", snapshot.path(), &b)?;
-            rec.snap_slot = slot;
-            rec.prefix = slot;
-            rec.state = state;
-            for r in tail {
-                rec.replay(r);
-            }
-        }
-        let log_path = dir.join("log");
-        let (mut log, records) = Log::open(&log_path)?;
-        for (i, r) in records.iter().enumerate() {
-            let Some(r) = decode_log_record::<Record>(&log_path, r)? else {
-                log.keep_first(&records, i)?;
-                break;
-            };
-            rec.replay(r);
-        }
-        let lazy = lazy.then(|| std::time::Duration::from_millis(LAZY_FLUSH_MS));
-        let log = LazyLog::new(log, lazy)?;
-        Ok((
-            FileStorage {
-                meta,
-                snapshot,
-                log,
-            },
-            rec,
-        ))
-    }
-}
-
-impl Storage for FileStorage {
+/// Recovery from persist actions, for the simulator's in-memory disk.
+#[cfg(test)]
+impl faultline_replica::sim::DiskImage for Recovered {
     type Persist = Persist;
 
-    fn persist(&mut self, actions: Vec<Persist>) -> Result<(), StorageError> {
-        let mut batch: Vec<Vec<u8>> = Vec::new();
-        for action in actions {
-            match action {
-                Persist::Meta(m) => {
-                    // Acceptances before a promise in the same batch reach the disk first: the
-                    // order of the batch is the order of the core's decisions.
-                    self.log.append_batch(&std::mem::take(&mut batch))?;
-                    self.meta.write(&encode_record("meta", &m)?)?;
-                }
-                Persist::Snapshot { slot, state, tail } => {
-                    // What is kept of later slots goes into the snapshot file itself, so no
-                    // crash can leave the new snapshot without it (the log is emptied after).
-                    batch.clear();
-                    let tail: Vec<Record> = tail.iter().filter_map(record).collect();
-                    self.snapshot
-                        .write(&encode_record("snapshot", &(slot, &state, &tail))?)?;
-                    self.log.reset()?;
-                }
-                other => {
-                    if let Some(r) = record(&other) {
-                        batch.push(encode_record("log record", &r)?);
+    fn apply(&mut self, action: &Persist) {
+        match action {
+            Persist::Meta(m) => self.meta = *m,
+            Persist::Snapshot { slot, state, tail } => {
+                self.snap_slot = *slot;
+                self.prefix = *slot;
+                self.state = state.clone();
+                self.accepted.clear();
+                self.chosen.clear();
+                for p in tail {
+                    if let Some(r) = record(p) {
+                        self.replay(r);
                     }
                 }
             }
-        }
-        self.log.append_batch(&std::mem::take(&mut batch))?;
-        self.log.flush_lazy(false)
-    }
-}
-
-/// An in-memory image of the data directory with the same semantics, for simulations. With
-/// `lazy` (the bug `ack-before-persist`) log records wait in `buffer` until a later persist
-/// after [`LAZY_FLUSH_MS`] writes them out, and [`MemDisk::crash`] loses them.
-#[derive(Debug, Clone, Default)]
-pub struct MemDisk {
-    pub recovered: Recovered,
-    pub lazy: bool,
-    buffer: Vec<Persist>,
-    last_flush: Millis,
-}
-
-impl MemDisk {
-    pub fn new(lazy: bool) -> Self {
-        MemDisk {
-            lazy,
-            ..MemDisk::default()
-        }
-    }
-
-    pub fn persist(&mut self, now: Millis, actions: &[Persist]) {
-        for a in actions {
-            match a {
-                // The promise file is written at once (the bug buffers only log records).
-                Persist::Meta(_) => self.recovered.apply(a),
-                Persist::Snapshot { .. } => {
-                    self.buffer.clear();
-                    self.recovered.apply(a);
+            other => {
+                if let Some(r) = record(other) {
+                    self.replay(r);
                 }
-                _ if self.lazy => self.buffer.push(a.clone()),
-                _ => self.recovered.apply(a),
-            }
-        }
-        if now >= self.last_flush + LAZY_FLUSH_MS {
-            self.last_flush = now;
-            for b in std::mem::take(&mut self.buffer) {
-                self.recovered.apply(&b);
             }
         }
     }
 
-    /// The process died: what only lived in its memory is gone.
-    pub fn crash(&mut self) {
-        self.buffer.clear();
+    /// Log records wait under `ack-before-persist`; the promise file is written at once.
+    fn durability(action: &Persist) -> faultline_replica::sim::Durability {
+        use faultline_replica::sim::Durability;
+        match action {
+            Persist::Meta(_) => Durability::Direct,
+            Persist::Snapshot { .. } => Durability::Snapshot,
+            _ => Durability::Log,
+        }
+    }
+}
+
+/// File-backed storage with group commit: the log records of one batch share one fsync.
+pub type FileStorage = faultline_replica::datadir::FileStorage<Persist>;
+
+impl Layout for Persist {
+    type Recovered = Recovered;
+
+    fn open(dir: &Path, lazy: bool) -> Result<(DataDir, Recovered), StorageError> {
+        let recover = |f: Files<'_, Meta, (u64, KvState, Vec<Record>)>| {
+            let mut rec = Recovered {
+                meta: f.meta.unwrap_or_default(),
+                ..Recovered::default()
+            };
+            if let Some((slot, state, tail)) = f.snapshot {
+                rec.snap_slot = slot;
+                rec.prefix = slot;
+                rec.state = state;
+                for r in tail {
+                    rec.replay(r);
+                }
+            }
+            Ok(rec)
+        };
+        let replay = |rec: &mut Recovered, r: Record| {
+            rec.replay(r);
+            true
+        };
+        DataDir::open(dir, ("meta", "meta"), lazy, recover, replay)
+    }
+
+    fn write(self, dir: &mut DataDir) -> Result<(), StorageError> {
+        match self {
+            // Acceptances before a promise in the same batch reach the disk first.
+            Persist::Meta(m) => dir.write_meta(&m)?,
+            Persist::Snapshot { slot, state, tail } => {
+                let tail: Vec<Record> = tail.iter().filter_map(record).collect();
+                dir.replace_log(&(slot, &state, &tail))?;
+            }
+            other => {
+                if let Some(r) = record(&other) {
+                    dir.append("log record", &r)?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use faultline_replica::testkit::{assert_recovers_as_modelled, state_with};
     use faultline_replica::Command;
+    use faultline_replica::{OpenStorage, Storage};
 
     fn v(i: i64) -> Value {
         Value::Cmd {
@@ -310,15 +258,6 @@ mod tests {
 
     #[test]
     fn file_storage_recovers_what_the_mem_disk_models() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut st, rec) = FileStorage::open(dir.path(), false).unwrap();
-        assert_eq!(rec, Recovered::default());
-        let mut mem = MemDisk::new(false);
-        let mut state = KvState::new();
-        state.apply(&Command::Write {
-            key: "s".into(),
-            value: 1,
-        });
         let batches = vec![
             vec![
                 Persist::Meta(Meta {
@@ -342,7 +281,7 @@ mod tests {
             vec![
                 Persist::Snapshot {
                     slot: 2,
-                    state: state.clone(),
+                    state: state_with("s", 1),
                     tail: vec![
                         Persist::Learn {
                             slot: 3,
@@ -359,13 +298,7 @@ mod tests {
                 acc(3, b(3, 1), v(31)),
             ],
         ];
-        for batch in batches {
-            mem.persist(0, &batch);
-            st.persist(batch).unwrap();
-        }
-        drop(st);
-        let (_, rec) = FileStorage::open(dir.path(), false).unwrap();
-        assert_eq!(rec, mem.recovered);
+        let rec = assert_recovers_as_modelled::<FileStorage>(batches);
         assert_eq!(rec.snap_slot, 2);
         assert_eq!(rec.meta.promised, b(1, 1));
         assert_eq!(rec.chosen.keys().copied().collect::<Vec<_>>(), vec![3, 5]);

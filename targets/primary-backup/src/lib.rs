@@ -15,11 +15,6 @@ mod core_tests;
 #[cfg(test)]
 mod sim;
 
-use std::future::Future;
-use std::time::Duration;
-
-use faultline_protocol::NodeConfig;
-
 pub use crate::core::{PbCore, Recovered, BUG_ACK_BEFORE_REPLICATE, BUG_STALE_BACKUP_READS};
 pub use crate::settings::{Replication, Settings};
 
@@ -33,42 +28,4 @@ pub use crate::settings::{Replication, Settings};
 ///   `replication: async`.
 pub const KNOWN_BUGS: &[&str] = &[BUG_ACK_BEFORE_REPLICATE, BUG_STALE_BACKUP_READS];
 
-/// Why a node could not start or had to stop.
-pub use faultline_replica::NodeError as Error;
-
-/// Check `settings:` of an experiment; the message names the offending field.
-pub fn validate_settings(
-    settings: &serde_json::Map<String, serde_json::Value>,
-) -> Result<(), String> {
-    Settings::from_map(settings).map(|_| ())
-}
-
-/// Run a node until SIGTERM or SIGINT (then `Ok`) or a fatal error. Blocking: builds its own
-/// runtime. Sets up logging to stderr.
-pub fn run(config: NodeConfig) -> Result<(), Error> {
-    let id = config.id.clone();
-    faultline_replica::run_until_signal(&id, |shutdown| serve(config, shutdown))
-        .map_err(Error::Runtime)?
-}
-
-/// Run a node inside the current tokio runtime until `shutdown` completes.
-pub async fn serve(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-    let settings = Settings::from_map(&config.settings).map_err(Error::Settings)?;
-    let nodes = faultline_replica::check_node(&config, "primary-backup", KNOWN_BUGS)?;
-    let data_dir = config.data_dir.clone();
-    let (storage, recovered) =
-        faultline_replica::open_storage(move || storage::FileStorage::open(&data_dir)).await?;
-    tracing::info!(
-        node = %config.id,
-        view = recovered.seen_view,
-        base = recovered.base,
-        entries = recovered.entries.len(),
-        replication = ?settings.replication,
-        lease = settings.lease,
-        "recovered state"
-    );
-    let tick = (settings.heartbeat / 5).clamp(Duration::from_millis(1), Duration::from_millis(10));
-    let core = PbCore::new(&config.id, nodes, settings, &config.bugs, recovered);
-
-    faultline_replica::serve_core(&config, core, storage, tick, shutdown).await
-}
+faultline_replica::node_api!(PbCore: "primary-backup", Settings, storage::FileStorage, unseeded);

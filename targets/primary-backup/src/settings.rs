@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use faultline_replica::settings::{longer, nonzero, shorter};
+use faultline_replica::NodeSettings;
 use serde::{Deserialize, Serialize};
 
 /// How a primary acknowledges writes.
@@ -54,47 +56,28 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// Parse and validate; the error names the offending field.
-    pub fn from_map(map: &serde_json::Map<String, serde_json::Value>) -> Result<Self, String> {
-        let settings: Settings = faultline_replica::parse_settings(map, "primary-backup")?;
-        settings.validate()?;
-        Ok(settings)
-    }
-
     /// The effective lease length.
     pub fn lease_duration(&self) -> Duration {
         self.lease_duration.unwrap_or(self.takeover_timeout / 2)
     }
+}
 
-    pub fn validate(&self) -> Result<(), String> {
-        let ms = |d: Duration| humantime_serde::re::humantime::format_duration(d).to_string();
-        if self.heartbeat.is_zero() {
-            return Err("settings.heartbeat must be greater than 0".into());
-        }
-        if self.takeover_timeout <= self.heartbeat {
-            return Err(format!(
-                "settings.takeover_timeout ({}) must be longer than settings.heartbeat ({})",
-                ms(self.takeover_timeout),
-                ms(self.heartbeat)
-            ));
-        }
-        if self.replication_timeout.is_zero() {
-            return Err("settings.replication_timeout must be greater than 0".into());
-        }
-        let lease = self.lease_duration();
-        if lease >= self.takeover_timeout {
-            return Err(format!(
-                "settings.lease_duration ({}) must be shorter than settings.takeover_timeout ({})",
-                ms(lease),
-                ms(self.takeover_timeout)
-            ));
-        }
-        if self.lease && self.clock_drift >= lease {
-            return Err(format!(
-                "settings.clock_drift ({}) must be shorter than settings.lease_duration ({})",
-                ms(self.clock_drift),
-                ms(lease)
-            ));
+impl NodeSettings for Settings {
+    const KIND: &'static str = "primary-backup";
+
+    fn tick(&self) -> Duration {
+        (self.heartbeat / 5).clamp(Duration::from_millis(1), Duration::from_millis(10))
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let takeover = ("settings.takeover_timeout", self.takeover_timeout);
+        nonzero("heartbeat", self.heartbeat)?;
+        longer(takeover, ("settings.heartbeat", self.heartbeat))?;
+        nonzero("replication_timeout", self.replication_timeout)?;
+        let lease = ("settings.lease_duration", self.lease_duration());
+        shorter(lease, takeover)?;
+        if self.lease {
+            shorter(("settings.clock_drift", self.clock_drift), lease)?;
         }
         Ok(())
     }
@@ -104,17 +87,12 @@ impl Settings {
 mod tests {
     use super::*;
 
-    fn parse(json: &str) -> Result<Settings, String> {
-        let v: serde_json::Value = serde_json::from_str(json).unwrap();
-        Settings::from_map(v.as_object().unwrap())
-    }
-
     #[test]
     fn defaults_and_overrides() {
-        let d = parse("{}").unwrap();
+        let d = Settings::from_json("{}").unwrap();
         assert_eq!(d, Settings::default());
         assert_eq!(d.lease_duration(), Duration::from_millis(100));
-        let s = parse(r#"{"heartbeat":"20ms","takeover_timeout":"1s","replication":"async","lease":true,"lease_duration":"300ms"}"#).unwrap();
+        let s = Settings::from_json(r#"{"heartbeat":"20ms","takeover_timeout":"1s","replication":"async","lease":true,"lease_duration":"300ms"}"#).unwrap();
         assert_eq!(s.heartbeat, Duration::from_millis(20));
         assert_eq!(s.replication, Replication::Async);
         assert_eq!(s.lease_duration(), Duration::from_millis(300));
@@ -137,9 +115,6 @@ mod tests {
                 "settings.replication_timeout",
             ),
         ];
-        for (json, field) in cases {
-            let err = parse(json).unwrap_err();
-            assert!(err.contains(field), "{json}: {err}");
-        }
+        faultline_replica::testkit::settings::assert_errors_name_the_field::<Settings>(&cases);
     }
 }

@@ -15,136 +15,30 @@
 
 use std::path::Path;
 
-use faultline_replica::{
-    decode_log_record, decode_record, encode_record, KvState, Log, Snapshot, Storage, StorageError,
-};
+use faultline_replica::datadir::{DataDir, Files, Layout};
+use faultline_replica::{KvState, StorageError};
 
 use crate::core::Recovered;
 use crate::msg::{Entry, Persist};
 
-/// File-backed storage with group commit: consecutive appends in one batch share an fsync.
-#[derive(Debug)]
-pub struct FileStorage {
-    view: Snapshot,
-    snapshot: Snapshot,
-    log: Log,
-}
-
-fn corrupt(what: &'static str, path: &Path, e: impl std::fmt::Display) -> StorageError {
-    StorageError::Corrupt {
-        what,
-        path: path.to_owned(),
-        detail: e.to_string(),
+impl std::fmt::Display for Recovered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.entries.len();
+        write!(
+            f,
+            "view {}, base {}, {n} entries",
+            self.seen_view, self.base
+        )
     }
 }
 
-impl FileStorage {
-    /// Open (creating) the data directory and recover what it holds.
-    pub fn open(dir: &Path) -> Result<(FileStorage, Recovered), StorageError> {
-        std::fs::create_dir_all(dir).map_err(|source| StorageError::Io {
-            op: "create",
-            path: dir.to_owned(),
-            source,
-        })?;
-        let view = Snapshot::new(dir.join("view"));
-        let snapshot = Snapshot::new(dir.join("snapshot"));
-        let seen_view = match view.read()? {
-            Some(b) => decode_record("view file", view.path(), &b)?,
-            None => 0,
-        };
-        let (base, state, tail): (u64, KvState, Vec<Entry>) = match snapshot.read()? {
-            Some(b) => decode_record("snapshot", snapshot.path(), &b)?,
-            None => (0, KvState::new(), Vec::new()),
-        };
-        let mut entries = Vec::new();
-        for e in tail {
-            if e.index != base + entries.len() as u64 + 1 {
-                return Err(corrupt(
-                    "snapshot",
-                    snapshot.path(),
-                    format!("kept entry {} out of sequence", e.index),
-                ));
-            }
-            entries.push(e.cmd);
-        }
-        let (mut log, records) = Log::open(&dir.join("log"))?;
-        for (i, r) in records.iter().enumerate() {
-            let Some(e) = decode_log_record::<Entry>(log.path(), r)? else {
-                log.keep_first(&records, i)?;
-                break;
-            };
-            // Entries the snapshot already holds: the log was not emptied after the last
-            // compaction when the node stopped. The log only ever appends, so they are equal.
-            if e.index <= base + entries.len() as u64 {
-                continue;
-            }
-            if e.index != base + entries.len() as u64 + 1 {
-                tracing::warn!(
-                    index = e.index,
-                    "log entry out of sequence; ignoring the rest of the log"
-                );
-                log.keep_first(&records, i)?;
-                break;
-            }
-            entries.push(e.cmd);
-        }
-        let recovered = Recovered {
-            seen_view,
-            base,
-            state,
-            entries,
-        };
-        Ok((
-            FileStorage {
-                view,
-                snapshot,
-                log,
-            },
-            recovered,
-        ))
-    }
-}
-
-impl Storage for FileStorage {
+/// Recovery from persist actions, for the simulator's in-memory disk.
+#[cfg(test)]
+impl faultline_replica::sim::DiskImage for Recovered {
     type Persist = Persist;
 
-    fn persist(&mut self, actions: Vec<Persist>) -> Result<(), StorageError> {
-        let mut batch: Vec<Vec<u8>> = Vec::new();
-        for action in actions {
-            match action {
-                Persist::Append(e) => batch.push(encode_record("log entry", &e)?),
-                Persist::View(v) => {
-                    self.log.append_batch(&std::mem::take(&mut batch))?;
-                    self.view.write(&encode_record("view file", &v)?)?;
-                }
-                Persist::Install { index, state } => {
-                    batch.clear();
-                    self.log.reset()?;
-                    let none: &[Entry] = &[];
-                    self.snapshot
-                        .write(&encode_record("snapshot", &(index, &state, none))?)?;
-                }
-                Persist::Compact { index, state, tail } => {
-                    self.log.append_batch(&std::mem::take(&mut batch))?;
-                    self.snapshot
-                        .write(&encode_record("snapshot", &(index, &state, &tail))?)?;
-                    self.log.reset()?;
-                }
-            }
-        }
-        self.log.append_batch(&batch)
-    }
-}
-
-/// An in-memory image of the data directory with the same semantics, for simulations.
-#[derive(Debug, Clone, Default)]
-pub struct MemDisk {
-    pub recovered: Recovered,
-}
-
-impl MemDisk {
-    pub fn apply(&mut self, action: &Persist) {
-        let r = &mut self.recovered;
+    fn apply(&mut self, action: &Persist) {
+        let r = self;
         match action {
             Persist::View(v) => r.seen_view = *v,
             Persist::Append(e) => {
@@ -166,10 +60,76 @@ impl MemDisk {
     }
 }
 
+/// File-backed storage with group commit: the log records of one batch share one fsync.
+pub type FileStorage = faultline_replica::datadir::FileStorage<Persist>;
+
+fn corrupt(what: &'static str, path: &Path, e: impl std::fmt::Display) -> StorageError {
+    StorageError::Corrupt {
+        what,
+        path: path.to_owned(),
+        detail: e.to_string(),
+    }
+}
+
+impl Layout for Persist {
+    type Recovered = Recovered;
+
+    /// Primary-backup plants no storage bug: `lazy` is ignored.
+    fn open(dir: &Path, _lazy: bool) -> Result<(DataDir, Recovered), StorageError> {
+        let recover = |f: Files<'_, u64, (u64, KvState, Vec<Entry>)>| {
+            let (base, state, tail) = f.snapshot.unwrap_or_default();
+            let mut entries = Vec::new();
+            for e in tail {
+                if e.index != base + entries.len() as u64 + 1 {
+                    let detail = format!("kept entry {} out of sequence", e.index);
+                    return Err(corrupt("snapshot", f.snapshot_path, detail));
+                }
+                entries.push(e.cmd);
+            }
+            let seen_view = f.meta.unwrap_or(0);
+            Ok(Recovered {
+                seen_view,
+                base,
+                state,
+                entries,
+            })
+        };
+        // Entries the snapshot already holds: the log was not emptied after the last
+        // compaction when the node stopped. The log only ever appends, so they are equal.
+        let replay = |r: &mut Recovered, e: Entry| {
+            let next = r.base + r.entries.len() as u64 + 1;
+            if e.index == next {
+                r.entries.push(e.cmd);
+            }
+            e.index <= next
+        };
+        DataDir::open(dir, ("view", "view file"), false, recover, replay)
+    }
+
+    fn write(self, dir: &mut DataDir) -> Result<(), StorageError> {
+        match self {
+            Persist::Append(e) => dir.append("log entry", &e)?,
+            Persist::View(v) => dir.write_meta(&v)?,
+            Persist::Install { index, state } => {
+                dir.reset_log()?;
+                let none: &[Entry] = &[];
+                dir.write_snapshot(&(index, &state, none))?;
+            }
+            Persist::Compact { index, state, tail } => {
+                dir.flush_log()?;
+                dir.write_snapshot(&(index, &state, &tail))?;
+                dir.reset_log()?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use faultline_replica::Command;
+    use faultline_replica::{Command, Log, Snapshot};
+    use faultline_replica::{OpenStorage, Storage};
 
     fn w(i: i64) -> Command {
         Command::Write {
@@ -181,9 +141,9 @@ mod tests {
     #[test]
     fn file_storage_recovers_view_snapshot_and_log() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut st, rec) = FileStorage::open(dir.path()).unwrap();
+        let (mut st, rec) = FileStorage::open(dir.path(), false).unwrap();
         assert_eq!(rec, Recovered::default());
-        let mut mem = MemDisk::default();
+        let mut mem = faultline_replica::sim::Disk::<Recovered>::default();
         let mut state = KvState::new();
         state.apply(&w(1));
         let actions = vec![
@@ -236,12 +196,12 @@ mod tests {
             }),
         ];
         for a in actions.iter().chain(&compaction) {
-            mem.apply(a);
+            mem.persist(0, std::slice::from_ref(a));
         }
         st.persist(actions).unwrap();
         st.persist(compaction).unwrap();
         drop(st);
-        let (_, rec) = FileStorage::open(dir.path()).unwrap();
+        let (_, rec) = FileStorage::open(dir.path(), false).unwrap();
         assert_eq!(rec, mem.recovered);
         assert_eq!(rec.seen_view, 4);
         assert_eq!(rec.base, 7);
@@ -264,7 +224,7 @@ mod tests {
     fn a_crash_inside_a_compaction_loses_no_entry() {
         for emptied in [false, true] {
             let dir = tempfile::tempdir().unwrap();
-            let (mut st, _) = FileStorage::open(dir.path()).unwrap();
+            let (mut st, _) = FileStorage::open(dir.path(), false).unwrap();
             st.persist((1..=4).map(|i| Persist::Append(e(i))).collect())
                 .unwrap();
             let log = dir.path().join("log");
@@ -282,14 +242,14 @@ mod tests {
             drop(st);
             // The state the crash left: the old log back, or an empty one.
             std::fs::write(&log, if emptied { &[][..] } else { &before[..] }).unwrap();
-            let (mut st, rec) = FileStorage::open(dir.path()).unwrap();
+            let (mut st, rec) = FileStorage::open(dir.path(), false).unwrap();
             assert_eq!(rec.base, 2, "emptied: {emptied}");
             assert_eq!(rec.entries, vec![w(3), w(4)], "emptied: {emptied}");
             assert_eq!(rec.state.read("k2"), Some(2));
             // And the log goes on from there.
             st.persist(vec![Persist::Append(e(5))]).unwrap();
             drop(st);
-            let (_, rec) = FileStorage::open(dir.path()).unwrap();
+            let (_, rec) = FileStorage::open(dir.path(), false).unwrap();
             assert_eq!(rec.entries, vec![w(3), w(4), w(5)], "emptied: {emptied}");
         }
     }
@@ -299,7 +259,7 @@ mod tests {
     #[test]
     fn files_of_another_format_version_are_refused_by_name() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut st, _) = FileStorage::open(dir.path()).unwrap();
+        let (mut st, _) = FileStorage::open(dir.path(), false).unwrap();
         st.persist(vec![Persist::View(3), Persist::Append(e(1))])
             .unwrap();
         drop(st);
@@ -308,7 +268,9 @@ mod tests {
         let (mut log, _) = Log::open(&dir.path().join("log")).unwrap();
         log.append_batch(&[other]).unwrap();
         drop(log);
-        let err = FileStorage::open(dir.path()).unwrap_err().to_string();
+        let err = FileStorage::open(dir.path(), false)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("log") && err.contains("format version"),
             "{err}"
@@ -318,7 +280,9 @@ mod tests {
         let mut blob = faultline_replica::codec::encode(&3u64).unwrap();
         blob[0] = 0;
         Snapshot::new(dir.path().join("view")).write(&blob).unwrap();
-        let err = FileStorage::open(dir.path()).unwrap_err().to_string();
+        let err = FileStorage::open(dir.path(), false)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("view") && err.contains("format version 0"),
             "{err}"

@@ -1,10 +1,8 @@
 //! Three real primary-backup nodes on loopback, each on its own thread and runtime, talking
 //! through real sockets and fsyncing into temporary directories.
 
-use std::time::{Duration, Instant};
-
 use faultline_protocol::{NodeConfig, Op, Role};
-use faultline_replica::testkit::{self, configs, wait_for, Client};
+use faultline_replica::testkit::{self, configs, report_throughput, wait_for, Client};
 
 type Node = testkit::Node<faultline_primary_backup::Error>;
 
@@ -39,14 +37,7 @@ fn three_nodes_replicate_fail_over_and_recover() {
 
     // Writes and reads through the primary, pipelined on one connection.
     let mut c1 = Client::connect(configs[0].client_addr);
-    let ops = (0..200)
-        .map(|i| Op::Write {
-            key: format!("k{}", i % 5),
-            value: i,
-        })
-        .collect();
-    let replies = c1.pipeline(ops);
-    assert!(replies.values().all(|r| r.ok), "{replies:?}");
+    c1.write_all(200, 5);
     let r = c1.call(Op::Read { key: "k4".into() });
     assert_eq!(r.value, Some(Some(199)));
     let r = c1.call(Op::Cas {
@@ -129,45 +120,14 @@ fn throughput_report() {
     let _nodes: Vec<Node> = configs.iter().cloned().map(start).collect();
     wait_for(&configs, &[], "a primary", |s| leader_of(s).is_some());
     let addr = configs[0].client_addr;
-    let secs = 3;
-    let clients: usize = std::env::var("PB_CLIENTS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(32);
-    let start = Instant::now();
-    let threads: Vec<_> = (0..clients)
-        .map(|c| {
-            std::thread::spawn(move || {
-                let mut client = Client::connect(addr);
-                let mut n = 0u64;
-                let mut ok = 0u64;
-                while start.elapsed() < Duration::from_secs(secs) {
-                    n += 1;
-                    let op = if n & 1 == 0 {
-                        Op::Read {
-                            key: format!("k{}", n % 8),
-                        }
-                    } else {
-                        Op::Write {
-                            key: format!("k{}", n % 8),
-                            value: (c as i64) << 32 | n as i64,
-                        }
-                    };
-                    ok += u64::from(client.call(op).ok);
-                }
-                (n, ok)
-            })
-        })
-        .collect();
-    let (mut total, mut ok) = (0, 0);
-    for t in threads {
-        let (n, o) = t.join().unwrap();
-        total += n;
-        ok += o;
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    eprintln!(
-        "{clients} clients: {total} ops ({ok} ok) in {elapsed:.2}s = {:.0} ops/s",
-        total as f64 / elapsed
-    );
+    report_throughput(addr, "PB_CLIENTS", 32, |c, n| {
+        let key = format!("k{}", n % 8);
+        match n & 1 {
+            0 => Op::Read { key },
+            _ => Op::Write {
+                key,
+                value: (c as i64) << 32 | n as i64,
+            },
+        }
+    });
 }

@@ -14,16 +14,17 @@
 
 use std::path::Path;
 
-use faultline_replica::{
-    decode_log_record, decode_record, encode_record, KvState, LazyLog, Log, Millis, Snapshot,
-    Storage, StorageError,
-};
+use faultline_replica::datadir::{DataDir, Files, Layout};
+use faultline_replica::{KvState, StorageError};
 use serde::{Deserialize, Serialize};
 
 use crate::msg::{Entry, HardState, Persist};
 
-/// How long `ack-before-persist` keeps log records in user space before writing them out.
-pub const LAZY_FLUSH_MS: Millis = 1_000;
+pub use faultline_replica::log::LAZY_FLUSH_MS;
+
+/// An in-memory image of the data directory with the same semantics, for simulations.
+#[cfg(test)]
+pub type MemDisk = faultline_replica::sim::Disk<Recovered>;
 
 /// One log record on disk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +45,19 @@ pub struct Recovered {
     pub entries: Vec<Entry>,
 }
 
+impl std::fmt::Display for Recovered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let h = &self.hard;
+        write!(f, "term {} vote {:?} voter {}", h.term, h.vote, h.voter)?;
+        write!(
+            f,
+            ", snapshot at {}, {} entries",
+            self.snap_index,
+            self.entries.len()
+        )
+    }
+}
+
 impl Recovered {
     /// Replay one log record (see the module docs).
     fn replay(&mut self, index: u64, entry: Entry) -> bool {
@@ -59,6 +73,12 @@ impl Recovered {
         self.entries.push(entry);
         true
     }
+}
+
+/// Recovery from persist actions, for the simulator's in-memory disk.
+#[cfg(test)]
+impl faultline_replica::sim::DiskImage for Recovered {
+    type Persist = Persist;
 
     fn apply(&mut self, action: &Persist) {
         match action {
@@ -79,149 +99,55 @@ impl Recovered {
             }
         }
     }
+
+    /// Log records wait under `ack-before-persist`; a vote goes after them.
+    fn durability(action: &Persist) -> faultline_replica::sim::Durability {
+        use faultline_replica::sim::Durability;
+        match action {
+            Persist::Append { .. } => Durability::Log,
+            Persist::Hard(_) => Durability::AfterLog,
+            Persist::Snapshot { .. } => Durability::Snapshot,
+        }
+    }
 }
 
 /// File-backed storage with group commit: the log records of one batch share one fsync.
-pub struct FileStorage {
-    meta: Snapshot,
-    snapshot: Snapshot,
-    log: LazyLog,
-}
+pub type FileStorage = faultline_replica::datadir::FileStorage<Persist>;
 
-impl FileStorage {
-    /// Open (creating) the data directory and recover what it holds. `lazy`: the planted bug
-    /// `ack-before-persist`.
-    pub fn open(dir: &Path, lazy: bool) -> Result<(FileStorage, Recovered), StorageError> {
-        std::fs::create_dir_all(dir).map_err(|source| StorageError::Io {
-            op: "create",
-            path: dir.to_owned(),
-            source,
-        })?;
-        let meta = Snapshot::new(dir.join("meta"));
-        let snapshot = Snapshot::new(dir.join("snapshot"));
-        let mut rec = Recovered::default();
-        if let Some(b) = meta.read()? {
-            rec.hard = decode_record("meta", meta.path(), &b)?;
-        }
-        if let Some(b) = snapshot.read()? {
-            let (index, term, state, tail): (u64, u64, KvState, Vec<Entry>) =
-                decode_record("snapshot", snapshot.path(), &b)?;
-            rec.snap_index = index;
-            rec.snap_term = term;
-            rec.state = state;
-            rec.entries = tail;
-        }
-        let log_path = dir.join("log");
-        let (mut log, records) = Log::open(&log_path)?;
-        for (i, r) in records.iter().enumerate() {
-            let Some(d) = decode_log_record::<DiskEntry>(&log_path, r)? else {
-                log.keep_first(&records, i)?;
-                break;
-            };
-            if !rec.replay(d.index, d.entry) {
-                tracing::warn!(
-                    index = d.index,
-                    "log record out of sequence; ignoring the rest of the log"
-                );
-                log.keep_first(&records, i)?;
-                break;
-            }
-        }
-        let lazy = lazy.then(|| std::time::Duration::from_millis(LAZY_FLUSH_MS));
-        let log = LazyLog::new(log, lazy)?;
-        Ok((
-            FileStorage {
-                meta,
-                snapshot,
-                log,
-            },
-            rec,
-        ))
-    }
-}
+impl Layout for Persist {
+    type Recovered = Recovered;
 
-impl Storage for FileStorage {
-    type Persist = Persist;
-
-    fn persist(&mut self, actions: Vec<Persist>) -> Result<(), StorageError> {
-        let mut batch: Vec<Vec<u8>> = Vec::new();
-        for action in actions {
-            match action {
-                Persist::Append { index, entry } => {
-                    batch.push(encode_record("log record", &DiskEntry { index, entry })?)
-                }
-                Persist::Hard(h) => {
-                    // Entries before a vote in the same batch reach the disk first: the order
-                    // of the batch is the order of the core's decisions.
-                    self.log.append_batch(&std::mem::take(&mut batch))?;
-                    self.meta.write(&encode_record("meta", &h)?)?;
-                }
-                Persist::Snapshot {
-                    index,
-                    term,
-                    state,
-                    tail,
-                } => {
-                    // The entries kept after the snapshot go into the snapshot file itself, so no
-                    // crash can leave the new snapshot without them (the log is emptied after).
-                    batch.clear();
-                    let blob = encode_record("snapshot", &(index, term, &state, &tail))?;
-                    self.snapshot.write(&blob)?;
-                    self.log.reset()?;
-                }
-            }
-        }
-        self.log.append_batch(&std::mem::take(&mut batch))?;
-        self.log.flush_lazy(false)
-    }
-}
-
-/// An in-memory image of the data directory with the same semantics, for simulations. With
-/// `lazy` (the bug `ack-before-persist`) appends wait in `buffer` until [`MemDisk::tick`]
-/// writes them out, and [`MemDisk::crash`] loses them.
-#[derive(Debug, Clone, Default)]
-pub struct MemDisk {
-    pub recovered: Recovered,
-    pub lazy: bool,
-    buffer: Vec<Persist>,
-    last_flush: Millis,
-}
-
-impl MemDisk {
-    pub fn new(lazy: bool) -> Self {
-        MemDisk {
-            lazy,
-            ..MemDisk::default()
-        }
+    fn open(dir: &Path, lazy: bool) -> Result<(DataDir, Recovered), StorageError> {
+        type Snap = (u64, u64, KvState, Vec<Entry>);
+        let recover = |f: Files<'_, HardState, Snap>| {
+            let (snap_index, snap_term, state, entries) = f.snapshot.unwrap_or_default();
+            let hard = f.meta.unwrap_or_default();
+            Ok(Recovered {
+                hard,
+                snap_index,
+                snap_term,
+                state,
+                entries,
+            })
+        };
+        let replay = |rec: &mut Recovered, d: DiskEntry| rec.replay(d.index, d.entry);
+        DataDir::open(dir, ("meta", "meta"), lazy, recover, replay)
     }
 
-    pub fn persist(&mut self, now: Millis, actions: &[Persist]) {
-        for a in actions {
-            match a {
-                Persist::Append { .. } if self.lazy => self.buffer.push(a.clone()),
-                Persist::Snapshot { .. } if self.lazy => {
-                    self.buffer.clear();
-                    self.recovered.apply(a);
-                }
-                _ => {
-                    for b in std::mem::take(&mut self.buffer) {
-                        self.recovered.apply(&b);
-                    }
-                    self.recovered.apply(a);
-                }
+    fn write(self, dir: &mut DataDir) -> Result<(), StorageError> {
+        match self {
+            Persist::Append { index, entry } => {
+                dir.append("log record", &DiskEntry { index, entry })?
             }
+            Persist::Hard(h) => dir.write_meta(&h)?,
+            Persist::Snapshot {
+                index,
+                term,
+                state,
+                tail,
+            } => dir.replace_log(&(index, term, &state, &tail))?,
         }
-        if now >= self.last_flush + LAZY_FLUSH_MS {
-            self.last_flush = now;
-            for b in std::mem::take(&mut self.buffer) {
-                self.recovered.apply(&b);
-            }
-        }
-    }
-
-    /// The process died: what only lived in its memory is gone.
-    pub fn crash(&mut self) {
-        self.buffer.clear();
+        Ok(())
     }
 }
 
@@ -229,7 +155,9 @@ impl MemDisk {
 mod tests {
     use super::*;
     use crate::msg::EntryOp;
-    use faultline_replica::Command;
+    use faultline_replica::testkit::{assert_recovers_as_modelled, state_with};
+    use faultline_replica::{encode_record, Command, Log};
+    use faultline_replica::{OpenStorage, Storage};
 
     fn e(term: u64, i: i64) -> Entry {
         Entry {
@@ -247,15 +175,6 @@ mod tests {
 
     #[test]
     fn file_storage_recovers_what_the_mem_disk_models() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut st, rec) = FileStorage::open(dir.path(), false).unwrap();
-        assert_eq!(rec, Recovered::default());
-        let mut mem = MemDisk::new(false);
-        let mut state = KvState::new();
-        state.apply(&Command::Write {
-            key: "s".into(),
-            value: 1,
-        });
         let batches = vec![
             vec![
                 Persist::Hard(HardState {
@@ -273,20 +192,14 @@ mod tests {
                 Persist::Snapshot {
                     index: 3,
                     term: 2,
-                    state: state.clone(),
+                    state: state_with("s", 1),
                     tail: vec![e(2, 40)],
                 },
                 app(5, e(2, 50)),
             ],
             vec![app(5, e(3, 51))],
         ];
-        for b in batches {
-            mem.persist(0, &b);
-            st.persist(b).unwrap();
-        }
-        drop(st);
-        let (_, rec) = FileStorage::open(dir.path(), false).unwrap();
-        assert_eq!(rec, mem.recovered);
+        let rec = assert_recovers_as_modelled::<FileStorage>(batches);
         assert_eq!((rec.snap_index, rec.snap_term), (3, 2));
         assert_eq!(rec.entries, vec![e(2, 40), e(3, 51)]);
         assert_eq!(rec.hard.vote.as_deref(), Some("n1"));

@@ -224,6 +224,13 @@ impl Log {
 /// at most once per interval, so a node acknowledges what a `kill -9` then loses. Without one
 /// it is the plain log (every batch fsynced). A clean drop writes the buffer out: only a crash
 /// loses it.
+/// The planted bug that acknowledges log records before they are durable (see [`LazyLog`]).
+pub const BUG_ACK_BEFORE_PERSIST: &str = "ack-before-persist";
+
+/// How long the planted bug `ack-before-persist` keeps log records in user space before
+/// writing them out, in ms.
+pub const LAZY_FLUSH_MS: u64 = 1_000;
+
 #[derive(Debug)]
 pub struct LazyLog {
     log: Log,

@@ -2,11 +2,9 @@
 //! sockets: the same client-visible behaviour, so each crate's `tests/cluster.rs` only names
 //! its `serve`.
 
-use std::time::{Duration, Instant};
-
 use faultline_protocol::{ErrorCode, Op, Role, Status};
 
-use super::{configs, index_of, wait_for, Client, Node, ServeFn};
+use super::{configs, index_of, report_throughput, start_all, wait_for, Client, Node, ServeFn};
 
 /// The leader every node agrees on (same term, same leader), if any.
 pub fn leader_of(statuses: &[(String, Status)]) -> Option<String> {
@@ -28,11 +26,7 @@ pub fn replicate_fail_over_and_recover<E: std::fmt::Debug + Send + 'static>(serv
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let settings = serde_json::json!({"heartbeat": "20ms", "election_timeout": ["100ms", "200ms"]});
     let configs = configs(&dirs, settings);
-    let mut nodes: Vec<Node<E>> = configs
-        .iter()
-        .cloned()
-        .map(|c| Node::start(c, serve))
-        .collect();
+    let mut nodes: Vec<Node<E>> = start_all(&configs, serve);
 
     let statuses = wait_for(&configs, &[], "a leader", |s| leader_of(s).is_some());
     let first = leader_of(&statuses).unwrap();
@@ -40,14 +34,7 @@ pub fn replicate_fail_over_and_recover<E: std::fmt::Debug + Send + 'static>(serv
 
     // Writes and reads through the leader, pipelined on one connection.
     let mut c = Client::connect(configs[li].client_addr);
-    let ops = (0..300)
-        .map(|i| Op::Write {
-            key: format!("k{}", i % 5),
-            value: i,
-        })
-        .collect();
-    let replies = c.pipeline(ops);
-    assert!(replies.values().all(|r| r.ok), "{replies:?}");
+    c.write_all(300, 5);
     assert_eq!(c.call(Op::Read { key: "k4".into() }).value, Some(Some(299)));
     let r = c.call(Op::Cas {
         key: "k4".into(),
@@ -141,34 +128,19 @@ pub fn forward_lease_reads_and_restart<E: std::fmt::Debug + Send + 'static>(serv
         "forward": true, "read": "lease", "snapshot_threshold": 50
     });
     let configs = configs(&dirs, settings);
-    let mut nodes: Vec<Node<E>> = configs
-        .iter()
-        .cloned()
-        .map(|c| Node::start(c, serve))
-        .collect();
+    let mut nodes: Vec<Node<E>> = start_all(&configs, serve);
     let statuses = wait_for(&configs, &[], "a leader", |s| leader_of(s).is_some());
     let leader = leader_of(&statuses).unwrap();
     let fi = (index_of(&configs, &leader) + 1) % 3;
     let mut c = Client::connect(configs[fi].client_addr);
     // Enough writes through a follower to compact the logs a few times.
-    let ops = (0..200)
-        .map(|i| Op::Write {
-            key: format!("k{}", i % 3),
-            value: i,
-        })
-        .collect();
-    let replies = c.pipeline(ops);
-    assert!(replies.values().all(|r| r.ok), "{replies:?}");
+    c.write_all(200, 3);
     assert_eq!(c.call(Op::Read { key: "k2".into() }).value, Some(Some(197)));
     for n in nodes.iter_mut() {
         n.stop();
     }
     // Restart everything: state comes back from snapshots and logs.
-    let mut nodes: Vec<Node<E>> = configs
-        .iter()
-        .cloned()
-        .map(|c| Node::start(c, serve))
-        .collect();
+    let mut nodes: Vec<Node<E>> = start_all(&configs, serve);
     wait_for(&configs, &[], "a leader after a full restart", |s| {
         leader_of(s).is_some()
     });
@@ -188,46 +160,41 @@ pub fn throughput_report<E: std::fmt::Debug + Send + 'static>(
 ) {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let configs = configs(&dirs, serde_json::json!({}));
-    let _nodes: Vec<Node<E>> = configs
-        .iter()
-        .cloned()
-        .map(|c| Node::start(c, serve))
-        .collect();
+    let _nodes: Vec<Node<E>> = start_all(&configs, serve);
     let statuses = wait_for(&configs, &[], "a leader", |s| leader_of(s).is_some());
     let leader = leader_of(&statuses).unwrap();
     let addr = configs[index_of(&configs, &leader)].client_addr;
-    let secs = 3;
-    let clients: usize = std::env::var(clients_var)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(64);
-    let start = Instant::now();
-    let threads: Vec<_> = (0..clients)
-        .map(|c| {
-            std::thread::spawn(move || {
-                let mut client = Client::connect(addr);
-                let (mut n, mut ok) = (0u64, 0u64);
-                while start.elapsed() < Duration::from_secs(secs) {
-                    n += 1;
-                    let op = Op::Write {
-                        key: format!("k{}", n % 8),
-                        value: (c as i64) << 32 | n as i64,
-                    };
-                    ok += u64::from(client.call(op).ok);
-                }
-                (n, ok)
-            })
-        })
-        .collect();
-    let (mut total, mut ok) = (0, 0);
-    for t in threads {
-        let (n, o) = t.join().unwrap();
-        total += n;
-        ok += o;
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    eprintln!(
-        "{clients} clients: {total} writes ({ok} ok) in {elapsed:.2}s = {:.0} acked writes/s",
-        ok as f64 / elapsed
-    );
+    report_throughput(addr, clients_var, 64, |c, n| Op::Write {
+        key: format!("k{}", n % 8),
+        value: (c as i64) << 32 | n as i64,
+    });
+}
+
+/// The contract tests of a consensus node crate, in its `tests/cluster.rs`:
+/// `faultline_replica::consensus_tests!(faultline_raft, "RAFT_CLIENTS");` (the variable sets
+/// the clients of the ignored throughput report).
+#[macro_export]
+macro_rules! consensus_tests {
+    ($node:ident, $clients_var:literal) => {
+        const SERVE: $crate::testkit::ServeFn<$node::Error> =
+            |c, stop| Box::pin($node::serve(c, stop));
+
+        #[test]
+        fn three_nodes_replicate_fail_over_and_recover() {
+            $crate::testkit::consensus::replicate_fail_over_and_recover(SERVE);
+        }
+
+        #[test]
+        fn followers_forward_and_lease_reads_work() {
+            $crate::testkit::consensus::forward_lease_reads_and_restart(SERVE);
+        }
+
+        /// Prints closed-loop write throughput: run it with
+        /// `cargo test -p <crate> --release --test cluster -- --ignored --nocapture`.
+        #[test]
+        #[ignore]
+        fn throughput_report() {
+            $crate::testkit::consensus::throughput_report(SERVE, $clients_var);
+        }
+    };
 }

@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 
 pub mod consensus;
 pub mod core;
+pub mod settings;
 
 /// `n` distinct free ports on a loopback address of this process's own (`127.x.y.z`, from its
 /// pid), all bound at once and then released: no two are the same, and a connection to
@@ -138,6 +139,18 @@ impl Client {
         decode_response(reply.trim_end().as_bytes()).unwrap()
     }
 
+    /// Pipeline `n` writes, `k{i % keys} = i` for `i` in `0..n`; every one must succeed.
+    pub fn write_all(&mut self, n: i64, keys: i64) {
+        let ops = (0..n)
+            .map(|i| Op::Write {
+                key: format!("k{}", i % keys),
+                value: i,
+            })
+            .collect();
+        let replies = self.pipeline(ops);
+        assert!(replies.values().all(|r| r.ok), "{replies:?}");
+    }
+
     /// Pipeline `ops` and collect responses by id.
     pub fn pipeline(&mut self, ops: Vec<Op>) -> BTreeMap<u64, Response> {
         let mut buf = Vec::new();
@@ -217,7 +230,95 @@ pub fn wait_for(
     }
 }
 
+/// Start a node for every config.
+pub fn start_all<E: std::fmt::Debug + Send + 'static>(
+    configs: &[NodeConfig],
+    serve: ServeFn<E>,
+) -> Vec<Node<E>> {
+    configs
+        .iter()
+        .cloned()
+        .map(|c| Node::start(c, serve))
+        .collect()
+}
+
+/// Closed-loop load for 3 s from as many clients as the environment variable `clients_var`
+/// says (else `clients`), each sending `op(client, n)` for its `n`-th operation to `addr`;
+/// prints the throughput. Not a pass/fail test of speed (tests do not assert wall-clock
+/// figures).
+pub fn report_throughput(
+    addr: SocketAddr,
+    clients_var: &str,
+    clients: usize,
+    op: fn(usize, u64) -> Op,
+) {
+    let secs = 3;
+    let clients: usize = std::env::var(clients_var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(clients);
+    let start = Instant::now();
+    let threads: Vec<_> = (0..clients)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let mut client = Client::connect(addr);
+                let (mut n, mut ok) = (0u64, 0u64);
+                while start.elapsed() < Duration::from_secs(secs) {
+                    n += 1;
+                    ok += u64::from(client.call(op(c, n)).ok);
+                }
+                (n, ok)
+            })
+        })
+        .collect();
+    let (mut total, mut ok) = (0, 0);
+    for t in threads {
+        let (n, o) = t.join().unwrap();
+        total += n;
+        ok += o;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    eprintln!(
+        "{clients} clients: {total} ops ({ok} ok) in {elapsed:.2}s = {:.0} ops/s, {:.0} ok/s",
+        total as f64 / elapsed,
+        ok as f64 / elapsed
+    );
+}
+
 /// The position of node `id` in `configs`.
 pub fn index_of(configs: &[NodeConfig], id: &str) -> usize {
     configs.iter().position(|c| c.id == id).unwrap()
+}
+
+/// A state machine that holds `key = value`.
+pub fn state_with(key: &str, value: i64) -> crate::KvState {
+    let mut state = crate::KvState::new();
+    state.apply(&crate::Command::Write {
+        key: key.to_owned(),
+        value,
+    });
+    state
+}
+
+/// Persist `batches` through the file storage `S` in a fresh data directory and into the
+/// simulator's in-memory disk: reopened, the files recover what the disk models. Returns it.
+#[cfg(feature = "sim")]
+pub fn assert_recovers_as_modelled<S>(batches: Vec<Vec<S::Persist>>) -> S::Recovered
+where
+    S: crate::OpenStorage,
+    S::Persist: Clone,
+    S::Recovered: crate::sim::DiskImage<Persist = S::Persist> + PartialEq + std::fmt::Debug,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let (mut st, rec) = S::open(dir.path(), false).unwrap();
+    assert_eq!(rec, S::Recovered::default());
+    let mut mem = crate::sim::Disk::<S::Recovered>::new(false);
+    for b in batches {
+        mem.persist(0, &b);
+        st.persist(b).unwrap();
+    }
+    drop(st);
+    let (_, rec) = S::open(dir.path(), false).unwrap();
+    assert_eq!(rec, mem.recovered);
+    rec
 }
