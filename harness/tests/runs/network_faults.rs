@@ -109,3 +109,31 @@ fn sync_over_slow_links_stays_valid() {
         .collect();
     assert_eq!(links.len(), 2, "both link faults fired");
 }
+
+/// The planted bug `stale-backup-reads`: backups kept 40 ms behind by a delayed link answer
+/// reads themselves, so reads miss acknowledged writes. Every stale read listed was served by a
+/// backup, and the primary never changed.
+#[test]
+fn backups_answering_reads_serve_stale_values() {
+    let r = cell("bug-stale-backup-reads");
+    let c = &r["consistency"];
+    assert_eq!(r["verdict"], "invalid");
+    assert!(c["stale_reads"].as_u64().unwrap() > 0);
+    assert!(c["two_leaders"].as_array().unwrap().is_empty());
+    let stale: Vec<&serde_json::Value> = c["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["kind"] == "stale-read")
+        .collect();
+    assert!(!stale.is_empty());
+    for v in stale {
+        let read = v["ops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["id"] == v["read"])
+            .unwrap();
+        assert_ne!(read["node"], "n1", "a stale read from the primary: {v}");
+    }
+}
