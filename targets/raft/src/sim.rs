@@ -112,7 +112,10 @@ impl Carries for Entry {
 mod tests {
     use super::*;
     use crate::settings::ReadMode;
-    use crate::{BUG_COMMIT_WITHOUT_QUORUM, BUG_FORGET_VOTE_ON_RESTART, BUG_STALE_LOCAL_READS};
+    use crate::{
+        BUG_ACK_BEFORE_PERSIST, BUG_COMMIT_WITHOUT_QUORUM, BUG_FORGET_VOTE_ON_RESTART,
+        BUG_LEASE_WITHOUT_MARGIN, BUG_STALE_LOCAL_READS,
+    };
     use faultline_replica::sim::{
         assert_safe_runs, first_catch, print_catches, random_run, Workload,
     };
@@ -152,6 +155,19 @@ mod tests {
             let w = Workload::new(8_000);
             let caught = first_catch::<Raft>(1..=12, bug, &w, settings_for, |_| {});
             assert!(caught.is_some(), "{bug}: no seed caught it");
+        }
+    }
+
+    /// The plain workload also catches these two, at the seeds `planted_bug_catches` found:
+    /// ack-before-persist as a leader missing a committed entry (seed 7), lease-without-margin
+    /// as a stale read (seed 4). The seeds are pinned: a change that stops them catching fails
+    /// here, and `planted_bug_catches` finds the new ones.
+    #[test]
+    fn pinned_seeds_catch_ack_before_persist_and_lease_without_margin() {
+        for (bug, seed) in [(BUG_ACK_BEFORE_PERSIST, 7), (BUG_LEASE_WITHOUT_MARGIN, 4)] {
+            let w = Workload::new(8_000);
+            let caught = first_catch::<Raft>(seed..=seed, bug, &w, settings_for, |_| {});
+            assert!(caught.is_some(), "{bug}: seed {seed} no longer catches it");
         }
     }
 
