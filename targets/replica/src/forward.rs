@@ -32,6 +32,25 @@ pub struct ForwardReply {
     pub result: OpResult,
 }
 
+/// Implements `From<Forward>` and `From<ForwardReply>` for a core's message enum `$msg`,
+/// whose variants `Forward` and `ForwardReply` carry them (what [`ForwardingCore::Msg`] needs).
+#[macro_export]
+macro_rules! forward_messages {
+    ($msg:ty) => {
+        impl From<$crate::forward::Forward> for $msg {
+            fn from(forward: $crate::forward::Forward) -> Self {
+                Self::Forward(forward)
+            }
+        }
+
+        impl From<$crate::forward::ForwardReply> for $msg {
+            fn from(reply: $crate::forward::ForwardReply) -> Self {
+                Self::ForwardReply(reply)
+            }
+        }
+    };
+}
+
 /// Who waits for the outcome of a client operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Waiter {
@@ -234,20 +253,10 @@ mod tests {
     #[derive(Debug, PartialEq)]
     enum TestMsg {
         Forward(Forward),
-        Reply(ForwardReply),
+        ForwardReply(ForwardReply),
     }
 
-    impl From<Forward> for TestMsg {
-        fn from(forward: Forward) -> Self {
-            TestMsg::Forward(forward)
-        }
-    }
-
-    impl From<ForwardReply> for TestMsg {
-        fn from(reply: ForwardReply) -> Self {
-            TestMsg::Reply(reply)
-        }
-    }
+    crate::forward_messages!(TestMsg);
 
     /// A node that knows `leader` and, when it leads, records the operations it runs.
     struct TestCore {
@@ -353,7 +362,7 @@ mod tests {
         assert_eq!(leader.ran.len(), 1, "a duplicate forward ran again");
         let (waiter, _) = leader.ran.pop().unwrap();
         leader.answer(waiter, OpResult::Done, &mut at_leader);
-        let Some((to, TestMsg::Reply(reply))) = at_leader.messages.pop() else {
+        let Some((to, TestMsg::ForwardReply(reply))) = at_leader.messages.pop() else {
             panic!("no reply to the follower");
         };
         assert_eq!(to, "n2");

@@ -15,11 +15,13 @@ mod logging;
 pub mod node;
 pub mod outcome;
 pub mod peer;
+pub mod probe;
 pub mod process;
 pub mod server;
 pub mod settings;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod timing;
 
 pub use codec::{CodecError, FORMAT_VERSION};
 pub use driver::{drive, ClientToken, Core, DriverError, DriverIo, Input, Millis, Outbox, Storage};

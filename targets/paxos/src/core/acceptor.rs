@@ -223,18 +223,10 @@ impl PaxosCore {
     /// A data directory that has never been an acceptor asks its peers whether the cluster
     /// is fresh (every one of them empty).
     pub(super) fn probe(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        if self.commit != 0 || !self.accepted.is_empty() || !self.chosen.is_empty() {
-            return;
-        }
-        if self
-            .last_probe
-            .is_some_and(|t| now < t + self.timing.heartbeat)
-        {
-            return;
-        }
-        self.last_probe = Some(now);
-        for p in self.peers() {
-            out.send(p, Msg::Probe);
+        if self.commit == 0 && self.accepted.is_empty() && self.chosen.is_empty() {
+            let peers = self.peers();
+            self.empty_probe
+                .send(now, self.timing.heartbeat, peers, Msg::Probe, out);
         }
     }
 
@@ -248,15 +240,10 @@ impl PaxosCore {
         if self.meta.acceptor || self.commit != 0 || !self.accepted.is_empty() {
             return;
         }
-        if !empty {
-            self.probe_empty.remove(&from);
+        let peer_count = self.nodes.len() - 1;
+        let Some(max) = self.empty_probe.answer(from, empty, promised, peer_count) else {
             return;
-        }
-        self.probe_empty.insert(from, promised);
-        if self.probe_empty.len() + 1 < self.nodes.len() {
-            return;
-        }
-        let max = self.probe_empty.values().copied().max().unwrap_or_default();
+        };
         self.meta.promised = self.meta.promised.max(max);
         self.max_round = self.max_round.max(max.round);
         self.meta.acceptor = true;

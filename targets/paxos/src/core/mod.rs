@@ -14,6 +14,8 @@ use std::collections::{BTreeMap, VecDeque};
 
 use faultline_protocol::{Role, Status};
 use faultline_replica::forward::{applied_result, failure, ForwardingCore, Waiter};
+use faultline_replica::probe::EmptyProbe;
+use faultline_replica::timing::Timing;
 use faultline_replica::{Core, Forwarded, ForwardsSeen, Input, KvState, Millis, Outbox};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -48,15 +50,6 @@ pub(crate) struct Bugs {
     pub skip_phase1_recovery: bool,
     pub stale_local_reads: bool,
     pub accept_lower_ballot: bool,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Timing {
-    pub heartbeat: Millis,
-    pub election_timeout_min: Millis,
-    pub election_timeout_max: Millis,
-    pub clock_drift: Millis,
-    pub request_timeout: Millis,
 }
 
 #[derive(Debug)]
@@ -182,17 +175,14 @@ pub struct PaxosCore {
     pub(crate) promise_blocked_until: Millis,
     /// Amnesia guard: the leader's last proposed slot when this non-acceptor first heard it.
     pub(crate) catch_up_target: Option<(Ballot, u64)>,
-    pub(crate) probe_empty: BTreeMap<String, Ballot>,
-    pub(crate) last_probe: Option<Millis>,
+    /// Amnesia guard, bootstrap path: the peers that answered a [`Msg::Probe`] empty, and
+    /// their promises.
+    pub(crate) empty_probe: EmptyProbe<Ballot>,
     /// When this node last asked the leader for chosen values it lacks.
     pub(crate) gap_asked: Option<Millis>,
     /// Forwarded requests waiting for the leader.
     pub(crate) forwarded: Forwarded,
     pub(crate) next_tag: u64,
-}
-
-pub(crate) fn ms(d: std::time::Duration) -> Millis {
-    d.as_millis() as Millis
 }
 
 impl PaxosCore {
@@ -213,14 +203,12 @@ impl PaxosCore {
             stale_local_reads: has(BUG_STALE_LOCAL_READS),
             accept_lower_ballot: has(BUG_ACCEPT_LOWER_BALLOT),
         };
-        let timing = Timing {
-            heartbeat: ms(settings.heartbeat).max(1),
-            election_timeout_min: ms(settings.election_timeout[0]).max(2),
-            election_timeout_max: ms(settings.election_timeout[1])
-                .max(ms(settings.election_timeout[0]).max(2)),
-            clock_drift: ms(settings.clock_drift),
-            request_timeout: ms(settings.request_timeout).max(1),
-        };
+        let timing = Timing::new(
+            settings.heartbeat,
+            settings.election_timeout,
+            settings.clock_drift,
+            settings.request_timeout,
+        );
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let incarnation = rng.gen::<u64>();
         let next_tag = (rng.gen::<u64>() >> 20) << 20;
@@ -255,8 +243,7 @@ impl PaxosCore {
             takeover_deadline: 0,
             promise_blocked_until: 0,
             catch_up_target: None,
-            probe_empty: BTreeMap::new(),
-            last_probe: None,
+            empty_probe: EmptyProbe::default(),
             gap_asked: None,
             forwarded: Forwarded::new(incarnation),
             next_tag,
@@ -344,7 +331,7 @@ impl PaxosCore {
     }
 
     pub(crate) fn reset_takeover_timer(&mut self, now: Millis) {
-        let span = self.timing.election_timeout_max - self.timing.election_timeout_min;
+        let span = self.timing.election_span();
         self.takeover_deadline =
             now + self.timing.election_timeout_min + self.rng.gen_range(0..=span);
     }

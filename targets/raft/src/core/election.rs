@@ -227,18 +227,10 @@ impl RaftCore {
     /// peer holds an empty log, no entry was ever committed and it may vote, skipping every
     /// term a peer has reached (it may have voted in them before losing its disk).
     pub(super) fn probe(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        if self.last_index() != 0 {
-            return;
-        }
-        if self
-            .last_probe
-            .is_some_and(|t| now < t + self.timing.heartbeat)
-        {
-            return;
-        }
-        self.last_probe = Some(now);
-        for p in self.peers() {
-            out.send(p, Msg::Probe);
+        if self.last_index() == 0 {
+            let peers = self.peers();
+            self.empty_probe
+                .send(now, self.timing.heartbeat, peers, Msg::Probe, out);
         }
     }
 
@@ -252,15 +244,10 @@ impl RaftCore {
         if self.hard.voter || self.last_index() != 0 {
             return;
         }
-        if last != 0 {
-            self.probe_empty.remove(&from);
+        let peer_count = self.nodes.len() - 1;
+        let Some(max_term) = self.empty_probe.answer(from, last == 0, term, peer_count) else {
             return;
-        }
-        self.probe_empty.insert(from, term);
-        if self.probe_empty.len() + 1 < self.nodes.len() {
-            return;
-        }
-        let max_term = self.probe_empty.values().copied().max().unwrap_or(0);
+        };
         if max_term > self.hard.term {
             self.hard.term = max_term;
             self.hard.vote = Some(self.id.clone());

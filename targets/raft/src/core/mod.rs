@@ -13,6 +13,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use faultline_protocol::{Role, Status};
 use faultline_replica::forward::{applied_result, failure, ForwardingCore, Waiter};
+use faultline_replica::probe::EmptyProbe;
+use faultline_replica::timing::Timing;
 use faultline_replica::{Core, Forwarded, ForwardsSeen, Input, KvState, Millis, Outbox};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -52,15 +54,6 @@ pub(crate) struct Bugs {
     pub commit_without_quorum: bool,
     pub forget_vote_on_restart: bool,
     pub lease_without_margin: bool,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Timing {
-    pub heartbeat: Millis,
-    pub election_timeout_min: Millis,
-    pub election_timeout_max: Millis,
-    pub clock_drift: Millis,
-    pub request_timeout: Millis,
 }
 
 #[derive(Debug)]
@@ -168,15 +161,11 @@ pub struct RaftCore {
     /// Votes are refused until then: a leader was heard recently (thesis §4.2.3), or this
     /// process just started and may have acknowledged a leader's lease before it crashed.
     pub(crate) vote_blocked_until: Millis,
-    /// Peers that answered a [`Msg::Probe`] with an empty log, and the highest term among them.
-    pub(crate) probe_empty: BTreeMap<String, u64>,
-    pub(crate) last_probe: Option<Millis>,
+    /// Amnesia guard, bootstrap path: the peers that answered a [`Msg::Probe`] with an empty
+    /// log, and their terms.
+    pub(crate) empty_probe: EmptyProbe<u64>,
     /// Forwarded requests waiting for the leader.
     pub(crate) forwarded: Forwarded,
-}
-
-pub(crate) fn ms(d: std::time::Duration) -> Millis {
-    d.as_millis() as Millis
 }
 
 impl RaftCore {
@@ -201,14 +190,12 @@ impl RaftCore {
         if bugs.forget_vote_on_restart {
             recovered.hard.vote = None;
         }
-        let timing = Timing {
-            heartbeat: ms(settings.heartbeat).max(1),
-            election_timeout_min: ms(settings.election_timeout[0]).max(2),
-            election_timeout_max: ms(settings.election_timeout[1])
-                .max(ms(settings.election_timeout[0]).max(2)),
-            clock_drift: ms(settings.clock_drift),
-            request_timeout: ms(settings.request_timeout).max(1),
-        };
+        let timing = Timing::new(
+            settings.heartbeat,
+            settings.election_timeout,
+            settings.clock_drift,
+            settings.request_timeout,
+        );
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let incarnation = rng.gen::<u64>();
         let quorum = nodes.len() / 2 + 1;
@@ -233,8 +220,7 @@ impl RaftCore {
             election_deadline: 0,
             votes_sent: 0,
             vote_blocked_until: 0,
-            probe_empty: BTreeMap::new(),
-            last_probe: None,
+            empty_probe: EmptyProbe::default(),
             forwarded: Forwarded::new(incarnation),
         }
     }
@@ -334,7 +320,7 @@ impl RaftCore {
     }
 
     pub(crate) fn reset_election_timer(&mut self, now: Millis) {
-        let span = self.timing.election_timeout_max - self.timing.election_timeout_min;
+        let span = self.timing.election_span();
         self.election_deadline =
             now + self.timing.election_timeout_min + self.rng.gen_range(0..=span);
     }
