@@ -2,6 +2,7 @@
 //! explicit partitions and crashes. Every step still runs the simulator's safety checks.
 
 use faultline_protocol::Role;
+use faultline_replica::forward::ForwardingCore;
 use faultline_replica::testkit::core::{others, read, write};
 
 use crate::msg::{Accept, Msg, Nack, Value};

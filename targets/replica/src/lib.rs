@@ -7,6 +7,7 @@
 //! wires them with [`server`], [`peer::PeerNet`] and [`driver::drive`].
 
 pub mod codec;
+pub mod dispatch;
 pub mod driver;
 pub mod forward;
 pub mod kv;

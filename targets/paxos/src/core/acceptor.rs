@@ -1,6 +1,7 @@
 //! The acceptor and learner side: phase 1b (promise), phase 2b (accept), learning chosen
 //! values from a leader's announcements, catch-up and snapshots, and the amnesia guard.
 
+use faultline_replica::dispatch::Handlers;
 use faultline_replica::{Millis, Outbox};
 
 use super::{PaxosCore, State};

@@ -5,8 +5,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use faultline_replica::dispatch::Handlers;
 use faultline_replica::forward::{failure, ForwardingCore};
-use faultline_replica::{ForwardsSeen, KvState, Millis, Outbox};
+use faultline_replica::{KvState, Millis, Outbox};
 
 use super::{Leader, PaxosCore, Peer, Preparing, Proposal, State};
 use crate::msg::{
@@ -176,6 +177,7 @@ impl PaxosCore {
                 )
             })
             .collect();
+        self.forwarding.lead();
         self.state = State::Leader(Box::new(Leader {
             ballot,
             next_slot: end + 1,
@@ -189,7 +191,6 @@ impl PaxosCore {
             last_heartbeat: 0,
             since: now,
             lease_until: 0,
-            forwards_seen: ForwardsSeen::default(),
         }));
         self.leader = Some(self.id.clone());
         self.leader_ballot = ballot;

@@ -12,11 +12,12 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use faultline_protocol::{Role, Status};
-use faultline_replica::forward::{applied_result, failure, ForwardingCore, Waiter};
+use faultline_protocol::Role;
+use faultline_replica::dispatch::Handlers;
+use faultline_replica::forward::{applied_result, failure, ForwardState, ForwardingCore, Waiter};
 use faultline_replica::probe::EmptyProbe;
 use faultline_replica::timing::Timing;
-use faultline_replica::{Core, Forwarded, ForwardsSeen, Input, KvState, Millis, Outbox};
+use faultline_replica::{Core, Input, KvState, Millis, Outbox};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -48,7 +49,6 @@ pub const BUG_ACCEPT_LOWER_BALLOT: &str = "accept-lower-ballot";
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Bugs {
     pub skip_phase1_recovery: bool,
-    pub stale_local_reads: bool,
     pub accept_lower_ballot: bool,
 }
 
@@ -99,7 +99,6 @@ pub(crate) struct Leader {
     pub last_heartbeat: Millis,
     pub since: Millis,
     pub lease_until: Millis,
-    pub forwards_seen: ForwardsSeen,
 }
 
 /// Phase 1 in progress.
@@ -180,8 +179,8 @@ pub struct PaxosCore {
     pub(crate) empty_probe: EmptyProbe<Ballot>,
     /// When this node last asked the leader for chosen values it lacks.
     pub(crate) gap_asked: Option<Millis>,
-    /// Forwarded requests waiting for the leader.
-    pub(crate) forwarded: Forwarded,
+    /// Forwarded requests waiting for the leader, and those this leader ran.
+    pub(crate) forwarding: ForwardState,
     pub(crate) next_tag: u64,
 }
 
@@ -200,7 +199,6 @@ impl PaxosCore {
         let has = |b: &str| bugs.iter().any(|x| x == b);
         let bugs = Bugs {
             skip_phase1_recovery: has(BUG_SKIP_PHASE1_RECOVERY),
-            stale_local_reads: has(BUG_STALE_LOCAL_READS),
             accept_lower_ballot: has(BUG_ACCEPT_LOWER_BALLOT),
         };
         let timing = Timing::new(
@@ -211,6 +209,13 @@ impl PaxosCore {
         );
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let incarnation = rng.gen::<u64>();
+        let forwarding = ForwardState::new(
+            settings.forward,
+            has(BUG_STALE_LOCAL_READS),
+            "takeover in progress",
+            timing.request_timeout,
+            incarnation,
+        );
         let next_tag = (rng.gen::<u64>() >> 20) << 20;
         let quorum = nodes.len() / 2 + 1;
         let ballot_node = nodes
@@ -245,7 +250,7 @@ impl PaxosCore {
             catch_up_target: None,
             empty_probe: EmptyProbe::default(),
             gap_asked: None,
-            forwarded: Forwarded::new(incarnation),
+            forwarding,
             next_tag,
         }
     }
@@ -277,19 +282,6 @@ impl PaxosCore {
         self.commit
     }
 
-    pub fn status(&self) -> Status {
-        Status {
-            node: self.id.clone(),
-            role: self.role(),
-            term: self.ballot().as_term(),
-            leader: self.leader.clone(),
-            commit: self.commit,
-            applied: Some(self.applied),
-            // Filled in by the driver, which sees role changes as they happen.
-            role_us: None,
-        }
-    }
-
     pub fn inspect(&self) -> Inspect {
         Inspect {
             role: self.role(),
@@ -303,14 +295,6 @@ impl PaxosCore {
             accepted: self.accepted.clone(),
             kv: self.kv.clone(),
         }
-    }
-
-    pub(crate) fn peers(&self) -> Vec<String> {
-        self.nodes
-            .iter()
-            .filter(|n| **n != self.id)
-            .cloned()
-            .collect()
     }
 
     /// This node's bit in a proposal's acknowledgements.
@@ -543,35 +527,6 @@ impl PaxosCore {
     }
 
     // ---- timers --------------------------------------------------------------------------
-
-    fn boot(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        if self.booted {
-            return;
-        }
-        self.booted = true;
-        // After a restart this node may have acknowledged a leader's lease just before it
-        // died: refuse promises to others for one minimum timeout, as if it had just heard it.
-        self.promise_blocked_until = now + self.timing.election_timeout_min;
-        self.reset_takeover_timer(now);
-        if !self.meta.acceptor && self.nodes.len() == 1 {
-            self.meta.acceptor = true;
-            self.persist_meta(out);
-        }
-        self.execute(out);
-    }
-
-    fn on_tick(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        if self.is_leader() {
-            self.tick_leader(now, out);
-        } else if !self.meta.acceptor {
-            self.probe(now, out);
-        } else if now >= self.takeover_deadline {
-            self.start_takeover(now, out);
-        } else {
-            self.resend_prepares(now, out);
-        }
-        self.expire_forwards(now, out);
-    }
 }
 
 impl Core for PaxosCore {
@@ -583,16 +538,7 @@ impl Core for PaxosCore {
     }
 
     fn step(&mut self, now: Millis, input: Input<Msg>, out: &mut Outbox<Msg, Persist>) {
-        self.boot(now, out);
-        match input {
-            Input::Client { token, request } => self.on_client(now, token, request, out),
-            Input::Peer { from, msg } => {
-                if from != self.id && self.nodes.contains(&from) {
-                    self.on_peer(now, from, msg, out);
-                }
-            }
-            Input::Tick => self.on_tick(now, out),
-        }
+        self.dispatch(now, input, out);
     }
 
     fn flush(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
@@ -602,7 +548,7 @@ impl Core for PaxosCore {
     }
 }
 
-impl PaxosCore {
+impl Handlers for PaxosCore {
     fn on_peer(&mut self, now: Millis, from: String, msg: Msg, out: &mut Outbox<Msg, Persist>) {
         match msg {
             Msg::Prepare(prepare) => self.on_prepare(now, from, prepare, out),
@@ -627,5 +573,38 @@ impl PaxosCore {
             }
             Msg::ProbeReply(reply) => self.on_probe_reply(from, reply, out),
         }
+    }
+
+    fn on_tick(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
+        if self.is_leader() {
+            self.tick_leader(now, out);
+        } else if !self.meta.acceptor {
+            self.probe(now, out);
+        } else if now >= self.takeover_deadline {
+            self.start_takeover(now, out);
+        } else {
+            self.resend_prepares(now, out);
+        }
+        self.expire_forwards(now, out);
+    }
+
+    fn start(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
+        // After a restart this node may have acknowledged a leader's lease just before it
+        // died: refuse promises to others for one minimum timeout, as if it had just heard it.
+        self.promise_blocked_until = now + self.timing.election_timeout_min;
+        self.reset_takeover_timer(now);
+        if !self.meta.acceptor && self.nodes.len() == 1 {
+            self.meta.acceptor = true;
+            self.persist_meta(out);
+        }
+        self.execute(out);
+    }
+
+    fn cluster(&self) -> (&str, &[String]) {
+        (&self.id, &self.nodes)
+    }
+
+    fn started(&mut self) -> Option<&mut bool> {
+        Some(&mut self.booted)
     }
 }

@@ -10,7 +10,8 @@ use crate::msg::{
 use crate::settings::Replication;
 
 impl PbCore {
-    pub(super) fn on_peer(
+    /// A peer message: fenced by view, then handled by kind.
+    pub(super) fn on_message(
         &mut self,
         now: Millis,
         from: String,

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use faultline_protocol::{ErrorCode, Request, Response, Role, Status};
+use faultline_replica::dispatch::{node_status, Handlers};
 use faultline_replica::forward::value_text;
 use faultline_replica::{Applied, ClientToken, Command, Core, Input, KvState, Millis, Outbox};
 
@@ -270,16 +271,14 @@ impl PbCore {
             State::Candidate(_) => None,
             _ => self.owner(self.seen_view).map(str::to_owned),
         };
-        Status {
-            node: self.id.clone(),
-            role: self.role(),
-            term: self.seen_view,
+        node_status(
+            &self.id,
+            self.role(),
+            self.seen_view,
             leader,
-            commit: self.commit,
-            applied: Some(self.applied),
-            // Filled in by the driver, which sees role changes as they happen.
-            role_us: None,
-        }
+            self.commit,
+            self.applied,
+        )
     }
 
     pub fn inspect(&self) -> Inspect {
@@ -310,10 +309,6 @@ impl PbCore {
                 .filter(|o| *o != self.id)
                 .map(str::to_owned),
         }
-    }
-
-    fn others(&self) -> impl Iterator<Item = &String> {
-        self.nodes.iter().filter(move |n| **n != self.id)
     }
 
     // ---- applying -------------------------------------------------------------------------
@@ -386,41 +381,6 @@ impl PbCore {
 
     // ---- timers ---------------------------------------------------------------------------
 
-    fn on_tick(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        let stalled = self
-            .last_tick
-            .is_some_and(|t| now.saturating_sub(t) > self.timing.stall);
-        self.last_tick = Some(now);
-        if stalled {
-            // We were paused or starved: give peers a fresh timeout before judging them, so a
-            // resumed node hears about newer views before acting on stale timers.
-            tracing::warn!(node = %self.id, "node loop stalled; restarting failure timers");
-            self.last_heartbeat = now;
-            if let State::Primary(p) = &mut self.state {
-                for progress in p.progress.values_mut() {
-                    progress.last_ack = now;
-                    progress.last_progress = now;
-                }
-            }
-        }
-        self.maybe_compact(out);
-        match &self.state {
-            State::Primary(_) => self.tick_primary(now, out),
-            State::Backup => {
-                if let Some(rank) = self.takeover_rank() {
-                    let wait = self.timing.takeover_timeout
-                        + rank as u64 * self.timing.takeover_timeout / 2;
-                    if now.saturating_sub(self.last_heartbeat) > wait {
-                        self.become_candidate(now, false);
-                        self.tick_candidate(now, out);
-                    }
-                }
-            }
-            State::Candidate(_) => self.tick_candidate(now, out),
-            State::Recovering => {}
-        }
-    }
-
     /// Fold applied entries into a snapshot once there are many, keeping what a primary may
     /// still have to send to a backup.
     fn maybe_compact(&mut self, out: &mut Outbox<Msg, Persist>) {
@@ -464,21 +424,58 @@ impl Core for PbCore {
     }
 
     fn step(&mut self, now: Millis, input: Input<Msg>, out: &mut Outbox<Msg, Persist>) {
-        match input {
-            Input::Client { token, request } => self.on_client(now, token, request, out),
-            Input::Peer { from, msg } => {
-                if from != self.id && self.nodes.contains(&from) {
-                    self.on_peer(now, from, msg, out);
-                }
-            }
-            Input::Tick => self.on_tick(now, out),
-        }
+        self.dispatch(now, input, out);
     }
 
     fn flush(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
         let eager =
             self.settings.replication == Replication::Sync && !self.bugs.ack_before_replicate;
         self.flush_primary(now, out, eager);
+    }
+}
+
+impl Handlers for PbCore {
+    fn on_peer(&mut self, now: Millis, from: String, msg: Msg, out: &mut Outbox<Msg, Persist>) {
+        self.on_message(now, from, msg, out);
+    }
+
+    fn on_tick(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
+        let stalled = self
+            .last_tick
+            .is_some_and(|t| now.saturating_sub(t) > self.timing.stall);
+        self.last_tick = Some(now);
+        if stalled {
+            // We were paused or starved: give peers a fresh timeout before judging them, so a
+            // resumed node hears about newer views before acting on stale timers.
+            tracing::warn!(node = %self.id, "node loop stalled; restarting failure timers");
+            self.last_heartbeat = now;
+            if let State::Primary(p) = &mut self.state {
+                for progress in p.progress.values_mut() {
+                    progress.last_ack = now;
+                    progress.last_progress = now;
+                }
+            }
+        }
+        self.maybe_compact(out);
+        match &self.state {
+            State::Primary(_) => self.tick_primary(now, out),
+            State::Backup => {
+                if let Some(rank) = self.takeover_rank() {
+                    let wait = self.timing.takeover_timeout
+                        + rank as u64 * self.timing.takeover_timeout / 2;
+                    if now.saturating_sub(self.last_heartbeat) > wait {
+                        self.become_candidate(now, false);
+                        self.tick_candidate(now, out);
+                    }
+                }
+            }
+            State::Candidate(_) => self.tick_candidate(now, out),
+            State::Recovering => {}
+        }
+    }
+
+    fn cluster(&self) -> (&str, &[String]) {
+        (&self.id, &self.nodes)
     }
 }
 

@@ -4,6 +4,7 @@
 use std::collections::{BTreeSet, VecDeque};
 
 use faultline_protocol::{ErrorCode, Op, Request, Response};
+use faultline_replica::dispatch::{ClientHandler, Handlers};
 use faultline_replica::{ClientToken, Command, Millis, Outbox};
 
 use super::{PbCore, Pending, Primary, Progress, State, ViewChange, MAX_APPEND};
@@ -163,8 +164,8 @@ impl PbCore {
             last,
             round: p.round,
         });
-        for n in self.nodes.iter().filter(|n| **n != self.id) {
-            out.send(n.clone(), msg.clone());
+        for n in self.peers() {
+            out.send(n, msg.clone());
         }
     }
 
@@ -186,68 +187,6 @@ impl PbCore {
                 .lease_until
                 .max(sent + self.timing.lease.saturating_sub(self.timing.clock_drift));
         }
-    }
-
-    pub(super) fn on_client(
-        &mut self,
-        now: Millis,
-        token: ClientToken,
-        req: Request,
-        out: &mut Outbox<Msg, Persist>,
-    ) {
-        if matches!(req.op, Op::Status) {
-            out.reply(token, Response::status(req.id, self.status()));
-            return;
-        }
-        let lease_on = self.settings.lease;
-        let State::Primary(p) = &mut self.state else {
-            if let (Op::Read { key }, true, State::Backup) =
-                (&req.op, self.bugs.stale_backup_reads, &self.state)
-            {
-                out.reply(token, Response::value(req.id, self.kv.read(key)));
-                return;
-            }
-            let resp = match self.state {
-                State::Candidate(_) => Response::error(req.id, ErrorCode::Unavailable)
-                    .with_message("taking over; no primary yet"),
-                _ => Response::not_leader(req.id, self.leader_hint()),
-            };
-            out.reply(token, resp);
-            return;
-        };
-        if p.change.is_some() {
-            p.deferred.push_back((token, req, now));
-            return;
-        }
-        if lease_on && now >= p.lease_until {
-            out.reply(
-                token,
-                Response::error(req.id, ErrorCode::Unavailable)
-                    .with_message("primary lease not held"),
-            );
-            return;
-        }
-        let cmd = match req.op {
-            Op::Read { key } => {
-                out.reply(token, Response::value(req.id, self.kv.read(&key)));
-                return;
-            }
-            Op::Write { key, value } => Command::Write { key, value },
-            Op::Cas { key, from, to } => Command::Cas { key, from, to },
-            Op::Status => return,
-        };
-        let index = self.base + self.entries.len() as u64 + 1;
-        p.pending.push_back(Pending {
-            index,
-            token,
-            id: req.id,
-            at: now,
-        });
-        out.persist(Persist::Append(Entry {
-            index,
-            cmd: cmd.clone(),
-        }));
-        self.entries.push(cmd);
     }
 
     pub(super) fn tick_primary(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
@@ -397,5 +336,69 @@ impl PbCore {
         if commit > commit0 {
             self.apply_to(commit, out);
         }
+    }
+}
+
+impl ClientHandler for PbCore {
+    fn on_client(
+        &mut self,
+        now: Millis,
+        token: ClientToken,
+        req: Request,
+        out: &mut Outbox<Msg, Persist>,
+    ) {
+        if matches!(req.op, Op::Status) {
+            out.reply(token, Response::status(req.id, self.status()));
+            return;
+        }
+        let lease_on = self.settings.lease;
+        let State::Primary(p) = &mut self.state else {
+            if let (Op::Read { key }, true, State::Backup) =
+                (&req.op, self.bugs.stale_backup_reads, &self.state)
+            {
+                out.reply(token, Response::value(req.id, self.kv.read(key)));
+                return;
+            }
+            let resp = match self.state {
+                State::Candidate(_) => Response::error(req.id, ErrorCode::Unavailable)
+                    .with_message("taking over; no primary yet"),
+                _ => Response::not_leader(req.id, self.leader_hint()),
+            };
+            out.reply(token, resp);
+            return;
+        };
+        if p.change.is_some() {
+            p.deferred.push_back((token, req, now));
+            return;
+        }
+        if lease_on && now >= p.lease_until {
+            out.reply(
+                token,
+                Response::error(req.id, ErrorCode::Unavailable)
+                    .with_message("primary lease not held"),
+            );
+            return;
+        }
+        let cmd = match req.op {
+            Op::Read { key } => {
+                out.reply(token, Response::value(req.id, self.kv.read(&key)));
+                return;
+            }
+            Op::Write { key, value } => Command::Write { key, value },
+            Op::Cas { key, from, to } => Command::Cas { key, from, to },
+            Op::Status => return,
+        };
+        let index = self.base + self.entries.len() as u64 + 1;
+        p.pending.push_back(Pending {
+            index,
+            token,
+            id: req.id,
+            at: now,
+        });
+        out.persist(Persist::Append(Entry {
+            index,
+            cmd: cmd.clone(),
+        }));
+        self.entries.push(cmd);
     }
 }

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use faultline_replica::dispatch::Handlers;
 use faultline_replica::{Millis, Outbox};
 
 use super::{Candidate, PbCore, State};
@@ -40,7 +41,7 @@ impl PbCore {
         let timing = self.timing;
         let seen = self.seen_view;
         let old_primary = self.owner(seen).map(str::to_owned);
-        let others: Vec<String> = self.others().cloned().collect();
+        let others = self.peers();
         let State::Candidate(c) = &mut self.state else {
             return;
         };

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
+use faultline_replica::dispatch::Handlers;
 use faultline_replica::{Millis, Outbox};
 
 use super::{Leader, Mode, Progress, RaftCore, State};
@@ -210,6 +211,7 @@ impl RaftCore {
                 )
             })
             .collect();
+        self.forwarding.lead();
         self.state = State::Leader(Box::new(Leader {
             progress,
             since: now,

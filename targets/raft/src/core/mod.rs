@@ -11,11 +11,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use faultline_protocol::{Role, Status};
-use faultline_replica::forward::{applied_result, failure, ForwardingCore, Waiter};
+use faultline_protocol::Role;
+use faultline_replica::dispatch::Handlers;
+use faultline_replica::forward::{applied_result, failure, ForwardState, ForwardingCore, Waiter};
 use faultline_replica::probe::EmptyProbe;
 use faultline_replica::timing::Timing;
-use faultline_replica::{Core, Forwarded, ForwardsSeen, Input, KvState, Millis, Outbox};
+use faultline_replica::{Core, Input, KvState, Millis, Outbox};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -50,7 +51,6 @@ const ROUNDS_KEPT: usize = 256;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Bugs {
-    pub stale_local_reads: bool,
     pub commit_without_quorum: bool,
     pub forget_vote_on_restart: bool,
     pub lease_without_margin: bool,
@@ -106,7 +106,6 @@ pub(crate) struct Leader {
     pub last_heartbeat: Millis,
     pub since: Millis,
     pub lease_until: Millis,
-    pub forwards_seen: ForwardsSeen,
 }
 
 #[derive(Debug)]
@@ -164,8 +163,8 @@ pub struct RaftCore {
     /// Amnesia guard, bootstrap path: the peers that answered a [`Msg::Probe`] with an empty
     /// log, and their terms.
     pub(crate) empty_probe: EmptyProbe<u64>,
-    /// Forwarded requests waiting for the leader.
-    pub(crate) forwarded: Forwarded,
+    /// Forwarded requests waiting for the leader, and those this leader ran.
+    pub(crate) forwarding: ForwardState,
 }
 
 impl RaftCore {
@@ -182,7 +181,6 @@ impl RaftCore {
     ) -> Self {
         let has = |b: &str| bugs.iter().any(|x| x == b);
         let bugs = Bugs {
-            stale_local_reads: has(BUG_STALE_LOCAL_READS),
             commit_without_quorum: has(BUG_COMMIT_WITHOUT_QUORUM),
             forget_vote_on_restart: has(BUG_FORGET_VOTE_ON_RESTART),
             lease_without_margin: has(BUG_LEASE_WITHOUT_MARGIN),
@@ -198,6 +196,13 @@ impl RaftCore {
         );
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let incarnation = rng.gen::<u64>();
+        let forwarding = ForwardState::new(
+            settings.forward,
+            has(BUG_STALE_LOCAL_READS),
+            "election in progress",
+            timing.request_timeout,
+            incarnation,
+        );
         let quorum = nodes.len() / 2 + 1;
         RaftCore {
             id: id.to_owned(),
@@ -221,7 +226,7 @@ impl RaftCore {
             votes_sent: 0,
             vote_blocked_until: 0,
             empty_probe: EmptyProbe::default(),
-            forwarded: Forwarded::new(incarnation),
+            forwarding,
         }
     }
 
@@ -279,19 +284,6 @@ impl RaftCore {
         self.hard.term
     }
 
-    pub fn status(&self) -> Status {
-        Status {
-            node: self.id.clone(),
-            role: self.role(),
-            term: self.hard.term,
-            leader: self.leader.clone(),
-            commit: self.commit,
-            applied: Some(self.applied),
-            // Filled in by the driver, which sees role changes as they happen.
-            role_us: None,
-        }
-    }
-
     pub fn inspect(&self) -> Inspect {
         Inspect {
             role: self.role(),
@@ -305,14 +297,6 @@ impl RaftCore {
             entries: self.entries.clone(),
             kv: self.kv.clone(),
         }
-    }
-
-    pub(crate) fn peers(&self) -> Vec<String> {
-        self.nodes
-            .iter()
-            .filter(|n| **n != self.id)
-            .cloned()
-            .collect()
     }
 
     pub(crate) fn persist_hard(&self, out: &mut Outbox<Msg, Persist>) {
@@ -410,39 +394,6 @@ impl RaftCore {
     }
 
     // ---- timers --------------------------------------------------------------------------
-
-    fn boot(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        if self.booted {
-            return;
-        }
-        self.booted = true;
-        // After a restart this node may have acknowledged a leader's lease just before it
-        // died: refuse votes for one minimum election timeout, as if it had just heard one.
-        // (The bug `forget-vote-on-restart` forgets that too: it forgets it ever voted.)
-        if !self.bugs.forget_vote_on_restart {
-            self.vote_blocked_until = now + self.timing.election_timeout_min;
-        }
-        self.reset_election_timer(now);
-        if !self.hard.voter && self.nodes.len() == 1 {
-            self.hard.voter = true;
-            self.persist_hard(out);
-        }
-    }
-
-    fn on_tick(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        if let State::Leader(_) = self.state {
-            self.tick_leader(now, out);
-        } else {
-            if !self.hard.voter {
-                self.probe(now, out);
-            } else if now >= self.election_deadline {
-                self.start_election(now, self.settings.pre_vote, out);
-            } else {
-                self.resend_vote_requests(now, out);
-            }
-        }
-        self.expire_forwards(now, out);
-    }
 }
 
 impl Core for RaftCore {
@@ -454,16 +405,7 @@ impl Core for RaftCore {
     }
 
     fn step(&mut self, now: Millis, input: Input<Msg>, out: &mut Outbox<Msg, Persist>) {
-        self.boot(now, out);
-        match input {
-            Input::Client { token, request } => self.on_client(now, token, request, out),
-            Input::Peer { from, msg } => {
-                if from != self.id && self.nodes.contains(&from) {
-                    self.on_peer(now, from, msg, out);
-                }
-            }
-            Input::Tick => self.on_tick(now, out),
-        }
+        self.dispatch(now, input, out);
     }
 
     fn flush(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
@@ -474,7 +416,7 @@ impl Core for RaftCore {
     }
 }
 
-impl RaftCore {
+impl Handlers for RaftCore {
     fn on_peer(&mut self, now: Millis, from: String, msg: Msg, out: &mut Outbox<Msg, Persist>) {
         match msg {
             Msg::Vote(vote) => self.on_vote(now, from, vote, out),
@@ -495,6 +437,45 @@ impl RaftCore {
         }
     }
 
+    fn on_tick(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
+        if let State::Leader(_) = self.state {
+            self.tick_leader(now, out);
+        } else {
+            if !self.hard.voter {
+                self.probe(now, out);
+            } else if now >= self.election_deadline {
+                self.start_election(now, self.settings.pre_vote, out);
+            } else {
+                self.resend_vote_requests(now, out);
+            }
+        }
+        self.expire_forwards(now, out);
+    }
+
+    fn start(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
+        // After a restart this node may have acknowledged a leader's lease just before it
+        // died: refuse votes for one minimum election timeout, as if it had just heard one.
+        // (The bug `forget-vote-on-restart` forgets that too: it forgets it ever voted.)
+        if !self.bugs.forget_vote_on_restart {
+            self.vote_blocked_until = now + self.timing.election_timeout_min;
+        }
+        self.reset_election_timer(now);
+        if !self.hard.voter && self.nodes.len() == 1 {
+            self.hard.voter = true;
+            self.persist_hard(out);
+        }
+    }
+
+    fn cluster(&self) -> (&str, &[String]) {
+        (&self.id, &self.nodes)
+    }
+
+    fn started(&mut self) -> Option<&mut bool> {
+        Some(&mut self.booted)
+    }
+}
+
+impl RaftCore {
     /// Leader work on a tick: heartbeats, CheckQuorum, request timeouts.
     fn tick_leader(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
         let quorum = self.quorum;
