@@ -1,8 +1,9 @@
 //! The shell of a core's [`Core::step`]: each input to its handler, peer messages only from
-//! the other members of the static cluster, and what every core reports of itself.
+//! the other members of the static cluster.
 
-use faultline_protocol::{Request, Role, Status};
+use faultline_protocol::Request;
 
+use crate::cluster::Cluster;
 use crate::driver::{ClientToken, Core, Input, Millis, Outbox};
 
 /// A core's handler of client requests (a [`ForwardingCore`]'s is its forwarding path).
@@ -22,8 +23,8 @@ pub trait ClientHandler: Core {
 /// A core's handlers of peer messages and ticks, its start, and who it is among whom;
 /// [`Handlers::dispatch`] is its `step`.
 pub trait Handlers: Core {
-    /// This node's id, and every node of the static cluster (this one included).
-    fn cluster(&self) -> (&str, &[String]);
+    /// This node among its static cluster.
+    fn cluster(&self) -> &Cluster;
 
     /// Whether the core has started, for a core that does something at its first input
     /// ([`Handlers::start`]); `None` (the default): it does nothing then.
@@ -64,8 +65,7 @@ pub trait Handlers: Core {
         match input {
             Input::Client { token, request } => self.on_client(now, token, request, out),
             Input::Peer { from, msg } => {
-                let (id, nodes) = self.cluster();
-                if from != id && nodes.contains(&from) {
+                if self.cluster().is_peer(&from) {
                     self.on_peer(now, from, msg, out);
                 }
             }
@@ -75,29 +75,6 @@ pub trait Handlers: Core {
 
     /// Every node of the cluster but this one, in order.
     fn peers(&self) -> Vec<String> {
-        let (id, nodes) = self.cluster();
-        nodes.iter().filter(|n| *n != id).cloned().collect()
-    }
-}
-
-/// What a node says of itself in a status reply: its `role` in `term` (view, ballot), the
-/// `leader` it follows, its commit point and how far it `applied`. The driver fills in
-/// `role_us`, since it sees role changes as they happen.
-pub fn node_status(
-    node: &str,
-    role: Role,
-    term: u64,
-    leader: Option<String>,
-    commit: u64,
-    applied: u64,
-) -> Status {
-    Status {
-        node: node.to_owned(),
-        role,
-        term,
-        leader,
-        commit,
-        applied: Some(applied),
-        role_us: None,
+        self.cluster().peers()
     }
 }

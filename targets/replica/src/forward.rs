@@ -185,7 +185,9 @@ pub trait ForwardingCore: Handlers<Msg: From<Forward> + From<ForwardReply>> {
         let local_read = forwarding.reads_locally && matches!(op, FwdOp::Read { .. });
         let to_leader = forwarding.to_leader;
         if !self.leads() && !local_read && to_leader {
-            let leader = self.known_leader().filter(|l| l != self.cluster().0);
+            let leader = self
+                .known_leader()
+                .filter(|l| l != self.cluster().id.as_str());
             if let Some(leader) = leader {
                 let forwarded = &mut self.forwarding().forwarded;
                 let (incarnation, forward_id) = forwarded.add(token, request.id, now);
@@ -267,7 +269,7 @@ pub trait ForwardingCore: Handlers<Msg: From<Forward> + From<ForwardReply>> {
         if !self.leads() {
             let reason = self.forwarding().no_leader_reason;
             let leader = self.known_leader();
-            let result = OpResult::not_leader(leader.as_ref(), self.cluster().0, reason);
+            let result = OpResult::not_leader(leader.as_ref(), self.cluster().id.as_str(), reason);
             self.answer(waiter, result, out);
             return;
         }
@@ -303,6 +305,7 @@ mod tests {
     use faultline_protocol::ErrorCode;
 
     use super::*;
+    use crate::cluster::Cluster;
     use crate::driver::{Core, Input};
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -315,8 +318,7 @@ mod tests {
 
     /// A node that knows `leader` and, when it leads, records the operations it runs.
     struct TestCore {
-        id: String,
-        nodes: Vec<String>,
+        cluster: Cluster,
         leader: Option<String>,
         forwarding: ForwardState,
         ran: Vec<(Waiter, FwdOp)>,
@@ -325,8 +327,7 @@ mod tests {
     impl TestCore {
         fn new(id: &str, leader: &str) -> Self {
             TestCore {
-                id: id.into(),
-                nodes: vec!["n1".into(), "n2".into()],
+                cluster: Cluster::new(id, vec!["n1".into(), "n2".into()]),
                 leader: Some(leader.into()),
                 forwarding: ForwardState::new(true, false, "testing", 100, 7),
                 ran: Vec::new(),
@@ -344,8 +345,8 @@ mod tests {
     }
 
     impl Handlers for TestCore {
-        fn cluster(&self) -> (&str, &[String]) {
-            (&self.id, &self.nodes)
+        fn cluster(&self) -> &Cluster {
+            &self.cluster
         }
         fn on_peer(
             &mut self,
@@ -369,16 +370,9 @@ mod tests {
             &mut self.forwarding
         }
         fn status(&self) -> Status {
-            let leads = self.leader.as_deref() == Some(self.id.as_str());
-            Status {
-                node: self.id.clone(),
-                role: if leads { Role::Leader } else { Role::Follower },
-                term: 1,
-                leader: self.leader.clone(),
-                commit: 0,
-                applied: None,
-                role_us: None,
-            }
+            let leads = self.leader.as_ref() == Some(&self.cluster.id);
+            let role = if leads { Role::Leader } else { Role::Follower };
+            self.cluster.status(role, 1, self.leader.clone(), 0, 0)
         }
         fn read_local(&self, _key: &str) -> Option<i64> {
             None

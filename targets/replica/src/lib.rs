@@ -6,6 +6,7 @@
 //! [`driver::Storage`] (its durable layout on top of [`log::Log`] and [`log::Snapshot`]), then
 //! wires them with [`server`], [`peer::PeerNet`] and [`driver::drive`].
 
+pub mod cluster;
 pub mod codec;
 pub mod dispatch;
 pub mod driver;

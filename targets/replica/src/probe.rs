@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::cluster::Cluster;
 use crate::driver::{Millis, Outbox};
 
 /// What a node learned from probing its peers: who answered empty, at which position.
@@ -26,12 +27,12 @@ impl<P> Default for EmptyProbe<P> {
 }
 
 impl<P: Copy + Ord + Default> EmptyProbe<P> {
-    /// Send `probe` to every one of `peers`, at most once per `interval`.
+    /// Send `probe` to every peer in `cluster`, at most once per `interval`.
     pub fn send<M: Clone, Q>(
         &mut self,
         now: Millis,
         interval: Millis,
-        peers: Vec<String>,
+        cluster: &Cluster,
         probe: M,
         out: &mut Outbox<M, Q>,
     ) {
@@ -39,26 +40,26 @@ impl<P: Copy + Ord + Default> EmptyProbe<P> {
             return;
         }
         self.last_sent = Some(now);
-        for p in peers {
+        for p in cluster.peers() {
             out.send(p, probe.clone());
         }
     }
 
-    /// Peer `from` answered, `empty` or not, at `position`. Once each of `peer_count` peers
+    /// Peer `from` answered, `empty` or not, at `position`. Once every peer in `cluster`
     /// answered empty: the highest position among them.
     pub fn answer(
         &mut self,
         from: String,
         empty: bool,
         position: P,
-        peer_count: usize,
+        cluster: &Cluster,
     ) -> Option<P> {
         if !empty {
             self.empty.remove(&from);
             return None;
         }
         self.empty.insert(from, position);
-        if self.empty.len() < peer_count {
+        if self.empty.len() + 1 < cluster.nodes.len() {
             return None;
         }
         Some(self.empty.values().copied().max().unwrap_or_default())
@@ -73,16 +74,17 @@ mod tests {
     fn probes_are_paced_and_every_peer_must_answer_empty() {
         let mut probe = EmptyProbe::<u64>::default();
         let mut out: Outbox<&str, ()> = Outbox::default();
-        let peers = vec!["n2".to_owned(), "n3".to_owned()];
-        probe.send(0, 10, peers.clone(), "probe", &mut out);
-        probe.send(9, 10, peers.clone(), "probe", &mut out);
+        let nodes = ["n1", "n2", "n3"].map(String::from).to_vec();
+        let cluster = Cluster::new("n1", nodes);
+        probe.send(0, 10, &cluster, "probe", &mut out);
+        probe.send(9, 10, &cluster, "probe", &mut out);
         assert_eq!(out.messages.len(), 2);
-        probe.send(10, 10, peers, "probe", &mut out);
+        probe.send(10, 10, &cluster, "probe", &mut out);
         assert_eq!(out.messages.len(), 4);
-        assert_eq!(probe.answer("n2".into(), true, 4, 2), None);
-        assert_eq!(probe.answer("n3".into(), false, 9, 2), None);
-        assert_eq!(probe.answer("n2".into(), false, 9, 2), None);
-        assert_eq!(probe.answer("n3".into(), true, 7, 2), None);
-        assert_eq!(probe.answer("n2".into(), true, 5, 2), Some(7));
+        assert_eq!(probe.answer("n2".into(), true, 4, &cluster), None);
+        assert_eq!(probe.answer("n3".into(), false, 9, &cluster), None);
+        assert_eq!(probe.answer("n2".into(), false, 9, &cluster), None);
+        assert_eq!(probe.answer("n3".into(), true, 7, &cluster), None);
+        assert_eq!(probe.answer("n2".into(), true, 5, &cluster), Some(7));
     }
 }

@@ -1,7 +1,6 @@
 //! The acceptor and learner side: phase 1b (promise), phase 2b (accept), learning chosen
 //! values from a leader's announcements, catch-up and snapshots, and the amnesia guard.
 
-use faultline_replica::dispatch::Handlers;
 use faultline_replica::{Millis, Outbox};
 
 use super::{PaxosCore, State};
@@ -225,9 +224,8 @@ impl PaxosCore {
     /// is fresh (every one of them empty).
     pub(super) fn probe(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
         if self.commit == 0 && self.accepted.is_empty() && self.chosen.is_empty() {
-            let peers = self.peers();
             self.empty_probe
-                .send(now, self.timing.heartbeat, peers, Msg::Probe, out);
+                .send(now, self.timing.heartbeat, &self.cluster, Msg::Probe, out);
         }
     }
 
@@ -241,14 +239,16 @@ impl PaxosCore {
         if self.meta.acceptor || self.commit != 0 || !self.accepted.is_empty() {
             return;
         }
-        let peer_count = self.nodes.len() - 1;
-        let Some(max) = self.empty_probe.answer(from, empty, promised, peer_count) else {
+        let Some(max) = self
+            .empty_probe
+            .answer(from, empty, promised, &self.cluster)
+        else {
             return;
         };
         self.meta.promised = self.meta.promised.max(max);
         self.max_round = self.max_round.max(max.round);
         self.meta.acceptor = true;
-        tracing::info!(node = %self.id, "every peer holds nothing; accepting from now on");
+        tracing::info!(node = %self.cluster.id, "every peer holds nothing; accepting from now on");
         self.persist_meta(out);
     }
 
@@ -265,7 +265,7 @@ impl PaxosCore {
         self.meta.acceptor = true;
         self.meta.promised = self.meta.promised.max(ballot);
         self.catch_up_target = None;
-        tracing::info!(node = %self.id, ballot = %ballot, chosen = self.commit, "caught up with the leader; accepting from now on");
+        tracing::info!(node = %self.cluster.id, ballot = %ballot, chosen = self.commit, "caught up with the leader; accepting from now on");
         self.persist_meta(out);
     }
 }

@@ -4,7 +4,6 @@
 //! ([`ForwardingCore`]).
 
 use faultline_protocol::Status;
-use faultline_replica::dispatch::node_status;
 use faultline_replica::forward::{ForwardState, ForwardingCore, Waiter};
 use faultline_replica::{Millis, Outbox};
 
@@ -19,8 +18,7 @@ impl ForwardingCore for PaxosCore {
 
     fn status(&self) -> Status {
         let term = self.ballot().as_term();
-        node_status(
-            &self.id,
+        self.cluster.status(
             self.role(),
             term,
             self.leader.clone(),

@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use faultline_protocol::Role;
+use faultline_replica::cluster::Cluster;
 use faultline_replica::dispatch::Handlers;
 use faultline_replica::forward::{applied_result, failure, ForwardState, ForwardingCore, Waiter};
 use faultline_replica::probe::EmptyProbe;
@@ -141,11 +142,9 @@ pub struct Inspect {
 /// One Multi-Paxos node's protocol state.
 #[derive(Debug)]
 pub struct PaxosCore {
-    pub(crate) id: String,
-    pub(crate) nodes: Vec<String>,
+    pub(crate) cluster: Cluster,
     /// This node's number in ballots (its 1-based position in `nodes`).
     pub(crate) ballot_node: u32,
-    pub(crate) quorum: usize,
     pub(crate) settings: Settings,
     pub(crate) timing: Timing,
     pub(crate) bugs: Bugs,
@@ -217,17 +216,14 @@ impl PaxosCore {
             incarnation,
         );
         let next_tag = (rng.gen::<u64>() >> 20) << 20;
-        let quorum = nodes.len() / 2 + 1;
         let ballot_node = nodes
             .iter()
             .position(|n| n == id)
             .map_or(0, |i| i as u32 + 1);
         let commit = recovered.chosen_prefix();
         PaxosCore {
-            id: id.to_owned(),
-            nodes,
+            cluster: Cluster::new(id, nodes),
             ballot_node,
-            quorum,
             settings,
             timing,
             bugs,
@@ -304,7 +300,8 @@ impl PaxosCore {
 
     /// `node`'s bit in a proposal's acknowledgements (its position in the member list).
     pub(crate) fn ack_bit(&self, node: &str) -> u64 {
-        self.nodes
+        self.cluster
+            .nodes
             .iter()
             .position(|n| n == node)
             .map_or(0, |i| 1u64 << (i % 64))
@@ -325,7 +322,7 @@ impl PaxosCore {
     pub(crate) fn step_down(&mut self, out: &mut Outbox<Msg, Persist>) {
         let old = std::mem::replace(&mut self.state, State::Follower);
         if let State::Leader(l) = old {
-            tracing::info!(node = %self.id, ballot = %l.ballot, pending = l.pending.len(), "stepping down as leader");
+            tracing::info!(node = %self.cluster.id, ballot = %l.ballot, pending = l.pending.len(), "stepping down as leader");
             for (_, p) in l.pending {
                 let result = if p.read {
                     failure(FailKind::NotLeader, "leader stepped down")
@@ -338,7 +335,7 @@ impl PaxosCore {
                 self.answer(p.waiter, result, out);
             }
         }
-        if self.leader.as_deref() == Some(self.id.as_str()) {
+        if self.leader.as_deref() == Some(self.cluster.id.as_str()) {
             self.leader = None;
         }
     }
@@ -593,15 +590,15 @@ impl Handlers for PaxosCore {
         // died: refuse promises to others for one minimum timeout, as if it had just heard it.
         self.promise_blocked_until = now + self.timing.election_timeout_min;
         self.reset_takeover_timer(now);
-        if !self.meta.acceptor && self.nodes.len() == 1 {
+        if !self.meta.acceptor && self.cluster.nodes.len() == 1 {
             self.meta.acceptor = true;
             self.persist_meta(out);
         }
         self.execute(out);
     }
 
-    fn cluster(&self) -> (&str, &[String]) {
-        (&self.id, &self.nodes)
+    fn cluster(&self) -> &Cluster {
+        &self.cluster
     }
 
     fn started(&mut self) -> Option<&mut bool> {

@@ -8,7 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use faultline_protocol::{ErrorCode, Request, Response, Role, Status};
-use faultline_replica::dispatch::{node_status, Handlers};
+use faultline_replica::cluster::Cluster;
+use faultline_replica::dispatch::Handlers;
 use faultline_replica::forward::value_text;
 use faultline_replica::{Applied, ClientToken, Command, Core, Input, KvState, Millis, Outbox};
 
@@ -141,8 +142,7 @@ pub struct Inspect {
 /// One primary-backup node's protocol state.
 #[derive(Debug)]
 pub struct PbCore {
-    id: String,
-    nodes: Vec<String>,
+    cluster: Cluster,
     rank: usize,
     settings: Settings,
     timing: Timing,
@@ -212,8 +212,7 @@ impl PbCore {
             State::Recovering
         };
         PbCore {
-            id: id.to_owned(),
-            nodes,
+            cluster: Cluster::new(id, nodes),
             rank,
             settings,
             timing,
@@ -239,16 +238,16 @@ impl PbCore {
     /// The node that owns (is primary of) `view`: views are dealt round-robin over the sorted
     /// node list, so two nodes can never both be primary of the same view.
     pub fn owner(&self, view: u64) -> Option<&str> {
-        if view == 0 || self.nodes.is_empty() {
+        if view == 0 || self.cluster.nodes.is_empty() {
             return None;
         }
-        let n = self.nodes.len() as u64;
-        Some(self.nodes[((view - 1) % n) as usize].as_str())
+        let n = self.cluster.nodes.len() as u64;
+        Some(self.cluster.nodes[((view - 1) % n) as usize].as_str())
     }
 
     /// The smallest view above `above` that this node owns.
     fn next_owned(&self, above: u64) -> u64 {
-        let n = self.nodes.len().max(1) as u64;
+        let n = self.cluster.nodes.len().max(1) as u64;
         let first = above.saturating_add(1);
         first.saturating_add((self.rank as u64 + n - (first - 1) % n) % n)
     }
@@ -271,8 +270,7 @@ impl PbCore {
             State::Candidate(_) => None,
             _ => self.owner(self.seen_view).map(str::to_owned),
         };
-        node_status(
-            &self.id,
+        self.cluster.status(
             self.role(),
             self.seen_view,
             leader,
@@ -306,7 +304,7 @@ impl PbCore {
             State::Candidate(_) => None,
             _ => self
                 .owner(self.seen_view)
-                .filter(|o| *o != self.id)
+                .filter(|o| *o != self.cluster.id)
                 .map(str::to_owned),
         }
     }
@@ -351,7 +349,7 @@ impl PbCore {
         if view <= self.seen_view {
             return;
         }
-        tracing::info!(node = %self.id, view, "saw a newer view; recovering until a primary re-admits this node");
+        tracing::info!(node = %self.cluster.id, view, "saw a newer view; recovering until a primary re-admits this node");
         self.step_down(out, "a newer view exists");
         self.seen_view = view;
         self.view_members.clear();
@@ -365,7 +363,7 @@ impl PbCore {
     /// deferred requests never entered the log (definite `not_leader`).
     fn step_down(&mut self, out: &mut Outbox<Msg, Persist>, why: &str) {
         if let State::Primary(p) = std::mem::replace(&mut self.state, State::Recovering) {
-            tracing::warn!(node = %self.id, view = self.seen_view, pending = p.pending.len(), why, "stepping down as primary");
+            tracing::warn!(node = %self.cluster.id, view = self.seen_view, pending = p.pending.len(), why, "stepping down as primary");
             for w in p.pending {
                 out.reply(
                     w.token,
@@ -447,7 +445,7 @@ impl Handlers for PbCore {
         if stalled {
             // We were paused or starved: give peers a fresh timeout before judging them, so a
             // resumed node hears about newer views before acting on stale timers.
-            tracing::warn!(node = %self.id, "node loop stalled; restarting failure timers");
+            tracing::warn!(node = %self.cluster.id, "node loop stalled; restarting failure timers");
             self.last_heartbeat = now;
             if let State::Primary(p) = &mut self.state {
                 for progress in p.progress.values_mut() {
@@ -474,8 +472,8 @@ impl Handlers for PbCore {
         }
     }
 
-    fn cluster(&self) -> (&str, &[String]) {
-        (&self.id, &self.nodes)
+    fn cluster(&self) -> &Cluster {
+        &self.cluster
     }
 }
 
@@ -519,7 +517,7 @@ mod tests {
         for view in 1..50 {
             let owners: Vec<&str> = cores.iter().filter_map(|c| c.owner(view)).collect();
             assert!(owners.iter().all(|o| *o == owners[0]), "view {view}");
-            let owner = cores.iter().find(|c| c.id == owners[0]).unwrap();
+            let owner = cores.iter().find(|c| c.cluster.id == owners[0]).unwrap();
             assert_eq!(owner.next_owned(view - 1), view);
         }
         assert_eq!(

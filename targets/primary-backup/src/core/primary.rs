@@ -60,9 +60,9 @@ impl PbCore {
         out.persist(Persist::View(view));
         let index = self.last();
         let state = self.inspect().full_state;
-        let mut members = vec![self.id.clone()];
+        let mut members = vec![self.cluster.id.clone()];
         members.extend(targets.iter().cloned());
-        tracing::info!(node = %self.id, view, index, targets = ?targets, "starting view");
+        tracing::info!(node = %self.cluster.id, view, index, targets = ?targets, "starting view");
         for t in &targets {
             let new_view = NewView {
                 view,
@@ -97,6 +97,7 @@ impl PbCore {
             return;
         };
         let members: Vec<String> = self
+            .cluster
             .nodes
             .iter()
             .filter(|n| change.acked.contains(*n))
@@ -126,9 +127,9 @@ impl PbCore {
         p.rounds.clear();
         p.lease_until = change.started + self.timing.lease.saturating_sub(self.timing.clock_drift);
         p.last_heartbeat_sent = None;
-        let mut view_members = vec![self.id.clone()];
+        let mut view_members = vec![self.cluster.id.clone()];
         view_members.extend(p.members.iter().cloned());
-        tracing::info!(node = %self.id, view = change.view, members = ?view_members, "view established");
+        tracing::info!(node = %self.cluster.id, view = change.view, members = ?view_members, "view established");
         self.view_members = view_members;
         self.apply_to(change.index, out);
         self.heartbeat(now, out);
@@ -261,7 +262,7 @@ impl PbCore {
                 .collect();
             targets.extend(p.joiners.keys().cloned());
             if !dead.is_empty() {
-                tracing::warn!(node = %self.id, removed = ?dead, "backups stopped acknowledging; removing them");
+                tracing::warn!(node = %self.cluster.id, removed = ?dead, "backups stopped acknowledging; removing them");
             }
             self.start_view_change(now, targets, out);
             return;
@@ -306,7 +307,7 @@ impl PbCore {
             // within a round trip (sync commits wait for it from now on), and it counts as a
             // confirmed backup only once it holds everything committed.
             if !p.members.contains(m) && progress.matched + MAX_APPEND as u64 >= last {
-                tracing::info!(node = %self.id, view, backup = %m, "caught-up backup joins the view");
+                tracing::info!(node = %self.cluster.id, view, backup = %m, "caught-up backup joins the view");
                 p.members.push(m.clone());
                 promoted = true;
             }
@@ -326,9 +327,9 @@ impl PbCore {
             }
         }
         if promoted {
-            let nodes = &self.nodes;
+            let nodes = &self.cluster.nodes;
             p.members.sort_by_key(|m| nodes.iter().position(|n| n == m));
-            let mut view_members = vec![self.id.clone()];
+            let mut view_members = vec![self.cluster.id.clone()];
             view_members.extend(p.members.iter().cloned());
             self.view_members = view_members;
             self.heartbeat(now, out);

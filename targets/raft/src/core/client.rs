@@ -5,7 +5,6 @@
 use std::collections::VecDeque;
 
 use faultline_protocol::Status;
-use faultline_replica::dispatch::node_status;
 use faultline_replica::forward::{ForwardState, ForwardingCore, Waiter};
 use faultline_replica::{Millis, Outbox};
 
@@ -21,8 +20,7 @@ impl ForwardingCore for RaftCore {
 
     fn status(&self) -> Status {
         let term = self.hard.term;
-        node_status(
-            &self.id,
+        self.cluster.status(
             self.role(),
             term,
             self.leader.clone(),
@@ -71,7 +69,7 @@ impl RaftCore {
             ReadMode::ReadIndex => {}
         }
         let commit = self.commit;
-        let single = self.quorum <= 1;
+        let single = self.cluster.quorum <= 1;
         if let State::Leader(l) = &mut self.state {
             l.reads.push_back(PendingRead {
                 waiter,
@@ -96,7 +94,7 @@ impl RaftCore {
     pub(crate) fn serve_reads(&mut self, out: &mut Outbox<Msg, Persist>) {
         let (commit, applied, term) = (self.commit, self.applied, self.hard.term);
         let committed_in_term = self.term_at(commit) == Some(term);
-        let quorum = self.quorum;
+        let quorum = self.cluster.quorum;
         let State::Leader(l) = &mut self.state else {
             return;
         };

@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use faultline_protocol::Role;
+use faultline_replica::cluster::Cluster;
 use faultline_replica::dispatch::Handlers;
 use faultline_replica::forward::{applied_result, failure, ForwardState, ForwardingCore, Waiter};
 use faultline_replica::probe::EmptyProbe;
@@ -134,9 +135,7 @@ pub struct Inspect {
 /// One Raft node's protocol state.
 #[derive(Debug)]
 pub struct RaftCore {
-    pub(crate) id: String,
-    pub(crate) nodes: Vec<String>,
-    pub(crate) quorum: usize,
+    pub(crate) cluster: Cluster,
     pub(crate) settings: Settings,
     pub(crate) timing: Timing,
     pub(crate) bugs: Bugs,
@@ -203,11 +202,8 @@ impl RaftCore {
             timing.request_timeout,
             incarnation,
         );
-        let quorum = nodes.len() / 2 + 1;
         RaftCore {
-            id: id.to_owned(),
-            nodes,
-            quorum,
+            cluster: Cluster::new(id, nodes),
             settings,
             timing,
             bugs,
@@ -334,7 +330,7 @@ impl RaftCore {
     pub(crate) fn step_down(&mut self, _now: Millis, out: &mut Outbox<Msg, Persist>) {
         let old = std::mem::replace(&mut self.state, State::Follower);
         if let State::Leader(l) = old {
-            tracing::info!(node = %self.id, term = self.hard.term, pending = l.pending.len(), "stepping down as leader");
+            tracing::info!(node = %self.cluster.id, term = self.hard.term, pending = l.pending.len(), "stepping down as leader");
             for (_, p) in l.pending {
                 let result = failure(
                     FailKind::Timeout,
@@ -460,14 +456,14 @@ impl Handlers for RaftCore {
             self.vote_blocked_until = now + self.timing.election_timeout_min;
         }
         self.reset_election_timer(now);
-        if !self.hard.voter && self.nodes.len() == 1 {
+        if !self.hard.voter && self.cluster.nodes.len() == 1 {
             self.hard.voter = true;
             self.persist_hard(out);
         }
     }
 
-    fn cluster(&self) -> (&str, &[String]) {
-        (&self.id, &self.nodes)
+    fn cluster(&self) -> &Cluster {
+        &self.cluster
     }
 
     fn started(&mut self) -> Option<&mut bool> {
@@ -478,7 +474,7 @@ impl Handlers for RaftCore {
 impl RaftCore {
     /// Leader work on a tick: heartbeats, CheckQuorum, request timeouts.
     fn tick_leader(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        let quorum = self.quorum;
+        let quorum = self.cluster.quorum;
         let (check_quorum, election_timeout_max, heartbeat_interval, request_timeout) = (
             self.settings.check_quorum,
             self.timing.election_timeout_max,
@@ -493,7 +489,7 @@ impl RaftCore {
             acks.sort_unstable_by(|a, b| b.cmp(a));
             let heard = if quorum <= 1 { now } else { acks[quorum - 2] };
             if now.saturating_sub(heard) >= election_timeout_max {
-                tracing::warn!(node = %self.id, term = self.hard.term, "no quorum heard within the election timeout; stepping down (CheckQuorum)");
+                tracing::warn!(node = %self.cluster.id, term = self.hard.term, "no quorum heard within the election timeout; stepping down (CheckQuorum)");
                 self.step_down(now, out);
                 self.reset_election_timer(now);
                 return;
