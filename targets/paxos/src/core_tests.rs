@@ -2,8 +2,9 @@
 //! explicit partitions and crashes. Every step still runs the simulator's safety checks.
 
 use faultline_protocol::Role;
-use faultline_replica::forward::ForwardingCore;
-use faultline_replica::testkit::core::{others, read, write};
+use faultline_replica::testkit::core::{
+    self as scenarios, others, read, read_at_leader, settled, write, ScenarioSim,
+};
 
 use crate::msg::{Accept, Msg, Nack, Value};
 use crate::settings::{ReadMode, Settings};
@@ -11,60 +12,24 @@ use crate::sim::Sim;
 use crate::storage::MemDisk;
 use crate::{BUG_ACCEPT_LOWER_BALLOT, BUG_ACK_BEFORE_PERSIST, BUG_SKIP_PHASE1_RECOVERY};
 
+faultline_replica::scenario_sim!(Sim, Settings);
+
 fn cluster_with(settings: Settings, bugs: &[&str]) -> (Sim, String) {
-    let mut sim = Sim::new(7, 3, settings, bugs);
-    sim.max_delay = 1;
-    sim.run_for(600).unwrap();
-    let leader = sim.leader().expect("a leader within 600ms");
-    for n in sim.nodes.clone() {
-        let c = sim.core(&n).unwrap();
-        assert_eq!(c.status().leader.as_deref(), Some(leader.as_str()), "{n}");
-    }
-    (sim, leader)
+    settled(settings, bugs)
 }
 
 fn cluster(settings: Settings) -> (Sim, String) {
-    cluster_with(settings, &[])
-}
-
-/// Read `key` at the current leader (after letting one settle).
-fn read_at_leader(sim: &mut Sim, key: &str) -> Option<i64> {
-    let leader = sim.leader().expect("a leader");
-    let t = sim.request(&leader, read(key)).unwrap();
-    sim.run_for(100).unwrap();
-    let r = sim.reply(t).expect("read answered").clone();
-    assert!(r.ok, "{r:?}");
-    r.value.flatten()
+    settled(settings, &[])
 }
 
 #[test]
 fn fresh_cluster_waits_for_every_node_before_taking_over() {
-    let mut sim = Sim::new(3, 3, Settings::default(), &[]);
-    sim.crash("n3");
-    sim.run_for(1_000).unwrap();
-    assert_eq!(
-        sim.leader(),
-        None,
-        "a fresh node acted as an acceptor without hearing every peer"
-    );
-    sim.start("n3");
-    sim.run_for(600).unwrap();
-    assert!(sim.leader().is_some());
+    scenarios::fresh_cluster_waits_for_every_node::<Sim>();
 }
 
 #[test]
 fn write_is_acknowledged_only_once_a_quorum_accepted_it() {
-    let (mut sim, leader) = cluster(Settings::default());
-    for f in others(&sim.nodes, &leader) {
-        sim.blocked.insert((leader.clone(), f));
-    }
-    let t = sim.request(&leader, write("a", 1)).unwrap();
-    sim.run_for(100).unwrap();
-    assert_eq!(sim.reply(t), None, "acknowledged without a quorum");
-    sim.heal();
-    sim.run_for(100).unwrap();
-    assert!(sim.reply(t).is_some_and(|r| r.ok), "{:?}", sim.reply(t));
-    assert_eq!(read_at_leader(&mut sim, "a"), Some(1));
+    scenarios::write_is_acknowledged_only_once_a_quorum_has_it::<Sim>();
 }
 
 #[test]
@@ -88,10 +53,7 @@ fn isolated_leader_steps_down_and_the_majority_takes_over() {
     sim.run_for(600).unwrap();
     let leader = sim.leader().expect("a leader after the heal");
     for n in sim.nodes.clone() {
-        assert_eq!(
-            sim.core(&n).unwrap().status().leader.as_deref(),
-            Some(leader.as_str())
-        );
+        assert_eq!(sim.leader_of(&n), Some(leader.clone()));
     }
     assert_eq!(read_at_leader(&mut sim, "a"), Some(2));
 }

@@ -2,8 +2,7 @@
 //! explicit partitions and crashes. Every step still runs the simulator's safety checks.
 
 use faultline_protocol::{ErrorCode, Role};
-use faultline_replica::forward::ForwardingCore;
-use faultline_replica::testkit::core::{cas, others, read, write};
+use faultline_replica::testkit::core::{self as scenarios, cas, others, read, settled, write};
 use faultline_replica::{Input, Millis};
 
 use crate::msg::{Msg, Vote, VoteReply};
@@ -11,49 +10,26 @@ use crate::settings::{ReadMode, Settings};
 use crate::sim::Sim;
 use crate::storage::MemDisk;
 
+faultline_replica::scenario_sim!(Sim, Settings);
+
+/// A settled cluster of three (see [`settled`]), every node in the leader's term.
 fn cluster(settings: Settings) -> (Sim, String) {
-    let mut sim = Sim::new(7, 3, settings, &[]);
-    sim.max_delay = 1;
-    sim.run_for(600).unwrap();
-    let leader = sim.leader().expect("a leader within 600ms");
-    for n in sim.nodes.clone() {
-        let c = sim.core(&n).unwrap();
-        assert_eq!(c.status().leader.as_deref(), Some(leader.as_str()), "{n}");
-        assert_eq!(c.term(), sim.core(&leader).unwrap().term());
+    let (sim, leader) = settled::<Sim>(settings, &[]);
+    let term = sim.core(&leader).unwrap().term();
+    for n in &sim.nodes {
+        assert_eq!(sim.core(n).unwrap().term(), term, "{n}");
     }
     (sim, leader)
 }
 
 #[test]
 fn fresh_cluster_waits_for_every_node_before_electing() {
-    let mut sim = Sim::new(3, 3, Settings::default(), &[]);
-    sim.crash("n3");
-    sim.run_for(1_000).unwrap();
-    assert_eq!(
-        sim.leader(),
-        None,
-        "a fresh node voted without hearing every peer"
-    );
-    sim.start("n3");
-    sim.run_for(600).unwrap();
-    assert!(sim.leader().is_some());
+    scenarios::fresh_cluster_waits_for_every_node::<Sim>();
 }
 
 #[test]
 fn write_is_acknowledged_only_once_a_quorum_has_it() {
-    let (mut sim, leader) = cluster(Settings::default());
-    for f in others(&sim.nodes, &leader) {
-        sim.blocked.insert((leader.clone(), f));
-    }
-    let t = sim.request(&leader, write("a", 1)).unwrap();
-    sim.run_for(100).unwrap();
-    assert_eq!(sim.reply(t), None, "acknowledged without a quorum");
-    sim.heal();
-    sim.run_for(100).unwrap();
-    assert!(sim.reply(t).is_some_and(|r| r.ok), "{:?}", sim.reply(t));
-    let r = sim.request(&leader, read("a")).unwrap();
-    sim.run_for(100).unwrap();
-    assert_eq!(sim.reply(r).unwrap().value, Some(Some(1)));
+    scenarios::write_is_acknowledged_only_once_a_quorum_has_it::<Sim>();
 }
 
 #[test]

@@ -1,7 +1,10 @@
 //! Helpers for the protocol crates' scenario tests of their pure cores: client operations
-//! and node lists as the tests write them.
+//! and node lists as the tests write them, and the scenarios every leader-based core must
+//! pass, run on a protocol's simulator through [`ScenarioSim`].
 
-use faultline_protocol::Op;
+use faultline_protocol::{Op, Response};
+
+use crate::driver::{ClientToken, Millis};
 
 /// A client write of `value` to `key`.
 pub fn write(key: &str, value: i64) -> Op {
@@ -28,4 +31,140 @@ pub fn cas(key: &str, from: Option<i64>, to: i64) -> Op {
 /// Every node of `nodes` but `id`, in order.
 pub fn others(nodes: &[String], id: &str) -> Vec<String> {
     nodes.iter().filter(|n| *n != id).cloned().collect()
+}
+
+/// What the shared scenarios ask of a protocol crate's simulator of its pure cores
+/// ([`scenario_sim!`](crate::scenario_sim) implements it for a simulator with these methods).
+pub trait ScenarioSim: Sized {
+    type Settings: Default;
+    /// A cluster of `n` fresh nodes, all started, with planted `bugs`, seeded with `seed`.
+    fn new(seed: u64, n: usize, settings: Self::Settings, bugs: &[&str]) -> Self;
+    /// Every node of the cluster.
+    fn nodes(&self) -> Vec<String>;
+    /// Messages take at most `max` ms.
+    fn set_max_delay(&mut self, max: Millis);
+    /// Drop every message from `from` to `to` until [`ScenarioSim::heal`].
+    fn block(&mut self, from: &str, to: &str);
+    /// Deliver every message again.
+    fn heal(&mut self);
+    fn crash(&mut self, id: &str);
+    fn start(&mut self, id: &str);
+    /// Run the cluster for `ms` (an error: a safety check failed).
+    fn run_for(&mut self, ms: Millis) -> Result<(), String>;
+    /// The node that leads now, if exactly one does.
+    fn leader(&self) -> Option<String>;
+    /// The leader node `id` follows, if it is up and knows one.
+    fn leader_of(&self, id: &str) -> Option<String>;
+    /// A client request of `op` at node `id`.
+    fn request(&mut self, id: &str, op: Op) -> Result<ClientToken, String>;
+    /// The answer to request `token`, once there is one.
+    fn reply(&self, token: ClientToken) -> Option<&Response>;
+}
+
+/// Implements [`ScenarioSim`] for a protocol crate's simulator `$sim` with settings
+/// `$settings`: its own methods and fields of the same names, and its cores' status.
+#[macro_export]
+macro_rules! scenario_sim {
+    ($sim:ty, $settings:ty) => {
+        impl $crate::testkit::core::ScenarioSim for $sim {
+            type Settings = $settings;
+
+            fn new(seed: u64, n: usize, settings: $settings, bugs: &[&str]) -> Self {
+                <$sim>::new(seed, n, settings, bugs)
+            }
+            fn nodes(&self) -> Vec<String> {
+                self.nodes.clone()
+            }
+            fn set_max_delay(&mut self, max: $crate::Millis) {
+                self.max_delay = max;
+            }
+            fn block(&mut self, from: &str, to: &str) {
+                self.blocked.insert((from.to_owned(), to.to_owned()));
+            }
+            fn heal(&mut self) {
+                <$sim>::heal(self)
+            }
+            fn crash(&mut self, id: &str) {
+                <$sim>::crash(self, id)
+            }
+            fn start(&mut self, id: &str) {
+                <$sim>::start(self, id)
+            }
+            fn run_for(&mut self, ms: $crate::Millis) -> Result<(), String> {
+                <$sim>::run_for(self, ms)
+            }
+            fn leader(&self) -> Option<String> {
+                <$sim>::leader(self)
+            }
+            fn leader_of(&self, id: &str) -> Option<String> {
+                use $crate::forward::ForwardingCore as _;
+                self.core(id).and_then(|c| c.status().leader)
+            }
+            fn request(
+                &mut self,
+                id: &str,
+                op: faultline_protocol::Op,
+            ) -> Result<$crate::ClientToken, String> {
+                <$sim>::request(self, id, op)
+            }
+            fn reply(&self, token: $crate::ClientToken) -> Option<&faultline_protocol::Response> {
+                <$sim>::reply(self, token)
+            }
+        }
+    };
+}
+
+/// Three nodes, messages taking at most 1 ms, run until they settled: every node follows
+/// the same leader, which is returned.
+pub fn settled<S: ScenarioSim>(settings: S::Settings, bugs: &[&str]) -> (S, String) {
+    let mut sim = S::new(7, 3, settings, bugs);
+    sim.set_max_delay(1);
+    sim.run_for(600).unwrap();
+    let leader = sim.leader().expect("a leader within 600ms");
+    for n in sim.nodes() {
+        assert_eq!(sim.leader_of(&n), Some(leader.clone()), "{n}");
+    }
+    (sim, leader)
+}
+
+/// Read `key` at the current leader (after letting one settle).
+pub fn read_at_leader<S: ScenarioSim>(sim: &mut S, key: &str) -> Option<i64> {
+    let leader = sim.leader().expect("a leader");
+    let t = sim.request(&leader, read(key)).unwrap();
+    sim.run_for(100).unwrap();
+    let r = sim.reply(t).expect("read answered").clone();
+    assert!(r.ok, "{r:?}");
+    r.value.flatten()
+}
+
+/// A fresh cluster with one node down elects no leader: a fresh node takes part only once
+/// every peer said it holds nothing. Once the node is up, the cluster elects one.
+pub fn fresh_cluster_waits_for_every_node<S: ScenarioSim>() {
+    let mut sim = S::new(3, 3, S::Settings::default(), &[]);
+    sim.crash("n3");
+    sim.run_for(1_000).unwrap();
+    assert_eq!(
+        sim.leader(),
+        None,
+        "a fresh node took part without hearing every peer"
+    );
+    sim.start("n3");
+    sim.run_for(600).unwrap();
+    assert!(sim.leader().is_some());
+}
+
+/// A leader cut off from every follower does not acknowledge a write; once healed it does,
+/// and a read sees it.
+pub fn write_is_acknowledged_only_once_a_quorum_has_it<S: ScenarioSim>() {
+    let (mut sim, leader) = settled::<S>(S::Settings::default(), &[]);
+    for f in others(&sim.nodes(), &leader) {
+        sim.block(&leader, &f);
+    }
+    let t = sim.request(&leader, write("a", 1)).unwrap();
+    sim.run_for(100).unwrap();
+    assert_eq!(sim.reply(t), None, "acknowledged without a quorum");
+    sim.heal();
+    sim.run_for(100).unwrap();
+    assert!(sim.reply(t).is_some_and(|r| r.ok), "{:?}", sim.reply(t));
+    assert_eq!(read_at_leader(&mut sim, "a"), Some(1));
 }
