@@ -2,9 +2,7 @@
 //! explicit partitions and crashes. Every step still runs the simulator's safety checks.
 
 use faultline_protocol::Role;
-use faultline_replica::testkit::core::{
-    self as scenarios, others, read, read_at_leader, settled, write, ScenarioSim,
-};
+use faultline_replica::testkit::core::{others, read, read_at_leader, settled, write, ScenarioSim};
 
 use crate::msg::{Accept, Msg, Nack, Value};
 use crate::settings::{ReadMode, Settings};
@@ -13,6 +11,7 @@ use crate::storage::MemDisk;
 use crate::{BUG_ACCEPT_LOWER_BALLOT, BUG_ACK_BEFORE_PERSIST, BUG_SKIP_PHASE1_RECOVERY};
 
 faultline_replica::scenario_sim!(Sim, Settings);
+faultline_replica::shared_scenarios!(super::Sim);
 
 fn cluster_with(settings: Settings, bugs: &[&str]) -> (Sim, String) {
     settled(settings, bugs)
@@ -20,16 +19,6 @@ fn cluster_with(settings: Settings, bugs: &[&str]) -> (Sim, String) {
 
 fn cluster(settings: Settings) -> (Sim, String) {
     settled(settings, &[])
-}
-
-#[test]
-fn fresh_cluster_waits_for_every_node_before_taking_over() {
-    scenarios::fresh_cluster_waits_for_every_node::<Sim>();
-}
-
-#[test]
-fn write_is_acknowledged_only_once_a_quorum_accepted_it() {
-    scenarios::write_is_acknowledged_only_once_a_quorum_has_it::<Sim>();
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! explicit partitions and crashes. Every step still runs the simulator's safety checks.
 
 use faultline_protocol::{ErrorCode, Role};
-use faultline_replica::testkit::core::{self as scenarios, cas, others, read, settled, write};
+use faultline_replica::testkit::core::{cas, others, read, settled, write};
 use faultline_replica::{Input, Millis};
 
 use crate::msg::{Msg, Vote, VoteReply};
@@ -11,6 +11,7 @@ use crate::sim::Sim;
 use crate::storage::MemDisk;
 
 faultline_replica::scenario_sim!(Sim, Settings);
+faultline_replica::shared_scenarios!(super::Sim);
 
 /// A settled cluster of three (see [`settled`]), every node in the leader's term.
 fn cluster(settings: Settings) -> (Sim, String) {
@@ -20,16 +21,6 @@ fn cluster(settings: Settings) -> (Sim, String) {
         assert_eq!(sim.core(n).unwrap().term(), term, "{n}");
     }
     (sim, leader)
-}
-
-#[test]
-fn fresh_cluster_waits_for_every_node_before_electing() {
-    scenarios::fresh_cluster_waits_for_every_node::<Sim>();
-}
-
-#[test]
-fn write_is_acknowledged_only_once_a_quorum_has_it() {
-    scenarios::write_is_acknowledged_only_once_a_quorum_has_it::<Sim>();
 }
 
 #[test]

@@ -48,6 +48,24 @@ impl Timing {
     pub fn election_span(&self) -> Millis {
         self.election_timeout_max - self.election_timeout_min
     }
+
+    /// CheckQuorum: a leader in office since `since` heard from no quorum (itself and the
+    /// peers whose last acknowledgements are `acks`) within the longest election timeout.
+    pub fn quorum_lost(
+        &self,
+        now: Millis,
+        since: Millis,
+        quorum: usize,
+        acks: impl Iterator<Item = Millis>,
+    ) -> bool {
+        if now < since + self.election_timeout_max {
+            return false;
+        }
+        let mut acks: Vec<Millis> = acks.collect();
+        acks.sort_unstable_by(|a, b| b.cmp(a));
+        let heard = if quorum <= 1 { now } else { acks[quorum - 2] };
+        now.saturating_sub(heard) >= self.election_timeout_max
+    }
 }
 
 #[cfg(test)]
@@ -61,5 +79,19 @@ mod tests {
         assert_eq!((t.heartbeat, t.request_timeout, t.clock_drift), (1, 1, 0));
         assert_eq!((t.election_timeout_min, t.election_timeout_max), (5, 5));
         assert_eq!(t.election_span(), 0);
+    }
+
+    #[test]
+    fn a_quorum_is_lost_once_too_few_acknowledged_within_the_timeout() {
+        let ms = Duration::from_millis;
+        let t = Timing::new(ms(10), [ms(100), ms(200)], ms(0), ms(1000));
+        let acks = || [150, 390].into_iter();
+        assert!(!t.quorum_lost(399, 200, 3, acks()), "in office too briefly");
+        assert!(!t.quorum_lost(400, 0, 2, acks()), "one peer heard lately");
+        assert!(
+            t.quorum_lost(400, 0, 3, acks()),
+            "the second peer is silent"
+        );
+        assert!(!t.quorum_lost(400, 0, 1, std::iter::empty()), "alone");
     }
 }

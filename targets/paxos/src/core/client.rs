@@ -17,11 +17,11 @@ impl ForwardingCore for PaxosCore {
     }
 
     fn status(&self) -> Status {
-        let term = self.ballot().as_term();
+        let (role, leader) = (self.role(), self.leader.clone());
         self.cluster.status(
-            self.role(),
-            term,
-            self.leader.clone(),
+            role,
+            self.ballot().as_term(),
+            leader,
             self.commit,
             self.applied,
         )

@@ -476,37 +476,28 @@ impl PaxosCore {
     /// Leader work on a tick: step down without a quorum, time out requests, heartbeat and
     /// resend proposals that are not yet chosen.
     pub(super) fn tick_leader(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        let (quorum, election_timeout_max, heartbeat_interval, request_timeout) = (
-            self.cluster.quorum,
-            self.timing.election_timeout_max,
-            self.timing.heartbeat,
-            self.timing.request_timeout,
-        );
+        let (quorum, timing) = (self.cluster.quorum, self.timing);
         let State::Leader(l) = &mut self.state else {
             return;
         };
-        if now >= l.since + election_timeout_max {
-            let mut acks: Vec<Millis> = l.peers.values().map(|p| p.last_ack).collect();
-            acks.sort_unstable_by(|a, b| b.cmp(a));
-            let heard = if quorum <= 1 { now } else { acks[quorum - 2] };
-            if now.saturating_sub(heard) >= election_timeout_max {
-                tracing::warn!(node = %self.cluster.id, ballot = %l.ballot, "no quorum heard within the takeover timeout; stepping down");
-                self.step_down(out);
-                self.reset_takeover_timer(now);
-                return;
-            }
+        let acks = l.peers.values().map(|p| p.last_ack);
+        if timing.quorum_lost(now, l.since, quorum, acks) {
+            tracing::warn!(node = %self.cluster.id, ballot = %l.ballot, "no quorum heard within the takeover timeout; stepping down");
+            self.step_down(out);
+            self.reset_takeover_timer(now);
+            return;
         }
         // Pending requests are keyed by slot, given out in arrival order: the expired ones
         // come first.
         let mut expired = Vec::new();
         while let Some(entry) = l.pending.first_entry() {
-            if now < entry.get().at + request_timeout {
+            if now < entry.get().at + timing.request_timeout {
                 break;
             }
             let p = entry.remove();
             expired.push((p.waiter, p.read));
         }
-        let beat = now >= l.last_heartbeat + heartbeat_interval;
+        let beat = now >= l.last_heartbeat + timing.heartbeat;
         for (w, read) in expired {
             let message = if read {
                 "read not executed within request_timeout"

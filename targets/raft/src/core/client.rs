@@ -19,14 +19,9 @@ impl ForwardingCore for RaftCore {
     }
 
     fn status(&self) -> Status {
-        let term = self.hard.term;
-        self.cluster.status(
-            self.role(),
-            term,
-            self.leader.clone(),
-            self.commit,
-            self.applied,
-        )
+        let (role, leader) = (self.role(), self.leader.clone());
+        self.cluster
+            .status(role, self.hard.term, leader, self.commit, self.applied)
     }
 
     fn read_local(&self, key: &str) -> Option<i64> {

@@ -475,29 +475,20 @@ impl RaftCore {
     /// Leader work on a tick: heartbeats, CheckQuorum, request timeouts.
     fn tick_leader(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
         let quorum = self.cluster.quorum;
-        let (check_quorum, election_timeout_max, heartbeat_interval, request_timeout) = (
-            self.settings.check_quorum,
-            self.timing.election_timeout_max,
-            self.timing.heartbeat,
-            self.timing.request_timeout,
-        );
+        let (check_quorum, timing) = (self.settings.check_quorum, self.timing);
         let State::Leader(l) = &mut self.state else {
             return;
         };
-        if check_quorum && now >= l.since + election_timeout_max {
-            let mut acks: Vec<Millis> = l.progress.values().map(|p| p.last_ack).collect();
-            acks.sort_unstable_by(|a, b| b.cmp(a));
-            let heard = if quorum <= 1 { now } else { acks[quorum - 2] };
-            if now.saturating_sub(heard) >= election_timeout_max {
-                tracing::warn!(node = %self.cluster.id, term = self.hard.term, "no quorum heard within the election timeout; stepping down (CheckQuorum)");
-                self.step_down(now, out);
-                self.reset_election_timer(now);
-                return;
-            }
+        let acks = l.progress.values().map(|p| p.last_ack);
+        if check_quorum && timing.quorum_lost(now, l.since, quorum, acks) {
+            tracing::warn!(node = %self.cluster.id, term = self.hard.term, "no quorum heard within the election timeout; stepping down (CheckQuorum)");
+            self.step_down(now, out);
+            self.reset_election_timer(now);
+            return;
         }
         let mut expired = Vec::new();
         l.pending.retain(|_, p| {
-            if now >= p.at + request_timeout {
+            if now >= p.at + timing.request_timeout {
                 expired.push(p.waiter.clone());
                 false
             } else {
@@ -507,13 +498,13 @@ impl RaftCore {
         while l
             .reads
             .front()
-            .is_some_and(|r| now >= r.at + request_timeout)
+            .is_some_and(|r| now >= r.at + timing.request_timeout)
         {
             if let Some(r) = l.reads.pop_front() {
                 expired.push(r.waiter);
             }
         }
-        let beat = now >= l.last_heartbeat + heartbeat_interval;
+        let beat = now >= l.last_heartbeat + timing.heartbeat;
         for waiter in expired {
             let result = failure(FailKind::Timeout, "not committed within request_timeout");
             self.answer(waiter, result, out);

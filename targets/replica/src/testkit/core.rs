@@ -114,6 +114,25 @@ macro_rules! scenario_sim {
     };
 }
 
+/// The shared scenarios as tests (module `shared`) of a protocol crate's simulator `$sim`,
+/// which implements [`ScenarioSim`].
+#[macro_export]
+macro_rules! shared_scenarios {
+    ($sim:ty) => {
+        mod shared {
+            #[test]
+            fn fresh_cluster_waits_for_every_node() {
+                $crate::testkit::core::fresh_cluster_waits_for_every_node::<$sim>();
+            }
+
+            #[test]
+            fn write_is_acknowledged_only_once_a_quorum_has_it() {
+                $crate::testkit::core::write_is_acknowledged_only_once_a_quorum_has_it::<$sim>();
+            }
+        }
+    };
+}
+
 /// Three nodes, messages taking at most 1 ms, run until they settled: every node follows
 /// the same leader, which is returned.
 pub fn settled<S: ScenarioSim>(settings: S::Settings, bugs: &[&str]) -> (S, String) {
