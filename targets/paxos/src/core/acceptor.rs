@@ -235,13 +235,12 @@ impl PaxosCore {
         reply: ProbeReply,
         out: &mut Outbox<Msg, Persist>,
     ) {
-        let ProbeReply { promised, empty } = reply;
         if self.meta.acceptor || self.commit != 0 || !self.accepted.is_empty() {
             return;
         }
         let Some(max) = self
             .empty_probe
-            .answer(from, empty, promised, &self.cluster)
+            .answer(from, reply.empty, reply.promised, &self.cluster)
         else {
             return;
         };

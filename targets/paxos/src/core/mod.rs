@@ -207,13 +207,12 @@ impl PaxosCore {
             settings.request_timeout,
         );
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let incarnation = rng.gen::<u64>();
         let forwarding = ForwardState::new(
             settings.forward,
             has(BUG_STALE_LOCAL_READS),
             "takeover in progress",
             timing.request_timeout,
-            incarnation,
+            rng.gen::<u64>(),
         );
         let next_tag = (rng.gen::<u64>() >> 20) << 20;
         let ballot_node = nodes

@@ -236,31 +236,6 @@ impl RaftCore {
         }
     }
 
-    pub(super) fn on_probe_reply(
-        &mut self,
-        from: String,
-        reply: ProbeReply,
-        out: &mut Outbox<Msg, Persist>,
-    ) {
-        let ProbeReply { term, last } = reply;
-        if self.hard.voter || self.last_index() != 0 {
-            return;
-        }
-        let Some(max_term) = self
-            .empty_probe
-            .answer(from, last == 0, term, &self.cluster)
-        else {
-            return;
-        };
-        if max_term > self.hard.term {
-            self.hard.term = max_term;
-            self.hard.vote = Some(self.cluster.id.clone());
-        }
-        self.hard.voter = true;
-        tracing::info!(node = %self.cluster.id, term = self.hard.term, "every peer holds an empty log; voting from now on");
-        self.persist_hard(out);
-    }
-
     /// Amnesia guard, catch-up path: after accepting a leader's entries up to its last index,
     /// this node holds everything that leader had and may vote.
     pub(super) fn maybe_become_voter(&mut self, leader_last: u64, out: &mut Outbox<Msg, Persist>) {
@@ -272,6 +247,32 @@ impl RaftCore {
             self.hard.vote = self.leader.clone();
         }
         tracing::info!(node = %self.cluster.id, term = self.hard.term, "caught up with the leader; voting from now on");
+        self.persist_hard(out);
+    }
+
+    /// Amnesia guard, bootstrap path: a peer's answer to the probe. Once every peer answered
+    /// with an empty log, vote from now on.
+    pub(super) fn on_probe_reply(
+        &mut self,
+        from: String,
+        reply: ProbeReply,
+        out: &mut Outbox<Msg, Persist>,
+    ) {
+        if self.hard.voter || self.last_index() != 0 {
+            return;
+        }
+        let Some(max_term) =
+            self.empty_probe
+                .answer(from, reply.last == 0, reply.term, &self.cluster)
+        else {
+            return;
+        };
+        if max_term > self.hard.term {
+            self.hard.term = max_term;
+            self.hard.vote = Some(self.cluster.id.clone());
+        }
+        self.hard.voter = true;
+        tracing::info!(node = %self.cluster.id, term = self.hard.term, "every peer holds an empty log; voting from now on");
         self.persist_hard(out);
     }
 }

@@ -137,9 +137,7 @@ pub struct Inspect {
 pub struct RaftCore {
     pub(crate) cluster: Cluster,
     pub(crate) settings: Settings,
-    pub(crate) timing: Timing,
     pub(crate) bugs: Bugs,
-    pub(crate) rng: ChaCha8Rng,
     pub(crate) hard: HardState,
     pub(crate) snap_index: u64,
     pub(crate) snap_term: u64,
@@ -151,6 +149,9 @@ pub struct RaftCore {
     pub(crate) leader: Option<String>,
     /// Set at the first input: the core's notion of "started".
     pub(crate) booted: bool,
+    pub(crate) timing: Timing,
+    /// Draws the randomized election timeouts (and, at start, the forwards' incarnation).
+    pub(crate) rng: ChaCha8Rng,
     pub(crate) election_deadline: Millis,
     /// When this (pre-)candidate last sent its vote requests (resent every heartbeat to
     /// peers that have not answered, §5.1: a request lost to a restarting peer or a
@@ -178,6 +179,12 @@ impl RaftCore {
         mut recovered: Recovered,
         seed: u64,
     ) -> Self {
+        let timing = Timing::new(
+            settings.heartbeat,
+            settings.election_timeout,
+            settings.clock_drift,
+            settings.request_timeout,
+        );
         let has = |b: &str| bugs.iter().any(|x| x == b);
         let bugs = Bugs {
             commit_without_quorum: has(BUG_COMMIT_WITHOUT_QUORUM),
@@ -187,20 +194,13 @@ impl RaftCore {
         if bugs.forget_vote_on_restart {
             recovered.hard.vote = None;
         }
-        let timing = Timing::new(
-            settings.heartbeat,
-            settings.election_timeout,
-            settings.clock_drift,
-            settings.request_timeout,
-        );
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let incarnation = rng.gen::<u64>();
         let forwarding = ForwardState::new(
             settings.forward,
             has(BUG_STALE_LOCAL_READS),
             "election in progress",
             timing.request_timeout,
-            incarnation,
+            rng.gen::<u64>(),
         );
         RaftCore {
             cluster: Cluster::new(id, nodes),
