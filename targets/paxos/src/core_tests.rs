@@ -2,7 +2,10 @@
 //! explicit partitions and crashes. Every step still runs the simulator's safety checks.
 
 use faultline_protocol::Role;
-use faultline_replica::testkit::core::{others, read, read_at_leader, settled, write, ScenarioSim};
+use faultline_replica::testkit::core::{
+    acknowledged, answered_at_once, others, read, read_at_leader, settled, wipe_a_follower, write,
+    ScenarioSim,
+};
 
 use crate::msg::{Accept, Msg, Nack, Value};
 use crate::settings::{ReadMode, Settings};
@@ -10,7 +13,7 @@ use crate::sim::Sim;
 use crate::storage::MemDisk;
 use crate::{BUG_ACCEPT_LOWER_BALLOT, BUG_ACK_BEFORE_PERSIST, BUG_SKIP_PHASE1_RECOVERY};
 
-faultline_replica::scenario_sim!(Sim, Settings);
+faultline_replica::scenario_sim!(Sim, Settings, MemDisk::new(false));
 faultline_replica::shared_scenarios!(super::Sim);
 
 fn cluster_with(settings: Settings, bugs: &[&str]) -> (Sim, String) {
@@ -175,20 +178,13 @@ fn ack_before_persist_loses_acknowledged_writes_when_every_node_crashes() {
 
 #[test]
 fn lease_reads_take_no_slot_and_a_deposed_leader_stops_serving_them() {
-    let settings = Settings {
+    let (mut sim, old) = cluster(Settings {
         read: ReadMode::Lease,
         ..Settings::default()
-    };
-    let (mut sim, old) = cluster(settings);
-    let t = sim.request(&old, write("a", 1)).unwrap();
-    sim.run_for(100).unwrap();
-    assert!(sim.reply(t).is_some_and(|r| r.ok));
+    });
+    acknowledged(&mut sim, &old, write("a", 1), 100);
     let before = sim.core(&old).unwrap().commit();
-    let r = sim.request(&old, read("a")).unwrap();
-    let got = sim
-        .reply(r)
-        .expect("a lease read is answered at once")
-        .clone();
+    let got = answered_at_once(&mut sim, &old, read("a"));
     assert_eq!(got.value, Some(Some(1)));
     assert_eq!(
         sim.core(&old).unwrap().commit(),
@@ -240,14 +236,7 @@ fn a_lagging_node_catches_up_from_a_snapshot() {
 #[test]
 fn a_wiped_node_acts_as_acceptor_only_after_catching_up() {
     let (mut sim, leader) = cluster(Settings::default());
-    for i in 1..=30 {
-        sim.request(&leader, write("a", i)).unwrap();
-    }
-    sim.run_for(100).unwrap();
-    let wiped = others(&sim.nodes, &leader)[0].clone();
-    sim.crash(&wiped);
-    sim.disks.insert(wiped.clone(), MemDisk::new(false));
-    sim.start(&wiped);
+    let wiped = wipe_a_follower(&mut sim, &leader, 30, 100);
     assert!(!sim.core(&wiped).unwrap().inspect().acceptor);
     sim.run_for(300).unwrap();
     let (l, w) = (

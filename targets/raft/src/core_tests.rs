@@ -2,7 +2,9 @@
 //! explicit partitions and crashes. Every step still runs the simulator's safety checks.
 
 use faultline_protocol::{ErrorCode, Role};
-use faultline_replica::testkit::core::{cas, others, read, settled, write};
+use faultline_replica::testkit::core::{
+    acknowledged, answered_at_once, cas, others, read, settled, wipe_a_follower, write,
+};
 use faultline_replica::{Input, Millis};
 
 use crate::msg::{Msg, Vote, VoteReply};
@@ -10,7 +12,7 @@ use crate::settings::{ReadMode, Settings};
 use crate::sim::Sim;
 use crate::storage::MemDisk;
 
-faultline_replica::scenario_sim!(Sim, Settings);
+faultline_replica::scenario_sim!(Sim, Settings, MemDisk::new(false));
 faultline_replica::shared_scenarios!(super::Sim);
 
 /// A settled cluster of three (see [`settled`]), every node in the leader's term.
@@ -79,18 +81,15 @@ fn deposed_leader_never_serves_a_stale_read() {
 
 #[test]
 fn lease_reads_need_no_round_trip_while_the_lease_holds() {
-    let settings = Settings {
+    let (mut sim, leader) = cluster(Settings {
         read: ReadMode::Lease,
         ..Settings::default()
-    };
-    let (mut sim, leader) = cluster(settings);
-    let t = sim.request(&leader, write("k", 5)).unwrap();
-    sim.run_for(10).unwrap();
-    assert!(sim.reply(t).unwrap().ok);
+    });
+    acknowledged(&mut sim, &leader, write("k", 5), 10);
     // Cut the leader off: a read right away is answered from the lease, at once.
     sim.isolate(&leader);
-    let r = sim.request(&leader, read("k")).unwrap();
-    assert_eq!(sim.reply(r).unwrap().value, Some(Some(5)));
+    let r = answered_at_once(&mut sim, &leader, read("k"));
+    assert_eq!(r.value, Some(Some(5)));
     // Once the lease ran out, reads wait for a quorum round (which never comes).
     sim.run_for(Settings::default().election_timeout[0].as_millis() as Millis)
         .unwrap();
@@ -128,19 +127,12 @@ fn lagging_follower_catches_up_from_a_snapshot() {
 #[test]
 fn node_with_an_empty_disk_votes_only_after_catching_up() {
     let (mut sim, leader) = cluster(Settings::default());
-    for i in 0..10 {
-        sim.request(&leader, write("a", i)).unwrap();
-    }
-    sim.run_for(50).unwrap();
-    let victim = others(&sim.nodes, &leader)[0].clone();
-    sim.crash(&victim);
-    sim.disks.insert(victim.clone(), MemDisk::new(false));
-    sim.start(&victim);
+    let victim = wipe_a_follower(&mut sim, &leader, 10, 50);
     assert!(!sim.core(&victim).unwrap().inspect().voter);
     sim.run_for(200).unwrap();
     let c = sim.core(&victim).unwrap().inspect();
     assert!(c.voter, "caught up but still not voting");
-    assert_eq!(c.kv.read("a"), Some(9));
+    assert_eq!(c.kv.read("a"), Some(10));
     assert!(sim.disks[&victim].recovered.hard.voter);
 }
 

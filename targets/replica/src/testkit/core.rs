@@ -49,6 +49,8 @@ pub trait ScenarioSim: Sized {
     fn heal(&mut self);
     fn crash(&mut self, id: &str);
     fn start(&mut self, id: &str);
+    /// Crash node `id`, give it an empty disk and start it again.
+    fn wipe(&mut self, id: &str);
     /// Run the cluster for `ms` (an error: a safety check failed).
     fn run_for(&mut self, ms: Millis) -> Result<(), String>;
     /// The node that leads now, if exactly one does.
@@ -62,10 +64,11 @@ pub trait ScenarioSim: Sized {
 }
 
 /// Implements [`ScenarioSim`] for a protocol crate's simulator `$sim` with settings
-/// `$settings`: its own methods and fields of the same names, and its cores' status.
+/// `$settings`, whose disks (field `disks`) start empty as `$empty_disk`: its own methods
+/// and fields of the same names, and its cores' status.
 #[macro_export]
 macro_rules! scenario_sim {
-    ($sim:ty, $settings:ty) => {
+    ($sim:ty, $settings:ty, $empty_disk:expr) => {
         impl $crate::testkit::core::ScenarioSim for $sim {
             type Settings = $settings;
 
@@ -88,6 +91,11 @@ macro_rules! scenario_sim {
                 <$sim>::crash(self, id)
             }
             fn start(&mut self, id: &str) {
+                <$sim>::start(self, id)
+            }
+            fn wipe(&mut self, id: &str) {
+                <$sim>::crash(self, id);
+                self.disks.insert(id.to_owned(), $empty_disk);
                 <$sim>::start(self, id)
             }
             fn run_for(&mut self, ms: $crate::Millis) -> Result<(), String> {
@@ -154,6 +162,36 @@ pub fn read_at_leader<S: ScenarioSim>(sim: &mut S, key: &str) -> Option<i64> {
     let r = sim.reply(t).expect("read answered").clone();
     assert!(r.ok, "{r:?}");
     r.value.flatten()
+}
+
+/// Request `op` at `node` and run the cluster for `ms`: by then it is acknowledged (`ok`).
+pub fn acknowledged<S: ScenarioSim>(sim: &mut S, node: &str, op: Op, ms: Millis) {
+    let t = sim.request(node, op).unwrap();
+    sim.run_for(ms).unwrap();
+    assert!(sim.reply(t).is_some_and(|r| r.ok), "{:?}", sim.reply(t));
+}
+
+/// Request `op` at `node`: it is answered at once, with no message round trip.
+pub fn answered_at_once<S: ScenarioSim>(sim: &mut S, node: &str, op: Op) -> Response {
+    let t = sim.request(node, op).unwrap();
+    sim.reply(t).expect("answered at once").clone()
+}
+
+/// Write `a` = 1, 2, ... `writes` at the leader, run for `ms`, then wipe the first other
+/// node's disk ([`ScenarioSim::wipe`]); returns that node.
+pub fn wipe_a_follower<S: ScenarioSim>(
+    sim: &mut S,
+    leader: &str,
+    writes: i64,
+    ms: Millis,
+) -> String {
+    for i in 1..=writes {
+        sim.request(leader, write("a", i)).unwrap();
+    }
+    sim.run_for(ms).unwrap();
+    let wiped = others(&sim.nodes(), leader)[0].clone();
+    sim.wipe(&wiped);
+    wiped
 }
 
 /// A fresh cluster with one node down elects no leader: a fresh node takes part only once
