@@ -3,8 +3,8 @@
 
 use faultline_protocol::Role;
 use faultline_replica::testkit::core::{
-    acknowledged, answered_at_once, others, read, read_at_leader, settled, wipe_a_follower, write,
-    ScenarioSim,
+    acknowledged, answer_after, answered_at_once, crash_a_follower_and_write, others, read,
+    read_at_leader, settled, wipe_a_follower, write, ScenarioSim,
 };
 
 use crate::msg::{Accept, Msg, Nack, Value};
@@ -197,12 +197,8 @@ fn lease_reads_take_no_slot_and_a_deposed_leader_stops_serving_them() {
     sim.run_for(1_000).unwrap();
     let new = sim.leader().unwrap();
     assert_ne!(new, old);
-    let w = sim.request(&new, write("a", 2)).unwrap();
-    sim.run_for(100).unwrap();
-    assert!(sim.reply(w).is_some_and(|r| r.ok));
-    let stale = sim.request(&old, read("a")).unwrap();
-    sim.run_for(100).unwrap();
-    let r = sim.reply(stale).unwrap();
+    acknowledged(&mut sim, &new, write("a", 2), 100);
+    let r = answer_after(&mut sim, &old, read("a"), 100);
     assert!(!r.ok, "a deposed leader answered a read: {r:?}");
 }
 
@@ -213,14 +209,7 @@ fn a_lagging_node_catches_up_from_a_snapshot() {
         ..Settings::default()
     };
     let (mut sim, leader) = cluster(settings);
-    let lagging = others(&sim.nodes, &leader)[0].clone();
-    sim.crash(&lagging);
-    for i in 1..=100 {
-        sim.request(&leader, write(&format!("k{}", i % 5), i))
-            .unwrap();
-        sim.run_for(2).unwrap();
-    }
-    sim.run_for(100).unwrap();
+    let lagging = crash_a_follower_and_write(&mut sim, &leader, (100, 5), 100);
     assert!(sim.core(&leader).unwrap().inspect().snap_slot >= 80);
     sim.start(&lagging);
     sim.run_for(500).unwrap();

@@ -3,7 +3,8 @@
 
 use faultline_protocol::{ErrorCode, Role};
 use faultline_replica::testkit::core::{
-    acknowledged, answered_at_once, cas, others, read, settled, wipe_a_follower, write,
+    acknowledged, answer_after, answered_at_once, cas, crash_a_follower_and_write, others, read,
+    settled, wipe_a_follower, write,
 };
 use faultline_replica::{Input, Millis};
 
@@ -67,14 +68,10 @@ fn deposed_leader_never_serves_a_stale_read() {
         sim.run_for(800).unwrap();
         let new = sim.leader().unwrap();
         assert_ne!(new, old, "{mode:?}");
-        let t = sim.request(&new, write("k", 2)).unwrap();
-        sim.run_for(20).unwrap();
-        assert!(sim.reply(t).unwrap().ok);
+        acknowledged(&mut sim, &new, write("k", 2), 20);
         // Without CheckQuorum the old leader still believes it leads; it must not answer 1.
         assert!(sim.core(&old).unwrap().is_leader(), "{mode:?}");
-        let r = sim.request(&old, read("k")).unwrap();
-        sim.run_for(1_500).unwrap();
-        let resp = sim.reply(r).unwrap();
+        let resp = answer_after(&mut sim, &old, read("k"), 1_500);
         assert!(!resp.ok, "{mode:?}: deposed leader answered {resp:?}");
     }
 }
@@ -106,14 +103,7 @@ fn lagging_follower_catches_up_from_a_snapshot() {
         ..Settings::default()
     };
     let (mut sim, leader) = cluster(settings);
-    let lagger = others(&sim.nodes, &leader)[0].clone();
-    sim.crash(&lagger);
-    for i in 0..100 {
-        sim.request(&leader, write(&format!("k{}", i % 4), i))
-            .unwrap();
-        sim.run_for(2).unwrap();
-    }
-    sim.run_for(50).unwrap();
+    let lagger = crash_a_follower_and_write(&mut sim, &leader, (100, 4), 50);
     assert!(sim.core(&leader).unwrap().inspect().snap_index >= 80);
     sim.start(&lagger);
     sim.run_for(400).unwrap();

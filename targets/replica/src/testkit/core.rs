@@ -171,6 +171,13 @@ pub fn acknowledged<S: ScenarioSim>(sim: &mut S, node: &str, op: Op, ms: Millis)
     assert!(sim.reply(t).is_some_and(|r| r.ok), "{:?}", sim.reply(t));
 }
 
+/// Request `op` at `node` and run the cluster for `ms`: by then it is answered (the answer).
+pub fn answer_after<S: ScenarioSim>(sim: &mut S, node: &str, op: Op, ms: Millis) -> Response {
+    let t = sim.request(node, op).unwrap();
+    sim.run_for(ms).unwrap();
+    sim.reply(t).expect("answered").clone()
+}
+
 /// Request `op` at `node`: it is answered at once, with no message round trip.
 pub fn answered_at_once<S: ScenarioSim>(sim: &mut S, node: &str, op: Op) -> Response {
     let t = sim.request(node, op).unwrap();
@@ -192,6 +199,25 @@ pub fn wipe_a_follower<S: ScenarioSim>(
     let wiped = others(&sim.nodes(), leader)[0].clone();
     sim.wipe(&wiped);
     wiped
+}
+
+/// Crash the first node other than the leader, then write `k{i % keys}` = `i` for `i` in
+/// 1..=`writes` at the leader, 2 ms apart, and run for `ms`; returns the crashed node.
+pub fn crash_a_follower_and_write<S: ScenarioSim>(
+    sim: &mut S,
+    leader: &str,
+    (writes, keys): (i64, i64),
+    ms: Millis,
+) -> String {
+    let lagging = others(&sim.nodes(), leader)[0].clone();
+    sim.crash(&lagging);
+    for i in 1..=writes {
+        sim.request(leader, write(&format!("k{}", i % keys), i))
+            .unwrap();
+        sim.run_for(2).unwrap();
+    }
+    sim.run_for(ms).unwrap();
+    lagging
 }
 
 /// A fresh cluster with one node down elects no leader: a fresh node takes part only once
