@@ -3,8 +3,8 @@
 
 use faultline_protocol::Role;
 use faultline_replica::testkit::core::{
-    acknowledged, answer_after, answered_at_once, crash_a_follower_and_write, others, read,
-    read_at_leader, settled, wipe_a_follower, write, ScenarioSim,
+    acknowledged, answer_after, answered_at_once, lagging_node_catches_up_from_a_snapshot, others,
+    read, read_at_leader, settled, wipe_a_follower, write, ScenarioSim,
 };
 
 use crate::msg::{Accept, Msg, Nack, Value};
@@ -13,7 +13,7 @@ use crate::sim::Sim;
 use crate::storage::MemDisk;
 use crate::{BUG_ACCEPT_LOWER_BALLOT, BUG_ACK_BEFORE_PERSIST, BUG_SKIP_PHASE1_RECOVERY};
 
-faultline_replica::scenario_sim!(Sim, Settings, MemDisk::new(false));
+faultline_replica::scenario_sim!(Sim, Settings, MemDisk::new(false), snap_slot);
 faultline_replica::shared_scenarios!(super::Sim);
 
 fn cluster_with(settings: Settings, bugs: &[&str]) -> (Sim, String) {
@@ -208,18 +208,7 @@ fn a_lagging_node_catches_up_from_a_snapshot() {
         snapshot_threshold: 20,
         ..Settings::default()
     };
-    let (mut sim, leader) = cluster(settings);
-    let lagging = crash_a_follower_and_write(&mut sim, &leader, (100, 5), 100);
-    assert!(sim.core(&leader).unwrap().inspect().snap_slot >= 80);
-    sim.start(&lagging);
-    sim.run_for(500).unwrap();
-    let (l, f) = (
-        sim.core(&leader).unwrap().inspect(),
-        sim.core(&lagging).unwrap().inspect(),
-    );
-    assert_eq!(f.applied, l.applied);
-    assert_eq!(f.kv, l.kv);
-    assert!(f.snap_slot > 0, "caught up without a snapshot");
+    lagging_node_catches_up_from_a_snapshot::<Sim>(settings, (100, 5), 500);
 }
 
 #[test]

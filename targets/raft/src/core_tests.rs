@@ -3,8 +3,8 @@
 
 use faultline_protocol::{ErrorCode, Role};
 use faultline_replica::testkit::core::{
-    acknowledged, answer_after, answered_at_once, cas, crash_a_follower_and_write, others, read,
-    settled, wipe_a_follower, write,
+    acknowledged, answer_after, answered_at_once, cas, lagging_node_catches_up_from_a_snapshot,
+    others, read, settled, wipe_a_follower, write, ScenarioSim,
 };
 use faultline_replica::{Input, Millis};
 
@@ -13,7 +13,7 @@ use crate::settings::{ReadMode, Settings};
 use crate::sim::Sim;
 use crate::storage::MemDisk;
 
-faultline_replica::scenario_sim!(Sim, Settings, MemDisk::new(false));
+faultline_replica::scenario_sim!(Sim, Settings, MemDisk::new(false), snap_index);
 faultline_replica::shared_scenarios!(super::Sim);
 
 /// A settled cluster of three (see [`settled`]), every node in the leader's term.
@@ -102,16 +102,8 @@ fn lagging_follower_catches_up_from_a_snapshot() {
         max_batch: 7,
         ..Settings::default()
     };
-    let (mut sim, leader) = cluster(settings);
-    let lagger = crash_a_follower_and_write(&mut sim, &leader, (100, 4), 50);
-    assert!(sim.core(&leader).unwrap().inspect().snap_index >= 80);
-    sim.start(&lagger);
-    sim.run_for(400).unwrap();
-    let l = sim.core(&leader).unwrap().inspect();
-    let f = sim.core(&lagger).unwrap().inspect();
-    assert_eq!(f.applied, l.applied);
-    assert_eq!(f.kv, l.kv);
-    assert_eq!(f.kv.read("k3"), Some(99));
+    let (sim, _, lagger) = lagging_node_catches_up_from_a_snapshot::<Sim>(settings, (100, 4), 400);
+    assert_eq!(sim.state(&lagger).read("k3"), Some(99));
 }
 
 #[test]

@@ -5,6 +5,7 @@
 use faultline_protocol::{Op, Response};
 
 use crate::driver::{ClientToken, Millis};
+use crate::kv::KvState;
 
 /// A client write of `value` to `key`.
 pub fn write(key: &str, value: i64) -> Op {
@@ -57,6 +58,10 @@ pub trait ScenarioSim: Sized {
     fn leader(&self) -> Option<String>;
     /// The leader node `id` follows, if it is up and knows one.
     fn leader_of(&self, id: &str) -> Option<String>;
+    /// The last index (slot) folded into node `id`'s snapshot, and how far it applied.
+    fn snapshot_and_applied(&self, id: &str) -> (u64, u64);
+    /// Node `id`'s state machine.
+    fn state(&self, id: &str) -> KvState;
     /// A client request of `op` at node `id`.
     fn request(&mut self, id: &str, op: Op) -> Result<ClientToken, String>;
     /// The answer to request `token`, once there is one.
@@ -64,11 +69,12 @@ pub trait ScenarioSim: Sized {
 }
 
 /// Implements [`ScenarioSim`] for a protocol crate's simulator `$sim` with settings
-/// `$settings`, whose disks (field `disks`) start empty as `$empty_disk`: its own methods
-/// and fields of the same names, and its cores' status.
+/// `$settings`, whose disks (field `disks`) start empty as `$empty_disk` and whose cores'
+/// `inspect()` names the snapshot's last index `$snapshot`: its own methods and fields of
+/// the same names, and its cores' status.
 #[macro_export]
 macro_rules! scenario_sim {
-    ($sim:ty, $settings:ty, $empty_disk:expr) => {
+    ($sim:ty, $settings:ty, $empty_disk:expr, $snapshot:ident) => {
         impl $crate::testkit::core::ScenarioSim for $sim {
             type Settings = $settings;
 
@@ -107,6 +113,13 @@ macro_rules! scenario_sim {
             fn leader_of(&self, id: &str) -> Option<String> {
                 use $crate::forward::ForwardingCore as _;
                 self.core(id).and_then(|c| c.status().leader)
+            }
+            fn snapshot_and_applied(&self, id: &str) -> (u64, u64) {
+                let inspect = self.core(id).expect("node is up").inspect();
+                (inspect.$snapshot, inspect.applied)
+            }
+            fn state(&self, id: &str) -> $crate::KvState {
+                self.core(id).expect("node is up").inspect().kv
             }
             fn request(
                 &mut self,
@@ -201,23 +214,36 @@ pub fn wipe_a_follower<S: ScenarioSim>(
     wiped
 }
 
-/// Crash the first node other than the leader, then write `k{i % keys}` = `i` for `i` in
-/// 1..=`writes` at the leader, 2 ms apart, and run for `ms`; returns the crashed node.
-pub fn crash_a_follower_and_write<S: ScenarioSim>(
-    sim: &mut S,
-    leader: &str,
+/// A node down while the leader writes `k{i % keys}` = `i` for `i` in 1..=`writes`, 2 ms
+/// apart, and compacts (`settings` make it compact at least every 20 entries), catches up
+/// from a snapshot within `catch_up` ms of its restart: it applied as far as the leader, to
+/// the same state. Returns the cluster, the leader and that node.
+pub fn lagging_node_catches_up_from_a_snapshot<S: ScenarioSim>(
+    settings: S::Settings,
     (writes, keys): (i64, i64),
-    ms: Millis,
-) -> String {
-    let lagging = others(&sim.nodes(), leader)[0].clone();
+    catch_up: Millis,
+) -> (S, String, String) {
+    let (mut sim, leader) = settled::<S>(settings, &[]);
+    let lagging = others(&sim.nodes(), &leader)[0].clone();
     sim.crash(&lagging);
     for i in 1..=writes {
-        sim.request(leader, write(&format!("k{}", i % keys), i))
+        sim.request(&leader, write(&format!("k{}", i % keys), i))
             .unwrap();
         sim.run_for(2).unwrap();
     }
-    sim.run_for(ms).unwrap();
-    lagging
+    sim.run_for(100).unwrap();
+    let (compacted, _) = sim.snapshot_and_applied(&leader);
+    assert!(
+        compacted + 20 >= writes as u64,
+        "the leader compacted to {compacted}"
+    );
+    sim.start(&lagging);
+    sim.run_for(catch_up).unwrap();
+    let (snapshot, applied) = sim.snapshot_and_applied(&lagging);
+    assert_eq!(applied, sim.snapshot_and_applied(&leader).1);
+    assert_eq!(sim.state(&lagging), sim.state(&leader));
+    assert!(snapshot > 0, "caught up without a snapshot");
+    (sim, leader, lagging)
 }
 
 /// A fresh cluster with one node down elects no leader: a fresh node takes part only once
