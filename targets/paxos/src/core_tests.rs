@@ -2,68 +2,25 @@
 //! explicit partitions and crashes. Every step still runs the simulator's safety checks.
 
 use faultline_protocol::Role;
-use faultline_replica::testkit::core::{others, read, write};
+use faultline_replica::testkit::core::{
+    acknowledged, answer_after, answered_at_once, lagging_node_catches_up_from_a_snapshot, others,
+    read, read_at_leader, settled, wipe_a_follower, write, ScenarioSim,
+};
 
 use crate::msg::{Accept, Msg, Nack, Value};
 use crate::settings::{ReadMode, Settings};
 use crate::sim::Sim;
-use crate::storage::MemDisk;
 use crate::{BUG_ACCEPT_LOWER_BALLOT, BUG_ACK_BEFORE_PERSIST, BUG_SKIP_PHASE1_RECOVERY};
 
+faultline_replica::scenario_core!(crate::core::PaxosCore, snap_slot);
+faultline_replica::shared_scenarios!(super::Sim);
+
 fn cluster_with(settings: Settings, bugs: &[&str]) -> (Sim, String) {
-    let mut sim = Sim::new(7, 3, settings, bugs);
-    sim.max_delay = 1;
-    sim.run_for(600).unwrap();
-    let leader = sim.leader().expect("a leader within 600ms");
-    for n in sim.nodes.clone() {
-        let c = sim.core(&n).unwrap();
-        assert_eq!(c.status().leader.as_deref(), Some(leader.as_str()), "{n}");
-    }
-    (sim, leader)
+    settled(settings, bugs)
 }
 
 fn cluster(settings: Settings) -> (Sim, String) {
-    cluster_with(settings, &[])
-}
-
-/// Read `key` at the current leader (after letting one settle).
-fn read_at_leader(sim: &mut Sim, key: &str) -> Option<i64> {
-    let leader = sim.leader().expect("a leader");
-    let t = sim.request(&leader, read(key)).unwrap();
-    sim.run_for(100).unwrap();
-    let r = sim.reply(t).expect("read answered").clone();
-    assert!(r.ok, "{r:?}");
-    r.value.flatten()
-}
-
-#[test]
-fn fresh_cluster_waits_for_every_node_before_taking_over() {
-    let mut sim = Sim::new(3, 3, Settings::default(), &[]);
-    sim.crash("n3");
-    sim.run_for(1_000).unwrap();
-    assert_eq!(
-        sim.leader(),
-        None,
-        "a fresh node acted as an acceptor without hearing every peer"
-    );
-    sim.start("n3");
-    sim.run_for(600).unwrap();
-    assert!(sim.leader().is_some());
-}
-
-#[test]
-fn write_is_acknowledged_only_once_a_quorum_accepted_it() {
-    let (mut sim, leader) = cluster(Settings::default());
-    for f in others(&sim.nodes, &leader) {
-        sim.blocked.insert((leader.clone(), f));
-    }
-    let t = sim.request(&leader, write("a", 1)).unwrap();
-    sim.run_for(100).unwrap();
-    assert_eq!(sim.reply(t), None, "acknowledged without a quorum");
-    sim.heal();
-    sim.run_for(100).unwrap();
-    assert!(sim.reply(t).is_some_and(|r| r.ok), "{:?}", sim.reply(t));
-    assert_eq!(read_at_leader(&mut sim, "a"), Some(1));
+    settled(settings, &[])
 }
 
 #[test]
@@ -87,10 +44,7 @@ fn isolated_leader_steps_down_and_the_majority_takes_over() {
     sim.run_for(600).unwrap();
     let leader = sim.leader().expect("a leader after the heal");
     for n in sim.nodes.clone() {
-        assert_eq!(
-            sim.core(&n).unwrap().status().leader.as_deref(),
-            Some(leader.as_str())
-        );
+        assert_eq!(sim.leader_of(&n), Some(leader.clone()));
     }
     assert_eq!(read_at_leader(&mut sim, "a"), Some(2));
 }
@@ -223,20 +177,13 @@ fn ack_before_persist_loses_acknowledged_writes_when_every_node_crashes() {
 
 #[test]
 fn lease_reads_take_no_slot_and_a_deposed_leader_stops_serving_them() {
-    let settings = Settings {
+    let (mut sim, old) = cluster(Settings {
         read: ReadMode::Lease,
         ..Settings::default()
-    };
-    let (mut sim, old) = cluster(settings);
-    let t = sim.request(&old, write("a", 1)).unwrap();
-    sim.run_for(100).unwrap();
-    assert!(sim.reply(t).is_some_and(|r| r.ok));
+    });
+    acknowledged(&mut sim, &old, write("a", 1), 100);
     let before = sim.core(&old).unwrap().commit();
-    let r = sim.request(&old, read("a")).unwrap();
-    let got = sim
-        .reply(r)
-        .expect("a lease read is answered at once")
-        .clone();
+    let got = answered_at_once(&mut sim, &old, read("a"));
     assert_eq!(got.value, Some(Some(1)));
     assert_eq!(
         sim.core(&old).unwrap().commit(),
@@ -249,12 +196,8 @@ fn lease_reads_take_no_slot_and_a_deposed_leader_stops_serving_them() {
     sim.run_for(1_000).unwrap();
     let new = sim.leader().unwrap();
     assert_ne!(new, old);
-    let w = sim.request(&new, write("a", 2)).unwrap();
-    sim.run_for(100).unwrap();
-    assert!(sim.reply(w).is_some_and(|r| r.ok));
-    let stale = sim.request(&old, read("a")).unwrap();
-    sim.run_for(100).unwrap();
-    let r = sim.reply(stale).unwrap();
+    acknowledged(&mut sim, &new, write("a", 2), 100);
+    let r = answer_after(&mut sim, &old, read("a"), 100);
     assert!(!r.ok, "a deposed leader answered a read: {r:?}");
 }
 
@@ -264,38 +207,13 @@ fn a_lagging_node_catches_up_from_a_snapshot() {
         snapshot_threshold: 20,
         ..Settings::default()
     };
-    let (mut sim, leader) = cluster(settings);
-    let lagging = others(&sim.nodes, &leader)[0].clone();
-    sim.crash(&lagging);
-    for i in 1..=100 {
-        sim.request(&leader, write(&format!("k{}", i % 5), i))
-            .unwrap();
-        sim.run_for(2).unwrap();
-    }
-    sim.run_for(100).unwrap();
-    assert!(sim.core(&leader).unwrap().inspect().snap_slot >= 80);
-    sim.start(&lagging);
-    sim.run_for(500).unwrap();
-    let (l, f) = (
-        sim.core(&leader).unwrap().inspect(),
-        sim.core(&lagging).unwrap().inspect(),
-    );
-    assert_eq!(f.applied, l.applied);
-    assert_eq!(f.kv, l.kv);
-    assert!(f.snap_slot > 0, "caught up without a snapshot");
+    lagging_node_catches_up_from_a_snapshot::<Sim>(settings, (100, 5), 500);
 }
 
 #[test]
 fn a_wiped_node_acts_as_acceptor_only_after_catching_up() {
     let (mut sim, leader) = cluster(Settings::default());
-    for i in 1..=30 {
-        sim.request(&leader, write("a", i)).unwrap();
-    }
-    sim.run_for(100).unwrap();
-    let wiped = others(&sim.nodes, &leader)[0].clone();
-    sim.crash(&wiped);
-    sim.disks.insert(wiped.clone(), MemDisk::new(false));
-    sim.start(&wiped);
+    let wiped = wipe_a_follower(&mut sim, &leader, 30, 100);
     assert!(!sim.core(&wiped).unwrap().inspect().acceptor);
     sim.run_for(300).unwrap();
     let (l, w) = (

@@ -151,17 +151,7 @@ pub struct ProbeReply {
     pub empty: bool,
 }
 
-impl From<Forward> for Msg {
-    fn from(forward: Forward) -> Msg {
-        Msg::Forward(forward)
-    }
-}
-
-impl From<ForwardReply> for Msg {
-    fn from(reply: ForwardReply) -> Msg {
-        Msg::ForwardReply(reply)
-    }
-}
+faultline_replica::forward_messages!(Msg);
 
 /// The acceptor's promise and whether this data directory may act as an acceptor (see
 /// README.md, "Amnesia guard").

@@ -2,57 +2,27 @@
 //! explicit partitions and crashes. Every step still runs the simulator's safety checks.
 
 use faultline_protocol::{ErrorCode, Role};
-use faultline_replica::testkit::core::{cas, others, read, write};
+use faultline_replica::testkit::core::{
+    acknowledged, answer_after, answered_at_once, cas, lagging_node_catches_up_from_a_snapshot,
+    others, read, settled, wipe_a_follower, write, ScenarioSim,
+};
 use faultline_replica::{Input, Millis};
 
 use crate::msg::{Msg, Vote, VoteReply};
 use crate::settings::{ReadMode, Settings};
 use crate::sim::Sim;
-use crate::storage::MemDisk;
 
+faultline_replica::scenario_core!(crate::core::RaftCore, snap_index);
+faultline_replica::shared_scenarios!(super::Sim);
+
+/// A settled cluster of three (see [`settled`]), every node in the leader's term.
 fn cluster(settings: Settings) -> (Sim, String) {
-    let mut sim = Sim::new(7, 3, settings, &[]);
-    sim.max_delay = 1;
-    sim.run_for(600).unwrap();
-    let leader = sim.leader().expect("a leader within 600ms");
-    for n in sim.nodes.clone() {
-        let c = sim.core(&n).unwrap();
-        assert_eq!(c.status().leader.as_deref(), Some(leader.as_str()), "{n}");
-        assert_eq!(c.term(), sim.core(&leader).unwrap().term());
+    let (sim, leader) = settled::<Sim>(settings, &[]);
+    let term = sim.core(&leader).unwrap().term();
+    for n in &sim.nodes {
+        assert_eq!(sim.core(n).unwrap().term(), term, "{n}");
     }
     (sim, leader)
-}
-
-#[test]
-fn fresh_cluster_waits_for_every_node_before_electing() {
-    let mut sim = Sim::new(3, 3, Settings::default(), &[]);
-    sim.crash("n3");
-    sim.run_for(1_000).unwrap();
-    assert_eq!(
-        sim.leader(),
-        None,
-        "a fresh node voted without hearing every peer"
-    );
-    sim.start("n3");
-    sim.run_for(600).unwrap();
-    assert!(sim.leader().is_some());
-}
-
-#[test]
-fn write_is_acknowledged_only_once_a_quorum_has_it() {
-    let (mut sim, leader) = cluster(Settings::default());
-    for f in others(&sim.nodes, &leader) {
-        sim.blocked.insert((leader.clone(), f));
-    }
-    let t = sim.request(&leader, write("a", 1)).unwrap();
-    sim.run_for(100).unwrap();
-    assert_eq!(sim.reply(t), None, "acknowledged without a quorum");
-    sim.heal();
-    sim.run_for(100).unwrap();
-    assert!(sim.reply(t).is_some_and(|r| r.ok), "{:?}", sim.reply(t));
-    let r = sim.request(&leader, read("a")).unwrap();
-    sim.run_for(100).unwrap();
-    assert_eq!(sim.reply(r).unwrap().value, Some(Some(1)));
 }
 
 #[test]
@@ -97,32 +67,25 @@ fn deposed_leader_never_serves_a_stale_read() {
         sim.run_for(800).unwrap();
         let new = sim.leader().unwrap();
         assert_ne!(new, old, "{mode:?}");
-        let t = sim.request(&new, write("k", 2)).unwrap();
-        sim.run_for(20).unwrap();
-        assert!(sim.reply(t).unwrap().ok);
+        acknowledged(&mut sim, &new, write("k", 2), 20);
         // Without CheckQuorum the old leader still believes it leads; it must not answer 1.
         assert!(sim.core(&old).unwrap().is_leader(), "{mode:?}");
-        let r = sim.request(&old, read("k")).unwrap();
-        sim.run_for(1_500).unwrap();
-        let resp = sim.reply(r).unwrap();
+        let resp = answer_after(&mut sim, &old, read("k"), 1_500);
         assert!(!resp.ok, "{mode:?}: deposed leader answered {resp:?}");
     }
 }
 
 #[test]
 fn lease_reads_need_no_round_trip_while_the_lease_holds() {
-    let settings = Settings {
+    let (mut sim, leader) = cluster(Settings {
         read: ReadMode::Lease,
         ..Settings::default()
-    };
-    let (mut sim, leader) = cluster(settings);
-    let t = sim.request(&leader, write("k", 5)).unwrap();
-    sim.run_for(10).unwrap();
-    assert!(sim.reply(t).unwrap().ok);
+    });
+    acknowledged(&mut sim, &leader, write("k", 5), 10);
     // Cut the leader off: a read right away is answered from the lease, at once.
     sim.isolate(&leader);
-    let r = sim.request(&leader, read("k")).unwrap();
-    assert_eq!(sim.reply(r).unwrap().value, Some(Some(5)));
+    let r = answered_at_once(&mut sim, &leader, read("k"));
+    assert_eq!(r.value, Some(Some(5)));
     // Once the lease ran out, reads wait for a quorum round (which never comes).
     sim.run_for(Settings::default().election_timeout[0].as_millis() as Millis)
         .unwrap();
@@ -138,41 +101,19 @@ fn lagging_follower_catches_up_from_a_snapshot() {
         max_batch: 7,
         ..Settings::default()
     };
-    let (mut sim, leader) = cluster(settings);
-    let lagger = others(&sim.nodes, &leader)[0].clone();
-    sim.crash(&lagger);
-    for i in 0..100 {
-        sim.request(&leader, write(&format!("k{}", i % 4), i))
-            .unwrap();
-        sim.run_for(2).unwrap();
-    }
-    sim.run_for(50).unwrap();
-    assert!(sim.core(&leader).unwrap().inspect().snap_index >= 80);
-    sim.start(&lagger);
-    sim.run_for(400).unwrap();
-    let l = sim.core(&leader).unwrap().inspect();
-    let f = sim.core(&lagger).unwrap().inspect();
-    assert_eq!(f.applied, l.applied);
-    assert_eq!(f.kv, l.kv);
-    assert_eq!(f.kv.read("k3"), Some(99));
+    let (sim, _, lagger) = lagging_node_catches_up_from_a_snapshot::<Sim>(settings, (100, 4), 400);
+    assert_eq!(sim.state(&lagger).read("k3"), Some(99));
 }
 
 #[test]
 fn node_with_an_empty_disk_votes_only_after_catching_up() {
     let (mut sim, leader) = cluster(Settings::default());
-    for i in 0..10 {
-        sim.request(&leader, write("a", i)).unwrap();
-    }
-    sim.run_for(50).unwrap();
-    let victim = others(&sim.nodes, &leader)[0].clone();
-    sim.crash(&victim);
-    sim.disks.insert(victim.clone(), MemDisk::new(false));
-    sim.start(&victim);
+    let victim = wipe_a_follower(&mut sim, &leader, 10, 50);
     assert!(!sim.core(&victim).unwrap().inspect().voter);
     sim.run_for(200).unwrap();
     let c = sim.core(&victim).unwrap().inspect();
     assert!(c.voter, "caught up but still not voting");
-    assert_eq!(c.kv.read("a"), Some(9));
+    assert_eq!(c.kv.read("a"), Some(10));
     assert!(sim.disks[&victim].recovered.hard.voter);
 }
 

@@ -133,14 +133,4 @@ pub enum Persist {
     },
 }
 
-impl From<Forward> for Msg {
-    fn from(forward: Forward) -> Msg {
-        Msg::Forward(forward)
-    }
-}
-
-impl From<ForwardReply> for Msg {
-    fn from(reply: ForwardReply) -> Msg {
-        Msg::ForwardReply(reply)
-    }
-}
+faultline_replica::forward_messages!(Msg);

@@ -2,12 +2,13 @@
 //! the leader it knows (`forward: true`), the leader runs each forwarded operation once, and
 //! whoever waits for the outcome (a local client, or the follower that forwarded it) gets it.
 //!
-//! A core implements [`ForwardingCore`] (what it knows of leadership, and how its leader runs
-//! an operation); the trait's provided methods are the whole client and forwarding path.
+//! A core implements [`ForwardingCore`] (its [`ForwardState`], and how its leader runs an
+//! operation); the trait's provided methods are the whole client and forwarding path.
 
-use faultline_protocol::{Op, Request, Response, Status};
+use faultline_protocol::{Op, Request, Response, Role, Status};
 use serde::{Deserialize, Serialize};
 
+use crate::dispatch::{ClientHandler, Handlers};
 use crate::driver::{ClientToken, Millis, Outbox};
 use crate::kv::{Applied, Command};
 use crate::outcome::{to_response, FailKind, Forwarded, ForwardsSeen, FwdOp, OpResult};
@@ -30,6 +31,25 @@ pub struct ForwardReply {
     #[serde(rename = "fid")]
     pub forward_id: u64,
     pub result: OpResult,
+}
+
+/// Implements `From<Forward>` and `From<ForwardReply>` for a core's message enum `$msg`,
+/// whose variants `Forward` and `ForwardReply` carry them (what [`ForwardingCore::Msg`] needs).
+#[macro_export]
+macro_rules! forward_messages {
+    ($msg:ty) => {
+        impl From<$crate::forward::Forward> for $msg {
+            fn from(forward: $crate::forward::Forward) -> Self {
+                Self::Forward(forward)
+            }
+        }
+
+        impl From<$crate::forward::ForwardReply> for $msg {
+            fn from(reply: $crate::forward::ForwardReply) -> Self {
+                Self::ForwardReply(reply)
+            }
+        }
+    };
 }
 
 /// Who waits for the outcome of a client operation.
@@ -76,32 +96,59 @@ pub fn client_op(op: Op) -> Option<FwdOp> {
     }
 }
 
-/// A leader-based core's side of client operations: what differs between protocols. The
-/// provided methods route, forward, deduplicate, expire and answer.
-pub trait ForwardingCore {
-    type Msg: From<Forward> + From<ForwardReply>;
-    type Persist;
-
-    /// This node's id.
-    fn node_id(&self) -> &str;
-    /// The leader this node follows (possibly itself), if known.
-    fn known_leader(&self) -> Option<&String>;
-    /// This node leads now.
-    fn leads(&self) -> bool;
+/// What the forwarding path keeps for one core: its settings, the forwards it waits for
+/// and, while it leads, the forwards it ran.
+#[derive(Debug)]
+pub struct ForwardState {
     /// Followers forward client operations to the leader (setting `forward`).
-    fn forwards_to_leader(&self) -> bool;
+    pub to_leader: bool,
     /// Reads are answered from this node's own state (planted bug `stale-local-reads`).
-    fn reads_locally(&self) -> bool;
+    pub reads_locally: bool,
     /// Why there is no leader yet, for the `unavailable` message ("election in progress").
-    fn no_leader_reason(&self) -> &'static str;
+    pub no_leader_reason: &'static str,
+    /// How long a forward may wait for the leader's answer.
+    pub request_timeout: Millis,
+    /// This node's forwards waiting for the leader.
+    pub forwarded: Forwarded,
+    /// The forwards this node ran in its current leadership.
+    pub seen: ForwardsSeen,
+}
+
+impl ForwardState {
+    /// The state of a core that has not led yet; `incarnation` numbers its forwards.
+    pub fn new(
+        to_leader: bool,
+        reads_locally: bool,
+        no_leader_reason: &'static str,
+        request_timeout: Millis,
+        incarnation: u64,
+    ) -> Self {
+        ForwardState {
+            to_leader,
+            reads_locally,
+            no_leader_reason,
+            request_timeout,
+            forwarded: Forwarded::new(incarnation),
+            seen: ForwardsSeen::default(),
+        }
+    }
+
+    /// The core became leader: it has run no forward in this leadership yet.
+    pub fn lead(&mut self) {
+        self.seen = ForwardsSeen::default();
+    }
+}
+
+/// A leader-based core's side of client operations: what differs between protocols. The
+/// provided methods route, forward, deduplicate, expire and answer; the core's status says
+/// who leads ([`Status::leader`], and its role).
+pub trait ForwardingCore: Handlers<Msg: From<Forward> + From<ForwardReply>> {
+    /// The forwarding path's state.
+    fn forwarding(&mut self) -> &mut ForwardState;
+    /// The node's status (also says who leads).
     fn status(&self) -> Status;
-    fn request_timeout(&self) -> Millis;
     /// The value of `key` in this node's state.
     fn read_local(&self, key: &str) -> Option<i64>;
-    /// This node's forwards waiting for the leader.
-    fn forwarded(&mut self) -> &mut Forwarded;
-    /// The leader's record of the forwards it ran (`None` when not leading).
-    fn forwards_seen(&mut self) -> Option<&mut ForwardsSeen>;
     /// Run `op` as the leader (this node leads when it is called).
     fn lead_op(
         &mut self,
@@ -111,9 +158,19 @@ pub trait ForwardingCore {
         out: &mut Outbox<Self::Msg, Self::Persist>,
     );
 
+    /// The leader this node follows (possibly itself), if known.
+    fn known_leader(&self) -> Option<String> {
+        self.status().leader
+    }
+
+    /// This node leads now.
+    fn leads(&self) -> bool {
+        self.status().role == Role::Leader
+    }
+
     /// A client request: status at once; otherwise forwarded to the known leader (when this
     /// node does not lead and forwarding is on) or handled here.
-    fn on_client(
+    fn route_client(
         &mut self,
         now: Millis,
         token: ClientToken,
@@ -124,14 +181,16 @@ pub trait ForwardingCore {
             out.reply(token, Response::status(request.id, self.status()));
             return;
         };
-        let local_read = self.reads_locally() && matches!(op, FwdOp::Read { .. });
-        if !self.leads() && !local_read && self.forwards_to_leader() {
+        let forwarding = self.forwarding();
+        let local_read = forwarding.reads_locally && matches!(op, FwdOp::Read { .. });
+        let to_leader = forwarding.to_leader;
+        if !self.leads() && !local_read && to_leader {
             let leader = self
                 .known_leader()
-                .filter(|l| *l != self.node_id())
-                .cloned();
+                .filter(|l| l != self.cluster().id.as_str());
             if let Some(leader) = leader {
-                let (incarnation, forward_id) = self.forwarded().add(token, request.id, now);
+                let forwarded = &mut self.forwarding().forwarded;
+                let (incarnation, forward_id) = forwarded.add(token, request.id, now);
                 let forward = Forward {
                     incarnation,
                     forward_id,
@@ -156,7 +215,8 @@ pub trait ForwardingCore {
         forward: Forward,
         out: &mut Outbox<Self::Msg, Self::Persist>,
     ) {
-        if let Some(seen) = self.forwards_seen() {
+        if self.leads() {
+            let seen = &mut self.forwarding().seen;
             if !seen.first_time(&from, forward.incarnation, forward.forward_id) {
                 return;
             }
@@ -174,15 +234,16 @@ pub trait ForwardingCore {
         reply: ForwardReply,
         out: &mut Outbox<Self::Msg, Self::Persist>,
     ) {
-        if let Some((token, id)) = self.forwarded().answered(reply.forward_id) {
+        if let Some((token, id)) = self.forwarding().forwarded.answered(reply.forward_id) {
             self.answer(Waiter::Local { token, id }, reply.result, out);
         }
     }
 
     /// Time out forwards the leader did not answer within the request timeout.
     fn expire_forwards(&mut self, now: Millis, out: &mut Outbox<Self::Msg, Self::Persist>) {
-        let timeout = self.request_timeout();
-        for (token, id) in self.forwarded().expire(now, timeout) {
+        let forwarding = self.forwarding();
+        let timeout = forwarding.request_timeout;
+        for (token, id) in forwarding.forwarded.expire(now, timeout) {
             self.answer(
                 Waiter::Local { token, id },
                 OpResult::forward_timeout(),
@@ -200,14 +261,15 @@ pub trait ForwardingCore {
         op: FwdOp,
         out: &mut Outbox<Self::Msg, Self::Persist>,
     ) {
-        if let (true, FwdOp::Read { key }) = (self.reads_locally(), &op) {
+        if let (true, FwdOp::Read { key }) = (self.forwarding().reads_locally, &op) {
             let value = self.read_local(key);
             self.answer(waiter, OpResult::Value(value), out);
             return;
         }
         if !self.leads() {
-            let result =
-                OpResult::not_leader(self.known_leader(), self.node_id(), self.no_leader_reason());
+            let reason = self.forwarding().no_leader_reason;
+            let leader = self.known_leader();
+            let result = OpResult::not_leader(leader.as_ref(), self.cluster().id.as_str(), reason);
             self.answer(waiter, result, out);
             return;
         }
@@ -225,96 +287,95 @@ pub trait ForwardingCore {
     }
 }
 
+/// A forwarding core's client requests take its forwarding path.
+impl<C: ForwardingCore> ClientHandler for C {
+    fn on_client(
+        &mut self,
+        now: Millis,
+        token: ClientToken,
+        request: Request,
+        out: &mut Outbox<Self::Msg, Self::Persist>,
+    ) {
+        self.route_client(now, token, request, out);
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use faultline_protocol::{ErrorCode, Role};
+    use faultline_protocol::ErrorCode;
 
     use super::*;
+    use crate::cluster::Cluster;
+    use crate::driver::{Core, Input};
 
-    #[derive(Debug, PartialEq)]
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
     enum TestMsg {
         Forward(Forward),
-        Reply(ForwardReply),
+        ForwardReply(ForwardReply),
     }
 
-    impl From<Forward> for TestMsg {
-        fn from(forward: Forward) -> Self {
-            TestMsg::Forward(forward)
-        }
-    }
-
-    impl From<ForwardReply> for TestMsg {
-        fn from(reply: ForwardReply) -> Self {
-            TestMsg::Reply(reply)
-        }
-    }
+    crate::forward_messages!(TestMsg);
 
     /// A node that knows `leader` and, when it leads, records the operations it runs.
     struct TestCore {
-        id: String,
+        cluster: Cluster,
         leader: Option<String>,
-        forwarded: Forwarded,
-        seen: ForwardsSeen,
+        forwarding: ForwardState,
         ran: Vec<(Waiter, FwdOp)>,
     }
 
     impl TestCore {
         fn new(id: &str, leader: &str) -> Self {
             TestCore {
-                id: id.into(),
+                cluster: Cluster::new(id, vec!["n1".into(), "n2".into()]),
                 leader: Some(leader.into()),
-                forwarded: Forwarded::new(7),
-                seen: ForwardsSeen::default(),
+                forwarding: ForwardState::new(true, false, "testing", 100, 7),
                 ran: Vec::new(),
             }
         }
     }
 
-    impl ForwardingCore for TestCore {
+    impl Core for TestCore {
         type Msg = TestMsg;
         type Persist = ();
 
-        fn node_id(&self) -> &str {
-            &self.id
+        fn step(&mut self, now: Millis, input: Input<TestMsg>, out: &mut Outbox<TestMsg, ()>) {
+            self.dispatch(now, input, out);
         }
-        fn known_leader(&self) -> Option<&String> {
-            self.leader.as_ref()
+    }
+
+    impl Handlers for TestCore {
+        fn cluster(&self) -> &Cluster {
+            &self.cluster
         }
-        fn leads(&self) -> bool {
-            self.leader.as_deref() == Some(self.id.as_str())
-        }
-        fn forwards_to_leader(&self) -> bool {
-            true
-        }
-        fn reads_locally(&self) -> bool {
-            false
-        }
-        fn no_leader_reason(&self) -> &'static str {
-            "testing"
-        }
-        fn status(&self) -> Status {
-            Status {
-                node: self.id.clone(),
-                role: Role::Follower,
-                term: 1,
-                leader: self.leader.clone(),
-                commit: 0,
-                applied: None,
-                role_us: None,
+        fn on_peer(
+            &mut self,
+            now: Millis,
+            from: String,
+            msg: TestMsg,
+            out: &mut Outbox<TestMsg, ()>,
+        ) {
+            match msg {
+                TestMsg::Forward(forward) => self.on_forward(now, from, forward, out),
+                TestMsg::ForwardReply(reply) => self.on_forward_reply(reply, out),
             }
         }
-        fn request_timeout(&self) -> Millis {
-            100
+        fn on_tick(&mut self, now: Millis, out: &mut Outbox<TestMsg, ()>) {
+            self.expire_forwards(now, out);
+        }
+    }
+
+    impl ForwardingCore for TestCore {
+        fn forwarding(&mut self) -> &mut ForwardState {
+            &mut self.forwarding
+        }
+        fn status(&self) -> Status {
+            let leads = self.leader.as_ref() == Some(&self.cluster.id);
+            let role = if leads { Role::Leader } else { Role::Follower };
+            self.cluster.status(role, 1, self.leader.clone(), 0, 0)
         }
         fn read_local(&self, _key: &str) -> Option<i64> {
             None
-        }
-        fn forwarded(&mut self) -> &mut Forwarded {
-            &mut self.forwarded
-        }
-        fn forwards_seen(&mut self) -> Option<&mut ForwardsSeen> {
-            let leads = self.leads();
-            leads.then_some(&mut self.seen)
         }
         fn lead_op(
             &mut self,
@@ -342,7 +403,7 @@ mod tests {
         let mut follower = TestCore::new("n2", "n1");
         let mut leader = TestCore::new("n1", "n1");
         let mut out = Outbox::default();
-        follower.on_client(0, ClientToken(3), write(10), &mut out);
+        follower.route_client(0, ClientToken(3), write(10), &mut out);
         let [(to, TestMsg::Forward(forward))] = out.messages.as_slice() else {
             panic!("one forward expected: {:?}", out.messages);
         };
@@ -353,7 +414,7 @@ mod tests {
         assert_eq!(leader.ran.len(), 1, "a duplicate forward ran again");
         let (waiter, _) = leader.ran.pop().unwrap();
         leader.answer(waiter, OpResult::Done, &mut at_leader);
-        let Some((to, TestMsg::Reply(reply))) = at_leader.messages.pop() else {
+        let Some((to, TestMsg::ForwardReply(reply))) = at_leader.messages.pop() else {
             panic!("no reply to the follower");
         };
         assert_eq!(to, "n2");
@@ -368,7 +429,7 @@ mod tests {
     fn unanswered_forwards_time_out_and_a_leaderless_node_is_unavailable() {
         let mut follower = TestCore::new("n2", "n1");
         let mut out = Outbox::default();
-        follower.on_client(0, ClientToken(3), write(10), &mut out);
+        follower.route_client(0, ClientToken(3), write(10), &mut out);
         follower.expire_forwards(99, &mut out);
         assert!(out.replies.is_empty());
         follower.expire_forwards(100, &mut out);
@@ -378,7 +439,7 @@ mod tests {
         assert_eq!(timeout.error.as_ref().unwrap().code, ErrorCode::Timeout);
         follower.leader = None;
         let mut out = Outbox::default();
-        follower.on_client(200, ClientToken(4), write(11), &mut out);
+        follower.route_client(200, ClientToken(4), write(11), &mut out);
         assert!(out.messages.is_empty());
         let error = out.replies[0].1.error.clone().unwrap();
         assert_eq!(error.code, ErrorCode::Unavailable);

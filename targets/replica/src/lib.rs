@@ -8,8 +8,10 @@
 //! start-up (server, peer transport and driver, [`node`]). Feature `sim`: the deterministic
 //! simulator its tests run the core in ([`sim`]); feature `testkit`: in-process clusters.
 
+pub mod cluster;
 pub mod codec;
 pub mod datadir;
+pub mod dispatch;
 pub mod driver;
 pub mod forward;
 pub mod kv;
@@ -18,6 +20,7 @@ mod logging;
 pub mod node;
 pub mod outcome;
 pub mod peer;
+pub mod probe;
 pub mod process;
 pub mod server;
 pub mod settings;
@@ -25,6 +28,7 @@ pub mod settings;
 pub mod sim;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod timing;
 
 pub use codec::{CodecError, FORMAT_VERSION};
 pub use datadir::DataDir;

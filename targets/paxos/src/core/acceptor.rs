@@ -223,18 +223,9 @@ impl PaxosCore {
     /// A data directory that has never been an acceptor asks its peers whether the cluster
     /// is fresh (every one of them empty).
     pub(super) fn probe(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        if self.commit != 0 || !self.accepted.is_empty() || !self.chosen.is_empty() {
-            return;
-        }
-        if self
-            .last_probe
-            .is_some_and(|t| now < t + self.timing.heartbeat)
-        {
-            return;
-        }
-        self.last_probe = Some(now);
-        for p in self.peers() {
-            out.send(p, Msg::Probe);
+        if self.commit == 0 && self.accepted.is_empty() && self.chosen.is_empty() {
+            self.empty_probe
+                .send(now, self.timing.heartbeat, &self.cluster, Msg::Probe, out);
         }
     }
 
@@ -244,23 +235,19 @@ impl PaxosCore {
         reply: ProbeReply,
         out: &mut Outbox<Msg, Persist>,
     ) {
-        let ProbeReply { promised, empty } = reply;
         if self.meta.acceptor || self.commit != 0 || !self.accepted.is_empty() {
             return;
         }
-        if !empty {
-            self.probe_empty.remove(&from);
+        let Some(max) = self
+            .empty_probe
+            .answer(from, reply.empty, reply.promised, &self.cluster)
+        else {
             return;
-        }
-        self.probe_empty.insert(from, promised);
-        if self.probe_empty.len() + 1 < self.nodes.len() {
-            return;
-        }
-        let max = self.probe_empty.values().copied().max().unwrap_or_default();
+        };
         self.meta.promised = self.meta.promised.max(max);
         self.max_round = self.max_round.max(max.round);
         self.meta.acceptor = true;
-        tracing::info!(node = %self.id, "every peer holds nothing; accepting from now on");
+        tracing::info!(node = %self.cluster.id, "every peer holds nothing; accepting from now on");
         self.persist_meta(out);
     }
 
@@ -277,7 +264,7 @@ impl PaxosCore {
         self.meta.acceptor = true;
         self.meta.promised = self.meta.promised.max(ballot);
         self.catch_up_target = None;
-        tracing::info!(node = %self.id, ballot = %ballot, chosen = self.commit, "caught up with the leader; accepting from now on");
+        tracing::info!(node = %self.cluster.id, ballot = %ballot, chosen = self.commit, "caught up with the leader; accepting from now on");
         self.persist_meta(out);
     }
 }

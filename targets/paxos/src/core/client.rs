@@ -4,62 +4,31 @@
 //! ([`ForwardingCore`]).
 
 use faultline_protocol::Status;
-use faultline_replica::forward::{ForwardingCore, Waiter};
-use faultline_replica::{Forwarded, ForwardsSeen, Millis, Outbox};
+use faultline_replica::forward::{ForwardState, ForwardingCore, Waiter};
+use faultline_replica::{Millis, Outbox};
 
 use super::{PaxosCore, Pending, State};
 use crate::msg::{FwdOp, Msg, OpResult, Persist, Value};
 use crate::settings::ReadMode;
 
 impl ForwardingCore for PaxosCore {
-    type Msg = Msg;
-    type Persist = Persist;
-
-    fn node_id(&self) -> &str {
-        &self.id
-    }
-
-    fn known_leader(&self) -> Option<&String> {
-        self.leader.as_ref()
-    }
-
-    fn leads(&self) -> bool {
-        self.is_leader()
-    }
-
-    fn forwards_to_leader(&self) -> bool {
-        self.settings.forward
-    }
-
-    fn reads_locally(&self) -> bool {
-        self.bugs.stale_local_reads
-    }
-
-    fn no_leader_reason(&self) -> &'static str {
-        "takeover in progress"
+    fn forwarding(&mut self) -> &mut ForwardState {
+        &mut self.forwarding
     }
 
     fn status(&self) -> Status {
-        PaxosCore::status(self)
-    }
-
-    fn request_timeout(&self) -> Millis {
-        self.timing.request_timeout
+        let (role, leader) = (self.role(), self.leader.clone());
+        self.cluster.status(
+            role,
+            self.ballot().as_term(),
+            leader,
+            self.commit,
+            self.applied,
+        )
     }
 
     fn read_local(&self, key: &str) -> Option<i64> {
         self.kv.read(key)
-    }
-
-    fn forwarded(&mut self) -> &mut Forwarded {
-        &mut self.forwarded
-    }
-
-    fn forwards_seen(&mut self) -> Option<&mut ForwardsSeen> {
-        match &mut self.state {
-            State::Leader(l) => Some(&mut l.forwards_seen),
-            _ => None,
-        }
     }
 
     /// Lease reads are answered from this leader's state; writes and other reads take a slot.

@@ -5,8 +5,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use faultline_replica::dispatch::Handlers;
 use faultline_replica::forward::{failure, ForwardingCore};
-use faultline_replica::{ForwardsSeen, KvState, Millis, Outbox};
+use faultline_replica::{KvState, Millis, Outbox};
 
 use super::{Leader, PaxosCore, Peer, Preparing, Proposal, State};
 use crate::msg::{
@@ -33,7 +34,7 @@ impl PaxosCore {
         self.leader = None;
         self.reset_takeover_timer(now);
         let from = self.commit + 1;
-        tracing::info!(node = %self.id, ballot = %ballot, from, "taking over: phase 1");
+        tracing::info!(node = %self.cluster.id, ballot = %ballot, from, "taking over: phase 1");
         let mut p = Preparing {
             ballot,
             from,
@@ -43,7 +44,7 @@ impl PaxosCore {
             sent: now,
         };
         let (reported, snapshot) = self.report(from);
-        merge(&mut p, self.id.clone(), reported, snapshot);
+        merge(&mut p, self.cluster.id.clone(), reported, snapshot);
         self.state = State::Preparing(Box::new(p));
         let prepare = Prepare {
             ballot,
@@ -101,7 +102,7 @@ impl PaxosCore {
         if promised <= ballot || ballot != self.ballot() {
             return;
         }
-        tracing::info!(node = %self.id, ballot = %ballot, higher = %promised, "preempted by a higher ballot");
+        tracing::info!(node = %self.cluster.id, ballot = %ballot, higher = %promised, "preempted by a higher ballot");
         let leading = self.is_leader();
         self.see_ballot(promised, out);
         if !matches!(self.state, State::Follower) {
@@ -120,7 +121,8 @@ impl PaxosCore {
     /// With a quorum of promises, lead: recover every slot from `from` to the highest one
     /// reported, re-proposing it in this ballot.
     fn maybe_lead(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        let ready = matches!(&self.state, State::Preparing(p) if p.promised.len() >= self.quorum);
+        let ready =
+            matches!(&self.state, State::Preparing(p) if p.promised.len() >= self.cluster.quorum);
         if !ready {
             return;
         }
@@ -162,7 +164,7 @@ impl PaxosCore {
             }
             end
         };
-        tracing::info!(node = %self.id, ballot = %ballot, recovered = recover.len(), next = end + 1, "leading");
+        tracing::info!(node = %self.cluster.id, ballot = %ballot, recovered = recover.len(), next = end + 1, "leading");
         let peers = self
             .peers()
             .into_iter()
@@ -176,6 +178,7 @@ impl PaxosCore {
                 )
             })
             .collect();
+        self.forwarding.lead();
         self.state = State::Leader(Box::new(Leader {
             ballot,
             next_slot: end + 1,
@@ -189,9 +192,8 @@ impl PaxosCore {
             last_heartbeat: 0,
             since: now,
             lease_until: 0,
-            forwards_seen: ForwardsSeen::default(),
         }));
-        self.leader = Some(self.id.clone());
+        self.leader = Some(self.cluster.id.clone());
         self.leader_ballot = ballot;
         for (slot, value) in recover {
             self.accept_own(slot, value, now, out);
@@ -244,7 +246,7 @@ impl PaxosCore {
     /// Send the proposals made since the last flush, batched, to every follower.
     pub(super) fn send_new_proposals(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
         // A single-node cluster chooses on its own acceptance.
-        if self.quorum <= 1 {
+        if self.cluster.quorum <= 1 {
             let slots: Vec<u64> = match &self.state {
                 State::Leader(l) => l.proposals.keys().copied().collect(),
                 _ => Vec::new(),
@@ -342,7 +344,7 @@ impl PaxosCore {
         slots: impl IntoIterator<Item = u64>,
         out: &mut Outbox<Msg, Persist>,
     ) {
-        let quorum = self.quorum as u32;
+        let quorum = self.cluster.quorum as u32;
         let State::Leader(l) = &mut self.state else {
             return;
         };
@@ -430,7 +432,7 @@ impl PaxosCore {
     /// refuses to promise another node for the minimum timeout after it heard the round.
     fn update_lease(&mut self) {
         let (quorum, election_timeout_min, drift) = (
-            self.quorum,
+            self.cluster.quorum,
             self.timing.election_timeout_min,
             self.timing.clock_drift,
         );
@@ -474,37 +476,28 @@ impl PaxosCore {
     /// Leader work on a tick: step down without a quorum, time out requests, heartbeat and
     /// resend proposals that are not yet chosen.
     pub(super) fn tick_leader(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        let (quorum, election_timeout_max, heartbeat_interval, request_timeout) = (
-            self.quorum,
-            self.timing.election_timeout_max,
-            self.timing.heartbeat,
-            self.timing.request_timeout,
-        );
+        let (quorum, timing) = (self.cluster.quorum, self.timing);
         let State::Leader(l) = &mut self.state else {
             return;
         };
-        if now >= l.since + election_timeout_max {
-            let mut acks: Vec<Millis> = l.peers.values().map(|p| p.last_ack).collect();
-            acks.sort_unstable_by(|a, b| b.cmp(a));
-            let heard = if quorum <= 1 { now } else { acks[quorum - 2] };
-            if now.saturating_sub(heard) >= election_timeout_max {
-                tracing::warn!(node = %self.id, ballot = %l.ballot, "no quorum heard within the takeover timeout; stepping down");
-                self.step_down(out);
-                self.reset_takeover_timer(now);
-                return;
-            }
+        let acks = l.peers.values().map(|p| p.last_ack);
+        if timing.quorum_lost(now, l.since, quorum, acks) {
+            tracing::warn!(node = %self.cluster.id, ballot = %l.ballot, "no quorum heard within the takeover timeout; stepping down");
+            self.step_down(out);
+            self.reset_takeover_timer(now);
+            return;
         }
         // Pending requests are keyed by slot, given out in arrival order: the expired ones
         // come first.
         let mut expired = Vec::new();
         while let Some(entry) = l.pending.first_entry() {
-            if now < entry.get().at + request_timeout {
+            if now < entry.get().at + timing.request_timeout {
                 break;
             }
             let p = entry.remove();
             expired.push((p.waiter, p.read));
         }
-        let beat = now >= l.last_heartbeat + heartbeat_interval;
+        let beat = now >= l.last_heartbeat + timing.heartbeat;
         for (w, read) in expired {
             let message = if read {
                 "read not executed within request_timeout"

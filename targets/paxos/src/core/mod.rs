@@ -12,9 +12,13 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use faultline_protocol::{Role, Status};
-use faultline_replica::forward::{applied_result, failure, ForwardingCore, Waiter};
-use faultline_replica::{Core, Forwarded, ForwardsSeen, Input, KvState, Millis, Outbox};
+use faultline_protocol::Role;
+use faultline_replica::cluster::Cluster;
+use faultline_replica::dispatch::Handlers;
+use faultline_replica::forward::{applied_result, failure, ForwardState, ForwardingCore, Waiter};
+use faultline_replica::probe::EmptyProbe;
+use faultline_replica::timing::Timing;
+use faultline_replica::{Core, Input, KvState, Millis, Outbox};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -46,17 +50,7 @@ pub const BUG_ACCEPT_LOWER_BALLOT: &str = "accept-lower-ballot";
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Bugs {
     pub skip_phase1_recovery: bool,
-    pub stale_local_reads: bool,
     pub accept_lower_ballot: bool,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Timing {
-    pub heartbeat: Millis,
-    pub election_timeout_min: Millis,
-    pub election_timeout_max: Millis,
-    pub clock_drift: Millis,
-    pub request_timeout: Millis,
 }
 
 #[derive(Debug)]
@@ -106,7 +100,6 @@ pub(crate) struct Leader {
     pub last_heartbeat: Millis,
     pub since: Millis,
     pub lease_until: Millis,
-    pub forwards_seen: ForwardsSeen,
 }
 
 /// Phase 1 in progress.
@@ -149,11 +142,9 @@ pub struct Inspect {
 /// One Multi-Paxos node's protocol state.
 #[derive(Debug)]
 pub struct PaxosCore {
-    pub(crate) id: String,
-    pub(crate) nodes: Vec<String>,
+    pub(crate) cluster: Cluster,
     /// This node's number in ballots (its 1-based position in `nodes`).
     pub(crate) ballot_node: u32,
-    pub(crate) quorum: usize,
     pub(crate) settings: Settings,
     pub(crate) timing: Timing,
     pub(crate) bugs: Bugs,
@@ -182,17 +173,14 @@ pub struct PaxosCore {
     pub(crate) promise_blocked_until: Millis,
     /// Amnesia guard: the leader's last proposed slot when this non-acceptor first heard it.
     pub(crate) catch_up_target: Option<(Ballot, u64)>,
-    pub(crate) probe_empty: BTreeMap<String, Ballot>,
-    pub(crate) last_probe: Option<Millis>,
+    /// Amnesia guard, bootstrap path: the peers that answered a [`Msg::Probe`] empty, and
+    /// their promises.
+    pub(crate) empty_probe: EmptyProbe<Ballot>,
     /// When this node last asked the leader for chosen values it lacks.
     pub(crate) gap_asked: Option<Millis>,
-    /// Forwarded requests waiting for the leader.
-    pub(crate) forwarded: Forwarded,
+    /// Forwarded requests waiting for the leader, and those this leader ran.
+    pub(crate) forwarding: ForwardState,
     pub(crate) next_tag: u64,
-}
-
-pub(crate) fn ms(d: std::time::Duration) -> Millis {
-    d.as_millis() as Millis
 }
 
 impl PaxosCore {
@@ -210,31 +198,31 @@ impl PaxosCore {
         let has = |b: &str| bugs.iter().any(|x| x == b);
         let bugs = Bugs {
             skip_phase1_recovery: has(BUG_SKIP_PHASE1_RECOVERY),
-            stale_local_reads: has(BUG_STALE_LOCAL_READS),
             accept_lower_ballot: has(BUG_ACCEPT_LOWER_BALLOT),
         };
-        let timing = Timing {
-            heartbeat: ms(settings.heartbeat).max(1),
-            election_timeout_min: ms(settings.election_timeout[0]).max(2),
-            election_timeout_max: ms(settings.election_timeout[1])
-                .max(ms(settings.election_timeout[0]).max(2)),
-            clock_drift: ms(settings.clock_drift),
-            request_timeout: ms(settings.request_timeout).max(1),
-        };
+        let timing = Timing::new(
+            settings.heartbeat,
+            settings.election_timeout,
+            settings.clock_drift,
+            settings.request_timeout,
+        );
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let incarnation = rng.gen::<u64>();
+        let forwarding = ForwardState::new(
+            settings.forward,
+            has(BUG_STALE_LOCAL_READS),
+            "takeover in progress",
+            timing.request_timeout,
+            rng.gen::<u64>(),
+        );
         let next_tag = (rng.gen::<u64>() >> 20) << 20;
-        let quorum = nodes.len() / 2 + 1;
         let ballot_node = nodes
             .iter()
             .position(|n| n == id)
             .map_or(0, |i| i as u32 + 1);
         let commit = recovered.chosen_prefix();
         PaxosCore {
-            id: id.to_owned(),
-            nodes,
+            cluster: Cluster::new(id, nodes),
             ballot_node,
-            quorum,
             settings,
             timing,
             bugs,
@@ -255,10 +243,9 @@ impl PaxosCore {
             takeover_deadline: 0,
             promise_blocked_until: 0,
             catch_up_target: None,
-            probe_empty: BTreeMap::new(),
-            last_probe: None,
+            empty_probe: EmptyProbe::default(),
             gap_asked: None,
-            forwarded: Forwarded::new(incarnation),
+            forwarding,
             next_tag,
         }
     }
@@ -290,19 +277,6 @@ impl PaxosCore {
         self.commit
     }
 
-    pub fn status(&self) -> Status {
-        Status {
-            node: self.id.clone(),
-            role: self.role(),
-            term: self.ballot().as_term(),
-            leader: self.leader.clone(),
-            commit: self.commit,
-            applied: Some(self.applied),
-            // Filled in by the driver, which sees role changes as they happen.
-            role_us: None,
-        }
-    }
-
     pub fn inspect(&self) -> Inspect {
         Inspect {
             role: self.role(),
@@ -318,14 +292,6 @@ impl PaxosCore {
         }
     }
 
-    pub(crate) fn peers(&self) -> Vec<String> {
-        self.nodes
-            .iter()
-            .filter(|n| **n != self.id)
-            .cloned()
-            .collect()
-    }
-
     /// This node's bit in a proposal's acknowledgements.
     pub(crate) fn own_ack_bit(&self) -> u64 {
         1u64 << ((self.ballot_node as usize).saturating_sub(1) % 64)
@@ -333,7 +299,8 @@ impl PaxosCore {
 
     /// `node`'s bit in a proposal's acknowledgements (its position in the member list).
     pub(crate) fn ack_bit(&self, node: &str) -> u64 {
-        self.nodes
+        self.cluster
+            .nodes
             .iter()
             .position(|n| n == node)
             .map_or(0, |i| 1u64 << (i % 64))
@@ -344,7 +311,7 @@ impl PaxosCore {
     }
 
     pub(crate) fn reset_takeover_timer(&mut self, now: Millis) {
-        let span = self.timing.election_timeout_max - self.timing.election_timeout_min;
+        let span = self.timing.election_span();
         self.takeover_deadline =
             now + self.timing.election_timeout_min + self.rng.gen_range(0..=span);
     }
@@ -354,7 +321,7 @@ impl PaxosCore {
     pub(crate) fn step_down(&mut self, out: &mut Outbox<Msg, Persist>) {
         let old = std::mem::replace(&mut self.state, State::Follower);
         if let State::Leader(l) = old {
-            tracing::info!(node = %self.id, ballot = %l.ballot, pending = l.pending.len(), "stepping down as leader");
+            tracing::info!(node = %self.cluster.id, ballot = %l.ballot, pending = l.pending.len(), "stepping down as leader");
             for (_, p) in l.pending {
                 let result = if p.read {
                     failure(FailKind::NotLeader, "leader stepped down")
@@ -367,7 +334,7 @@ impl PaxosCore {
                 self.answer(p.waiter, result, out);
             }
         }
-        if self.leader.as_deref() == Some(self.id.as_str()) {
+        if self.leader.as_deref() == Some(self.cluster.id.as_str()) {
             self.leader = None;
         }
     }
@@ -556,35 +523,6 @@ impl PaxosCore {
     }
 
     // ---- timers --------------------------------------------------------------------------
-
-    fn boot(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        if self.booted {
-            return;
-        }
-        self.booted = true;
-        // After a restart this node may have acknowledged a leader's lease just before it
-        // died: refuse promises to others for one minimum timeout, as if it had just heard it.
-        self.promise_blocked_until = now + self.timing.election_timeout_min;
-        self.reset_takeover_timer(now);
-        if !self.meta.acceptor && self.nodes.len() == 1 {
-            self.meta.acceptor = true;
-            self.persist_meta(out);
-        }
-        self.execute(out);
-    }
-
-    fn on_tick(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        if self.is_leader() {
-            self.tick_leader(now, out);
-        } else if !self.meta.acceptor {
-            self.probe(now, out);
-        } else if now >= self.takeover_deadline {
-            self.start_takeover(now, out);
-        } else {
-            self.resend_prepares(now, out);
-        }
-        self.expire_forwards(now, out);
-    }
 }
 
 impl Core for PaxosCore {
@@ -596,16 +534,7 @@ impl Core for PaxosCore {
     }
 
     fn step(&mut self, now: Millis, input: Input<Msg>, out: &mut Outbox<Msg, Persist>) {
-        self.boot(now, out);
-        match input {
-            Input::Client { token, request } => self.on_client(now, token, request, out),
-            Input::Peer { from, msg } => {
-                if from != self.id && self.nodes.contains(&from) {
-                    self.on_peer(now, from, msg, out);
-                }
-            }
-            Input::Tick => self.on_tick(now, out),
-        }
+        self.dispatch(now, input, out);
     }
 
     fn flush(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
@@ -615,7 +544,7 @@ impl Core for PaxosCore {
     }
 }
 
-impl PaxosCore {
+impl Handlers for PaxosCore {
     fn on_peer(&mut self, now: Millis, from: String, msg: Msg, out: &mut Outbox<Msg, Persist>) {
         match msg {
             Msg::Prepare(prepare) => self.on_prepare(now, from, prepare, out),
@@ -640,5 +569,38 @@ impl PaxosCore {
             }
             Msg::ProbeReply(reply) => self.on_probe_reply(from, reply, out),
         }
+    }
+
+    fn on_tick(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
+        if self.is_leader() {
+            self.tick_leader(now, out);
+        } else if !self.meta.acceptor {
+            self.probe(now, out);
+        } else if now >= self.takeover_deadline {
+            self.start_takeover(now, out);
+        } else {
+            self.resend_prepares(now, out);
+        }
+        self.expire_forwards(now, out);
+    }
+
+    fn start(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
+        // After a restart this node may have acknowledged a leader's lease just before it
+        // died: refuse promises to others for one minimum timeout, as if it had just heard it.
+        self.promise_blocked_until = now + self.timing.election_timeout_min;
+        self.reset_takeover_timer(now);
+        if !self.meta.acceptor && self.cluster.nodes.len() == 1 {
+            self.meta.acceptor = true;
+            self.persist_meta(out);
+        }
+        self.execute(out);
+    }
+
+    fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    fn started(&mut self) -> Option<&mut bool> {
+        Some(&mut self.booted)
     }
 }

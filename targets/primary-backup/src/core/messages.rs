@@ -10,7 +10,8 @@ use crate::msg::{
 use crate::settings::Replication;
 
 impl PbCore {
-    pub(super) fn on_peer(
+    /// A peer message: fenced by view, then handled by kind.
+    pub(super) fn on_message(
         &mut self,
         now: Millis,
         from: String,
@@ -109,7 +110,7 @@ impl PbCore {
             // (With async replication backups always trail; being listed is enough.)
             let caught_up =
                 self.settings.replication == Replication::Async || self.last() >= commit;
-            self.confirmed = members.contains(&self.id) && caught_up;
+            self.confirmed = members.contains(&self.cluster.id) && caught_up;
             self.tentative = false;
         }
         self.view_members = members;
@@ -195,7 +196,7 @@ impl PbCore {
             return;
         }
         self.step_down(out, "a newer view started");
-        tracing::info!(node = %self.id, view, index, "installing the state of a new view");
+        tracing::info!(node = %self.cluster.id, view, index, "installing the state of a new view");
         out.persist(Persist::Install {
             index,
             state: state.clone(),
@@ -210,7 +211,7 @@ impl PbCore {
         self.commit = index;
         self.state = State::Backup;
         self.confirmed = false;
-        self.tentative = members.contains(&self.id);
+        self.tentative = members.contains(&self.cluster.id);
         self.view_members = members;
         self.last_heartbeat = now;
         out.send(from, Msg::NewViewAck(NewViewAck { view }));

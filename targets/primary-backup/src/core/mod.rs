@@ -8,6 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use faultline_protocol::{ErrorCode, Request, Response, Role, Status};
+use faultline_replica::cluster::Cluster;
+use faultline_replica::dispatch::Handlers;
 use faultline_replica::forward::value_text;
 use faultline_replica::{Applied, ClientToken, Command, Core, Input, KvState, Millis, Outbox};
 
@@ -140,8 +142,7 @@ pub struct Inspect {
 /// One primary-backup node's protocol state.
 #[derive(Debug)]
 pub struct PbCore {
-    id: String,
-    nodes: Vec<String>,
+    cluster: Cluster,
     rank: usize,
     settings: Settings,
     timing: Timing,
@@ -211,8 +212,7 @@ impl PbCore {
             State::Recovering
         };
         PbCore {
-            id: id.to_owned(),
-            nodes,
+            cluster: Cluster::new(id, nodes),
             rank,
             settings,
             timing,
@@ -238,16 +238,16 @@ impl PbCore {
     /// The node that owns (is primary of) `view`: views are dealt round-robin over the sorted
     /// node list, so two nodes can never both be primary of the same view.
     pub fn owner(&self, view: u64) -> Option<&str> {
-        if view == 0 || self.nodes.is_empty() {
+        if view == 0 || self.cluster.nodes.is_empty() {
             return None;
         }
-        let n = self.nodes.len() as u64;
-        Some(self.nodes[((view - 1) % n) as usize].as_str())
+        let n = self.cluster.nodes.len() as u64;
+        Some(self.cluster.nodes[((view - 1) % n) as usize].as_str())
     }
 
     /// The smallest view above `above` that this node owns.
     fn next_owned(&self, above: u64) -> u64 {
-        let n = self.nodes.len().max(1) as u64;
+        let n = self.cluster.nodes.len().max(1) as u64;
         let first = above.saturating_add(1);
         first.saturating_add((self.rank as u64 + n - (first - 1) % n) % n)
     }
@@ -270,16 +270,13 @@ impl PbCore {
             State::Candidate(_) => None,
             _ => self.owner(self.seen_view).map(str::to_owned),
         };
-        Status {
-            node: self.id.clone(),
-            role: self.role(),
-            term: self.seen_view,
+        self.cluster.status(
+            self.role(),
+            self.seen_view,
             leader,
-            commit: self.commit,
-            applied: Some(self.applied),
-            // Filled in by the driver, which sees role changes as they happen.
-            role_us: None,
-        }
+            self.commit,
+            self.applied,
+        )
     }
 
     pub fn inspect(&self) -> Inspect {
@@ -307,13 +304,9 @@ impl PbCore {
             State::Candidate(_) => None,
             _ => self
                 .owner(self.seen_view)
-                .filter(|o| *o != self.id)
+                .filter(|o| *o != self.cluster.id)
                 .map(str::to_owned),
         }
-    }
-
-    fn others(&self) -> impl Iterator<Item = &String> {
-        self.nodes.iter().filter(move |n| **n != self.id)
     }
 
     // ---- applying -------------------------------------------------------------------------
@@ -356,7 +349,7 @@ impl PbCore {
         if view <= self.seen_view {
             return;
         }
-        tracing::info!(node = %self.id, view, "saw a newer view; recovering until a primary re-admits this node");
+        tracing::info!(node = %self.cluster.id, view, "saw a newer view; recovering until a primary re-admits this node");
         self.step_down(out, "a newer view exists");
         self.seen_view = view;
         self.view_members.clear();
@@ -370,7 +363,7 @@ impl PbCore {
     /// deferred requests never entered the log (definite `not_leader`).
     fn step_down(&mut self, out: &mut Outbox<Msg, Persist>, why: &str) {
         if let State::Primary(p) = std::mem::replace(&mut self.state, State::Recovering) {
-            tracing::warn!(node = %self.id, view = self.seen_view, pending = p.pending.len(), why, "stepping down as primary");
+            tracing::warn!(node = %self.cluster.id, view = self.seen_view, pending = p.pending.len(), why, "stepping down as primary");
             for w in p.pending {
                 out.reply(
                     w.token,
@@ -385,41 +378,6 @@ impl PbCore {
     }
 
     // ---- timers ---------------------------------------------------------------------------
-
-    fn on_tick(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        let stalled = self
-            .last_tick
-            .is_some_and(|t| now.saturating_sub(t) > self.timing.stall);
-        self.last_tick = Some(now);
-        if stalled {
-            // We were paused or starved: give peers a fresh timeout before judging them, so a
-            // resumed node hears about newer views before acting on stale timers.
-            tracing::warn!(node = %self.id, "node loop stalled; restarting failure timers");
-            self.last_heartbeat = now;
-            if let State::Primary(p) = &mut self.state {
-                for progress in p.progress.values_mut() {
-                    progress.last_ack = now;
-                    progress.last_progress = now;
-                }
-            }
-        }
-        self.maybe_compact(out);
-        match &self.state {
-            State::Primary(_) => self.tick_primary(now, out),
-            State::Backup => {
-                if let Some(rank) = self.takeover_rank() {
-                    let wait = self.timing.takeover_timeout
-                        + rank as u64 * self.timing.takeover_timeout / 2;
-                    if now.saturating_sub(self.last_heartbeat) > wait {
-                        self.become_candidate(now, false);
-                        self.tick_candidate(now, out);
-                    }
-                }
-            }
-            State::Candidate(_) => self.tick_candidate(now, out),
-            State::Recovering => {}
-        }
-    }
 
     /// Fold applied entries into a snapshot once there are many, keeping what a primary may
     /// still have to send to a backup.
@@ -464,21 +422,58 @@ impl Core for PbCore {
     }
 
     fn step(&mut self, now: Millis, input: Input<Msg>, out: &mut Outbox<Msg, Persist>) {
-        match input {
-            Input::Client { token, request } => self.on_client(now, token, request, out),
-            Input::Peer { from, msg } => {
-                if from != self.id && self.nodes.contains(&from) {
-                    self.on_peer(now, from, msg, out);
-                }
-            }
-            Input::Tick => self.on_tick(now, out),
-        }
+        self.dispatch(now, input, out);
     }
 
     fn flush(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
         let eager =
             self.settings.replication == Replication::Sync && !self.bugs.ack_before_replicate;
         self.flush_primary(now, out, eager);
+    }
+}
+
+impl Handlers for PbCore {
+    fn on_peer(&mut self, now: Millis, from: String, msg: Msg, out: &mut Outbox<Msg, Persist>) {
+        self.on_message(now, from, msg, out);
+    }
+
+    fn on_tick(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
+        let stalled = self
+            .last_tick
+            .is_some_and(|t| now.saturating_sub(t) > self.timing.stall);
+        self.last_tick = Some(now);
+        if stalled {
+            // We were paused or starved: give peers a fresh timeout before judging them, so a
+            // resumed node hears about newer views before acting on stale timers.
+            tracing::warn!(node = %self.cluster.id, "node loop stalled; restarting failure timers");
+            self.last_heartbeat = now;
+            if let State::Primary(p) = &mut self.state {
+                for progress in p.progress.values_mut() {
+                    progress.last_ack = now;
+                    progress.last_progress = now;
+                }
+            }
+        }
+        self.maybe_compact(out);
+        match &self.state {
+            State::Primary(_) => self.tick_primary(now, out),
+            State::Backup => {
+                if let Some(rank) = self.takeover_rank() {
+                    let wait = self.timing.takeover_timeout
+                        + rank as u64 * self.timing.takeover_timeout / 2;
+                    if now.saturating_sub(self.last_heartbeat) > wait {
+                        self.become_candidate(now, false);
+                        self.tick_candidate(now, out);
+                    }
+                }
+            }
+            State::Candidate(_) => self.tick_candidate(now, out),
+            State::Recovering => {}
+        }
+    }
+
+    fn cluster(&self) -> &Cluster {
+        &self.cluster
     }
 }
 
@@ -522,7 +517,7 @@ mod tests {
         for view in 1..50 {
             let owners: Vec<&str> = cores.iter().filter_map(|c| c.owner(view)).collect();
             assert!(owners.iter().all(|o| *o == owners[0]), "view {view}");
-            let owner = cores.iter().find(|c| c.id == owners[0]).unwrap();
+            let owner = cores.iter().find(|c| c.cluster.id == owners[0]).unwrap();
             assert_eq!(owner.next_owned(view - 1), view);
         }
         assert_eq!(

@@ -4,6 +4,7 @@
 use std::collections::{BTreeSet, VecDeque};
 
 use faultline_protocol::{ErrorCode, Op, Request, Response};
+use faultline_replica::dispatch::{ClientHandler, Handlers};
 use faultline_replica::{ClientToken, Command, Millis, Outbox};
 
 use super::{PbCore, Pending, Primary, Progress, State, ViewChange, MAX_APPEND};
@@ -59,9 +60,9 @@ impl PbCore {
         out.persist(Persist::View(view));
         let index = self.last();
         let state = self.inspect().full_state;
-        let mut members = vec![self.id.clone()];
+        let mut members = vec![self.cluster.id.clone()];
         members.extend(targets.iter().cloned());
-        tracing::info!(node = %self.id, view, index, targets = ?targets, "starting view");
+        tracing::info!(node = %self.cluster.id, view, index, targets = ?targets, "starting view");
         for t in &targets {
             let new_view = NewView {
                 view,
@@ -96,6 +97,7 @@ impl PbCore {
             return;
         };
         let members: Vec<String> = self
+            .cluster
             .nodes
             .iter()
             .filter(|n| change.acked.contains(*n))
@@ -125,9 +127,9 @@ impl PbCore {
         p.rounds.clear();
         p.lease_until = change.started + self.timing.lease.saturating_sub(self.timing.clock_drift);
         p.last_heartbeat_sent = None;
-        let mut view_members = vec![self.id.clone()];
+        let mut view_members = vec![self.cluster.id.clone()];
         view_members.extend(p.members.iter().cloned());
-        tracing::info!(node = %self.id, view = change.view, members = ?view_members, "view established");
+        tracing::info!(node = %self.cluster.id, view = change.view, members = ?view_members, "view established");
         self.view_members = view_members;
         self.apply_to(change.index, out);
         self.heartbeat(now, out);
@@ -163,8 +165,8 @@ impl PbCore {
             last,
             round: p.round,
         });
-        for n in self.nodes.iter().filter(|n| **n != self.id) {
-            out.send(n.clone(), msg.clone());
+        for n in self.peers() {
+            out.send(n, msg.clone());
         }
     }
 
@@ -186,68 +188,6 @@ impl PbCore {
                 .lease_until
                 .max(sent + self.timing.lease.saturating_sub(self.timing.clock_drift));
         }
-    }
-
-    pub(super) fn on_client(
-        &mut self,
-        now: Millis,
-        token: ClientToken,
-        req: Request,
-        out: &mut Outbox<Msg, Persist>,
-    ) {
-        if matches!(req.op, Op::Status) {
-            out.reply(token, Response::status(req.id, self.status()));
-            return;
-        }
-        let lease_on = self.settings.lease;
-        let State::Primary(p) = &mut self.state else {
-            if let (Op::Read { key }, true, State::Backup) =
-                (&req.op, self.bugs.stale_backup_reads, &self.state)
-            {
-                out.reply(token, Response::value(req.id, self.kv.read(key)));
-                return;
-            }
-            let resp = match self.state {
-                State::Candidate(_) => Response::error(req.id, ErrorCode::Unavailable)
-                    .with_message("taking over; no primary yet"),
-                _ => Response::not_leader(req.id, self.leader_hint()),
-            };
-            out.reply(token, resp);
-            return;
-        };
-        if p.change.is_some() {
-            p.deferred.push_back((token, req, now));
-            return;
-        }
-        if lease_on && now >= p.lease_until {
-            out.reply(
-                token,
-                Response::error(req.id, ErrorCode::Unavailable)
-                    .with_message("primary lease not held"),
-            );
-            return;
-        }
-        let cmd = match req.op {
-            Op::Read { key } => {
-                out.reply(token, Response::value(req.id, self.kv.read(&key)));
-                return;
-            }
-            Op::Write { key, value } => Command::Write { key, value },
-            Op::Cas { key, from, to } => Command::Cas { key, from, to },
-            Op::Status => return,
-        };
-        let index = self.base + self.entries.len() as u64 + 1;
-        p.pending.push_back(Pending {
-            index,
-            token,
-            id: req.id,
-            at: now,
-        });
-        out.persist(Persist::Append(Entry {
-            index,
-            cmd: cmd.clone(),
-        }));
-        self.entries.push(cmd);
     }
 
     pub(super) fn tick_primary(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
@@ -322,7 +262,7 @@ impl PbCore {
                 .collect();
             targets.extend(p.joiners.keys().cloned());
             if !dead.is_empty() {
-                tracing::warn!(node = %self.id, removed = ?dead, "backups stopped acknowledging; removing them");
+                tracing::warn!(node = %self.cluster.id, removed = ?dead, "backups stopped acknowledging; removing them");
             }
             self.start_view_change(now, targets, out);
             return;
@@ -367,7 +307,7 @@ impl PbCore {
             // within a round trip (sync commits wait for it from now on), and it counts as a
             // confirmed backup only once it holds everything committed.
             if !p.members.contains(m) && progress.matched + MAX_APPEND as u64 >= last {
-                tracing::info!(node = %self.id, view, backup = %m, "caught-up backup joins the view");
+                tracing::info!(node = %self.cluster.id, view, backup = %m, "caught-up backup joins the view");
                 p.members.push(m.clone());
                 promoted = true;
             }
@@ -387,9 +327,9 @@ impl PbCore {
             }
         }
         if promoted {
-            let nodes = &self.nodes;
+            let nodes = &self.cluster.nodes;
             p.members.sort_by_key(|m| nodes.iter().position(|n| n == m));
-            let mut view_members = vec![self.id.clone()];
+            let mut view_members = vec![self.cluster.id.clone()];
             view_members.extend(p.members.iter().cloned());
             self.view_members = view_members;
             self.heartbeat(now, out);
@@ -397,5 +337,69 @@ impl PbCore {
         if commit > commit0 {
             self.apply_to(commit, out);
         }
+    }
+}
+
+impl ClientHandler for PbCore {
+    fn on_client(
+        &mut self,
+        now: Millis,
+        token: ClientToken,
+        req: Request,
+        out: &mut Outbox<Msg, Persist>,
+    ) {
+        if matches!(req.op, Op::Status) {
+            out.reply(token, Response::status(req.id, self.status()));
+            return;
+        }
+        let lease_on = self.settings.lease;
+        let State::Primary(p) = &mut self.state else {
+            if let (Op::Read { key }, true, State::Backup) =
+                (&req.op, self.bugs.stale_backup_reads, &self.state)
+            {
+                out.reply(token, Response::value(req.id, self.kv.read(key)));
+                return;
+            }
+            let resp = match self.state {
+                State::Candidate(_) => Response::error(req.id, ErrorCode::Unavailable)
+                    .with_message("taking over; no primary yet"),
+                _ => Response::not_leader(req.id, self.leader_hint()),
+            };
+            out.reply(token, resp);
+            return;
+        };
+        if p.change.is_some() {
+            p.deferred.push_back((token, req, now));
+            return;
+        }
+        if lease_on && now >= p.lease_until {
+            out.reply(
+                token,
+                Response::error(req.id, ErrorCode::Unavailable)
+                    .with_message("primary lease not held"),
+            );
+            return;
+        }
+        let cmd = match req.op {
+            Op::Read { key } => {
+                out.reply(token, Response::value(req.id, self.kv.read(&key)));
+                return;
+            }
+            Op::Write { key, value } => Command::Write { key, value },
+            Op::Cas { key, from, to } => Command::Cas { key, from, to },
+            Op::Status => return,
+        };
+        let index = self.base + self.entries.len() as u64 + 1;
+        p.pending.push_back(Pending {
+            index,
+            token,
+            id: req.id,
+            at: now,
+        });
+        out.persist(Persist::Append(Entry {
+            index,
+            cmd: cmd.clone(),
+        }));
+        self.entries.push(cmd);
     }
 }

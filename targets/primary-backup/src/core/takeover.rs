@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use faultline_replica::dispatch::Handlers;
 use faultline_replica::{Millis, Outbox};
 
 use super::{Candidate, PbCore, State};
@@ -10,7 +11,7 @@ use crate::msg::{Msg, Persist, Probe};
 impl PbCore {
     pub(super) fn become_candidate(&mut self, now: Millis, bootstrap: bool) {
         self.nonce += 1;
-        tracing::info!(node = %self.id, view = self.seen_view, bootstrap, "starting takeover");
+        tracing::info!(node = %self.cluster.id, view = self.seen_view, bootstrap, "starting takeover");
         self.state = State::Candidate(Candidate {
             nonce: self.nonce,
             started: now,
@@ -33,14 +34,14 @@ impl PbCore {
         self.view_members
             .iter()
             .filter(|m| m.as_str() != primary)
-            .position(|m| *m == self.id)
+            .position(|m| *m == self.cluster.id)
     }
 
     pub(super) fn tick_candidate(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
         let timing = self.timing;
         let seen = self.seen_view;
         let old_primary = self.owner(seen).map(str::to_owned);
-        let others: Vec<String> = self.others().cloned().collect();
+        let others = self.peers();
         let State::Candidate(c) = &mut self.state else {
             return;
         };
@@ -66,7 +67,7 @@ impl PbCore {
         }
         if c.bootstrap {
             if others.iter().all(|n| c.answers.contains_key(n)) {
-                tracing::info!(node = %self.id, "every node is fresh; bootstrapping view 1");
+                tracing::info!(node = %self.cluster.id, "every node is fresh; bootstrapping view 1");
                 let targets = others.into_iter().collect();
                 self.become_primary(now, targets, out);
             }
@@ -78,13 +79,13 @@ impl PbCore {
             return;
         }
         let answers = std::mem::take(&mut c.answers);
-        let me = self.id.clone();
+        let me = self.cluster.id.clone();
         let my_rank = self.takeover_rank();
         if answers
             .values()
             .any(|a| a.members.as_ref().is_some_and(|m| !m.contains(&me)))
         {
-            tracing::info!(node = %self.id, "a peer's view excludes this node; recovering");
+            tracing::info!(node = %self.cluster.id, "a peer's view excludes this node; recovering");
             self.state = State::Recovering;
             return;
         }
@@ -100,7 +101,7 @@ impl PbCore {
             }
         });
         if answers.values().any(|a| a.primary_alive) || better_candidate {
-            tracing::info!(node = %self.id, "primary alive or better candidate; standing back");
+            tracing::info!(node = %self.cluster.id, "primary alive or better candidate; standing back");
             self.state = State::Backup;
             self.last_heartbeat = now;
             return;

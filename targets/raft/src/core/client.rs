@@ -5,8 +5,8 @@
 use std::collections::VecDeque;
 
 use faultline_protocol::Status;
-use faultline_replica::forward::{ForwardingCore, Waiter};
-use faultline_replica::{Forwarded, ForwardsSeen, Millis, Outbox};
+use faultline_replica::forward::{ForwardState, ForwardingCore, Waiter};
+use faultline_replica::{Millis, Outbox};
 
 use super::replication::quorum_round;
 use super::{PendingRead, PendingWrite, RaftCore, State};
@@ -14,54 +14,18 @@ use crate::msg::{EntryOp, FwdOp, Msg, OpResult, Persist};
 use crate::settings::ReadMode;
 
 impl ForwardingCore for RaftCore {
-    type Msg = Msg;
-    type Persist = Persist;
-
-    fn node_id(&self) -> &str {
-        &self.id
-    }
-
-    fn known_leader(&self) -> Option<&String> {
-        self.leader.as_ref()
-    }
-
-    fn leads(&self) -> bool {
-        self.is_leader()
-    }
-
-    fn forwards_to_leader(&self) -> bool {
-        self.settings.forward
-    }
-
-    fn reads_locally(&self) -> bool {
-        self.bugs.stale_local_reads
-    }
-
-    fn no_leader_reason(&self) -> &'static str {
-        "election in progress"
+    fn forwarding(&mut self) -> &mut ForwardState {
+        &mut self.forwarding
     }
 
     fn status(&self) -> Status {
-        RaftCore::status(self)
-    }
-
-    fn request_timeout(&self) -> Millis {
-        self.timing.request_timeout
+        let (role, leader) = (self.role(), self.leader.clone());
+        self.cluster
+            .status(role, self.hard.term, leader, self.commit, self.applied)
     }
 
     fn read_local(&self, key: &str) -> Option<i64> {
         self.kv.read(key)
-    }
-
-    fn forwarded(&mut self) -> &mut Forwarded {
-        &mut self.forwarded
-    }
-
-    fn forwards_seen(&mut self) -> Option<&mut ForwardsSeen> {
-        match &mut self.state {
-            State::Leader(l) => Some(&mut l.forwards_seen),
-            _ => None,
-        }
     }
 
     /// Writes go through the log; reads take the configured read path.
@@ -100,7 +64,7 @@ impl RaftCore {
             ReadMode::ReadIndex => {}
         }
         let commit = self.commit;
-        let single = self.quorum <= 1;
+        let single = self.cluster.quorum <= 1;
         if let State::Leader(l) = &mut self.state {
             l.reads.push_back(PendingRead {
                 waiter,
@@ -125,7 +89,7 @@ impl RaftCore {
     pub(crate) fn serve_reads(&mut self, out: &mut Outbox<Msg, Persist>) {
         let (commit, applied, term) = (self.commit, self.applied, self.hard.term);
         let committed_in_term = self.term_at(commit) == Some(term);
-        let quorum = self.quorum;
+        let quorum = self.cluster.quorum;
         let State::Leader(l) = &mut self.state else {
             return;
         };

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
+use faultline_replica::dispatch::Handlers;
 use faultline_replica::{Millis, Outbox};
 
 use super::{Leader, Mode, Progress, RaftCore, State};
@@ -25,7 +26,7 @@ impl RaftCore {
         self.reset_election_timer(now);
         self.leader = None;
         let mut votes = BTreeSet::new();
-        votes.insert(self.id.clone());
+        votes.insert(self.cluster.id.clone());
         let term = if pre {
             self.step_down(now, out);
             self.state = State::PreCandidate { votes };
@@ -33,12 +34,12 @@ impl RaftCore {
         } else {
             self.step_down(now, out);
             self.hard.term += 1;
-            self.hard.vote = Some(self.id.clone());
+            self.hard.vote = Some(self.cluster.id.clone());
             self.persist_hard(out);
             self.state = State::Candidate { votes };
             self.hard.term
         };
-        tracing::debug!(node = %self.id, term, pre, "starting election");
+        tracing::debug!(node = %self.cluster.id, term, pre, "starting election");
         let msg = self.vote_request(term, pre);
         for p in self.peers() {
             out.send(p, msg.clone());
@@ -80,10 +81,10 @@ impl RaftCore {
 
     fn check_votes(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
         match &self.state {
-            State::PreCandidate { votes } if votes.len() >= self.quorum => {
+            State::PreCandidate { votes } if votes.len() >= self.cluster.quorum => {
                 self.start_election(now, false, out)
             }
-            State::Candidate { votes } if votes.len() >= self.quorum => {
+            State::Candidate { votes } if votes.len() >= self.cluster.quorum => {
                 self.become_leader(now, out)
             }
             _ => {}
@@ -162,7 +163,8 @@ impl RaftCore {
         };
         let mut acks: Vec<Millis> = l.progress.values().map(|p| p.last_ack).collect();
         acks.sort_unstable_by(|a, b| b.cmp(a));
-        self.quorum <= 1 || now < acks[self.quorum - 2] + self.timing.election_timeout_min
+        self.cluster.quorum <= 1
+            || now < acks[self.cluster.quorum - 2] + self.timing.election_timeout_min
     }
 
     pub(super) fn on_vote_reply(
@@ -190,7 +192,7 @@ impl RaftCore {
     }
 
     fn become_leader(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        tracing::info!(node = %self.id, term = self.hard.term, last = self.last_index(), "became leader");
+        tracing::info!(node = %self.cluster.id, term = self.hard.term, last = self.last_index(), "became leader");
         let next = self.last_index() + 1;
         let progress = self
             .peers()
@@ -210,13 +212,14 @@ impl RaftCore {
                 )
             })
             .collect();
+        self.forwarding.lead();
         self.state = State::Leader(Box::new(Leader {
             progress,
             since: now,
             last_heartbeat: now,
             ..Leader::default()
         }));
-        self.leader = Some(self.id.clone());
+        self.leader = Some(self.cluster.id.clone());
         // §8: a no-op of its own term lets the leader commit (and learn) what its
         // predecessors left, and enables ReadIndex.
         self.append(EntryOp::Noop, out);
@@ -227,47 +230,10 @@ impl RaftCore {
     /// peer holds an empty log, no entry was ever committed and it may vote, skipping every
     /// term a peer has reached (it may have voted in them before losing its disk).
     pub(super) fn probe(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        if self.last_index() != 0 {
-            return;
+        if self.last_index() == 0 {
+            self.empty_probe
+                .send(now, self.timing.heartbeat, &self.cluster, Msg::Probe, out);
         }
-        if self
-            .last_probe
-            .is_some_and(|t| now < t + self.timing.heartbeat)
-        {
-            return;
-        }
-        self.last_probe = Some(now);
-        for p in self.peers() {
-            out.send(p, Msg::Probe);
-        }
-    }
-
-    pub(super) fn on_probe_reply(
-        &mut self,
-        from: String,
-        reply: ProbeReply,
-        out: &mut Outbox<Msg, Persist>,
-    ) {
-        let ProbeReply { term, last } = reply;
-        if self.hard.voter || self.last_index() != 0 {
-            return;
-        }
-        if last != 0 {
-            self.probe_empty.remove(&from);
-            return;
-        }
-        self.probe_empty.insert(from, term);
-        if self.probe_empty.len() + 1 < self.nodes.len() {
-            return;
-        }
-        let max_term = self.probe_empty.values().copied().max().unwrap_or(0);
-        if max_term > self.hard.term {
-            self.hard.term = max_term;
-            self.hard.vote = Some(self.id.clone());
-        }
-        self.hard.voter = true;
-        tracing::info!(node = %self.id, term = self.hard.term, "every peer holds an empty log; voting from now on");
-        self.persist_hard(out);
     }
 
     /// Amnesia guard, catch-up path: after accepting a leader's entries up to its last index,
@@ -280,7 +246,33 @@ impl RaftCore {
         if self.hard.vote.is_none() {
             self.hard.vote = self.leader.clone();
         }
-        tracing::info!(node = %self.id, term = self.hard.term, "caught up with the leader; voting from now on");
+        tracing::info!(node = %self.cluster.id, term = self.hard.term, "caught up with the leader; voting from now on");
+        self.persist_hard(out);
+    }
+
+    /// Amnesia guard, bootstrap path: a peer's answer to the probe. Once every peer answered
+    /// with an empty log, vote from now on.
+    pub(super) fn on_probe_reply(
+        &mut self,
+        from: String,
+        reply: ProbeReply,
+        out: &mut Outbox<Msg, Persist>,
+    ) {
+        if self.hard.voter || self.last_index() != 0 {
+            return;
+        }
+        let Some(max_term) =
+            self.empty_probe
+                .answer(from, reply.last == 0, reply.term, &self.cluster)
+        else {
+            return;
+        };
+        if max_term > self.hard.term {
+            self.hard.term = max_term;
+            self.hard.vote = Some(self.cluster.id.clone());
+        }
+        self.hard.voter = true;
+        tracing::info!(node = %self.cluster.id, term = self.hard.term, "every peer holds an empty log; voting from now on");
         self.persist_hard(out);
     }
 }

@@ -11,9 +11,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use faultline_protocol::{Role, Status};
-use faultline_replica::forward::{applied_result, failure, ForwardingCore, Waiter};
-use faultline_replica::{Core, Forwarded, ForwardsSeen, Input, KvState, Millis, Outbox};
+use faultline_protocol::Role;
+use faultline_replica::cluster::Cluster;
+use faultline_replica::dispatch::Handlers;
+use faultline_replica::forward::{applied_result, failure, ForwardState, ForwardingCore, Waiter};
+use faultline_replica::probe::EmptyProbe;
+use faultline_replica::timing::Timing;
+use faultline_replica::{Core, Input, KvState, Millis, Outbox};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -48,19 +52,9 @@ const ROUNDS_KEPT: usize = 256;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Bugs {
-    pub stale_local_reads: bool,
     pub commit_without_quorum: bool,
     pub forget_vote_on_restart: bool,
     pub lease_without_margin: bool,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Timing {
-    pub heartbeat: Millis,
-    pub election_timeout_min: Millis,
-    pub election_timeout_max: Millis,
-    pub clock_drift: Millis,
-    pub request_timeout: Millis,
 }
 
 #[derive(Debug)]
@@ -113,7 +107,6 @@ pub(crate) struct Leader {
     pub last_heartbeat: Millis,
     pub since: Millis,
     pub lease_until: Millis,
-    pub forwards_seen: ForwardsSeen,
 }
 
 #[derive(Debug)]
@@ -142,13 +135,9 @@ pub struct Inspect {
 /// One Raft node's protocol state.
 #[derive(Debug)]
 pub struct RaftCore {
-    pub(crate) id: String,
-    pub(crate) nodes: Vec<String>,
-    pub(crate) quorum: usize,
+    pub(crate) cluster: Cluster,
     pub(crate) settings: Settings,
-    pub(crate) timing: Timing,
     pub(crate) bugs: Bugs,
-    pub(crate) rng: ChaCha8Rng,
     pub(crate) hard: HardState,
     pub(crate) snap_index: u64,
     pub(crate) snap_term: u64,
@@ -160,6 +149,9 @@ pub struct RaftCore {
     pub(crate) leader: Option<String>,
     /// Set at the first input: the core's notion of "started".
     pub(crate) booted: bool,
+    pub(crate) timing: Timing,
+    /// Draws the randomized election timeouts (and, at start, the forwards' incarnation).
+    pub(crate) rng: ChaCha8Rng,
     pub(crate) election_deadline: Millis,
     /// When this (pre-)candidate last sent its vote requests (resent every heartbeat to
     /// peers that have not answered, §5.1: a request lost to a restarting peer or a
@@ -168,15 +160,11 @@ pub struct RaftCore {
     /// Votes are refused until then: a leader was heard recently (thesis §4.2.3), or this
     /// process just started and may have acknowledged a leader's lease before it crashed.
     pub(crate) vote_blocked_until: Millis,
-    /// Peers that answered a [`Msg::Probe`] with an empty log, and the highest term among them.
-    pub(crate) probe_empty: BTreeMap<String, u64>,
-    pub(crate) last_probe: Option<Millis>,
-    /// Forwarded requests waiting for the leader.
-    pub(crate) forwarded: Forwarded,
-}
-
-pub(crate) fn ms(d: std::time::Duration) -> Millis {
-    d.as_millis() as Millis
+    /// Amnesia guard, bootstrap path: the peers that answered a [`Msg::Probe`] with an empty
+    /// log, and their terms.
+    pub(crate) empty_probe: EmptyProbe<u64>,
+    /// Forwarded requests waiting for the leader, and those this leader ran.
+    pub(crate) forwarding: ForwardState,
 }
 
 impl RaftCore {
@@ -191,9 +179,14 @@ impl RaftCore {
         mut recovered: Recovered,
         seed: u64,
     ) -> Self {
+        let timing = Timing::new(
+            settings.heartbeat,
+            settings.election_timeout,
+            settings.clock_drift,
+            settings.request_timeout,
+        );
         let has = |b: &str| bugs.iter().any(|x| x == b);
         let bugs = Bugs {
-            stale_local_reads: has(BUG_STALE_LOCAL_READS),
             commit_without_quorum: has(BUG_COMMIT_WITHOUT_QUORUM),
             forget_vote_on_restart: has(BUG_FORGET_VOTE_ON_RESTART),
             lease_without_margin: has(BUG_LEASE_WITHOUT_MARGIN),
@@ -201,21 +194,16 @@ impl RaftCore {
         if bugs.forget_vote_on_restart {
             recovered.hard.vote = None;
         }
-        let timing = Timing {
-            heartbeat: ms(settings.heartbeat).max(1),
-            election_timeout_min: ms(settings.election_timeout[0]).max(2),
-            election_timeout_max: ms(settings.election_timeout[1])
-                .max(ms(settings.election_timeout[0]).max(2)),
-            clock_drift: ms(settings.clock_drift),
-            request_timeout: ms(settings.request_timeout).max(1),
-        };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let incarnation = rng.gen::<u64>();
-        let quorum = nodes.len() / 2 + 1;
+        let forwarding = ForwardState::new(
+            settings.forward,
+            has(BUG_STALE_LOCAL_READS),
+            "election in progress",
+            timing.request_timeout,
+            rng.gen::<u64>(),
+        );
         RaftCore {
-            id: id.to_owned(),
-            nodes,
-            quorum,
+            cluster: Cluster::new(id, nodes),
             settings,
             timing,
             bugs,
@@ -233,9 +221,8 @@ impl RaftCore {
             election_deadline: 0,
             votes_sent: 0,
             vote_blocked_until: 0,
-            probe_empty: BTreeMap::new(),
-            last_probe: None,
-            forwarded: Forwarded::new(incarnation),
+            empty_probe: EmptyProbe::default(),
+            forwarding,
         }
     }
 
@@ -293,19 +280,6 @@ impl RaftCore {
         self.hard.term
     }
 
-    pub fn status(&self) -> Status {
-        Status {
-            node: self.id.clone(),
-            role: self.role(),
-            term: self.hard.term,
-            leader: self.leader.clone(),
-            commit: self.commit,
-            applied: Some(self.applied),
-            // Filled in by the driver, which sees role changes as they happen.
-            role_us: None,
-        }
-    }
-
     pub fn inspect(&self) -> Inspect {
         Inspect {
             role: self.role(),
@@ -321,20 +295,12 @@ impl RaftCore {
         }
     }
 
-    pub(crate) fn peers(&self) -> Vec<String> {
-        self.nodes
-            .iter()
-            .filter(|n| **n != self.id)
-            .cloned()
-            .collect()
-    }
-
     pub(crate) fn persist_hard(&self, out: &mut Outbox<Msg, Persist>) {
         out.persist(Persist::Hard(self.hard.clone()));
     }
 
     pub(crate) fn reset_election_timer(&mut self, now: Millis) {
-        let span = self.timing.election_timeout_max - self.timing.election_timeout_min;
+        let span = self.timing.election_span();
         self.election_deadline =
             now + self.timing.election_timeout_min + self.rng.gen_range(0..=span);
     }
@@ -364,7 +330,7 @@ impl RaftCore {
     pub(crate) fn step_down(&mut self, _now: Millis, out: &mut Outbox<Msg, Persist>) {
         let old = std::mem::replace(&mut self.state, State::Follower);
         if let State::Leader(l) = old {
-            tracing::info!(node = %self.id, term = self.hard.term, pending = l.pending.len(), "stepping down as leader");
+            tracing::info!(node = %self.cluster.id, term = self.hard.term, pending = l.pending.len(), "stepping down as leader");
             for (_, p) in l.pending {
                 let result = failure(
                     FailKind::Timeout,
@@ -424,39 +390,6 @@ impl RaftCore {
     }
 
     // ---- timers --------------------------------------------------------------------------
-
-    fn boot(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        if self.booted {
-            return;
-        }
-        self.booted = true;
-        // After a restart this node may have acknowledged a leader's lease just before it
-        // died: refuse votes for one minimum election timeout, as if it had just heard one.
-        // (The bug `forget-vote-on-restart` forgets that too: it forgets it ever voted.)
-        if !self.bugs.forget_vote_on_restart {
-            self.vote_blocked_until = now + self.timing.election_timeout_min;
-        }
-        self.reset_election_timer(now);
-        if !self.hard.voter && self.nodes.len() == 1 {
-            self.hard.voter = true;
-            self.persist_hard(out);
-        }
-    }
-
-    fn on_tick(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        if let State::Leader(_) = self.state {
-            self.tick_leader(now, out);
-        } else {
-            if !self.hard.voter {
-                self.probe(now, out);
-            } else if now >= self.election_deadline {
-                self.start_election(now, self.settings.pre_vote, out);
-            } else {
-                self.resend_vote_requests(now, out);
-            }
-        }
-        self.expire_forwards(now, out);
-    }
 }
 
 impl Core for RaftCore {
@@ -468,16 +401,7 @@ impl Core for RaftCore {
     }
 
     fn step(&mut self, now: Millis, input: Input<Msg>, out: &mut Outbox<Msg, Persist>) {
-        self.boot(now, out);
-        match input {
-            Input::Client { token, request } => self.on_client(now, token, request, out),
-            Input::Peer { from, msg } => {
-                if from != self.id && self.nodes.contains(&from) {
-                    self.on_peer(now, from, msg, out);
-                }
-            }
-            Input::Tick => self.on_tick(now, out),
-        }
+        self.dispatch(now, input, out);
     }
 
     fn flush(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
@@ -488,7 +412,7 @@ impl Core for RaftCore {
     }
 }
 
-impl RaftCore {
+impl Handlers for RaftCore {
     fn on_peer(&mut self, now: Millis, from: String, msg: Msg, out: &mut Outbox<Msg, Persist>) {
         match msg {
             Msg::Vote(vote) => self.on_vote(now, from, vote, out),
@@ -509,32 +433,62 @@ impl RaftCore {
         }
     }
 
+    fn on_tick(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
+        if let State::Leader(_) = self.state {
+            self.tick_leader(now, out);
+        } else {
+            if !self.hard.voter {
+                self.probe(now, out);
+            } else if now >= self.election_deadline {
+                self.start_election(now, self.settings.pre_vote, out);
+            } else {
+                self.resend_vote_requests(now, out);
+            }
+        }
+        self.expire_forwards(now, out);
+    }
+
+    fn start(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
+        // After a restart this node may have acknowledged a leader's lease just before it
+        // died: refuse votes for one minimum election timeout, as if it had just heard one.
+        // (The bug `forget-vote-on-restart` forgets that too: it forgets it ever voted.)
+        if !self.bugs.forget_vote_on_restart {
+            self.vote_blocked_until = now + self.timing.election_timeout_min;
+        }
+        self.reset_election_timer(now);
+        if !self.hard.voter && self.cluster.nodes.len() == 1 {
+            self.hard.voter = true;
+            self.persist_hard(out);
+        }
+    }
+
+    fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    fn started(&mut self) -> Option<&mut bool> {
+        Some(&mut self.booted)
+    }
+}
+
+impl RaftCore {
     /// Leader work on a tick: heartbeats, CheckQuorum, request timeouts.
     fn tick_leader(&mut self, now: Millis, out: &mut Outbox<Msg, Persist>) {
-        let quorum = self.quorum;
-        let (check_quorum, election_timeout_max, heartbeat_interval, request_timeout) = (
-            self.settings.check_quorum,
-            self.timing.election_timeout_max,
-            self.timing.heartbeat,
-            self.timing.request_timeout,
-        );
+        let quorum = self.cluster.quorum;
+        let (check_quorum, timing) = (self.settings.check_quorum, self.timing);
         let State::Leader(l) = &mut self.state else {
             return;
         };
-        if check_quorum && now >= l.since + election_timeout_max {
-            let mut acks: Vec<Millis> = l.progress.values().map(|p| p.last_ack).collect();
-            acks.sort_unstable_by(|a, b| b.cmp(a));
-            let heard = if quorum <= 1 { now } else { acks[quorum - 2] };
-            if now.saturating_sub(heard) >= election_timeout_max {
-                tracing::warn!(node = %self.id, term = self.hard.term, "no quorum heard within the election timeout; stepping down (CheckQuorum)");
-                self.step_down(now, out);
-                self.reset_election_timer(now);
-                return;
-            }
+        let acks = l.progress.values().map(|p| p.last_ack);
+        if check_quorum && timing.quorum_lost(now, l.since, quorum, acks) {
+            tracing::warn!(node = %self.cluster.id, term = self.hard.term, "no quorum heard within the election timeout; stepping down (CheckQuorum)");
+            self.step_down(now, out);
+            self.reset_election_timer(now);
+            return;
         }
         let mut expired = Vec::new();
         l.pending.retain(|_, p| {
-            if now >= p.at + request_timeout {
+            if now >= p.at + timing.request_timeout {
                 expired.push(p.waiter.clone());
                 false
             } else {
@@ -544,13 +498,13 @@ impl RaftCore {
         while l
             .reads
             .front()
-            .is_some_and(|r| now >= r.at + request_timeout)
+            .is_some_and(|r| now >= r.at + timing.request_timeout)
         {
             if let Some(r) = l.reads.pop_front() {
                 expired.push(r.waiter);
             }
         }
-        let beat = now >= l.last_heartbeat + heartbeat_interval;
+        let beat = now >= l.last_heartbeat + timing.heartbeat;
         for waiter in expired {
             let result = failure(FailKind::Timeout, "not committed within request_timeout");
             self.answer(waiter, result, out);

@@ -93,7 +93,7 @@ impl RaftCore {
         }
         for peer in snapshots {
             let index = self.applied;
-            tracing::debug!(node = %self.id, %peer, index, "sending snapshot");
+            tracing::debug!(node = %self.cluster.id, %peer, index, "sending snapshot");
             let snapshot = InstallSnapshot {
                 term,
                 index,
@@ -119,7 +119,7 @@ impl RaftCore {
             let mut m: Vec<u64> = l.progress.values().map(|p| p.matched).collect();
             m.push(last);
             m.sort_unstable_by(|a, b| b.cmp(a));
-            m[self.quorum - 1]
+            m[self.cluster.quorum - 1]
         };
         if candidate > self.commit && self.term_at(candidate) == Some(self.hard.term) {
             self.commit = candidate;
@@ -190,7 +190,7 @@ impl RaftCore {
                 assert!(
                     index > self.commit,
                     "{}: leader {from} of term {term} overwrites committed entry {index}",
-                    self.id
+                    self.cluster.id
                 );
                 self.entries
                     .truncate((index - self.snap_index - 1) as usize);
@@ -257,7 +257,7 @@ impl RaftCore {
         }
         self.heard_leader(now, term, &from, out);
         if index > self.commit {
-            tracing::info!(node = %self.id, index, "installing snapshot from the leader");
+            tracing::info!(node = %self.cluster.id, index, "installing snapshot from the leader");
             // Keep the entries after the snapshot if the log matches there (§7).
             let tail = if self.term_at(index) == Some(snap_term) {
                 self.entries[(index - self.snap_index) as usize..].to_vec()
@@ -345,7 +345,7 @@ impl RaftCore {
         } else if hint_term.is_none() && hint_index <= pr.matched {
             // The follower's log is shorter than what it acknowledged: it lost its tail
             // (restarted with an empty data directory). Resend from where it is now.
-            tracing::warn!(node = %self.id, follower = %from, had = pr.matched, has = hint_index - 1, "follower lost acknowledged entries");
+            tracing::warn!(node = %self.cluster.id, follower = %from, had = pr.matched, has = hint_index - 1, "follower lost acknowledged entries");
             pr.matched = hint_index.saturating_sub(1);
             pr.next = hint_index.clamp(1, last + 1);
             pr.mode = Mode::Probe;
@@ -361,7 +361,7 @@ impl RaftCore {
         if lease_bug {
             let mut acks: Vec<Millis> = l.progress.values().map(|p| p.last_ack).collect();
             acks.sort_unstable_by(|a, b| b.cmp(a));
-            let quorum = self.quorum;
+            let quorum = self.cluster.quorum;
             if quorum >= 2 {
                 l.lease_until = l
                     .lease_until
@@ -381,7 +381,7 @@ impl RaftCore {
     /// elected before `round start + election_timeout[0]` (voters refuse votes that long after
     /// hearing from this leader); minus the clock-drift margin.
     pub(crate) fn renew_lease(&mut self) {
-        let quorum = self.quorum;
+        let quorum = self.cluster.quorum;
         let (election_timeout_min, drift) =
             (self.timing.election_timeout_min, self.timing.clock_drift);
         let State::Leader(l) = &mut self.state else {
