@@ -128,7 +128,14 @@ fn restarted_node_remembers_its_vote_unless_the_bug_is_planted() {
         rec.hard.vote = Some("n2".into());
         rec.hard.voter = true;
         let nodes = vec!["n1".into(), "n2".into(), "n3".into()];
-        let core = crate::RaftCore::new("n1", nodes, Settings::default(), &bugs, rec, 1);
+        let core = crate::RaftCore::new(faultline_replica::Start {
+            id: "n1".into(),
+            nodes,
+            settings: Settings::default(),
+            bugs: bugs.clone(),
+            recovered: rec,
+            seed: 1,
+        });
         assert_eq!(core.inspect().vote.as_deref(), expect, "{bugs:?}");
         assert_eq!(core.term(), 4);
     }

@@ -133,6 +133,31 @@ impl ForwardState {
         }
     }
 
+    /// A consensus node's (Raft's, Multi-Paxos's) timers and forwarding state, from its
+    /// settings: reads are served locally when `reads_locally` (a planted bug), and a request
+    /// that finds no leader fails with `no_leader_reason`.
+    pub fn consensus(
+        settings: &crate::settings::ConsensusSettings,
+        reads_locally: bool,
+        no_leader_reason: &'static str,
+        incarnation: u64,
+    ) -> (crate::timing::Timing, ForwardState) {
+        let timing = crate::timing::Timing::new(
+            settings.heartbeat,
+            settings.election_timeout,
+            settings.clock_drift,
+            settings.request_timeout,
+        );
+        let forwarding = ForwardState::new(
+            settings.forward,
+            reads_locally,
+            no_leader_reason,
+            timing.request_timeout,
+            incarnation,
+        );
+        (timing, forwarding)
+    }
+
     /// The core became leader: it has run no forward in this leadership yet.
     pub fn lead(&mut self) {
         self.seen = ForwardsSeen::default();

@@ -41,6 +41,24 @@ pub struct Start<C: NodeCore> {
     pub seed: u64,
 }
 
+impl<C: NodeCore> Start<C> {
+    /// Whether the planted bug `name` is on (unknown bugs were refused when the experiment
+    /// was loaded).
+    pub fn has_bug(&self, name: &str) -> bool {
+        self.bugs.iter().any(|b| b == name)
+    }
+
+    /// This node among its members.
+    pub fn cluster(&self) -> crate::cluster::Cluster {
+        crate::cluster::Cluster::new(&self.id, self.nodes.clone())
+    }
+
+    /// This node's place among the members (0 for the first).
+    pub fn rank(&self) -> usize {
+        self.nodes.iter().position(|n| *n == self.id).unwrap_or(0)
+    }
+}
+
 /// A protocol's core as a reference node runs it (implemented by [`node_api!`](crate::node_api)).
 pub trait NodeCore: Core + Sized {
     type Settings: NodeSettings;
@@ -100,8 +118,8 @@ pub fn run_node<C: NodeCore>(
 }
 
 /// A node crate's start-up: [`NodeCore`] for its core `$core` (of kind `$kind`, with
-/// `$settings` and `$storage`, started by `$core::new(id, nodes, settings, bugs, recovered,
-/// seed)`, or without the seed after `unseeded`), and its public `Error`,
+/// `$settings` and `$storage`, started by `$core::new(start)`; after `unseeded` the core takes
+/// no seed, so the simulator draws none for it), and its public `Error`,
 /// `validate_settings`, `run` and `serve` (with its `KNOWN_BUGS`).
 #[macro_export]
 macro_rules! node_api {
@@ -112,7 +130,7 @@ macro_rules! node_api {
             const SEEDED: bool = true;
 
             fn start(s: $crate::node::Start<Self>) -> Self {
-                <$core>::new(&s.id, s.nodes, s.settings, &s.bugs, s.recovered, s.seed)
+                <$core>::new(s)
             }
         }
         $crate::node_api!(@fns $core, $kind);
@@ -124,7 +142,7 @@ macro_rules! node_api {
             const SEEDED: bool = false;
 
             fn start(s: $crate::node::Start<Self>) -> Self {
-                <$core>::new(&s.id, s.nodes, s.settings, &s.bugs, s.recovered)
+                <$core>::new(s)
             }
         }
         $crate::node_api!(@fns $core, $kind);

@@ -16,7 +16,9 @@ use faultline_protocol::Role;
 use faultline_replica::cluster::Cluster;
 use faultline_replica::dispatch::Handlers;
 use faultline_replica::forward::{applied_result, failure, ForwardState, ForwardingCore, Waiter};
+use faultline_replica::node::Start;
 use faultline_replica::probe::EmptyProbe;
+use faultline_replica::settings::AsConsensus;
 use faultline_replica::timing::Timing;
 use faultline_replica::{Core, Input, KvState, Millis, Outbox};
 use rand::{Rng, SeedableRng};
@@ -24,7 +26,6 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::msg::{Ballot, FailKind, Meta, Msg, OpResult, Persist, ProbeReply, Reported, Value};
 use crate::settings::Settings;
-use crate::storage::Recovered;
 
 mod acceptor;
 mod client;
@@ -187,41 +188,26 @@ impl PaxosCore {
     /// A core for node `id` of the static cluster `nodes` (`id` included, the same order on
     /// every node), starting from what was recovered from disk. `seed` drives its randomized
     /// timeouts. Unknown `bugs` are ignored (validated earlier).
-    pub fn new(
-        id: &str,
-        nodes: Vec<String>,
-        settings: Settings,
-        bugs: &[String],
-        recovered: Recovered,
-        seed: u64,
-    ) -> Self {
-        let has = |b: &str| bugs.iter().any(|x| x == b);
+    pub fn new(start: Start<Self>) -> Self {
         let bugs = Bugs {
-            skip_phase1_recovery: has(BUG_SKIP_PHASE1_RECOVERY),
-            accept_lower_ballot: has(BUG_ACCEPT_LOWER_BALLOT),
+            skip_phase1_recovery: start.has_bug(BUG_SKIP_PHASE1_RECOVERY),
+            accept_lower_ballot: start.has_bug(BUG_ACCEPT_LOWER_BALLOT),
         };
-        let timing = Timing::new(
-            settings.heartbeat,
-            settings.election_timeout,
-            settings.clock_drift,
-            settings.request_timeout,
-        );
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let forwarding = ForwardState::new(
-            settings.forward,
-            has(BUG_STALE_LOCAL_READS),
+        let stale_local_reads = start.has_bug(BUG_STALE_LOCAL_READS);
+        let cluster = start.cluster();
+        let ballot_node = start.rank() as u32 + 1;
+        let (settings, recovered) = (start.settings, start.recovered);
+        let mut rng = ChaCha8Rng::seed_from_u64(start.seed);
+        let (timing, forwarding) = ForwardState::consensus(
+            &settings.consensus(),
+            stale_local_reads,
             "takeover in progress",
-            timing.request_timeout,
             rng.gen::<u64>(),
         );
         let next_tag = (rng.gen::<u64>() >> 20) << 20;
-        let ballot_node = nodes
-            .iter()
-            .position(|n| n == id)
-            .map_or(0, |i| i as u32 + 1);
         let commit = recovered.chosen_prefix();
         PaxosCore {
-            cluster: Cluster::new(id, nodes),
+            cluster,
             ballot_node,
             settings,
             timing,

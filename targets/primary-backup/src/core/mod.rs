@@ -11,6 +11,7 @@ use faultline_protocol::{ErrorCode, Request, Response, Role, Status};
 use faultline_replica::cluster::Cluster;
 use faultline_replica::dispatch::Handlers;
 use faultline_replica::forward::value_text;
+use faultline_replica::node::Start;
 use faultline_replica::{Applied, ClientToken, Command, Core, Input, KvState, Millis, Outbox};
 
 use crate::msg::{Entry, Msg, Persist, ProbeReply};
@@ -178,14 +179,14 @@ fn ms(d: std::time::Duration) -> Millis {
 impl PbCore {
     /// A core for node `id` of the static cluster `nodes` (sorted; `id` included), starting
     /// from what was recovered from disk. Unknown `bugs` are ignored (validated earlier).
-    pub fn new(
-        id: &str,
-        nodes: Vec<String>,
-        settings: Settings,
-        bugs: &[String],
-        recovered: Recovered,
-    ) -> Self {
-        let rank = nodes.iter().position(|n| n == id).unwrap_or(0);
+    pub fn new(start: Start<Self>) -> Self {
+        let bugs = Bugs {
+            ack_before_replicate: start.has_bug(BUG_ACK_BEFORE_REPLICATE),
+            stale_backup_reads: start.has_bug(BUG_STALE_BACKUP_READS),
+        };
+        let rank = start.rank();
+        let cluster = start.cluster();
+        let (settings, recovered) = (start.settings, start.recovered);
         let lease = ms(settings.lease_duration());
         let timing = Timing {
             heartbeat: ms(settings.heartbeat).max(1),
@@ -195,10 +196,6 @@ impl PbCore {
             clock_drift: ms(settings.clock_drift),
             replication_timeout: ms(settings.replication_timeout).max(1),
             stall: (2 * ms(settings.heartbeat)).max(20),
-        };
-        let bugs = Bugs {
-            ack_before_replicate: bugs.iter().any(|b| b == BUG_ACK_BEFORE_REPLICATE),
-            stale_backup_reads: bugs.iter().any(|b| b == BUG_STALE_BACKUP_READS),
         };
         let state = if recovered.seen_view == 0 && rank == 0 {
             State::Candidate(Candidate {
@@ -212,7 +209,7 @@ impl PbCore {
             State::Recovering
         };
         PbCore {
-            cluster: Cluster::new(id, nodes),
+            cluster,
             rank,
             settings,
             timing,
@@ -487,13 +484,14 @@ mod tests {
         let cores: Vec<PbCore> = nodes
             .iter()
             .map(|id| {
-                PbCore::new(
-                    id,
-                    nodes.clone(),
-                    Settings::default(),
-                    &[],
-                    Recovered::default(),
-                )
+                PbCore::new(Start {
+                    id: id.clone(),
+                    nodes: nodes.clone(),
+                    settings: Settings::default(),
+                    bugs: Vec::new(),
+                    recovered: Recovered::default(),
+                    seed: 0,
+                })
             })
             .collect();
         // (node, above) -> the view it would pick

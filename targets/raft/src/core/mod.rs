@@ -15,7 +15,9 @@ use faultline_protocol::Role;
 use faultline_replica::cluster::Cluster;
 use faultline_replica::dispatch::Handlers;
 use faultline_replica::forward::{applied_result, failure, ForwardState, ForwardingCore, Waiter};
+use faultline_replica::node::Start;
 use faultline_replica::probe::EmptyProbe;
+use faultline_replica::settings::AsConsensus;
 use faultline_replica::timing::Timing;
 use faultline_replica::{Core, Input, KvState, Millis, Outbox};
 use rand::{Rng, SeedableRng};
@@ -23,7 +25,6 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::msg::{Entry, EntryOp, FailKind, HardState, Msg, OpResult, Persist, ProbeReply};
 use crate::settings::Settings;
-use crate::storage::Recovered;
 
 mod client;
 mod election;
@@ -171,39 +172,27 @@ impl RaftCore {
     /// A core for node `id` of the static cluster `nodes` (`id` included), starting from what
     /// was recovered from disk. `seed` drives its randomized election timeouts. Unknown `bugs`
     /// are ignored (validated earlier).
-    pub fn new(
-        id: &str,
-        nodes: Vec<String>,
-        settings: Settings,
-        bugs: &[String],
-        mut recovered: Recovered,
-        seed: u64,
-    ) -> Self {
-        let timing = Timing::new(
-            settings.heartbeat,
-            settings.election_timeout,
-            settings.clock_drift,
-            settings.request_timeout,
-        );
-        let has = |b: &str| bugs.iter().any(|x| x == b);
+    pub fn new(start: Start<Self>) -> Self {
         let bugs = Bugs {
-            commit_without_quorum: has(BUG_COMMIT_WITHOUT_QUORUM),
-            forget_vote_on_restart: has(BUG_FORGET_VOTE_ON_RESTART),
-            lease_without_margin: has(BUG_LEASE_WITHOUT_MARGIN),
+            commit_without_quorum: start.has_bug(BUG_COMMIT_WITHOUT_QUORUM),
+            forget_vote_on_restart: start.has_bug(BUG_FORGET_VOTE_ON_RESTART),
+            lease_without_margin: start.has_bug(BUG_LEASE_WITHOUT_MARGIN),
         };
+        let stale_local_reads = start.has_bug(BUG_STALE_LOCAL_READS);
+        let cluster = start.cluster();
+        let (settings, mut recovered) = (start.settings, start.recovered);
         if bugs.forget_vote_on_restart {
             recovered.hard.vote = None;
         }
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let forwarding = ForwardState::new(
-            settings.forward,
-            has(BUG_STALE_LOCAL_READS),
+        let mut rng = ChaCha8Rng::seed_from_u64(start.seed);
+        let (timing, forwarding) = ForwardState::consensus(
+            &settings.consensus(),
+            stale_local_reads,
             "election in progress",
-            timing.request_timeout,
             rng.gen::<u64>(),
         );
         RaftCore {
-            cluster: Cluster::new(id, nodes),
+            cluster,
             settings,
             timing,
             bugs,
