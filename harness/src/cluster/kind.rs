@@ -31,12 +31,6 @@ pub fn find(name: &str) -> Option<&'static TargetKind> {
     KINDS.iter().copied().find(|k| k.name == name)
 }
 
-/// Every kind's name, comma-separated.
-pub fn names() -> String {
-    let names: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
-    names.join(", ")
-}
-
 /// One kind of system under test.
 pub struct TargetKind {
     /// `target.kind` in an experiment.
