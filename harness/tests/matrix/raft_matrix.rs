@@ -67,7 +67,7 @@ fn cell_with(name: &str, extra: &[&str]) -> (serde_json::Value, tempfile::TempDi
 
 matrix_tests! {
     "raft",
-    own: ["bug-forget-vote-on-restart"],
+    own: ["bug-forget-vote-on-restart", "bug-commit-without-quorum"],
     cells: {
         kill_follower => "kill-follower",
         pause_leader => "pause-leader",
@@ -92,7 +92,6 @@ matrix_tests! {
         kill_all => "kill-all",
         bug_stale_local_reads => "bug-stale-local-reads",
         bug_ack_before_persist => "bug-ack-before-persist",
-        bug_commit_without_quorum => "bug-commit-without-quorum",
         partition_isolate_leader => "partition-isolate-leader",
         partition_random_halves_reset => "partition-random-halves-reset",
         partition_bridge_ring => "partition-bridge-ring",
@@ -102,6 +101,28 @@ matrix_tests! {
         nemesis_mix => "nemesis-mix",
         forget_vote_control => "forget-vote-control",
     }
+}
+
+/// commit-without-quorum shows when the leader, alone after both followers are killed, keeps
+/// acknowledging, and a read after the new leader's election reaches a key before a new write
+/// overwrites it. Alone on the machine every run of seed 17 catches it; with the whole matrix
+/// running beside it, one run in three of this session's `.ci/run`s came out valid (the first
+/// operation on each key after the outage was a write). As for the other rare bugs, up to three
+/// runs (seeds 17, 18, 19): the bug must show in one, and no run may end in anything but
+/// `invalid` or `valid`.
+#[test]
+fn bug_commit_without_quorum() {
+    let r = common::first_catch(
+        "raft",
+        MATRIX,
+        "bug-commit-without-quorum",
+        &["17", "18", "19"],
+    );
+    let c = &r["consistency"];
+    assert!(
+        c["lost_writes"].as_u64().unwrap() + c["stale_reads"].as_u64().unwrap() > 0,
+        "{c}"
+    );
 }
 
 /// The forgotten vote shows as two nodes leading one term, found by the election-safety
