@@ -142,14 +142,6 @@ pub trait System: fmt::Debug + Send + Sync {
     }
 }
 
-/// Writes `text` to `path`, as a [`ClusterError::Io`] on failure.
-pub fn write_file(path: &Path, text: impl AsRef<[u8]>) -> Result<(), ClusterError> {
-    std::fs::write(path, text).map_err(|source| ClusterError::Io {
-        path: path.to_owned(),
-        source,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

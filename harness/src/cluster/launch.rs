@@ -69,6 +69,22 @@ pub enum ClusterError {
     NotReady { waited: Duration, detail: String },
 }
 
+/// Writes `text` to `path`, as a [`ClusterError::Io`] on failure.
+pub fn write_file(path: &Path, text: impl AsRef<[u8]>) -> Result<(), ClusterError> {
+    std::fs::write(path, text).map_err(|source| ClusterError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Creates `dir` and its parents, as a [`ClusterError::Io`] on failure.
+pub fn create_dir(dir: &Path) -> Result<(), ClusterError> {
+    std::fs::create_dir_all(dir).map_err(|source| ClusterError::Io {
+        path: dir.to_owned(),
+        source,
+    })
+}
+
 /// One node: its addresses, files and (when running) its process.
 pub struct NodeHandle {
     pub id: String,
@@ -357,10 +373,7 @@ impl Cluster {
     ) -> Result<NodeHandle, ClusterError> {
         let dir = spec.run_dir.join("nodes").join(id);
         let data_dir = dir.join("data");
-        std::fs::create_dir_all(&data_dir).map_err(|source| ClusterError::Io {
-            path: data_dir.clone(),
-            source,
-        })?;
+        create_dir(&data_dir)?;
         let config = NodeConfig {
             id: id.to_string(),
             client_addr,
@@ -371,14 +384,10 @@ impl Cluster {
             bugs: spec.bugs.clone(),
         };
         let config_path = dir.join("config.json");
-        std::fs::write(
+        write_file(
             &config_path,
             serde_json::to_vec_pretty(&config).expect("node config serializes"),
-        )
-        .map_err(|source| ClusterError::Io {
-            path: config_path.clone(),
-            source,
-        })?;
+        )?;
         Ok(NodeHandle {
             id: id.to_string(),
             client_addr,
@@ -413,10 +422,7 @@ impl Cluster {
                 return Ok(p.pid());
             }
         }
-        std::fs::create_dir_all(&node.data_dir).map_err(|source| ClusterError::Io {
-            path: node.data_dir.clone(),
-            source,
-        })?;
+        create_dir(&node.data_dir)?;
         let spec = ProcessSpec {
             program: node.program.clone(),
             args: node.args.clone(),

@@ -12,8 +12,10 @@ use serde::Deserialize;
 
 use super::RedisShared;
 use crate::cluster::client::Driver;
-use crate::cluster::kind::{write_file, Ends, NodeStart, System, TargetKind};
-use crate::cluster::launch::{find_program, ClusterError, NodeHandle, Sidecar};
+use crate::cluster::kind::{Ends, NodeStart, System, TargetKind};
+use crate::cluster::launch::{
+    create_dir, find_program, write_file, ClusterError, NodeHandle, Sidecar,
+};
 
 /// The name the Sentinels monitor the primary under.
 pub const MASTER_NAME: &str = "faultline";
@@ -158,10 +160,7 @@ impl System for Redis {
         netns: Option<&Netns>,
     ) -> Result<Option<Sidecar>, ClusterError> {
         let dir = node.dir.join("sentinel");
-        std::fs::create_dir_all(&dir).map_err(|source| ClusterError::Io {
-            path: dir.clone(),
-            source,
-        })?;
+        create_dir(&dir)?;
         let conf = dir.join("sentinel.conf");
         let primary = ends[0].1;
         let text = sentinel_config(
